@@ -1,0 +1,246 @@
+/* plan.c: shape inference, constant folding and arena layout for concrete
+ * input shapes (core/plan.h). Runs each node's infer once, folds nodes fed by
+ * constants with their own CPU kernels, and assigns arena offsets first-fit by
+ * liveness. ot_plan_run then calls the CPU kernels in topological order. */
+#include "plan.h"
+#include "../kernels/ops.h"
+#include <string.h>
+
+#define ARENA_ALIGN 64
+
+static size_t align_up(size_t x) { return (x + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1); }
+
+void ot_plan_destroy(ot_plan *p) {
+    if (!p) return;
+    if (p->owned) for (int v = 0; v < p->nv; v++) free(p->owned[v]);
+    if (p->params) for (int i = 0; i < p->g->n_nodes; i++) free(p->params[i]);
+    free(p->owned); free(p->params); free(p->dtype); free(p->shape); free(p->data); free(p->is_const);
+    free(p->steps); free(p->alias); free(p->offset); free(p->arena); free(p->ws);
+    free(p);
+}
+
+static size_t value_bytes(const ot_plan *p, int v) {
+    return (size_t)ot_numel(&p->shape[v]) * ot_dtype_size(p->dtype[v]);
+}
+
+/* ---- inference and folding, node by node ---- */
+static ot_status infer_nodes(ot_plan *p, ot_error *err) {
+    const ot_graph *g = p->g;
+    for (int ni = 0; ni < g->n_nodes; ni++) {
+        const ot_node *n = &g->nodes[ni];
+        const ot_op_def *def = ot_op_get(n->op);
+        char label[600];
+        ot_node_label(g, n, label, sizeof label);
+        for (int k = 0; k < n->n_in; k++) {
+            int v = n->in[k];
+            if (v >= 0 && p->dtype[v] == OT_UNDEF)
+                return ot_fail(err, OT_ERR_INTERNAL, "%sinput '%s' has no type yet", label, g->values[v].name);
+        }
+        p->params[ni] = calloc(1, def->params_size ? def->params_size : 1);
+        if (!p->params[ni]) return ot_fail(err, OT_ERR_NOMEM, "%sout of memory", label);
+        ot_kctx c = {p, n, (int)g->opset, p->params[ni], err};
+        ot_status s = def->infer(&c);
+        if (s) return ot_fail_prefix(err, "%s", label);
+        bool all_const = true;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0 && !p->is_const[n->in[k]]) all_const = false;
+        for (int k = 0; k < n->n_out; k++) {
+            int v = n->out[k];
+            if (v >= 0 && p->dtype[v] == OT_UNDEF)
+                return ot_fail(err, OT_ERR_INTERNAL, "%soutput %d was not inferred", label, k);
+        }
+        if (all_const || (def->flags & OT_OPF_SHAPE_ONLY)) {
+            for (int k = 0; k < n->n_out; k++) {
+                int v = n->out[k];
+                if (v < 0) continue;
+                size_t b = value_bytes(p, v);
+                p->owned[v] = calloc(1, b ? b : 1);
+                if (!p->owned[v]) return ot_fail(err, OT_ERR_NOMEM, "%sout of memory folding %zu bytes", label, b);
+                p->data[v] = p->owned[v];
+                p->is_const[v] = 1;
+                p->const_bytes += b;
+            }
+            if (p->ws_bytes && !p->ws) {
+                p->ws = malloc(p->ws_bytes);
+                if (!p->ws) return ot_fail(err, OT_ERR_NOMEM, "%sout of memory (workspace)", label);
+            }
+            s = def->fwd_cpu(&c);
+            if (s) return ot_fail_prefix(err, "%s", label);
+            /* a fold may have grown the workspace need: reallocate lazily next time */
+            if (p->ws) { free(p->ws); p->ws = NULL; }
+        } else if (def->flags & OT_OPF_FOLD_ONLY) {
+            return ot_fail(err, OT_ERR_UNSUPPORTED, "%sits inputs are computed at run time; onnx-train evaluates %s only on constants",
+                           label, n->op_type);
+        } else {
+            p->steps[p->n_steps++] = ni;
+        }
+    }
+    return OT_OK;
+}
+
+/* ---- arena layout: first fit over live blocks, by liveness ---- */
+typedef struct { size_t off, size; int death; } block;
+
+static ot_status layout(ot_plan *p, ot_error *err) {
+    const ot_graph *g = p->g;
+    int nv = p->nv, ns = p->n_steps;
+    int *birth = malloc(sizeof(int) * (size_t)nv), *death = malloc(sizeof(int) * (size_t)nv);
+    block *live = malloc(sizeof(block) * (size_t)(nv + 1));
+    ot_status st = OT_OK;
+    if (!birth || !death || !live) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory planning memory"); goto done; }
+    for (int v = 0; v < nv; v++) { p->alias[v] = v; birth[v] = -1; death[v] = -1; }
+    /* aliases and births */
+    for (int s = 0; s < ns; s++) {
+        const ot_node *n = &g->nodes[p->steps[s]];
+        const ot_op_def *def = ot_op_get(n->op);
+        for (int k = 0; k < n->n_out; k++) {
+            int v = n->out[k];
+            if (v < 0) continue;
+            if (k == 0 && (def->flags & OT_OPF_ALIAS) && n->in[0] >= 0) p->alias[v] = p->alias[n->in[0]];
+            else birth[v] = s;
+        }
+    }
+    /* deaths: last step that reads any view of a root; graph outputs live to the end */
+    for (int s = 0; s < ns; s++) {
+        const ot_node *n = &g->nodes[p->steps[s]];
+        for (int k = 0; k < n->n_in; k++) {
+            int v = n->in[k];
+            if (v >= 0 && death[p->alias[v]] < s) death[p->alias[v]] = s;
+        }
+        for (int k = 0; k < n->n_out; k++) {
+            int v = n->out[k];
+            if (v >= 0 && death[p->alias[v]] < s) death[p->alias[v]] = s;
+        }
+    }
+    for (int k = 0; k < g->n_outputs; k++) death[p->alias[g->outputs[k]]] = ns;
+    /* first fit, step by step */
+    int n_live = 0;
+    size_t top = 0;
+    for (int s = 0; s < ns; s++) {
+        int w = 0;
+        for (int b = 0; b < n_live; b++) if (live[b].death >= s) live[w++] = live[b];
+        n_live = w;
+        const ot_node *n = &g->nodes[p->steps[s]];
+        for (int k = 0; k < n->n_out; k++) {
+            int v = n->out[k];
+            if (v < 0 || birth[v] != s) continue;
+            size_t need = align_up(value_bytes(p, v));
+            /* live is sorted by offset: find the first gap */
+            size_t off = 0;
+            int pos = 0;
+            for (; pos < n_live; pos++) {
+                if (live[pos].off >= off + need) break;
+                size_t end = live[pos].off + live[pos].size;
+                if (end > off) off = end;
+            }
+            memmove(&live[pos + 1], &live[pos], sizeof(block) * (size_t)(n_live - pos));
+            live[pos] = (block){off, need, death[v]};
+            n_live++;
+            p->offset[v] = off;
+            if (off + need > top) top = off + need;
+        }
+    }
+    p->arena_bytes = top;
+    p->arena = NULL;
+    if (p->flags & OT_PLAN_NO_MEMORY) goto done;
+    if (top) {
+        p->arena = aligned_alloc(ARENA_ALIGN, top);
+        if (!p->arena) { st = ot_fail(err, OT_ERR_NOMEM, "%s: cannot allocate %zu bytes of activations", g->path, top); goto done; }
+    }
+    for (int s = 0; s < ns; s++) {
+        const ot_node *n = &g->nodes[p->steps[s]];
+        for (int k = 0; k < n->n_out; k++) {
+            int v = n->out[k];
+            if (v >= 0 && birth[v] == s) p->data[v] = p->arena + p->offset[v];
+        }
+    }
+    if (p->ws_bytes) {
+        p->ws = malloc(p->ws_bytes);
+        if (!p->ws) st = ot_fail(err, OT_ERR_NOMEM, "%s: cannot allocate a %zu-byte workspace", g->path, p->ws_bytes);
+    }
+done:
+    free(birth); free(death); free(live);
+    return st;
+}
+
+ot_status ot_plan_create(const ot_graph *g, const ot_shape *shapes, ot_plan **out, ot_error *err) {
+    return ot_plan_create_ex(g, shapes, 0, out, err);
+}
+
+ot_status ot_plan_create_ex(const ot_graph *g, const ot_shape *shapes, unsigned flags, ot_plan **out, ot_error *err) {
+    *out = NULL;
+    ot_plan *p = calloc(1, sizeof *p);
+    if (!p) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
+    p->g = g;
+    p->flags = flags;
+    p->nv = g->n_values;
+    size_t nv = (size_t)(g->n_values ? g->n_values : 1), nn = (size_t)(g->n_nodes ? g->n_nodes : 1);
+    p->dtype = calloc(nv, sizeof *p->dtype);
+    p->shape = calloc(nv, sizeof *p->shape);
+    p->data = calloc(nv, sizeof *p->data);
+    p->is_const = calloc(nv, 1);
+    p->owned = calloc(nv, sizeof *p->owned);
+    p->alias = calloc(nv, sizeof *p->alias);
+    p->offset = calloc(nv, sizeof *p->offset);
+    p->params = calloc(nn, sizeof *p->params);
+    p->steps = calloc(nn, sizeof *p->steps);
+    if (!p->dtype || !p->shape || !p->data || !p->is_const || !p->owned || !p->alias || !p->offset || !p->params || !p->steps) {
+        ot_plan_destroy(p);
+        return ot_fail(err, OT_ERR_NOMEM, "out of memory");
+    }
+    for (int v = 0; v < g->n_values; v++) {
+        const ot_value *val = &g->values[v];
+        p->shape[v].rank = -1;
+        if (val->flags & OT_V_INIT) {
+            p->dtype[v] = val->init.dtype;
+            p->shape[v] = val->init.shape;
+            p->data[v] = val->init.data;
+            p->is_const[v] = 1;
+        }
+    }
+    for (int i = 0; i < g->n_inputs; i++) {
+        int v = g->inputs[i];
+        const ot_value *val = &g->values[v];
+        ot_shape s = shapes ? shapes[i] : val->shape;
+        char want[160], got[160];
+        ot_shape_str(&val->shape, want, sizeof want);
+        ot_shape_str(&s, got, sizeof got);
+        int64_t numel;
+        if (!ot_shape_known(&s) || !ot_shape_numel(&s, &numel)) {
+            ot_plan_destroy(p);
+            return ot_fail(err, OT_ERR_SHAPE, "%s: input '%s' needs a concrete shape (declared %s, given %s)", g->path, val->name, want, got);
+        }
+        bool ok = val->shape.rank < 0 || val->shape.rank == s.rank;
+        for (int d = 0; ok && d < s.rank && val->shape.rank >= 0; d++)
+            if (val->shape.d[d] >= 0 && val->shape.d[d] != s.d[d]) ok = false;
+        if (!ok) {
+            ot_plan_destroy(p);
+            return ot_fail(err, OT_ERR_SHAPE, "%s: input '%s' expects shape %s, got %s", g->path, val->name, want, got);
+        }
+        p->dtype[v] = OT_F32;
+        p->shape[v] = s;
+    }
+    ot_status s = infer_nodes(p, err);
+    if (!s) s = layout(p, err);
+    if (s) { ot_plan_destroy(p); return s; }
+    *out = p;
+    return OT_OK;
+}
+
+ot_status ot_plan_run(ot_plan *p, const float *const *inputs, ot_error *err) {
+    const ot_graph *g = p->g;
+    if (p->flags & OT_PLAN_NO_MEMORY) return ot_fail(err, OT_ERR_INTERNAL, "a plan made without memory cannot run");
+    for (int i = 0; i < g->n_inputs; i++) p->data[g->inputs[i]] = (void *)inputs[i];
+    for (int s = 0; s < p->n_steps; s++) {
+        const ot_node *n = &g->nodes[p->steps[s]];
+        const ot_op_def *def = ot_op_get(n->op);
+        if ((def->flags & OT_OPF_ALIAS) && n->out[0] >= 0 && n->in[0] >= 0) p->data[n->out[0]] = p->data[n->in[0]];
+        ot_kctx c = {p, n, (int)g->opset, p->params[p->steps[s]], err};
+        ot_status st = def->fwd_cpu(&c);
+        if (st) {
+            char label[600];
+            return ot_fail_prefix(err, "%s", ot_node_label(g, n, label, sizeof label));
+        }
+    }
+    return OT_OK;
+}

@@ -1,0 +1,43 @@
+/* plan.h: a graph planned for concrete input shapes.
+ *
+ * Planning infers the dtype and shape of every value, folds every node whose
+ * inputs are constant (Constant, Shape, Gather, Cast, ConstantOfShape and any
+ * other op fed only by constants), and lays the remaining activations out in one
+ * arena by liveness: values whose lifetimes do not overlap share bytes, view ops
+ * (Reshape, Squeeze, ...) alias their input. Nothing is allocated by a run. */
+#ifndef OT_PLAN_H
+#define OT_PLAN_H
+
+#include "graph.h"
+
+typedef struct ot_plan {
+    const ot_graph *g;
+    int nv;
+    ot_dtype *dtype;       /* per value */
+    ot_shape *shape;       /* per value, concrete */
+    void **data;           /* per value: constant data or arena pointer */
+    unsigned char *is_const;
+    void **owned;          /* per value: folded data owned by the plan */
+    void **params;         /* per node: op-specific parsed attributes */
+    int n_steps;
+    int *steps;            /* node ids run at run time, in order */
+    int *alias;            /* per value: value whose storage it shares, or itself */
+    size_t *offset;        /* per value: byte offset in the arena (roots only) */
+    unsigned char *arena;
+    size_t arena_bytes;
+    size_t const_bytes;    /* folded constant bytes */
+    unsigned flags;
+    size_t ws_bytes;       /* one scratch workspace shared by all ops (im2col, ...) */
+    void *ws;              /* an op raises ws_bytes in infer and uses ws in fwd_cpu */
+} ot_plan;
+
+/* shapes: one per graph input (NULL: declared shapes, which must be static). */
+ot_status ot_plan_create(const ot_graph *g, const ot_shape *shapes, ot_plan **out, ot_error *err);
+/* OT_PLAN_NO_MEMORY: infer and fold only, no arena (for validation and info). */
+#define OT_PLAN_NO_MEMORY 1u
+ot_status ot_plan_create_ex(const ot_graph *g, const ot_shape *shapes, unsigned flags, ot_plan **out, ot_error *err);
+/* inputs: one float32 buffer per graph input, of the planned shape. */
+ot_status ot_plan_run(ot_plan *p, const float *const *inputs, ot_error *err);
+void ot_plan_destroy(ot_plan *p);
+
+#endif

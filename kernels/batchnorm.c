@@ -1,0 +1,111 @@
+/* batchnorm.c: BatchNormalization (ONNX opset 7-15) on the CPU.
+ *
+ * Inference form (1 output): y = (x - mean) / sqrt(var + eps) * scale + B.
+ * Training form (opset < 14: more than one output; opset >= 14: training_mode=1):
+ * batch mean and biased batch variance over (N, spatial); outputs running_mean
+ * = mean*momentum + batch_mean*(1-momentum), running_var likewise, and (opset <
+ * 14) saved_mean and saved inverse std, as ONNX Runtime computes them.
+ * Sums in double. CUDA twin: batchnorm.cu (cuDNN), later. */
+#include "ops.h"
+#include <math.h>
+
+typedef struct bn_params {
+    int64_t n, c, s;     /* x viewed as (N, C, S) */
+    float eps, momentum;
+    int training;
+} bn_params;
+
+/* ---- forward ---- */
+/* y, x: (N, C, S); scale, bias, mean, var: (C) */
+static void bn_infer_fwd(float *y, const float *x, const float *scale, const float *bias, const float *mean,
+                         const float *var, const bn_params *p) {
+#pragma omp parallel for if (p->n * p->c * p->s > 32768)
+    for (int64_t ch = 0; ch < p->c; ch++) {
+        float a = scale[ch] / sqrtf(var[ch] + p->eps), b = bias[ch] - mean[ch] * a;
+        for (int64_t n = 0; n < p->n; n++) {
+            const float *xs = x + (n * p->c + ch) * p->s;
+            float *ys = y + (n * p->c + ch) * p->s;
+            for (int64_t i = 0; i < p->s; i++) ys[i] = xs[i] * a + b;
+        }
+    }
+}
+
+/* Training form. batch_mean/batch_invstd: (C), may be NULL-free outputs of the node. */
+static void bn_train_fwd(float *y, float *run_mean, float *run_var, float *saved_mean, float *saved_invstd,
+                         const float *x, const float *scale, const float *bias, const float *mean_in,
+                         const float *var_in, const bn_params *p) {
+    const double cnt = (double)(p->n * p->s);
+#pragma omp parallel for if (p->n * p->c * p->s > 32768)
+    for (int64_t ch = 0; ch < p->c; ch++) {
+        double sum = 0, sq = 0;
+        for (int64_t n = 0; n < p->n; n++) {
+            const float *xs = x + (n * p->c + ch) * p->s;
+            for (int64_t i = 0; i < p->s; i++) sum += xs[i];
+        }
+        double mu = cnt > 0 ? sum / cnt : 0;
+        for (int64_t n = 0; n < p->n; n++) {
+            const float *xs = x + (n * p->c + ch) * p->s;
+            for (int64_t i = 0; i < p->s; i++) { double d = xs[i] - mu; sq += d * d; }
+        }
+        double var = cnt > 0 ? sq / cnt : 0;
+        double inv = 1.0 / sqrt(var + (double)p->eps);
+        float a = (float)(scale[ch] * inv), b = (float)(bias[ch] - mu * scale[ch] * inv);
+        for (int64_t n = 0; n < p->n; n++) {
+            const float *xs = x + (n * p->c + ch) * p->s;
+            float *ys = y + (n * p->c + ch) * p->s;
+            for (int64_t i = 0; i < p->s; i++) ys[i] = xs[i] * a + b;
+        }
+        if (run_mean) run_mean[ch] = (float)(mean_in[ch] * p->momentum + mu * (1.0 - p->momentum));
+        if (run_var) run_var[ch] = (float)(var_in[ch] * p->momentum + var * (1.0 - p->momentum));
+        if (saved_mean) saved_mean[ch] = (float)mu;
+        if (saved_invstd) saved_invstd[ch] = (float)inv;
+    }
+}
+
+/* ---- op table entry ---- */
+static ot_status bn_infer(ot_kctx *c) {
+    bn_params *p = c->params;
+    for (int i = 0; i < 5; i++) OT_TRY(ot_require_float(c, i));
+    const ot_shape *xs = ot_ishape(c, 0);
+    char b1[160], b2[160];
+    if (xs->rank < 2) return ot_fail(c->err, OT_ERR_SHAPE, "input %s needs rank >= 2 (N, C, ...)", ot_shape_str(xs, b1, sizeof b1));
+    p->n = xs->d[0];
+    p->c = xs->d[1];
+    p->s = 1;
+    for (int i = 2; i < xs->rank; i++) p->s *= xs->d[i];
+    for (int i = 1; i < 5; i++) {
+        const ot_shape *s = ot_ishape(c, i);
+        if (s->rank != 1 || s->d[0] != p->c)
+            return ot_fail(c->err, OT_ERR_SHAPE, "input %d '%s' has shape %s, expected [%lld] for input %s", i,
+                           c->p->g->values[c->n->in[i]].name, ot_shape_str(s, b1, sizeof b1), (long long)p->c,
+                           ot_shape_str(xs, b2, sizeof b2));
+    }
+    p->eps = ot_attr_float(c->n, "epsilon", 1e-5f);
+    p->momentum = ot_attr_float(c->n, "momentum", 0.9f);
+    ot_attr_int(c->n, "spatial", 1); /* opset < 9: always spatial here */
+    int64_t tm = ot_attr_int(c->n, "training_mode", 0);
+    p->training = c->opset >= 14 ? tm != 0 : c->n->n_out > 1;
+    int max_out = c->opset >= 14 ? 3 : 5;
+    if (c->n->n_out > max_out)
+        return ot_fail(c->err, OT_ERR_INVALID, "%d outputs; opset %d allows at most %d", c->n->n_out, c->opset, max_out);
+    if (!p->training && c->n->n_out > 1)
+        return ot_fail(c->err, OT_ERR_INVALID, "running statistics outputs need training_mode=1");
+    OT_TRY(ot_set_out(c, 0, OT_F32, xs));
+    ot_shape cs = {1, {p->c}};
+    for (int i = 1; i < c->n->n_out; i++) OT_TRY(ot_set_out(c, i, OT_F32, &cs));
+    return OT_OK;
+}
+
+static float *opt_out(ot_kctx *c, int i) { return ot_has_out(c, i) ? ot_outf(c, i) : NULL; }
+
+static ot_status bn_fwd(ot_kctx *c) {
+    const bn_params *p = c->params;
+    if (p->training)
+        bn_train_fwd(ot_outf(c, 0), opt_out(c, 1), opt_out(c, 2), opt_out(c, 3), opt_out(c, 4), ot_inf(c, 0),
+                     ot_inf(c, 1), ot_inf(c, 2), ot_inf(c, 3), ot_inf(c, 4), p);
+    else
+        bn_infer_fwd(ot_outf(c, 0), ot_inf(c, 0), ot_inf(c, 1), ot_inf(c, 2), ot_inf(c, 3), ot_inf(c, 4), p);
+    return OT_OK;
+}
+
+const ot_op_def ot_op_batchnormalization = {"BatchNormalization", 5, 5, 1, 5, sizeof(bn_params), bn_infer, bn_fwd, 0};

@@ -1,0 +1,72 @@
+/* ops.h: the op table, the ONLY place that lists ops, and the context a
+ * kernel sees. Adding an op: one file (kernels/<family>.c, later a .cu twin),
+ * one row in kernels/optable.c, one test (docs/ADDING_AN_OP.md).
+ *
+ * Each op has:
+ *   infer(c):   validates attributes and inputs, sets every output's dtype and
+ *               shape with ot_set_out(), and may fill c->params (params_size
+ *               bytes, zeroed) with parsed attributes for the kernels.
+ *               Constant inputs (weights, shape tensors) are readable here.
+ *   fwd_cpu(c): computes the outputs from the inputs (NCHW, row-major).
+ * Errors name what was expected; the planner prefixes file, node and op. */
+#ifndef OT_OPS_H
+#define OT_OPS_H
+
+#include "../core/plan.h"
+
+typedef struct ot_kctx {
+    ot_plan *p;
+    const ot_node *n;
+    int opset;
+    void *params;
+    ot_error *err;
+} ot_kctx;
+
+enum {
+    OT_OPF_ALIAS = 1u,       /* output 0 is a view of input 0 (same bytes) */
+    OT_OPF_FOLD_ONLY = 2u,   /* must be folded at plan time (inputs constant) */
+    OT_OPF_SHAPE_ONLY = 4u,  /* reads only its input's shape (Shape): always foldable */
+};
+
+typedef struct ot_op_def {
+    const char *name;
+    int min_in, max_in;      /* max_in -1: variadic */
+    int min_out, max_out;    /* max_out -1: variadic */
+    size_t params_size;
+    ot_status (*infer)(ot_kctx *c);
+    ot_status (*fwd_cpu)(ot_kctx *c);
+    unsigned flags;
+} ot_op_def;
+
+/* Table lookup; -1 when the op is not supported. domain "" or "ai.onnx". */
+int ot_op_lookup(const char *op_type, const char *domain);
+const ot_op_def *ot_op_get(int index);
+int ot_op_count(void);
+
+/* ---- accessors for kernels ---- */
+static inline bool ot_has_in(const ot_kctx *c, int i) { return i < c->n->n_in && c->n->in[i] >= 0; }
+static inline int ot_in_vid(const ot_kctx *c, int i) { return c->n->in[i]; }
+static inline const ot_shape *ot_ishape(const ot_kctx *c, int i) { return &c->p->shape[c->n->in[i]]; }
+static inline ot_dtype ot_idtype(const ot_kctx *c, int i) { return c->p->dtype[c->n->in[i]]; }
+/* Constant data of input i, or NULL when it is computed at run time. */
+static inline const void *ot_iconst(const ot_kctx *c, int i) {
+    return ot_has_in(c, i) && c->p->is_const[c->n->in[i]] ? c->p->data[c->n->in[i]] : NULL;
+}
+static inline const void *ot_in(const ot_kctx *c, int i) { return c->p->data[c->n->in[i]]; }
+static inline const float *ot_inf(const ot_kctx *c, int i) { return (const float *)c->p->data[c->n->in[i]]; }
+static inline bool ot_has_out(const ot_kctx *c, int i) { return i < c->n->n_out && c->n->out[i] >= 0; }
+static inline void *ot_out(const ot_kctx *c, int i) { return c->p->data[c->n->out[i]]; }
+static inline float *ot_outf(const ot_kctx *c, int i) { return (float *)c->p->data[c->n->out[i]]; }
+static inline const ot_shape *ot_oshape(const ot_kctx *c, int i) { return &c->p->shape[c->n->out[i]]; }
+
+/* Set output i's dtype and shape (checks sizes; ignores omitted outputs). */
+ot_status ot_set_out(ot_kctx *c, int i, ot_dtype t, const ot_shape *s);
+/* Require input i to have one of the dtypes (OT_UNDEF-terminated list). */
+ot_status ot_require_dtype(ot_kctx *c, int i, const ot_dtype *allowed);
+ot_status ot_require_float(ot_kctx *c, int i);   /* float32 */
+/* Read a constant int64/int32 input as int64 values into v (at most max); count or error. */
+ot_status ot_const_ints(ot_kctx *c, int i, int64_t *v, int64_t max, int64_t *count);
+/* Normalise an axis in [-rank, rank) to [0, rank). */
+ot_status ot_axis(ot_kctx *c, int64_t axis, int rank, int64_t *out);
+
+#endif

@@ -1,0 +1,16 @@
+/* test_cuda_device.c (label cuda): the CUDA backend finds the GPU. Skips with
+ * a message on machines without one, as CI has none. */
+#include "core/device.h"
+#include "testutil.h"
+#include <stdio.h>
+
+int main(void) {
+    char why[256] = "";
+    int n = ot_cuda_device_count(why, sizeof why);
+    if (n <= 0) {
+        printf("SKIP: %s\n", why);
+        return OT_SKIP;
+    }
+    printf("%d CUDA device(s)\n", n);
+    return 0;
+}

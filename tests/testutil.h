@@ -1,0 +1,25 @@
+/* testutil.h: helpers shared by the Check suites. */
+#ifndef OT_TESTUTIL_H
+#define OT_TESTUTIL_H
+
+#include "core/graph.h"
+#include <check.h>
+#include <stdbool.h>
+
+/* Skip code understood by ctest (SKIP_RETURN_CODE 77). */
+#define OT_SKIP 77
+
+bool tu_exists(const char *path);
+/* max |a - b| / max(1, |b|) over n values */
+double tu_scaled_err(const float *a, const float *b, int64_t n);
+/* Run a shell command (stdout as the command redirects it); returns its exit
+ * status, stderr captured into err (may be NULL). */
+int tu_run(const char *cmd, char *err, size_t errlen);
+/* Path of the shared folder, or NULL (with a message on stderr) when absent. */
+const char *tu_shared(void);
+/* Work folder for this test binary (created). */
+const char *tu_work(void);
+/* Run a Check suite; returns the process exit code. */
+int tu_main(Suite *s);
+
+#endif

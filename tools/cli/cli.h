@@ -1,0 +1,25 @@
+/* cli.h: shared helpers of the onnx-train command line (tools/cli/). */
+#ifndef OT_CLI_H
+#define OT_CLI_H
+
+#include "core/graph.h"
+#include <stdbool.h>
+
+/* Exit codes: 0 ok, 2 bad input or usage (the message is on stderr). */
+#define CLI_EXIT_BAD 2
+
+typedef int (*cli_cmd_fn)(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
+
+/* Print "onnx-train: <msg>" on stderr, return CLI_EXIT_BAD. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int cli_error(const ot_error *e);
+bool cli_is_help(const char *a);
+/* mkdir -p */
+int cli_mkdirs(const char *path);
+/* Trainable parameter count: float initializers feeding Conv weights/biases and
+ * BatchNormalization scale/bias (through Identity). */
+int64_t cli_param_count(const ot_graph *g);
+
+#endif

@@ -1,0 +1,130 @@
+/* cmd_forward.c: `onnx-train forward MODEL --input X.npy --out DIR`: the CPU
+ * forward pass, every graph output written as DIR/<output name>.npy. */
+#include "cli.h"
+#include "core/npy.h"
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+static void fwd_usage(FILE *f) {
+    fprintf(f, "usage: onnx-train forward MODEL.onnx (--input X.npy | --random-input SEED) --out DIR [--repeat N]\n\n"
+               "Runs the CPU forward pass (float32, NCHW) and writes every graph output as\n"
+               "DIR/<output name>.npy. Give one --input per model input, in order (a float32\n"
+               "C-order .npy of the model's input shape; its shape sets the batch size of a\n"
+               "dynamic model). --random-input SEED feeds a deterministic 8-bit test image\n"
+               "pattern instead (also written to DIR). --repeat N runs N times and reports\n"
+               "the fastest.\n\n"
+               "example:\n  onnx-train forward yolov5s.onnx --input images.npy --out out/\n"
+               "  onnx-train forward yolov5s.onnx --random-input 1 --out out/\n");
+}
+
+/* Output names become file names: keep [A-Za-z0-9._-], map the rest to '_'. */
+static void safe_name(char *dst, size_t n, const char *name) {
+    size_t k = 0;
+    for (; name[k] && k + 1 < n; k++) {
+        char ch = name[k];
+        dst[k] = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_' ? ch : '_';
+    }
+    dst[k] = 0;
+    if (dst[0] == '.' || !dst[0]) dst[0] = '_';
+}
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+int cmd_forward(int argc, char **argv) {
+    const char *model = NULL, *out = NULL, *inputs[8];
+    int n_inputs = 0, repeat = 1;
+    long seed = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (cli_is_help(a)) { fwd_usage(stdout); return 0; }
+        bool has_val = i + 1 < argc;
+        if (strcmp(a, "--input") == 0 && has_val) {
+            if (n_inputs == 8) return cli_fail("forward: at most 8 --input files");
+            inputs[n_inputs++] = argv[++i];
+        } else if (strcmp(a, "--out") == 0 && has_val) out = argv[++i];
+        else if (strcmp(a, "--random-input") == 0 && has_val) {
+            char *end;
+            seed = strtol(argv[++i], &end, 10);
+            if (*end || seed < 0) return cli_fail("forward: --random-input needs a non-negative integer seed, got '%s'", argv[i]);
+        } else if (strcmp(a, "--repeat") == 0 && has_val) {
+            repeat = atoi(argv[++i]);
+            if (repeat < 1) return cli_fail("forward: --repeat needs a positive count");
+        } else if (a[0] == '-' && a[1]) { fwd_usage(stderr); return cli_fail("forward: unknown option or missing value '%s'", a); }
+        else if (!model) model = a;
+        else { fwd_usage(stderr); return cli_fail("forward: unexpected argument '%s'", a); }
+    }
+    if (!model) { fwd_usage(stderr); return cli_fail("forward: no model given"); }
+    if (!out) { fwd_usage(stderr); return cli_fail("forward: --out DIR is required"); }
+    if ((n_inputs > 0) == (seed >= 0)) { fwd_usage(stderr); return cli_fail("forward: give --input files or --random-input SEED (one of them)"); }
+
+    ot_model *g;
+    ot_error e;
+    if (ot_model_load(model, &g, &e)) return cli_error(&e);
+    int rc = 0, ni = g->n_inputs;
+    ot_tensor in[8];
+    ot_shape shapes[8];
+    ot_session *s = NULL;
+    memset(in, 0, sizeof in);
+    if (ni > 8) { rc = cli_fail("%s: %d inputs; at most 8 are supported", model, ni); goto done; }
+    if (n_inputs && n_inputs != ni) { rc = cli_fail("%s: the model has %d input(s), %d --input file(s) given", model, ni, n_inputs); goto done; }
+    if (cli_mkdirs(out) != 0) { rc = cli_fail("forward: cannot create output folder '%s'", out); goto done; }
+    for (int i = 0; i < ni; i++) {
+        const ot_value *v = &g->values[g->inputs[i]];
+        if (n_inputs) {
+            if (ot_npy_read(inputs[i], &in[i], &e)) { rc = cli_error(&e); goto done; }
+        } else {
+            int64_t n;
+            if (!ot_shape_numel(&v->shape, &n)) {
+                rc = cli_fail("%s: input '%s' has a dynamic shape; give --input X.npy to set it", model, v->name);
+                goto done;
+            }
+            in[i].dtype = OT_F32;
+            in[i].shape = v->shape;
+            in[i].data = malloc((size_t)n * sizeof(float) + 1);
+            if (!in[i].data) { rc = cli_fail("out of memory"); goto done; }
+            ot_fill_pattern(in[i].data, n, (uint32_t)seed + (uint32_t)i);
+            char fn[4096], nm[256];
+            safe_name(nm, sizeof nm, v->name);
+            snprintf(fn, sizeof fn, "%s/%s.npy", out, nm);
+            if (ot_npy_write(fn, &in[i], &e)) { rc = cli_error(&e); goto done; }
+        }
+        shapes[i] = in[i].shape;
+    }
+    if (ot_session_create(g, shapes, &s, &e)) {
+        rc = cli_error(&e);
+        goto done;
+    }
+    ot_tensor outs[64];
+    if (g->n_outputs > 64) { rc = cli_fail("%s: more than 64 outputs", model); goto done; }
+    double best = 1e30;
+    for (int r = 0; r < repeat; r++) {
+        double t0 = now_ms();
+        if (ot_session_run(s, in, outs, &e)) { rc = cli_error(&e); goto done; }
+        double t = now_ms() - t0;
+        if (t < best) best = t;
+    }
+    for (int k = 0; k < g->n_outputs; k++) {
+        char fn[4096], nm[256], sb[160];
+        safe_name(nm, sizeof nm, g->values[g->outputs[k]].name);
+        snprintf(fn, sizeof fn, "%s/%s.npy", out, nm);
+        if (outs[k].dtype != OT_F32) { rc = cli_fail("%s: output '%s' is %s, only float32 outputs are written", model, nm, ot_dtype_name(outs[k].dtype)); goto done; }
+        if (ot_npy_write(fn, &outs[k], &e)) { rc = cli_error(&e); goto done; }
+        const float *d = outs[k].data;
+        int64_t n = ot_numel(&outs[k].shape);
+        double mn = INFINITY, mx = -INFINITY, sum = 0;
+        for (int64_t i = 0; i < n; i++) { mn = fmin(mn, d[i]); mx = fmax(mx, d[i]); sum += d[i]; }
+        printf("%-12s %-20s min %-12.6g max %-12.6g mean %-12.6g -> %s\n", g->values[g->outputs[k]].name,
+               ot_shape_str(&outs[k].shape, sb, sizeof sb), n ? mn : 0, n ? mx : 0, n ? sum / (double)n : 0, fn);
+    }
+    printf("forward %.1f ms%s\n", best, repeat > 1 ? " (fastest run)" : "");
+done:
+    ot_session_destroy(s);
+    for (int i = 0; i < ni && i < 8; i++) free(in[i].data);
+    ot_model_destroy(g);
+    return rc;
+}

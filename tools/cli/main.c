@@ -1,0 +1,62 @@
+/* main.c: the onnx-train command line: dispatch to subcommands. The only
+ * place that exits. */
+#include "cli.h"
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const struct { const char *name; cli_cmd_fn fn; const char *what; } cmds[] = {
+    {"info", cmd_info, "describe a model: inputs, outputs, ops, parameters, YOLO head"},
+    {"forward", cmd_forward, "run the CPU forward pass and write every output as .npy"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "onnx-train %s: train YOLOv5 ONNX models natively\n\n"
+            "usage: onnx-train <command> [options]   (onnx-train <command> --help for details)\n\ncommands:\n",
+            OT_VERSION);
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) fprintf(f, "  %-9s %s\n", cmds[i].name, cmds[i].what);
+    fprintf(f, "\nexample:\n  onnx-train info yolov5s.onnx\n"
+               "  onnx-train forward yolov5s.onnx --random-input 1 --out out/\n");
+}
+
+int cli_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("onnx-train: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return CLI_EXIT_BAD;
+}
+
+int cli_error(const ot_error *e) { return cli_fail("%s", e->msg); }
+
+bool cli_is_help(const char *a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
+
+int cli_mkdirs(const char *path) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return -1;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
+    struct stat st;
+    return stat(buf, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || cli_is_help(argv[1])) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_EXIT_BAD : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) { printf("onnx-train %s\n", OT_VERSION); return 0; }
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
+    usage(stderr);
+    return cli_fail("unknown command '%s'", argv[1]);
+}
