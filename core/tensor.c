@@ -25,6 +25,9 @@ const char *ot_dtype_name(ot_dtype t) {
     case OT_BOOL: return "bool";
     case OT_UNDEF: return "undefined";
     }
+    static const char *other[] = {[3] = "int8", [4] = "uint16", [5] = "int16", [8] = "string", [12] = "uint32",
+                                  [13] = "uint64", [14] = "complex64", [15] = "complex128", [16] = "bfloat16"};
+    if ((int)t >= 0 && (size_t)t < sizeof other / sizeof other[0] && other[t]) return other[t];
     snprintf(buf, sizeof buf, "dtype#%d", (int)t);
     return buf;
 }

@@ -3,8 +3,9 @@
  * Spec: ONNX Sigmoid-6/13, Add/Sub/Mul/Div-7/13/14, Pow-7/12/13/15 with numpy
  * multidirectional broadcasting (onnx docs/Broadcasting.md). Results follow ONNX
  * Runtime's CPU kernels: int64 Div truncates toward zero like C, and Pow with an
- * exponent that is constant along the innermost run uses x*x for 2 and x*x*x for 3
- * (ORT's PowImpl); a float32 base with an int64 exponent is computed in double.
+ * exponent that is constant along the innermost run (and a base that is not) uses
+ * x*x for 2 and x*x*x for 3 (ORT's PowImpl "input1scalar" span); a float32 base
+ * with an int64 exponent is computed in double.
  * Binary ops take float32 or int64 (int64 folds shape arithmetic in dynamic exports).
  *
  * Broadcasting is planned once at infer time: both operands are aligned to the
@@ -167,8 +168,8 @@ static void row_f32(int kind, const void *pa, int64_t ia, const void *pb, int64_
     case BIN_MUL: ROW(float, float, float, a * b); break;
     case BIN_DIV: ROW(float, float, float, a / b); break;
     default: /* BIN_POW */
-        if (ib == 0 && ((const float *)pb)[0] == 2.0f) ROW(float, float, float, ((void)b, a * a));
-        else if (ib == 0 && ((const float *)pb)[0] == 3.0f) ROW(float, float, float, ((void)b, a * a * a));
+        if (ia && !ib && ((const float *)pb)[0] == 2.0f) ROW(float, float, float, ((void)b, a * a));
+        else if (ia && !ib && ((const float *)pb)[0] == 3.0f) ROW(float, float, float, ((void)b, a * a * a));
         else ROW(float, float, float, powf(a, b));
         break;
     }
@@ -184,8 +185,8 @@ static void row_i64(int kind, const void *pa, int64_t ia, const void *pb, int64_
 }
 
 static void row_pow_fi(const void *pa, int64_t ia, const void *pb, int64_t ib, void *po, int64_t n) {
-    if (ib == 0 && ((const int64_t *)pb)[0] == 2) ROW(float, int64_t, float, ((void)b, a * a));
-    else if (ib == 0 && ((const int64_t *)pb)[0] == 3) ROW(float, int64_t, float, ((void)b, a * a * a));
+    if (ia && !ib && ((const int64_t *)pb)[0] == 2) ROW(float, int64_t, float, ((void)b, a * a));
+    else if (ia && !ib && ((const int64_t *)pb)[0] == 3) ROW(float, int64_t, float, ((void)b, a * a * a));
     else ROW(float, int64_t, float, pow_fi(a, b));
 }
 

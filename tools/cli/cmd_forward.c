@@ -54,13 +54,13 @@ int cmd_forward(int argc, char **argv) {
         } else if (strcmp(a, "--repeat") == 0 && has_val) {
             repeat = atoi(argv[++i]);
             if (repeat < 1) return cli_fail("forward: --repeat needs a positive count");
-        } else if (a[0] == '-' && a[1]) { fwd_usage(stderr); return cli_fail("forward: unknown option or missing value '%s'", a); }
+        } else if (a[0] == '-' && a[1]) { return cli_fail("forward: unknown option or missing value '%s'" " (see onnx-train forward --help)", a); }
         else if (!model) model = a;
-        else { fwd_usage(stderr); return cli_fail("forward: unexpected argument '%s'", a); }
+        else { return cli_fail("forward: unexpected argument '%s'" " (see onnx-train forward --help)", a); }
     }
-    if (!model) { fwd_usage(stderr); return cli_fail("forward: no model given"); }
-    if (!out) { fwd_usage(stderr); return cli_fail("forward: --out DIR is required"); }
-    if ((n_inputs > 0) == (seed >= 0)) { fwd_usage(stderr); return cli_fail("forward: give --input files or --random-input SEED (one of them)"); }
+    if (!model) { return cli_fail("forward: no model given" " (see onnx-train forward --help)"); }
+    if (!out) { return cli_fail("forward: --out DIR is required" " (see onnx-train forward --help)"); }
+    if ((n_inputs > 0) == (seed >= 0)) { return cli_fail("forward: give --input files or --random-input SEED (one of them)" " (see onnx-train forward --help)"); }
 
     ot_model *g;
     ot_error e;

@@ -65,11 +65,11 @@ int cmd_info(int argc, char **argv) {
         else if (strcmp(argv[i], "--ops") == 0) {
             for (int k = 0; k < ot_op_count(); k++) printf("%s\n", ot_op_get(k)->name);
             return 0;
-        } else if (argv[i][0] == '-' && argv[i][1]) { info_usage(stderr); return cli_fail("info: unknown option '%s'", argv[i]); }
+        } else if (argv[i][0] == '-' && argv[i][1]) { return cli_fail("info: unknown option '%s'" " (see onnx-train info --help)", argv[i]); }
         else if (!path) path = argv[i];
-        else { info_usage(stderr); return cli_fail("info: more than one model given"); }
+        else { return cli_fail("info: more than one model given" " (see onnx-train info --help)"); }
     }
-    if (!path) { info_usage(stderr); return cli_fail("info: no model given"); }
+    if (!path) { return cli_fail("info: no model given" " (see onnx-train info --help)"); }
     ot_model *g;
     ot_error e;
     if (ot_model_load(path, &g, &e)) return cli_error(&e);

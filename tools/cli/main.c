@@ -57,6 +57,5 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "--version") == 0) { printf("onnx-train %s\n", OT_VERSION); return 0; }
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
-    usage(stderr);
-    return cli_fail("unknown command '%s'", argv[1]);
+    return cli_fail("unknown command '%s' (see onnx-train --help)", argv[1]);
 }

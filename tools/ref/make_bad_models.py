@@ -131,7 +131,7 @@ def bad_cases(outdir):
 
     # Conv whose weight channels do not fit its input: x has 3 channels, w wants 5
     w = numpy_helper.from_array(randn(4, 5, 3, 3, scale=0.2), "w_mismatch")
-    cases.append(("conv_channel_mismatch.onnx", "mismatch", conv_model(w, node_name="conv_mismatch"), {}))
+    cases.append(("conv_channel_mismatch.onnx", "conv_mismatch", conv_model(w, node_name="conv_mismatch"), {}))
 
     # external data: missing file
     w = external_tensor("w_ext", [4, 3, 3, 3], "missing.bin", 0, 432)
