@@ -237,7 +237,7 @@ ot_status ot_graph_finalize(ot_graph *g, ot_error *err) {
     ot_node *sorted = malloc(sizeof(ot_node) * (size_t)(nn ? nn : 1));
     if (!sorted) { st = ot_fail(err, OT_ERR_NOMEM, "%s: out of memory", path); goto done; }
     for (int i = 0; i < nn; i++) sorted[i] = g->nodes[order[i]];
-    memcpy(g->nodes, sorted, sizeof(ot_node) * (size_t)nn);
+    if (nn) memcpy(g->nodes, sorted, sizeof(ot_node) * (size_t)nn);
     free(sorted);
     for (int v = 0; v < nv; v++) g->values[v].producer = -1;
     for (int i = 0; i < nn; i++)

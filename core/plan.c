@@ -5,8 +5,12 @@
 #include "plan.h"
 #include "../kernels/ops.h"
 #include <string.h>
+#include <unistd.h>
 
 #define ARENA_ALIGN 64
+/* Folded constants of a YOLO graph are small (anchor grids); a file that asks
+ * for more is refused rather than allocated. */
+#define MAX_FOLD_BYTES ((size_t)256 << 20)
 
 static size_t align_up(size_t x) { return (x + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1); }
 
@@ -54,6 +58,9 @@ static ot_status infer_nodes(ot_plan *p, ot_error *err) {
                 int v = n->out[k];
                 if (v < 0) continue;
                 size_t b = value_bytes(p, v);
+                if (b > MAX_FOLD_BYTES - p->const_bytes)
+                    return ot_fail(err, OT_ERR_NOMEM, "%sconstant folding would need %zu more bytes (limit %zu MiB)", label, b,
+                                   MAX_FOLD_BYTES >> 20);
                 p->owned[v] = calloc(1, b ? b : 1);
                 if (!p->owned[v]) return ot_fail(err, OT_ERR_NOMEM, "%sout of memory folding %zu bytes", label, b);
                 p->data[v] = p->owned[v];
@@ -143,6 +150,12 @@ static ot_status layout(ot_plan *p, ot_error *err) {
     p->arena_bytes = top;
     p->arena = NULL;
     if (p->flags & OT_PLAN_NO_MEMORY) goto done;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 && top + p->ws_bytes > (size_t)pages * (size_t)page) {
+        st = ot_fail(err, OT_ERR_NOMEM, "%s: these input shapes need %.1f GiB of activations, more than this machine's %.1f GiB",
+                     g->path, (double)(top + p->ws_bytes) / (1 << 30), (double)pages * (double)page / (1 << 30));
+        goto done;
+    }
     if (top) {
         p->arena = aligned_alloc(ARENA_ALIGN, top);
         if (!p->arena) { st = ot_fail(err, OT_ERR_NOMEM, "%s: cannot allocate %zu bytes of activations", g->path, top); goto done; }

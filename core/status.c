@@ -76,7 +76,7 @@ char *ot_strdup(const char *s) { return s ? ot_strndup(s, strlen(s)) : NULL; }
 char *ot_strndup(const char *s, size_t n) {
     char *r = malloc(n + 1);
     if (!r) return NULL;
-    memcpy(r, s, n);
+    if (n) memcpy(r, s, n);
     r[n] = 0;
     return r;
 }

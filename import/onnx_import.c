@@ -50,7 +50,8 @@ static ot_status read_file(const char *path, unsigned char **buf, size_t *len, o
 }
 
 /* ---- external data: resolve inside the model's folder only ---- */
-static ot_status read_external(imp *I, const Onnx__TensorProto *t, const char *what, void *dst, size_t nbytes) {
+/* Checks location, size and bounds first; only then allocates *dst (nbytes). */
+static ot_status read_external(imp *I, const Onnx__TensorProto *t, const char *what, unsigned char **dst, size_t nbytes) {
     const char *loc = NULL;
     int64_t offset = 0, length = -1;
     for (size_t k = 0; k < t->n_external_data; k++) {
@@ -93,7 +94,11 @@ static ot_status read_external(imp *I, const Onnx__TensorProto *t, const char *w
         fclose(f);
         return ot_fail(I->err, OT_ERR_INVALID, "%s: %s: external data length %lld bytes, its dims need %zu", I->path, what, (long long)length, nbytes);
     }
-    if (fseeko(f, (off_t)offset, SEEK_SET) != 0 || fread(dst, 1, nbytes, f) != nbytes) {
+    *dst = malloc(nbytes ? nbytes : 1);
+    if (!*dst) { fclose(f); return ot_fail(I->err, OT_ERR_NOMEM, "%s: %s: out of memory (%zu bytes)", I->path, what, nbytes); }
+    if (fseeko(f, (off_t)offset, SEEK_SET) != 0 || fread(*dst, 1, nbytes, f) != nbytes) {
+        free(*dst);
+        *dst = NULL;
         fclose(f);
         return ot_fail(I->err, OT_ERR_IO, "%s: %s: short read of external data '%s'", I->path, what, full);
     }
@@ -125,39 +130,34 @@ static ot_status read_tensor(imp *I, const Onnx__TensorProto *t, const char *wha
     }
     *file_dtype = ft;
     size_t fsz = ot_dtype_size(ft), nbytes = (size_t)numel * fsz;
-    unsigned char *raw = NULL;   /* file-typed bytes */
+    /* where the data is, checked before anything is allocated (absurd dims with little data) */
+    const unsigned char *raw = NULL;
+    unsigned char *ext_buf = NULL;
     bool ext = t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
-    if (ext || t->has_raw_data) {
-        raw = malloc(nbytes ? nbytes : 1);
-        if (!raw) return ot_fail(I->err, OT_ERR_NOMEM, "%s: %s: out of memory (%zu bytes)", I->path, what, nbytes);
-        if (ext) {
-            ot_status s = read_external(I, t, what, raw, nbytes);
-            if (s) { free(raw); return s; }
-        } else {
-            if (t->raw_data.len != nbytes) {
-                free(raw);
-                return ot_fail(I->err, OT_ERR_INVALID, "%s: %s: raw_data has %zu bytes, dims %s of %s need %zu",
-                               I->path, what, t->raw_data.len, ot_shape_str(&out->shape, (char[96]){0}, 96), ot_dtype_name(ft), nbytes);
-            }
-            if (nbytes) memcpy(raw, t->raw_data.data, nbytes);
+    if (ext) {
+        OT_TRY(read_external(I, t, what, &ext_buf, nbytes));
+        raw = ext_buf;
+    } else if (t->has_raw_data) {
+        if (t->raw_data.len != nbytes)
+            return ot_fail(I->err, OT_ERR_INVALID, "%s: %s: raw_data has %zu bytes, dims %s of %s need %zu", I->path, what,
+                           t->raw_data.len, ot_shape_str(&out->shape, (char[96]){0}, 96), ot_dtype_name(ft), nbytes);
+        raw = t->raw_data.data;
+    } else {
+        size_t have;
+        const char *field;
+        switch (ft) {
+        case OT_F32: have = t->n_float_data; field = "float_data"; break;
+        case OT_F16: case OT_I32: have = t->n_int32_data; field = "int32_data"; break;
+        default: have = t->n_int64_data; field = "int64_data"; break;
         }
+        if (have != (size_t)numel)
+            return ot_fail(I->err, OT_ERR_INVALID, "%s: %s: %s has %zu values, dims %s need %lld", I->path, what, field, have,
+                           ot_shape_str(&out->shape, (char[96]){0}, 96), (long long)numel);
     }
     out->dtype = dt;
     out->nbytes = (size_t)numel * ot_dtype_size(dt);
     out->data = malloc(out->nbytes ? out->nbytes : 1);
-    if (!out->data) { free(raw); return ot_fail(I->err, OT_ERR_NOMEM, "%s: %s: out of memory", I->path, what); }
-    size_t have;
-    const char *field;
-    switch (ft) {
-    case OT_F32: have = t->n_float_data; field = "float_data"; break;
-    case OT_F16: case OT_I32: have = t->n_int32_data; field = "int32_data"; break;
-    default: have = t->n_int64_data; field = "int64_data"; break;
-    }
-    if (!raw && have != (size_t)numel) {
-        ot_const_free(out);
-        return ot_fail(I->err, OT_ERR_INVALID, "%s: %s: %s has %zu values, dims %s need %lld", I->path, what, field, have,
-                       ot_shape_str(&out->shape, (char[96]){0}, 96), (long long)numel);
-    }
+    if (!out->data) { free(ext_buf); return ot_fail(I->err, OT_ERR_NOMEM, "%s: %s: out of memory", I->path, what); }
     float *of = out->data;
     int64_t *oi = out->data;
     for (int64_t i = 0; i < numel; i++) {
@@ -178,7 +178,7 @@ static ot_status read_tensor(imp *I, const Onnx__TensorProto *t, const char *wha
         default: if (raw) memcpy(&oi[i], raw + 8 * i, 8); else oi[i] = t->int64_data[i]; break;
         }
     }
-    free(raw);
+    free(ext_buf);
     return OT_OK;
 }
 
@@ -388,11 +388,16 @@ static ot_status import_graph(imp *I, const Onnx__ModelProto *mp) {
                            I->path, where, n->n_in, n->n_out, def->name, def->min_in, def->max_in, def->min_out, def->max_out);
         for (size_t i = 0; i < np->n_input; i++) {
             const char *in = np->input[i];
+            if (!(in && in[0]) && (int)i < def->min_in)
+                return ot_fail(err, OT_ERR_INVALID, "%s: %sinput %zu is required but empty", I->path, where, i);
             n->in[i] = (in && in[0]) ? ot_graph_value(g, in) : -1;
             if (in && in[0] && n->in[i] < 0) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
         }
         for (size_t i = 0; i < np->n_output; i++) {
             const char *out = np->output[i];
+            /* only BatchNormalization's statistics outputs are optional */
+            if (!(out && out[0]) && (i == 0 || strcmp(n->op_type, "BatchNormalization") != 0))
+                return ot_fail(err, OT_ERR_INVALID, "%s: %soutput %zu has no name", I->path, where, i);
             n->out[i] = (out && out[0]) ? ot_graph_value(g, out) : -1;
             if (out && out[0] && n->out[i] < 0) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
         }

@@ -1,6 +1,7 @@
 /* gemm.h: the one GEMM every CPU kernel calls (row-major, C = alpha*op(A)*op(B) + beta*C).
- * Backed by OpenBLAS's cblas_sgemm, chosen over oneDNN's dnnl_sgemm by
- * measurement (docs/PERF.md, tools/bench/gemm_bench.c). */
+ * Backed by oneDNN's dnnl_sgemm, chosen over OpenBLAS's cblas_sgemm by
+ * measurement (docs/PERF.md, tools/bench/cpu_forward.py); -DONNXT_GEMM=openblas
+ * builds the other for re-measuring. */
 #ifndef OT_GEMM_H
 #define OT_GEMM_H
 

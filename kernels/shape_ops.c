@@ -5,8 +5,9 @@
  * inferred), Flatten-1/9/11/13, Identity, Squeeze/Unsqueeze-1/11/13 (axes attribute
  * before opset 13, constant input from 13), Transpose, Split-2/11/13/18 (split
  * attribute before 13, constant input from 13, num_outputs from 18), Slice-1/10/11/13
- * (attributes before 10, constant inputs from 10; indices clamped exactly as the
- * spec's pseudo-code, so INT64_MAX ends and negative steps work).
+ * (attributes before 10, constant inputs from 10; indices clamped as the spec's
+ * pseudo-code, and like ONNX Runtime an end of INT32_MAX or INT64_MAX means "to the
+ * edge" in the direction of the step, so it also reverses a whole axis).
  * All are element-size generic (any dtype). The view ops carry OT_OPF_ALIAS: the
  * planner gives their output the input's bytes, and they copy only when it did not.
  * CUDA twin: shape_ops.cu (Transpose, Split, Slice; views need no kernel). */
@@ -428,9 +429,13 @@ static ot_status slice_infer(ot_kctx *c) {
         int64_t dim = x->d[a], step = nt >= 0 ? sp_[i] : 1, s = st[i], e = en[i], len;
         if (step == 0) return ot_fail(c->err, OT_ERR_INVALID, "steps[%lld] is 0", (long long)i);
         if (step < -INT64_MAX) step = -INT64_MAX;
+        bool to_edge = e == INT64_MAX || e == INT32_MAX;   /* ORT: "slice to the end" for either sign of step */
         if (s < 0) s += dim;
         if (e < 0) e += dim;
-        if (step > 0) {
+        if (to_edge) e = step > 0 ? dim : -1;
+        if (dim == 0) {
+            len = 0;
+        } else if (step > 0) {
             s = s < 0 ? 0 : s > dim ? dim : s;
             e = e < 0 ? 0 : e > dim ? dim : e;
             len = e - s <= 0 ? 0 : (e - s - 1) / step + 1;

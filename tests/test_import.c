@@ -172,6 +172,46 @@ START_TEST(dynamic_batch_model) {
 }
 END_TEST
 
+/* Every fuzzer finding (tools/fuzz/run.sh) stays a regression input: it must
+ * load or fail with a message, under the sanitizers in `make fuzz` and here. */
+START_TEST(fuzz_regressions) {
+    char cmd[8192], list[4096], name[512];
+    snprintf(list, sizeof list, "%s/fuzz.txt", tu_work());
+    snprintf(cmd, sizeof cmd, "ls '%s/fuzz' > '%s'", OT_FIXTURES, list);
+    ck_assert_int_eq(system(cmd), 0);
+    FILE *f = fopen(list, "r");
+    int n = 0;
+    while (fscanf(f, "%511s", name) == 1) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/fuzz/%s", OT_FIXTURES, name);
+        FILE *g = fopen(path, "rb");
+        static unsigned char buf[1 << 20];
+        size_t len = fread(buf, 1, sizeof buf, g);
+        fclose(g);
+        ot_model *m = NULL;
+        ot_error e = {OT_OK, ""};
+        if (ot_model_load_buffer(buf, len, NULL, name, &m, &e) == OT_OK) ot_model_destroy(m);
+        else ck_assert_msg(e.msg[0] && strstr(e.msg, name), "%s: empty or unnamed message '%s'", name, e.msg);
+        n++;
+    }
+    fclose(f);
+    ck_assert_int_ge(n, 5);
+}
+END_TEST
+
+START_TEST(absurd_input_shape) {
+    /* a dynamic-batch model asked for an absurd batch: an error, not a giant allocation */
+    ot_model *m;
+    ot_error e;
+    ck_assert_int_eq(ot_model_load(OT_FIXTURES "/good/symbolic_batch/model.onnx", &m, &e), OT_OK);
+    ot_shape s = ot_model_input_shape(m, 0);
+    s.d[0] = 1 << 30;
+    ot_session *sess;
+    ck_assert_int_ne(ot_session_create(m, &s, &sess, &e), OT_OK);
+    ot_model_destroy(m);
+}
+END_TEST
+
 int main(void) {
     ot_set_quiet(true);
     Suite *s = suite_create("import");
@@ -182,6 +222,8 @@ int main(void) {
     tcase_add_test(t, truncated_model);
     tcase_add_test(t, forward_wrong_input);
     tcase_add_test(t, dynamic_batch_model);
+    tcase_add_test(t, fuzz_regressions);
+    tcase_add_test(t, absurd_input_shape);
     suite_add_tcase(s, t);
     return tu_main(s);
 }

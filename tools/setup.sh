@@ -10,12 +10,12 @@ pkgs=(
   libprotobuf-c-dev protobuf-c-compiler   # ONNX (de)serialisation
   libonnx-dev                             # onnx.proto, compiled at build time
   libjansson-dev                          # JSON output (info --json, ...)
-  libopenblas-dev                         # GEMM behind im2col (chosen by measurement, docs/PERF.md)
+  libdnnl-dev                             # oneDNN GEMM behind im2col (chosen by measurement, docs/PERF.md)
   libgomp1                                # OpenMP runtime (gcc)
   xz-utils                                # compressed test fixtures
 )
 # Extra tooling for `make fuzz` only.
-if [ "${1:-}" = "--fuzz" ]; then pkgs+=(clang libclang-rt-14-dev); fi
+if [ "${1:-}" = "--fuzz" ]; then pkgs+=(clang libclang-rt-14-dev libomp-14-dev); fi
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -12,8 +12,8 @@ static void fwd_usage(FILE *f) {
                "DIR/<output name>.npy. Give one --input per model input, in order (a float32\n"
                "C-order .npy of the model's input shape; its shape sets the batch size of a\n"
                "dynamic model). --random-input SEED feeds a deterministic 8-bit test image\n"
-               "pattern instead (also written to DIR). --repeat N runs N times and reports\n"
-               "the fastest.\n\n"
+               "pattern instead (also written to DIR). --repeat N (up to 64) runs N times and\n"
+               "reports the fastest and the median time.\n\n"
                "example:\n  onnx-train forward yolov5s.onnx --input images.npy --out out/\n"
                "  onnx-train forward yolov5s.onnx --random-input 1 --out out/\n");
 }
@@ -101,13 +101,16 @@ int cmd_forward(int argc, char **argv) {
     }
     ot_tensor outs[64];
     if (g->n_outputs > 64) { rc = cli_fail("%s: more than 64 outputs", model); goto done; }
-    double best = 1e30;
+    double times[64];
+    if (repeat > 64) repeat = 64;
     for (int r = 0; r < repeat; r++) {
         double t0 = now_ms();
         if (ot_session_run(s, in, outs, &e)) { rc = cli_error(&e); goto done; }
-        double t = now_ms() - t0;
-        if (t < best) best = t;
+        times[r] = now_ms() - t0;
     }
+    for (int a = 0; a < repeat; a++) /* sort for min and median */
+        for (int b = a + 1; b < repeat; b++)
+            if (times[b] < times[a]) { double t = times[a]; times[a] = times[b]; times[b] = t; }
     for (int k = 0; k < g->n_outputs; k++) {
         char fn[4096], nm[256], sb[160];
         safe_name(nm, sizeof nm, g->values[g->outputs[k]].name);
@@ -121,7 +124,8 @@ int cmd_forward(int argc, char **argv) {
         printf("%-12s %-20s min %-12.6g max %-12.6g mean %-12.6g -> %s\n", g->values[g->outputs[k]].name,
                ot_shape_str(&outs[k].shape, sb, sizeof sb), n ? mn : 0, n ? mx : 0, n ? sum / (double)n : 0, fn);
     }
-    printf("forward %.1f ms%s\n", best, repeat > 1 ? " (fastest run)" : "");
+    if (repeat > 1) printf("forward %.1f ms fastest, %.1f ms median of %d runs\n", times[0], times[repeat / 2], repeat);
+    else printf("forward %.1f ms\n", times[0]);
 done:
     ot_session_destroy(s);
     for (int i = 0; i < ni && i < 8; i++) free(in[i].data);
