@@ -4,21 +4,21 @@
  * liveness. ot_plan_run then calls the CPU kernels in topological order. */
 #include "plan.h"
 #include "../kernels/ops.h"
+#include "layout.h"
 #include <string.h>
 #include <unistd.h>
 
-#define ARENA_ALIGN 64
 /* Folded constants of a YOLO graph are small (anchor grids); a file that asks
  * for more is refused rather than allocated. */
 #define MAX_FOLD_BYTES ((size_t)256 << 20)
-
-static size_t align_up(size_t x) { return (x + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1); }
 
 void ot_plan_destroy(ot_plan *p) {
     if (!p) return;
     if (p->owned) for (int v = 0; v < p->nv; v++) free(p->owned[v]);
     if (p->params) for (int i = 0; i < p->g->n_nodes; i++) free(p->params[i]);
     free(p->owned); free(p->params); free(p->dtype); free(p->shape); free(p->data); free(p->is_const);
+    for (int i = 0; i < p->n_state; i++) free(p->state[i]);
+    free(p->state); free(p->grad);
     free(p->steps); free(p->alias); free(p->offset); free(p->arena); free(p->ws);
     free(p);
 }
@@ -85,17 +85,15 @@ static ot_status infer_nodes(ot_plan *p, ot_error *err) {
     return OT_OK;
 }
 
-/* ---- arena layout: first fit over live blocks, by liveness ---- */
-typedef struct { size_t off, size; int death; } block;
-
+/* ---- arena layout by liveness (core/layout.c) ---- */
 static ot_status layout(ot_plan *p, ot_error *err) {
     const ot_graph *g = p->g;
     int nv = p->nv, ns = p->n_steps;
     int *birth = malloc(sizeof(int) * (size_t)nv), *death = malloc(sizeof(int) * (size_t)nv);
-    block *live = malloc(sizeof(block) * (size_t)(nv + 1));
+    size_t *size = malloc(sizeof(size_t) * (size_t)nv);
     ot_status st = OT_OK;
-    if (!birth || !death || !live) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory planning memory"); goto done; }
-    for (int v = 0; v < nv; v++) { p->alias[v] = v; birth[v] = -1; death[v] = -1; }
+    if (!birth || !death || !size) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory planning memory"); goto done; }
+    for (int v = 0; v < nv; v++) { p->alias[v] = v; birth[v] = -1; death[v] = -1; size[v] = 0; }
     /* aliases and births */
     for (int s = 0; s < ns; s++) {
         const ot_node *n = &g->nodes[p->steps[s]];
@@ -104,49 +102,21 @@ static ot_status layout(ot_plan *p, ot_error *err) {
             int v = n->out[k];
             if (v < 0) continue;
             if (k == 0 && (def->flags & OT_OPF_ALIAS) && n->in[0] >= 0) p->alias[v] = p->alias[n->in[0]];
-            else birth[v] = s;
+            else { birth[v] = s; size[v] = value_bytes(p, v); }
         }
     }
     /* deaths: last step that reads any view of a root; graph outputs live to the end */
     for (int s = 0; s < ns; s++) {
         const ot_node *n = &g->nodes[p->steps[s]];
-        for (int k = 0; k < n->n_in; k++) {
-            int v = n->in[k];
-            if (v >= 0 && death[p->alias[v]] < s) death[p->alias[v]] = s;
-        }
-        for (int k = 0; k < n->n_out; k++) {
-            int v = n->out[k];
-            if (v >= 0 && death[p->alias[v]] < s) death[p->alias[v]] = s;
-        }
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0 && death[p->alias[n->in[k]]] < s) death[p->alias[n->in[k]]] = s;
+        for (int k = 0; k < n->n_out; k++)
+            if (n->out[k] >= 0 && death[p->alias[n->out[k]]] < s) death[p->alias[n->out[k]]] = s;
     }
     for (int k = 0; k < g->n_outputs; k++) death[p->alias[g->outputs[k]]] = ns;
-    /* first fit, step by step */
-    int n_live = 0;
-    size_t top = 0;
-    for (int s = 0; s < ns; s++) {
-        int w = 0;
-        for (int b = 0; b < n_live; b++) if (live[b].death >= s) live[w++] = live[b];
-        n_live = w;
-        const ot_node *n = &g->nodes[p->steps[s]];
-        for (int k = 0; k < n->n_out; k++) {
-            int v = n->out[k];
-            if (v < 0 || birth[v] != s) continue;
-            size_t need = align_up(value_bytes(p, v));
-            /* live is sorted by offset: find the first gap */
-            size_t off = 0;
-            int pos = 0;
-            for (; pos < n_live; pos++) {
-                if (live[pos].off >= off + need) break;
-                size_t end = live[pos].off + live[pos].size;
-                if (end > off) off = end;
-            }
-            memmove(&live[pos + 1], &live[pos], sizeof(block) * (size_t)(n_live - pos));
-            live[pos] = (block){off, need, death[v]};
-            n_live++;
-            p->offset[v] = off;
-            if (off + need > top) top = off + need;
-        }
-    }
+    for (int v = 0; v < nv; v++) if (birth[v] >= 0 && p->alias[v] != v) birth[v] = -1;
+    size_t top = ot_layout_first_fit(nv, birth, death, size, p->offset);
+    if (top == (size_t)-1) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory planning memory"); goto done; }
     p->arena_bytes = top;
     p->arena = NULL;
     if (p->flags & OT_PLAN_NO_MEMORY) goto done;
@@ -157,22 +127,16 @@ static ot_status layout(ot_plan *p, ot_error *err) {
         goto done;
     }
     if (top) {
-        p->arena = aligned_alloc(ARENA_ALIGN, top);
+        p->arena = aligned_alloc(OT_ARENA_ALIGN, top);
         if (!p->arena) { st = ot_fail(err, OT_ERR_NOMEM, "%s: cannot allocate %zu bytes of activations", g->path, top); goto done; }
     }
-    for (int s = 0; s < ns; s++) {
-        const ot_node *n = &g->nodes[p->steps[s]];
-        for (int k = 0; k < n->n_out; k++) {
-            int v = n->out[k];
-            if (v >= 0 && birth[v] == s) p->data[v] = p->arena + p->offset[v];
-        }
-    }
+    for (int v = 0; v < nv; v++) if (birth[v] >= 0) p->data[v] = p->arena + p->offset[v];
     if (p->ws_bytes) {
         p->ws = malloc(p->ws_bytes);
         if (!p->ws) st = ot_fail(err, OT_ERR_NOMEM, "%s: cannot allocate a %zu-byte workspace", g->path, p->ws_bytes);
     }
 done:
-    free(birth); free(death); free(live);
+    free(birth); free(death); free(size);
     return st;
 }
 
@@ -181,6 +145,25 @@ ot_status ot_plan_create(const ot_graph *g, const ot_shape *shapes, ot_plan **ou
 }
 
 ot_status ot_plan_create_ex(const ot_graph *g, const ot_shape *shapes, unsigned flags, ot_plan **out, ot_error *err) {
+    return ot_plan_create_vars(g, shapes, flags, NULL, out, err);
+}
+
+void *ot_plan_state(ot_kctx *c, size_t bytes) {
+    ot_plan *p = c->p;
+    if (p->n_state == p->cap_state) {
+        int cap = p->cap_state ? 2 * p->cap_state : 32;
+        void **ns = realloc(p->state, sizeof(void *) * (size_t)cap);
+        if (!ns) return NULL;
+        p->state = ns;
+        p->cap_state = cap;
+    }
+    void *b = calloc(1, bytes ? bytes : 1);
+    if (b) p->state[p->n_state++] = b;
+    return b;
+}
+
+ot_status ot_plan_create_vars(const ot_graph *g, const ot_shape *shapes, unsigned flags, const unsigned char *variable,
+                              ot_plan **out, ot_error *err) {
     *out = NULL;
     ot_plan *p = calloc(1, sizeof *p);
     if (!p) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
@@ -207,8 +190,9 @@ ot_status ot_plan_create_ex(const ot_graph *g, const ot_shape *shapes, unsigned 
         if (val->flags & OT_V_INIT) {
             p->dtype[v] = val->init.dtype;
             p->shape[v] = val->init.shape;
-            p->data[v] = val->init.data;
-            p->is_const[v] = 1;
+            bool var = variable && variable[v];
+            p->data[v] = var ? NULL : val->init.data;
+            p->is_const[v] = !var;
         }
     }
     for (int i = 0; i < g->n_inputs; i++) {
@@ -234,7 +218,7 @@ ot_status ot_plan_create_ex(const ot_graph *g, const ot_shape *shapes, unsigned 
         p->shape[v] = s;
     }
     ot_status s = infer_nodes(p, err);
-    if (!s) s = layout(p, err);
+    if (!s && !(flags & OT_PLAN_TRAIN)) s = layout(p, err); /* training plans: train/autograd.c lays out memory */
     if (s) { ot_plan_destroy(p); return s; }
     *out = p;
     return OT_OK;

@@ -27,15 +27,26 @@ typedef struct ot_plan {
     size_t arena_bytes;
     size_t const_bytes;    /* folded constant bytes */
     unsigned flags;
+    void **grad;           /* per value gradient buffer (training plans), NULL otherwise */
+    void **state;          /* blocks from ot_plan_state, freed with the plan */
+    int n_state, cap_state;
     size_t ws_bytes;       /* one scratch workspace shared by all ops (im2col, ...) */
     void *ws;              /* an op raises ws_bytes in infer and uses ws in fwd_cpu */
 } ot_plan;
 
 /* shapes: one per graph input (NULL: declared shapes, which must be static). */
 ot_status ot_plan_create(const ot_graph *g, const ot_shape *shapes, ot_plan **out, ot_error *err);
-/* OT_PLAN_NO_MEMORY: infer and fold only, no arena (for validation and info). */
+/* OT_PLAN_NO_MEMORY: infer and fold only, no arena (for validation and info).
+ * OT_PLAN_TRAIN: a training plan (train/autograd.c lays out memory and runs the
+ * backward); BatchNormalization runs in training mode. */
 #define OT_PLAN_NO_MEMORY 1u
+#define OT_PLAN_TRAIN 2u
 ot_status ot_plan_create_ex(const ot_graph *g, const ot_shape *shapes, unsigned flags, ot_plan **out, ot_error *err);
+/* The same with per-value variables: initializers whose data the caller owns
+ * and changes (trainable parameters, running statistics). They are never
+ * folded; p->data[v] is NULL until the caller points it at its storage. */
+ot_status ot_plan_create_vars(const ot_graph *g, const ot_shape *shapes, unsigned flags, const unsigned char *variable,
+                              ot_plan **out, ot_error *err);
 /* inputs: one float32 buffer per graph input, of the planned shape. */
 ot_status ot_plan_run(ot_plan *p, const float *const *inputs, ot_error *err);
 void ot_plan_destroy(ot_plan *p);

@@ -28,6 +28,10 @@ enum {
     OT_OPF_SHAPE_ONLY = 4u,  /* reads only its input's shape (Shape): always foldable */
 };
 
+/* Values an op's backward reads (ot_op_def.bwd_reads): activations kept alive for it. */
+#define OT_BWD_IN(i) (1u << (i))
+#define OT_BWD_OUT(k) (1u << (16 + (k)))
+
 typedef struct ot_op_def {
     const char *name;
     int min_in, max_in;      /* max_in -1: variadic */
@@ -36,6 +40,16 @@ typedef struct ot_op_def {
     ot_status (*infer)(ot_kctx *c);
     ot_status (*fwd_cpu)(ot_kctx *c);
     unsigned flags;
+    /* ---- training (train/autograd.c) ----
+     * bwd_cpu(c): given the gradients of the outputs (ot_gout, NULL when an
+     * output gets none: treat as zero), ADD the gradients of the inputs that
+     * need one (ot_gin non-NULL) -- backward accumulates, so a value used twice
+     * gets the sum. Runs after the forward of the same plan; may read the
+     * inputs/outputs named in bwd_reads and anything infer saved in params or
+     * plan state (ot_plan_state). For OT_OPF_ALIAS ops the input and output
+     * gradients may share bytes: then there is nothing to do. */
+    ot_status (*bwd_cpu)(ot_kctx *c);
+    unsigned bwd_reads;
 } ot_op_def;
 
 /* Table lookup; -1 when the op is not supported. domain "" or "ai.onnx". */
@@ -58,6 +72,20 @@ static inline bool ot_has_out(const ot_kctx *c, int i) { return i < c->n->n_out 
 static inline void *ot_out(const ot_kctx *c, int i) { return c->p->data[c->n->out[i]]; }
 static inline float *ot_outf(const ot_kctx *c, int i) { return (float *)c->p->data[c->n->out[i]]; }
 static inline const ot_shape *ot_oshape(const ot_kctx *c, int i) { return &c->p->shape[c->n->out[i]]; }
+
+/* Gradient buffers (training plans only; NULL when none is needed). */
+static inline float *ot_gin(const ot_kctx *c, int i) {
+    return ot_has_in(c, i) && c->p->grad ? (float *)c->p->grad[c->n->in[i]] : NULL;
+}
+static inline const float *ot_gout(const ot_kctx *c, int k) {
+    return ot_has_out(c, k) && c->p->grad ? (const float *)c->p->grad[c->n->out[k]] : NULL;
+}
+/* Training plan: BatchNormalization uses batch statistics and updates its
+ * running statistics in place (PyTorch semantics); see core/plan.h. */
+static inline bool ot_training(const ot_kctx *c) { return (c->p->flags & OT_PLAN_TRAIN) != 0; }
+/* Zeroed memory owned by the plan (freed with it), for state an op keeps
+ * between its forward and backward (batch statistics, argmax, ...). Call from infer. */
+void *ot_plan_state(ot_kctx *c, size_t bytes);
 
 /* Set output i's dtype and shape (checks sizes; ignores omitted outputs). */
 ot_status ot_set_out(ot_kctx *c, int i, ot_dtype t, const ot_shape *s);

@@ -12,6 +12,10 @@ pkgs=(
   libjansson-dev                          # JSON output (info --json, ...)
   libdnnl-dev                             # oneDNN GEMM behind im2col (chosen by measurement, docs/PERF.md)
   libgomp1                                # OpenMP runtime (gcc)
+  libyaml-dev                             # dataset and hyp YAML
+  libturbojpeg0-dev libjpeg62-turbo-dev   # JPEG decode (DCT scaling, cropped decode) and write
+  libpng-dev                              # PNG decode
+  libfreetype-dev libfontconfig-dev fonts-dejavu-core  # class names drawn by `data show`
   xz-utils                                # compressed test fixtures
 )
 # Extra tooling for `make fuzz` only.
