@@ -1,0 +1,578 @@
+/* loader.c: the multi-threaded data loader (see loader.h). Sample building
+ * follows Ultralytics YOLOv5 v7.0 LoadImagesAndLabels (__getitem__,
+ * load_image, load_mosaic, rect batch shapes); the primitives are in
+ * train/augment.c. */
+#include "train/loader.h"
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+/* ---- batch memory: the page-locked hook ---- */
+
+void *ot_loader_host_alloc(size_t bytes) {
+    /* With the CUDA backend this becomes cudaHostAlloc (page-locked) so that
+     * batches copy to the device asynchronously; plain aligned memory today. */
+    size_t n = (bytes + 63) / 64 * 64;
+    return aligned_alloc(64, n ? n : 64);
+}
+void ot_loader_host_free(void *p) { free(p); }
+
+/* ---- state ---- */
+
+typedef struct cached_im { ot_image im; int w0, h0; } cached_im;
+
+typedef struct wctx {        /* per-thread scratch */
+    uint8_t *canvas, *a, *b, *mix;  /* (2s)^2*3, out*3, out*3, out*3 */
+    size_t out_cap;
+    ot_box *box, *box2;
+    int box_cap, box2_cap;
+} wctx;
+
+typedef struct slot {
+    ot_batch b;
+    float **rows;            /* (B) per-sample rows (n, 5) */
+    int *nrows, *rowcap;     /* (B) */
+    int done;                /* samples finished */
+    int64_t batch;           /* batch being filled, -1 none */
+} slot;
+
+struct ot_loader {
+    const ot_dataset *d;
+    ot_loader_cfg c;
+    int64_t n, nb;
+    int64_t *order;          /* (n) dataset index of each epoch position */
+    int64_t *rect_order;     /* (n) rect: sorted by aspect ratio */
+    int (*batch_hw)[2];      /* (nb) rect: (h, w) of each batch */
+    int max_h, max_w;
+    _Atomic(cached_im *) *cache; /* (n) when cache_ram */
+    atomic_llong load_errors;
+    int K;                   /* slots */
+    slot *slots;
+    /* threads */
+    pthread_t *th;
+    wctx *wc;                /* (workers + 1): the last is the caller's */
+    int nth;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_done;
+    bool quit;
+    int64_t epoch, next_job, total_jobs, free_before, consumed;
+    int busy;                /* workers inside a job */
+};
+
+/* ---- images ---- */
+
+static bool grow_boxes(ot_box **b, int *cap, int need) {
+    if (*cap >= need) return true;
+    int c = need < 64 ? 64 : need * 2;
+    ot_box *q = realloc(*b, sizeof *q * (size_t)c);
+    if (!q) return false;
+    *b = q;
+    *cap = c;
+    return true;
+}
+
+/* load_image: decode, then the long side to img_size (INTER_AREA when
+ * shrinking without augmentation, else bilinear). im is owned unless *borrowed. */
+static void load_image(ot_loader *L, int64_t i, ot_image *im, bool *borrowed, int *w0, int *h0) {
+    *borrowed = false;
+    if (L->cache) {
+        cached_im *c = atomic_load(&L->cache[i]);
+        if (c) { *im = c->im; *w0 = c->w0; *h0 = c->h0; *borrowed = true; return; }
+    }
+    int s = L->c.img_size, W0 = L->d->w0[i], H0 = L->d->h0[i];
+    int w, h;
+    ot_load_size(W0, H0, s, &w, &h);
+    ot_image dec;
+    ot_error e;
+    int dw0, dh0;
+    if (ot_image_load(L->d->im_files[i], s, &dec, &dw0, &dh0, &e) != OT_OK || dw0 != W0 || dh0 != H0) {
+        if (dec.px) ot_image_free(&dec);
+        atomic_fetch_add(&L->load_errors, 1);
+        ot_warn("%s: cannot load (grey image used): %s", L->d->im_files[i], e.msg);
+        if (!ot_image_alloc(im, w, h)) { im->w = im->h = 0; return; }
+        memset(im->px, 114, (size_t)w * h * 3);
+    } else if (dec.w == w && dec.h == h) {
+        *im = dec;
+    } else {
+        if (!ot_image_alloc(im, w, h)) { ot_image_free(&dec); return; }
+        bool shrink = w < dec.w;
+        if (shrink && !L->c.augment) ot_resize_area(dec.px, dec.w, dec.h, im->px, w, h);
+        else ot_resize_linear(dec.px, dec.w, dec.h, im->px, w, h);
+        ot_image_free(&dec);
+    }
+    *w0 = W0;
+    *h0 = H0;
+    if (L->cache && im->px) {
+        cached_im *c = malloc(sizeof *c), *expect = NULL;
+        if (!c) return;
+        c->im = *im;
+        c->w0 = W0;
+        c->h0 = H0;
+        if (atomic_compare_exchange_strong(&L->cache[i], &expect, c)) *borrowed = true;
+        else free(c);
+    }
+}
+
+static void release_image(ot_image *im, bool borrowed) { if (!borrowed) ot_image_free(im); }
+
+/* ---- mosaic ---- */
+
+/* load_mosaic: 4 images around a random centre on a 2s canvas of 114, then
+ * random_perspective with border -s/2. dst: (s, s, 3). Boxes into W->box. */
+static int load_mosaic(ot_loader *L, wctx *W, ot_rng *r, int64_t index, uint8_t *dst, ot_box **boxes, int *cap) {
+    const int s = L->c.img_size, S2 = 2 * s;
+    const int mb = -(s / 2); /* mosaic_border; img_size is even */
+    int yc = (int)ot_rng_range(r, -mb, S2 + mb), xc = (int)ot_rng_range(r, -mb, S2 + mb);
+    int64_t idx[4] = {index, ot_rng_below(r, L->n), ot_rng_below(r, L->n), ot_rng_below(r, L->n)};
+    for (int i = 3; i > 0; i--) {
+        int j = (int)ot_rng_below(r, i + 1);
+        int64_t t = idx[i]; idx[i] = idx[j]; idx[j] = t;
+    }
+    ot_persp P;
+    ot_perspective_draw(r, &L->c.hyp, S2, S2, mb, &P);
+    /* the canvas region the warp reads: only it is filled */
+    int rx0 = 0, ry0 = 0, rx1 = S2, ry1 = S2;
+    if (!P.perspective) {
+        double a = P.M[0], b = P.M[1], c = P.M[2], d = P.M[3], e = P.M[4], f = P.M[5], det = a * e - b * d;
+        if (det != 0) {
+            double X0 = INFINITY, Y0 = INFINITY, X1 = -INFINITY, Y1 = -INFINITY;
+            for (int k = 0; k < 4; k++) {
+                double x = (k & 1) ? P.out_w : 0, y = (k & 2) ? P.out_h : 0;
+                double X = (e * (x - c) - b * (y - f)) / det, Y = (-d * (x - c) + a * (y - f)) / det;
+                X0 = fmin(X0, X); X1 = fmax(X1, X); Y0 = fmin(Y0, Y); Y1 = fmax(Y1, Y);
+            }
+            rx0 = (int)fmax(0, floor(X0) - 2); ry0 = (int)fmax(0, floor(Y0) - 2);
+            rx1 = (int)fmin(S2, ceil(X1) + 3); ry1 = (int)fmin(S2, ceil(Y1) + 3);
+            if (rx1 <= rx0 || ry1 <= ry0) rx0 = ry0 = rx1 = ry1 = 0;
+        }
+    }
+    uint8_t *cv = W->canvas;
+    for (int y = ry0; y < ry1; y++) memset(cv + ((size_t)y * S2 + rx0) * 3, 114, (size_t)(rx1 - rx0) * 3);
+    int n = 0;
+    for (int t = 0; t < 4; t++) {
+        ot_image im;
+        bool borrowed;
+        int w0, h0;
+        load_image(L, idx[t], &im, &borrowed, &w0, &h0);
+        int w = im.w, h = im.h;
+        ot_mosaic_tile T = ot_mosaic_place(t, xc, yc, w, h, s);
+        int padw = T.x1a - T.x1b, padh = T.y1a - T.y1b;
+        /* copy the part of the tile inside the region */
+        int x0 = T.x1a > rx0 ? T.x1a : rx0, x1 = T.x2a < rx1 ? T.x2a : rx1;
+        int y0 = T.y1a > ry0 ? T.y1a : ry0, y1 = T.y2a < ry1 ? T.y2a : ry1;
+        if (im.px)
+            for (int y = y0; y < y1 && x1 > x0; y++)
+                memcpy(cv + ((size_t)y * S2 + x0) * 3, im.px + ((size_t)(y - padh) * w + (x0 - padw)) * 3, (size_t)(x1 - x0) * 3);
+        release_image(&im, borrowed);
+        int nl = L->d->n_labels[idx[t]];
+        if (!grow_boxes(boxes, cap, n + nl)) continue;
+        const float *lb = L->d->labels[idx[t]];
+        for (int k = 0; k < nl; k++) {
+            const float *q = lb + 5 * k;
+            ot_box *o = &(*boxes)[n++];
+            o->cls = q[0];
+            o->x1 = w * (q[1] - q[3] / 2) + padw;
+            o->y1 = h * (q[2] - q[4] / 2) + padh;
+            o->x2 = w * (q[1] + q[3] / 2) + padw;
+            o->y2 = h * (q[2] + q[4] / 2) + padh;
+            o->x1 = fmin(fmax(o->x1, 0), S2); o->x2 = fmin(fmax(o->x2, 0), S2);
+            o->y1 = fmin(fmax(o->y1, 0), S2); o->y2 = fmin(fmax(o->y2, 0), S2);
+        }
+    }
+    ot_warp(cv, S2, S2, &P, dst);
+    return ot_warp_boxes(*boxes, n, &P);
+}
+
+/* ---- one sample ---- */
+
+/* Build sample at epoch position pos into W->a (returned), size *ow x *oh;
+ * boxes in pixels into W->box; returns the count. shape filled. */
+static int build_sample(ot_loader *L, wctx *W, int64_t epoch, int64_t pos, int *ow, int *oh, bool flips[2],
+                        ot_sample_shape *shape) {
+    const ot_loader_cfg *c = &L->c;
+    int64_t index = L->order[pos];
+    ot_rng r;
+    ot_rng_seed(&r, c->seed, (uint64_t)epoch, (uint64_t)index);
+    int s = c->img_size, n;
+    bool mosaic = c->augment && !c->rect && ot_rng_uniform(&r) < c->hyp.mosaic;
+    if (mosaic) {
+        n = load_mosaic(L, W, &r, index, W->a, &W->box, &W->box_cap);
+        *ow = *oh = s;
+        if (ot_rng_uniform(&r) < c->hyp.mixup) {
+            int n2 = load_mosaic(L, W, &r, ot_rng_below(&r, L->n), W->mix, &W->box2, &W->box2_cap);
+            double rr = ot_rng_beta(&r, 32.0, 32.0);
+            ot_mixup(W->a, W->mix, (int64_t)s * s * 3, rr);
+            if (grow_boxes(&W->box, &W->box_cap, n + n2)) {
+                memcpy(W->box + n, W->box2, sizeof(ot_box) * (size_t)n2);
+                n += n2;
+            }
+        }
+        *shape = (ot_sample_shape){L->d->h0[index], L->d->w0[index], s, s, 1.0, 0, 0};
+    } else {
+        ot_image im;
+        bool borrowed;
+        int w0, h0;
+        load_image(L, index, &im, &borrowed, &w0, &h0);
+        int bw = s, bh = s;
+        if (c->rect) { bh = L->batch_hw[pos / c->batch_size][0]; bw = L->batch_hw[pos / c->batch_size][1]; }
+        ot_lbox g;
+        ot_letterbox_geom(im.w, im.h, bw, bh, c->augment, &g);
+        if (im.px) ot_letterbox(im.px, &g, W->a);
+        else memset(W->a, 114, (size_t)bw * bh * 3);
+        int w = im.w, h = im.h;
+        release_image(&im, borrowed);
+        *shape = (ot_sample_shape){h0, w0, h, w, g.ratio, g.dw, g.dh};
+        int nl = L->d->n_labels[index];
+        n = 0;
+        if (grow_boxes(&W->box, &W->box_cap, nl)) {
+            const float *lb = L->d->labels[index];
+            double Wd = g.ratio * w, Hd = g.ratio * h;
+            for (int k = 0; k < nl; k++) {
+                const float *q = lb + 5 * k;
+                W->box[n++] = (ot_box){q[0], Wd * (q[1] - q[3] / 2) + g.dw, Hd * (q[2] - q[4] / 2) + g.dh,
+                                       Wd * (q[1] + q[3] / 2) + g.dw, Hd * (q[2] + q[4] / 2) + g.dh};
+            }
+        }
+        *ow = bw;
+        *oh = bh;
+        if (c->augment) {
+            ot_persp P;
+            ot_perspective_draw(&r, &c->hyp, bw, bh, 0, &P);
+            if (P.warp) {
+                ot_warp(W->a, bw, bh, &P, W->b);
+                uint8_t *t = W->a; W->a = W->b; W->b = t;
+            }
+            n = ot_warp_boxes(W->box, n, &P);
+        }
+    }
+    flips[0] = flips[1] = false;
+    if (c->augment) {
+        const ot_hyp *h = &c->hyp;
+        double g0 = ot_rng_range(&r, -1, 1) * h->hsv_h + 1, g1 = ot_rng_range(&r, -1, 1) * h->hsv_s + 1,
+               g2 = ot_rng_range(&r, -1, 1) * h->hsv_v + 1;
+        if (h->hsv_h || h->hsv_s || h->hsv_v) ot_augment_hsv(W->a, (int64_t)*ow * *oh, g0, g1, g2);
+        flips[1] = ot_rng_uniform(&r) < h->flipud;
+        flips[0] = ot_rng_uniform(&r) < h->fliplr;
+    }
+    return n;
+}
+
+/* boxes (pixels) -> rows (class cx cy w h) with clip, then the flips */
+static void boxes_to_rows(const ot_box *b, int n, int w, int h, const bool flips[2], float *rows) {
+    ot_boxes_to_xywhn(b, n, w, h, rows);
+    for (int i = 0; i < n; i++) {
+        if (flips[1]) rows[5 * i + 2] = 1 - rows[5 * i + 2];
+        if (flips[0]) rows[5 * i + 1] = 1 - rows[5 * i + 1];
+    }
+}
+
+static void run_job(ot_loader *L, wctx *W, int64_t epoch, int64_t job) {
+    int64_t bi = job / L->c.batch_size;
+    int j = (int)(job % L->c.batch_size);
+    slot *S = &L->slots[bi % L->K];
+    int ow, oh;
+    bool flips[2];
+    int n = build_sample(L, W, epoch, job, &ow, &oh, flips, &S->b.shapes[j]);
+    float *img = S->b.images + (size_t)j * 3 * ow * oh;
+    ot_hwc_to_chw(W->a, ow, oh, flips[0], flips[1], img);
+    if (n > S->rowcap[j]) {
+        float *q = realloc(S->rows[j], sizeof(float) * 5 * (size_t)n);
+        if (q) { S->rows[j] = q; S->rowcap[j] = n; } else n = S->rowcap[j];
+    }
+    boxes_to_rows(W->box, n, ow, oh, flips, S->rows[j]);
+    S->nrows[j] = n;
+    S->b.sample[j] = L->order[job];
+}
+
+/* ---- threads ---- */
+
+static bool job_ready(ot_loader *L) {
+    return L->next_job < L->total_jobs && L->next_job / L->c.batch_size < L->free_before + L->K;
+}
+
+static void *worker(void *arg) {
+    ot_loader *L = ((void **)arg)[0];
+    wctx *W = ((void **)arg)[1];
+    free(arg);
+    pthread_mutex_lock(&L->mu);
+    for (;;) {
+        while (!L->quit && !job_ready(L)) pthread_cond_wait(&L->cv_work, &L->mu);
+        if (L->quit) break;
+        int64_t job = L->next_job++, epoch = L->epoch;
+        L->busy++;
+        pthread_mutex_unlock(&L->mu);
+        run_job(L, W, epoch, job);
+        pthread_mutex_lock(&L->mu);
+        L->busy--;
+        L->slots[(job / L->c.batch_size) % L->K].done++;
+        pthread_cond_broadcast(&L->cv_done);
+    }
+    pthread_mutex_unlock(&L->mu);
+    return NULL;
+}
+
+/* ---- public ---- */
+
+void ot_loader_cfg_train(ot_loader_cfg *c) {
+    memset(c, 0, sizeof *c);
+    c->img_size = 640;
+    c->batch_size = 16;
+    c->workers = 4;
+    c->prefetch = 3;
+    c->augment = true;
+    c->shuffle = true;
+    c->stride = 32;
+    ot_hyp_default(&c->hyp);
+}
+
+void ot_loader_cfg_val(ot_loader_cfg *c) {
+    ot_loader_cfg_train(c);
+    c->augment = false;
+    c->shuffle = false;
+    c->rect = true;
+    c->pad = 0.5;
+}
+
+int64_t ot_loader_num_batches(const ot_loader *l) { return l->nb; }
+int64_t ot_loader_load_errors(const ot_loader *l) { return atomic_load(&((ot_loader *)l)->load_errors); }
+
+static void wctx_free(wctx *W) {
+    free(W->canvas); free(W->a); free(W->b); free(W->mix); free(W->box); free(W->box2);
+}
+
+static bool wctx_init(ot_loader *L, wctx *W) {
+    memset(W, 0, sizeof *W);
+    size_t S2 = 2 * (size_t)L->c.img_size, out = (size_t)L->max_w * L->max_h * 3;
+    W->canvas = L->c.augment ? malloc(S2 * S2 * 3) : NULL;
+    W->a = malloc(out);
+    W->b = malloc(out);
+    W->mix = L->c.augment ? malloc(out) : NULL;
+    W->out_cap = out;
+    return W->a && W->b && (!L->c.augment || (W->canvas && W->mix));
+}
+
+void ot_loader_destroy(ot_loader *L) {
+    if (!L) return;
+    if (L->th) {
+        pthread_mutex_lock(&L->mu);
+        L->quit = true;
+        pthread_cond_broadcast(&L->cv_work);
+        pthread_mutex_unlock(&L->mu);
+        for (int t = 0; t < L->nth; t++) pthread_join(L->th[t], NULL);
+        free(L->th);
+    }
+    pthread_mutex_destroy(&L->mu);
+    pthread_cond_destroy(&L->cv_work);
+    pthread_cond_destroy(&L->cv_done);
+    for (int t = 0; L->wc && t <= L->c.workers; t++) wctx_free(&L->wc[t]);
+    free(L->wc);
+    for (int k = 0; L->slots && k < L->K; k++) {
+        slot *S = &L->slots[k];
+        ot_loader_host_free(S->b.images);
+        free(S->b.targets); free(S->b.sample); free(S->b.shapes);
+        for (int j = 0; S->rows && j < L->c.batch_size; j++) free(S->rows[j]);
+        free(S->rows); free(S->nrows); free(S->rowcap);
+    }
+    free(L->slots);
+    if (L->cache) {
+        for (int64_t i = 0; i < L->n; i++) {
+            cached_im *c = atomic_load(&L->cache[i]);
+            if (c) { ot_image_free(&c->im); free(c); }
+        }
+        free((void *)L->cache);
+    }
+    free(L->order);
+    free(L->rect_order);
+    free(L->batch_hw);
+    free(L);
+}
+
+typedef struct ar_key { double ar; int64_t i; } ar_key;
+static int cmp_ar(const void *a, const void *b) {
+    const ar_key *x = a, *y = b;
+    if (x->ar != y->ar) return x->ar < y->ar ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+ot_status ot_loader_create(const ot_dataset *d, const ot_loader_cfg *c, ot_loader **out, ot_error *err) {
+    *out = NULL;
+    if (c->stride < 1 || c->img_size < c->stride || c->img_size % c->stride || c->img_size > 8192)
+        return ot_fail(err, OT_ERR_INVALID, "loader: image size %d must be a multiple of the stride %d (at most 8192)", c->img_size, c->stride);
+    if (c->batch_size < 1 || c->batch_size > 4096) return ot_fail(err, OT_ERR_INVALID, "loader: batch size %d must be 1..4096", c->batch_size);
+    if (c->workers < 0 || c->workers > 256) return ot_fail(err, OT_ERR_INVALID, "loader: workers %d must be 0..256", c->workers);
+    if (d->n < 1) return ot_fail(err, OT_ERR_INVALID, "loader: the dataset is empty");
+    ot_loader *L = calloc(1, sizeof *L);
+    if (!L) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
+    L->d = d;
+    L->c = *c;
+    L->n = d->n;
+    L->nb = (d->n + c->batch_size - 1) / c->batch_size;
+    L->K = c->prefetch < 2 ? 2 : c->prefetch;
+    pthread_mutex_init(&L->mu, NULL);
+    pthread_cond_init(&L->cv_work, NULL);
+    pthread_cond_init(&L->cv_done, NULL);
+    atomic_init(&L->load_errors, 0);
+    L->order = malloc(sizeof(int64_t) * (size_t)L->n);
+    if (!L->order) goto nomem;
+    L->max_w = L->max_h = c->img_size;
+    if (c->rect) {
+        /* Ultralytics: sort by h/w, per batch shape [maxi, 1] or [1, 1/mini] (h, w),
+         * then ceil(shape * img_size / stride + pad) * stride */
+        ar_key *k = malloc(sizeof *k * (size_t)L->n);
+        L->rect_order = malloc(sizeof(int64_t) * (size_t)L->n);
+        L->batch_hw = malloc(sizeof *L->batch_hw * (size_t)L->nb);
+        if (!k || !L->rect_order || !L->batch_hw) { free(k); goto nomem; }
+        for (int64_t i = 0; i < L->n; i++) k[i] = (ar_key){(double)d->h0[i] / (double)d->w0[i], i};
+        qsort(k, (size_t)L->n, sizeof *k, cmp_ar);
+        for (int64_t i = 0; i < L->n; i++) L->rect_order[i] = k[i].i;
+        for (int64_t b = 0; b < L->nb; b++) {
+            double mini = INFINITY, maxi = -INFINITY;
+            for (int64_t i = b * c->batch_size; i < L->n && i < (b + 1) * c->batch_size; i++) {
+                mini = fmin(mini, k[i].ar);
+                maxi = fmax(maxi, k[i].ar);
+            }
+            double sh = 1, sw = 1;
+            if (maxi < 1) sh = maxi;
+            else if (mini > 1) sw = 1 / mini;
+            L->batch_hw[b][0] = (int)ceil(sh * c->img_size / c->stride + c->pad) * c->stride;
+            L->batch_hw[b][1] = (int)ceil(sw * c->img_size / c->stride + c->pad) * c->stride;
+            if (L->batch_hw[b][0] > L->max_h) L->max_h = L->batch_hw[b][0];
+            if (L->batch_hw[b][1] > L->max_w) L->max_w = L->batch_hw[b][1];
+        }
+        free(k);
+    }
+    if (c->cache_ram) {
+        L->cache = calloc((size_t)L->n, sizeof *L->cache);
+        if (!L->cache) goto nomem;
+    }
+    L->slots = calloc((size_t)L->K, sizeof *L->slots);
+    if (!L->slots) goto nomem;
+    for (int k = 0; k < L->K; k++) {
+        slot *S = &L->slots[k];
+        size_t B = (size_t)c->batch_size;
+        S->b.images = ot_loader_host_alloc(sizeof(float) * B * 3 * (size_t)L->max_w * L->max_h);
+        S->b.sample = calloc(B, sizeof(int64_t));
+        S->b.shapes = calloc(B, sizeof(ot_sample_shape));
+        S->rows = calloc(B, sizeof(float *));
+        S->nrows = calloc(B, sizeof(int));
+        S->rowcap = calloc(B, sizeof(int));
+        S->batch = -1;
+        if (!S->b.images || !S->b.sample || !S->b.shapes || !S->rows || !S->nrows || !S->rowcap) goto nomem;
+    }
+    L->wc = calloc((size_t)c->workers + 1, sizeof *L->wc);
+    if (!L->wc) goto nomem;
+    for (int t = 0; t <= c->workers; t++)
+        if (!wctx_init(L, &L->wc[t])) goto nomem;
+    L->th = calloc((size_t)(c->workers ? c->workers : 1), sizeof *L->th);
+    if (!L->th) goto nomem;
+    for (int t = 0; t < c->workers; t++) {
+        void **arg = malloc(2 * sizeof(void *));
+        if (!arg) break;
+        arg[0] = L;
+        arg[1] = &L->wc[t];
+        if (pthread_create(&L->th[L->nth], NULL, worker, arg) != 0) { free(arg); break; }
+        L->nth++;
+    }
+    if (L->nth != c->workers) { ot_loader_destroy(L); return ot_fail(err, OT_ERR_INTERNAL, "loader: cannot start %d worker threads", c->workers); }
+    *out = L;
+    return ot_loader_start(L, 0, err);
+nomem:
+    ot_loader_destroy(L);
+    return ot_fail(err, OT_ERR_NOMEM, "loader: out of memory (batch %d at %d px)", c->batch_size, c->img_size);
+}
+
+ot_status ot_loader_start(ot_loader *L, int64_t epoch, ot_error *err) {
+    pthread_mutex_lock(&L->mu);
+    L->total_jobs = 0; /* stop handing out jobs, then wait for those running */
+    while (L->busy) pthread_cond_wait(&L->cv_done, &L->mu);
+    for (int64_t i = 0; i < L->n; i++) L->order[i] = L->rect_order ? L->rect_order[i] : i;
+    if (L->c.shuffle) {
+        ot_rng r;
+        ot_rng_seed(&r, L->c.seed, (uint64_t)epoch, UINT64_MAX);
+        for (int64_t i = L->n - 1; i > 0; i--) {
+            int64_t j = ot_rng_below(&r, i + 1), t = L->order[i];
+            L->order[i] = L->order[j];
+            L->order[j] = t;
+        }
+    }
+    for (int k = 0; k < L->K; k++) { L->slots[k].done = 0; L->slots[k].batch = -1; }
+    L->epoch = epoch;
+    L->next_job = 0;
+    L->free_before = 0;
+    L->consumed = 0;
+    L->total_jobs = L->n;
+    pthread_cond_broadcast(&L->cv_work);
+    pthread_mutex_unlock(&L->mu);
+    (void)err;
+    return OT_OK;
+}
+
+ot_status ot_loader_next(ot_loader *L, const ot_batch **out, ot_error *err) {
+    *out = NULL;
+    pthread_mutex_lock(&L->mu);
+    int64_t b = L->consumed;
+    if (b >= L->nb) { pthread_mutex_unlock(&L->mu); return OT_OK; }
+    /* release the previous batch's slot */
+    if (b > 0 && L->free_before < b) {
+        L->free_before = b;
+        L->slots[(b - 1) % L->K].done = 0;
+        pthread_cond_broadcast(&L->cv_work);
+    }
+    slot *S = &L->slots[b % L->K];
+    int n = (int)((b + 1) * L->c.batch_size <= L->n ? L->c.batch_size : L->n - b * L->c.batch_size);
+    if (L->nth == 0) {
+        /* no workers: build the batch here */
+        while (L->next_job < (b + 1) * L->c.batch_size && L->next_job < L->total_jobs) {
+            int64_t job = L->next_job++;
+            pthread_mutex_unlock(&L->mu);
+            run_job(L, &L->wc[L->c.workers], L->epoch, job);
+            pthread_mutex_lock(&L->mu);
+            S->done++;
+        }
+    }
+    while (S->done < n) pthread_cond_wait(&L->cv_done, &L->mu);
+    L->consumed = b + 1;
+    pthread_mutex_unlock(&L->mu);
+    /* collate: targets (image, class, cx, cy, w, h) */
+    int64_t nt = 0;
+    for (int j = 0; j < n; j++) nt += S->nrows[j];
+    free(S->b.targets);
+    S->b.targets = malloc(sizeof(float) * 6 * (size_t)(nt ? nt : 1));
+    if (!S->b.targets) return ot_fail(err, OT_ERR_NOMEM, "loader: out of memory collating batch %lld", (long long)b);
+    int64_t k = 0;
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < S->nrows[j]; i++, k++) {
+            S->b.targets[6 * k] = (float)j;
+            memcpy(S->b.targets + 6 * k + 1, S->rows[j] + 5 * i, 5 * sizeof(float));
+        }
+    S->b.index = b;
+    S->b.n = n;
+    S->b.h = L->c.rect ? L->batch_hw[b][0] : L->c.img_size;
+    S->b.w = L->c.rect ? L->batch_hw[b][1] : L->c.img_size;
+    S->b.n_targets = nt;
+    *out = &S->b;
+    return OT_OK;
+}
+
+ot_status ot_loader_sample(ot_loader *L, int64_t epoch, int64_t pos, ot_sample_out *o, ot_error *err) {
+    if (pos < 0 || pos >= L->n) return ot_fail(err, OT_ERR_INVALID, "loader: sample %lld out of range", (long long)pos);
+    /* the caller's scratch; the epoch order must be the epoch's */
+    if (L->epoch != epoch) OT_TRY(ot_loader_start(L, epoch, err));
+    wctx *W = &L->wc[L->c.workers];
+    int ow, oh;
+    bool flips[2];
+    ot_sample_shape sh;
+    int n = build_sample(L, W, epoch, pos, &ow, &oh, flips, &sh);
+    o->w = ow;
+    o->h = oh;
+    for (int y = 0; y < oh; y++)
+        for (int x = 0; x < ow; x++) {
+            int sy = flips[1] ? oh - 1 - y : y, sx = flips[0] ? ow - 1 - x : x;
+            memcpy(o->hwc + ((size_t)y * ow + x) * 3, W->a + ((size_t)sy * ow + sx) * 3, 3);
+        }
+    if (n > o->cap) n = o->cap;
+    boxes_to_rows(W->box, n, ow, oh, flips, o->rows);
+    o->n = n;
+    return OT_OK;
+}
