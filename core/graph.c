@@ -286,3 +286,91 @@ int64_t ot_attr_floats(const ot_node *n, const char *name, const float **v) {
     *v = a->floats;
     return a->n;
 }
+
+/* ---- building graphs ---- */
+static bool attr_copy(ot_attr *d, const ot_attr *a) {
+    *d = *a;
+    d->name = ot_strdup(a->name);
+    d->s = a->s ? ot_strdup(a->s) : NULL;
+    d->ints = NULL; d->floats = NULL; d->strings = NULL; d->t = NULL;
+    if (a->ints) { d->ints = ot_calloc((size_t)a->n, sizeof(int64_t)); if (!d->ints) return false; if (a->n) memcpy(d->ints, a->ints, sizeof(int64_t) * (size_t)a->n); }
+    if (a->floats) { d->floats = ot_calloc((size_t)a->n, sizeof(float)); if (!d->floats) return false; if (a->n) memcpy(d->floats, a->floats, sizeof(float) * (size_t)a->n); }
+    if (a->strings) {
+        d->strings = ot_calloc((size_t)a->n, sizeof(char *));
+        if (!d->strings) return false;
+        for (int64_t i = 0; i < a->n; i++) if (!(d->strings[i] = ot_strdup(a->strings[i]))) return false;
+    }
+    if (a->t) {
+        d->t = calloc(1, sizeof *d->t);
+        if (!d->t || ot_const_copy(d->t, a->t, NULL)) return false;
+    }
+    return d->name != NULL;
+}
+
+int ot_graph_import_value(ot_graph *dst, const ot_graph *src, const char *name) {
+    bool fresh = ot_graph_find(dst, name) < 0;
+    int id = ot_graph_value(dst, name);
+    if (id < 0 || !fresh) return id;
+    int sid = ot_graph_find(src, name);
+    if (sid < 0) return id;
+    const ot_value *sv = &src->values[sid];
+    ot_value *dv = &dst->values[id];
+    dv->dtype = sv->dtype;
+    dv->file_dtype = sv->file_dtype;
+    dv->shape = sv->shape;
+    for (int k = 0; k < OT_MAX_RANK; k++) dv->dim_param[k] = sv->dim_param[k] ? ot_strdup(sv->dim_param[k]) : NULL;
+    if (sv->flags & OT_V_INIT) {
+        if (ot_const_copy(&dv->init, &sv->init, NULL)) return -1;
+        dv->flags |= OT_V_INIT;
+    }
+    return id;
+}
+
+bool ot_node_set_io(ot_node *n, int n_in, const int *in, int n_out, const int *out) {
+    int *ni = ot_calloc((size_t)n_in, sizeof(int)), *no = ot_calloc((size_t)n_out, sizeof(int));
+    if (!ni || !no) { free(ni); free(no); return false; }
+    if (n_in) memcpy(ni, in, sizeof(int) * (size_t)n_in);
+    if (n_out) memcpy(no, out, sizeof(int) * (size_t)n_out);
+    free(n->in); free(n->out);
+    n->in = ni; n->out = no; n->n_in = n_in; n->n_out = n_out;
+    return true;
+}
+
+ot_node *ot_graph_copy_node(ot_graph *dst, const ot_graph *src, const ot_node *n) {
+    int in[64], out[64];
+    if (n->n_in > 64 || n->n_out > 64) return NULL;
+    for (int k = 0; k < n->n_in; k++) in[k] = n->in[k] < 0 ? -1 : ot_graph_import_value(dst, src, src->values[n->in[k]].name);
+    for (int k = 0; k < n->n_out; k++) out[k] = n->out[k] < 0 ? -1 : ot_graph_import_value(dst, src, src->values[n->out[k]].name);
+    for (int k = 0; k < n->n_in; k++) if (n->in[k] >= 0 && in[k] < 0) return NULL;
+    for (int k = 0; k < n->n_out; k++) if (n->out[k] >= 0 && out[k] < 0) return NULL;
+    return ot_graph_copy_node_io(dst, n, n->n_in, in, n->n_out, out);
+}
+
+ot_node *ot_graph_copy_node_io(ot_graph *dst, const ot_node *n, int n_in, const int *in, int n_out, const int *out) {
+    ot_node *d = ot_graph_add_node(dst);
+    if (!d) return NULL;
+    d->op = n->op;
+    d->name = ot_strdup(n->name);
+    d->op_type = ot_strdup(n->op_type);
+    d->domain = ot_strdup(n->domain);
+    d->attr = ot_calloc((size_t)n->n_attr, sizeof(ot_attr));
+    if (!d->name || !d->op_type || !d->domain || !d->attr || !ot_node_set_io(d, n_in, in, n_out, out)) return NULL;
+    for (int k = 0; k < n->n_attr; k++) {
+        d->n_attr++;
+        if (!attr_copy(&d->attr[k], &n->attr[k])) return NULL;
+    }
+    return d;
+}
+
+int ot_graph_add_init(ot_graph *dst, const char *name, const ot_const *c) {
+    if (ot_graph_find(dst, name) >= 0) return -1;
+    int id = ot_graph_value(dst, name);
+    if (id < 0) return -1;
+    ot_value *v = &dst->values[id];
+    if (ot_const_copy(&v->init, c, NULL)) return -1;
+    v->flags |= OT_V_INIT;
+    v->dtype = c->dtype;
+    v->file_dtype = c->dtype;
+    v->shape = c->shape;
+    return id;
+}

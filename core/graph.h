@@ -98,6 +98,20 @@ int ot_graph_find(const ot_graph *g, const char *name);  /* -1 if absent */
 ot_node *ot_graph_add_node(ot_graph *g);                  /* zeroed; NULL on failure */
 const char *ot_graph_meta(const ot_graph *g, const char *key);
 
+/* ---- building graphs (train/prepare.c, export/) ---- */
+/* Copy node n of src into dst: same op, name and attributes (deep copy); its
+ * inputs and outputs are looked up or created in dst by name, with their
+ * declared dtype/shape and initializer data copied when created. NULL on OOM. */
+ot_node *ot_graph_copy_node(ot_graph *dst, const ot_graph *src, const ot_node *n);
+/* The same with the inputs and outputs given as value ids of dst. */
+ot_node *ot_graph_copy_node_io(ot_graph *dst, const ot_node *n, int n_in, const int *in, int n_out, const int *out);
+/* Value id of a new initializer holding a copy of c; -1 on OOM or name clash. */
+int ot_graph_add_init(ot_graph *dst, const char *name, const ot_const *c);
+/* Value id of name in dst, copying its declaration (and data) from src. */
+int ot_graph_import_value(ot_graph *dst, const ot_graph *src, const char *name);
+/* Set a node's input/output lists (value ids, copied). false on OOM. */
+bool ot_node_set_io(ot_node *n, int n_in, const int *in, int n_out, const int *out);
+
 /* Check every input is produced, sort nodes topologically (error on cycles),
  * fill producers. */
 ot_status ot_graph_finalize(ot_graph *g, ot_error *err);

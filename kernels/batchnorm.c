@@ -5,6 +5,11 @@
  * batch mean and biased batch variance over (N, spatial); outputs running_mean
  * = mean*momentum + batch_mean*(1-momentum), running_var likewise, and (opset <
  * 14) saved_mean and saved inverse std, as ONNX Runtime computes them.
+ * In a training plan (OT_PLAN_TRAIN) every BN uses batch statistics and updates
+ * its running statistics inputs in place as torch.nn.BatchNorm2d does:
+ * running = (1 - m) * running + m * batch, m = 1 - ONNX momentum, with the
+ * unbiased batch variance. Backward (training form): with xh = (x - mean) * invstd,
+ * dB = sum dy, dscale = sum dy * xh, dx = scale * invstd / M * (M dy - dB - xh dscale).
  * Sums in double. CUDA twin: batchnorm.cu (cuDNN), later. */
 #include "ops.h"
 #include <math.h>
@@ -12,7 +17,9 @@
 typedef struct bn_params {
     int64_t n, c, s;     /* x viewed as (N, C, S) */
     float eps, momentum;
-    int training;
+    int training;        /* batch statistics */
+    int inplace_stats;   /* training plan: update the running statistics in place, PyTorch style */
+    float *mean, *invstd; /* (C) batch statistics kept for the backward (training plans) */
 } bn_params;
 
 /* ---- forward ---- */
@@ -34,6 +41,7 @@ static void bn_infer_fwd(float *y, const float *x, const float *scale, const flo
 static void bn_train_fwd(float *y, float *run_mean, float *run_var, float *saved_mean, float *saved_invstd,
                          const float *x, const float *scale, const float *bias, const float *mean_in,
                          const float *var_in, const bn_params *p) {
+    /* (mean_in, var_in are updated in place in training plans: see the file comment) */
     const double cnt = (double)(p->n * p->s);
 #pragma omp parallel for if (p->n * p->c * p->s > 32768)
     for (int64_t ch = 0; ch < p->c; ch++) {
@@ -59,6 +67,14 @@ static void bn_train_fwd(float *y, float *run_mean, float *run_var, float *saved
         if (run_var) run_var[ch] = (float)(var_in[ch] * p->momentum + var * (1.0 - p->momentum));
         if (saved_mean) saved_mean[ch] = (float)mu;
         if (saved_invstd) saved_invstd[ch] = (float)inv;
+        if (p->inplace_stats) {
+            double m = 1.0 - (double)p->momentum, unbiased = cnt > 1 ? sq / (cnt - 1) : var;
+            float *rm = (float *)mean_in, *rv = (float *)var_in; /* variables of the training plan */
+            rm[ch] = (float)((1.0 - m) * rm[ch] + m * mu);
+            rv[ch] = (float)((1.0 - m) * rv[ch] + m * unbiased);
+            p->mean[ch] = (float)mu;
+            p->invstd[ch] = (float)inv;
+        }
     }
 }
 
@@ -85,10 +101,17 @@ static ot_status bn_infer(ot_kctx *c) {
     ot_attr_int(c->n, "spatial", 1); /* opset < 9: always spatial here */
     int64_t tm = ot_attr_int(c->n, "training_mode", 0);
     p->training = c->opset >= 14 ? tm != 0 : c->n->n_out > 1;
+    if (ot_training(c)) {
+        p->training = 1;
+        p->inplace_stats = 1;
+        p->mean = ot_plan_state(c, sizeof(float) * (size_t)p->c);
+        p->invstd = ot_plan_state(c, sizeof(float) * (size_t)p->c);
+        if (!p->mean || !p->invstd) return ot_fail(c->err, OT_ERR_NOMEM, "out of memory");
+    }
     int max_out = c->opset >= 14 ? 3 : 5;
     if (c->n->n_out > max_out)
         return ot_fail(c->err, OT_ERR_INVALID, "%d outputs; opset %d allows at most %d", c->n->n_out, c->opset, max_out);
-    if (!p->training && c->n->n_out > 1)
+    if (!p->training && c->n->n_out > 1 && !ot_training(c))
         return ot_fail(c->err, OT_ERR_INVALID, "running statistics outputs need training_mode=1");
     OT_TRY(ot_set_out(c, 0, OT_F32, xs));
     ot_shape cs = {1, {p->c}};
@@ -108,4 +131,40 @@ static ot_status bn_fwd(ot_kctx *c) {
     return OT_OK;
 }
 
-const ot_op_def ot_op_batchnormalization = {"BatchNormalization", 5, 5, 1, 5, sizeof(bn_params), bn_infer, bn_fwd, 0};
+/* ---- backward (training form) ---- */
+/* dx, dscale, dbias accumulate (any may be NULL); x, dy: (N, C, S). */
+static void bn_train_bwd(float *dx, float *dscale, float *dbias, const float *dy, const float *x, const float *scale,
+                         const bn_params *p) {
+    const double cnt = (double)(p->n * p->s);
+#pragma omp parallel for if (p->n * p->c * p->s > 32768)
+    for (int64_t ch = 0; ch < p->c; ch++) {
+        const double mu = p->mean[ch], inv = p->invstd[ch];
+        double sdy = 0, sdyxh = 0;
+        for (int64_t n = 0; n < p->n; n++) {
+            const float *xs = x + (n * p->c + ch) * p->s, *d = dy + (n * p->c + ch) * p->s;
+            for (int64_t i = 0; i < p->s; i++) { sdy += d[i]; sdyxh += d[i] * ((xs[i] - mu) * inv); }
+        }
+        if (dbias) dbias[ch] += (float)sdy;
+        if (dscale) dscale[ch] += (float)sdyxh;
+        if (!dx || cnt == 0) continue;
+        const double k = scale[ch] * inv / cnt;
+        for (int64_t n = 0; n < p->n; n++) {
+            const float *xs = x + (n * p->c + ch) * p->s, *d = dy + (n * p->c + ch) * p->s;
+            float *g = dx + (n * p->c + ch) * p->s;
+            for (int64_t i = 0; i < p->s; i++) g[i] += (float)(k * (cnt * d[i] - sdy - (xs[i] - mu) * inv * sdyxh));
+        }
+    }
+}
+
+static ot_status bn_bwd(ot_kctx *c) {
+    const bn_params *p = c->params;
+    const float *dy = ot_gout(c, 0);
+    if (!dy) return OT_OK;
+    if (!p->inplace_stats)
+        return ot_fail(c->err, OT_ERR_UNSUPPORTED, "backward of the inference form is not supported (train with batch statistics)");
+    bn_train_bwd(ot_gin(c, 0), ot_gin(c, 1), ot_gin(c, 2), dy, ot_inf(c, 0), ot_inf(c, 1), p);
+    return OT_OK;
+}
+
+const ot_op_def ot_op_batchnormalization = {"BatchNormalization", 5, 5, 1, 5, sizeof(bn_params), bn_infer, bn_fwd, 0,
+                                            bn_bwd, OT_BWD_IN(0) | OT_BWD_IN(1)};

@@ -3,7 +3,8 @@
  * Spec: ONNX Concat-4/11/13 (negative axis from 11; accepted for any opset). Every
  * input must have the same element type and rank, and the same size in every
  * dim but the axis; inputs that are empty along the axis are allowed. Element-size
- * generic: any dtype is moved as bytes. CUDA twin: concat.cu. */
+ * generic: any dtype is moved as bytes; the backward (float32) hands each input
+ * its slice of the output gradient. CUDA twin: concat.cu. */
 #include "ops.h"
 #include <string.h>
 
@@ -102,6 +103,53 @@ static ot_status concat_fwd(ot_kctx *c) {
     return OT_OK;
 }
 
+/* ---- backward ----
+ * Each input's gradient gets its slice of the output gradient (float32 only).
+ * An input listed twice (Concat(a, b, a)) has one gradient buffer: its slices are
+ * added by the same task (outer > 1) or one after the other (outer == 1). */
+
+static ot_status concat_bwd(ot_kctx *c) {
+    const concat_params *cp = (const concat_params *)c->params;
+    const float *gy = ot_gout(c, 0);        /* (outer, sum of axis lengths, inner) */
+    const ot_shape *os = ot_oshape(c, 0);
+    if (!gy || ot_idtype(c, 0) != OT_F32) return OT_OK;
+    int n = c->n->n_in, axis = cp->axis;
+    int64_t outer = 1, inner = 1, total = ot_numel(os);
+    for (int k = 0; k < axis; k++) outer *= os->d[k];
+    for (int k = axis + 1; k < os->rank; k++) inner *= os->d[k];
+    int64_t orow = os->d[axis] * inner;     /* elements of one outer slice of the output */
+    if (total == 0) return OT_OK;
+
+    if (outer == 1) {
+        int64_t off = 0;
+        for (int i = 0; i < n; i++) {
+            int64_t len = ot_ishape(c, i)->d[axis] * inner;
+            float *gx = ot_gin(c, i);
+            const float *src = gy + off;
+            off += len;
+            if (!gx) continue;
+#pragma omp parallel for simd if(total > 32768)
+            for (int64_t j = 0; j < len; j++) gx[j] += src[j];
+        }
+        return OT_OK;
+    }
+
+#pragma omp parallel for if(total > 32768)
+    for (int64_t o = 0; o < outer; o++) {
+        const float *src = gy + o * orow;
+        for (int i = 0; i < n; i++) {
+            int64_t blk = ot_ishape(c, i)->d[axis] * inner;   /* elements per outer index */
+            float *gx = ot_gin(c, i);
+            if (gx) {
+                float *dst = gx + o * blk;
+                for (int64_t j = 0; j < blk; j++) dst[j] += src[j];
+            }
+            src += blk;
+        }
+    }
+    return OT_OK;
+}
+
 /* ---- op table row ---- */
 
-const ot_op_def ot_op_concat = {"Concat", 1, -1, 1, 1, sizeof(concat_params), concat_infer, concat_fwd, 0};
+const ot_op_def ot_op_concat = {"Concat", 1, -1, 1, 1, sizeof(concat_params), concat_infer, concat_fwd, 0, concat_bwd, 0};

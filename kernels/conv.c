@@ -1,6 +1,7 @@
 /* conv.c: Conv (ONNX opset 1-18, 2-D) on the CPU: im2col + one GEMM per
  * image and group (Chellapilla et al. 2006; darknet, Caffe). 1x1 stride-1
- * unpadded convolutions skip im2col. CUDA twin: conv.cu (cuDNN), later. */
+ * unpadded convolutions skip im2col. Backward: dW = dY . col^T, dX = col2im(W^T . dY),
+ * db = sum dY, accumulated. CUDA twin: conv.cu (cuDNN), later. */
 #include "conv.h"
 #include "gemm.h"
 #include "ops.h"
@@ -55,6 +56,68 @@ void ot_conv2d_fwd_cpu(float *y, const float *x, const float *w, const float *b,
             const float *col = xg;
             if (!is_pointwise(p)) { ot_im2col(ws, xg, cg, p); col = ws; }
             ot_sgemm(false, false, mg, ohw, k, 1.0f, w + g * mg * k, k, col, ohw, b ? 1.0f : 0.0f, yn + g * mg * ohw, ohw);
+        }
+    }
+}
+
+/* ---- backward ---- */
+/* dx: (C/group, H, W) of one image's group slice += col2im(dcol), dcol: (C/group*kh*kw, OH*OW).
+ * Threads own disjoint input channels, so accumulation is race-free. */
+static void col2im_add(float *dx, const float *dcol, int64_t c, const ot_conv_params *p) {
+    const int64_t ohw = p->oh * p->ow, kk = p->kh * p->kw;
+#pragma omp parallel for if (c * kk * ohw > 32768)
+    for (int64_t ci = 0; ci < c; ci++) {
+        float *d = dx + ci * p->h * p->w;
+        for (int64_t kq = 0; kq < kk; kq++) {
+            int64_t ky = kq / p->kw, kx = kq % p->kw;
+            const float *src = dcol + (ci * kk + kq) * ohw;
+            for (int64_t oy = 0; oy < p->oh; oy++) {
+                int64_t iy = oy * p->sh - p->pt + ky * p->dh;
+                if (iy < 0 || iy >= p->h) continue;
+                float *drow = d + iy * p->w;
+                const float *s = src + oy * p->ow;
+                for (int64_t ox = 0; ox < p->ow; ox++) {
+                    int64_t ix = ox * p->sw - p->pl + kx * p->dw;
+                    if (ix >= 0 && ix < p->w) drow[ix] += s[ox];
+                }
+            }
+        }
+    }
+}
+
+void ot_conv2d_bwd_cpu(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, float *ws,
+                       const ot_conv_params *p) {
+    const int64_t cg = p->c / p->group, mg = p->m / p->group, ohw = p->oh * p->ow, k = cg * p->kh * p->kw;
+    if (db) {
+#pragma omp parallel for if (p->m * p->n * ohw > 32768)
+        for (int64_t o = 0; o < p->m; o++) {
+            double acc = 0;
+            for (int64_t n = 0; n < p->n; n++) {
+                const float *d = dy + (n * p->m + o) * ohw;
+                for (int64_t i = 0; i < ohw; i++) acc += d[i];
+            }
+            db[o] += (float)acc;
+        }
+    }
+    for (int64_t n = 0; n < p->n; n++) {
+        const float *dyn = dy + n * p->m * ohw;
+        for (int64_t g = 0; g < p->group; g++) {
+            const float *xg = x + (n * p->c + g * cg) * p->h * p->w;
+            const float *dyg = dyn + g * mg * ohw;
+            if (dw) { /* dW (mg, k) += dY (mg, ohw) . col^T (ohw, k) */
+                const float *col = xg;
+                if (!is_pointwise(p)) { ot_im2col(ws, xg, cg, p); col = ws; }
+                ot_sgemm(false, true, mg, k, ohw, 1.0f, dyg, ohw, col, ohw, 1.0f, dw + g * mg * k, k);
+            }
+            if (dx) { /* dcol (k, ohw) = W^T (k, mg) . dY (mg, ohw), then col2im */
+                float *dxg = dx + (n * p->c + g * cg) * p->h * p->w;
+                if (is_pointwise(p)) {
+                    ot_sgemm(true, false, k, ohw, mg, 1.0f, w + g * mg * k, k, dyg, ohw, 1.0f, dxg, ohw);
+                } else {
+                    ot_sgemm(true, false, k, ohw, mg, 1.0f, w + g * mg * k, k, dyg, ohw, 0.0f, ws, ohw);
+                    col2im_add(dxg, ws, cg, p);
+                }
+            }
         }
     }
 }
@@ -125,7 +188,7 @@ static ot_status conv_infer(ot_kctx *c) {
             return ot_fail(c->err, OT_ERR_SHAPE, "bias %s does not match %lld output channels", ot_shape_str(bs, b1, sizeof b1),
                            (long long)p->m);
     }
-    int64_t wsf = ot_conv_ws_floats(p);
+    int64_t wsf = ot_conv_ws_floats(p); /* forward im2col; the backward reuses it for col and dcol in turn */
     if (wsf > OT_MAX_NUMEL) return ot_fail(c->err, OT_ERR_NOMEM, "im2col workspace of %lld floats is too large", (long long)wsf);
     if ((size_t)wsf * sizeof(float) > c->p->ws_bytes) c->p->ws_bytes = (size_t)wsf * sizeof(float);
     ot_shape ys = {4, {p->n, p->m, p->oh, p->ow}};
@@ -138,4 +201,14 @@ static ot_status conv_fwd(ot_kctx *c) {
     return OT_OK;
 }
 
-const ot_op_def ot_op_conv = {"Conv", 2, 3, 1, 1, sizeof(ot_conv_params), conv_infer, conv_fwd, 0};
+static ot_status conv_bwd(ot_kctx *c) {
+    const ot_conv_params *p = c->params;
+    const float *dy = ot_gout(c, 0);
+    if (!dy) return OT_OK;
+    ot_conv2d_bwd_cpu(ot_gin(c, 0), ot_gin(c, 1), p->has_bias ? ot_gin(c, 2) : NULL, dy, ot_inf(c, 0), ot_inf(c, 1),
+                      c->p->ws, p);
+    return OT_OK;
+}
+
+const ot_op_def ot_op_conv = {"Conv", 2, 3, 1, 1, sizeof(ot_conv_params), conv_infer, conv_fwd, 0,
+                              conv_bwd, OT_BWD_IN(0) | OT_BWD_IN(1)};

@@ -14,7 +14,8 @@
  * contiguous for both operands are merged. The run then walks "rows" of the
  * innermost merged dim, where each operand is either contiguous or one repeated
  * element, which covers same shape, scalar and per-channel operands at full speed;
- * anything else is the same loop over shorter rows. CUDA twin: elementwise.cu. */
+ * anything else is the same loop over shorter rows. The backward (float32 only)
+ * walks the same merged space; see its banner. CUDA twin: elementwise.cu. */
 #include "ops.h"
 #include <math.h>
 #include <string.h>
@@ -248,11 +249,210 @@ static ot_status bin_fwd(ot_kctx *c) {
     return OT_OK;
 }
 
+/* ---- backward ----
+ * The derivatives of PyTorch's autograd (tools/autograd/derivatives.yaml):
+ *   Sigmoid  dx = dy * (1 - y) * y                      (reads the output)
+ *   Add/Sub  da = dy, db = +-dy                         (reads nothing)
+ *   Mul      da = dy * b, db = dy * a
+ *   Div      da = dy / b, db = -dy * ((a / b) / b)
+ *   Pow      da = dy * (b * a^(b-1)), 0 where b == 0; db = dy * (a^b * ln a), 0 where
+ *            a == 0 and b >= 0 (NaN for a negative base, as PyTorch); an int64
+ *            exponent gets none (the base's is computed in double like the forward).
+ * The gradient of a broadcast operand is the sum over the dims it was broadcast
+ * along, summed in double. Work is split over that operand's own elements, or over
+ * fixed chunks of the sum when it has few (partial sums added in chunk order), so
+ * no two threads add into the same place and the result does not depend on the
+ * thread count. */
+
+#define GCHUNK 1024   /* outputs per contribution run (stack buffers) */
+
+static ot_status sigmoid_bwd(ot_kctx *c) {
+    float *gx = ot_gin(c, 0);          /* any shape */
+    const float *gy = ot_gout(c, 0);   /* same shape */
+    if (!gx || !gy) return OT_OK;
+    const float *y = ot_outf(c, 0);
+    int64_t n = ot_numel(ot_oshape(c, 0));
+#pragma omp parallel for simd if(n > 32768)
+    for (int64_t i = 0; i < n; i++) gx[i] += gy[i] * (1.0f - y[i]) * y[i];
+    return OT_OK;
+}
+
+/* t[j] = the contribution of output j to the gradient of operand `side` (0: A,
+ * 1: B) for a run of n outputs: g contiguous, A and B with element strides ia, ib
+ * (each 0 or 1). Add and Sub never read A or B (they may be NULL). */
+#define GRUN(EXPR) do {                                                                                   \
+        if (ia && ib) {                                                                                   \
+            for (int64_t j = 0; j < n; j++) { float gv = g[j], a = pa[j], b = pb[j]; (void)a; (void)b; t[j] = (EXPR); } \
+        } else if (ia) {                                                                                  \
+            const float b = pb[0]; (void)b;                                                               \
+            for (int64_t j = 0; j < n; j++) { float gv = g[j], a = pa[j]; (void)a; t[j] = (EXPR); }      \
+        } else if (ib) {                                                                                  \
+            const float a = pa[0]; (void)a;                                                               \
+            for (int64_t j = 0; j < n; j++) { float gv = g[j], b = pb[j]; (void)b; t[j] = (EXPR); }      \
+        } else {                                                                                          \
+            const float a = pa[0], b = pb[0]; (void)a; (void)b;                                           \
+            for (int64_t j = 0; j < n; j++) { float gv = g[j]; t[j] = (EXPR); }                          \
+        }                                                                                                 \
+    } while (0)
+
+static void grad_run(const bin_params *bp, int side, float *t, const float *g, const void *va, int64_t ia,
+                     const void *vb, int64_t ib, int64_t n) {
+    const float *pa = (const float *)va, *pb = (const float *)vb;
+    switch (bp->kind) {
+    case BIN_ADD:
+        for (int64_t j = 0; j < n; j++) t[j] = g[j];
+        break;
+    case BIN_SUB:
+        if (side) for (int64_t j = 0; j < n; j++) t[j] = -g[j];
+        else for (int64_t j = 0; j < n; j++) t[j] = g[j];
+        break;
+    case BIN_MUL:
+        if (side) GRUN(gv * a);
+        else GRUN(gv * b);
+        break;
+    case BIN_DIV:
+        if (side) GRUN(-gv * ((a / b) / b));
+        else GRUN(gv / b);
+        break;
+    default: /* BIN_POW */
+        if (bp->tb == OT_I64) {   /* base only, in double like pow_fi */
+            const int64_t *pe = (const int64_t *)vb;
+            for (int64_t j = 0; j < n; j++) {
+                int64_t e = pe[j * ib];
+                t[j] = e == 0 ? 0.0f : (float)((double)g[j] * ((double)e * pow((double)pa[j * ia], (double)(e - 1))));
+            }
+        } else if (side) {
+            GRUN(a == 0.0f && b >= 0.0f ? 0.0f : gv * (powf(a, b) * logf(a)));
+        } else {
+            GRUN(b == 0.0f ? 0.0f : gv * (b * powf(a, b - 1.0f)));
+        }
+        break;
+    }
+}
+#undef GRUN
+
+/* Add to *oo, *oa, *ob the offsets of the merged coordinates given by idx over
+ * the dims dims[0..nd) (the last varies fastest). */
+static inline void bin_offsets(const bin_params *bp, const int64_t *so, const int *dims, int nd, int64_t idx,
+                               int64_t *oo, int64_t *oa, int64_t *ob) {
+    for (int k = nd - 1; k >= 0; k--) {
+        int i = dims[k];
+        int64_t x = idx % bp->d[i];
+        idx /= bp->d[i];
+        *oo += x * so[i];
+        *oa += x * bp->sa[i];
+        *ob += x * bp->sb[i];
+    }
+}
+
+static inline const void *elem_at(const unsigned char *base, int64_t off, size_t es) {
+    return base ? base + (size_t)off * es : NULL;
+}
+
+/* gx += gradient of operand `side` (A's shape or B's), from gy (the merged output). */
+static void bin_grad(const bin_params *bp, int side, float *gx, const float *gy, const unsigned char *A,
+                     const unsigned char *B) {
+    const int r = bp->rank, last = r - 1;
+    const int64_t *sx = side ? bp->sb : bp->sa;
+    const size_t ea = ot_dtype_size(bp->ta), eb = ot_dtype_size(bp->tb);
+    int64_t so[OT_MAX_RANK];   /* output strides */
+    so[last] = 1;
+    for (int i = last - 1; i >= 0; i--) so[i] = so[i + 1] * bp->d[i + 1];
+    int kept[OT_MAX_RANK], red[OT_MAX_RANK], nk = 0, nr = 0;   /* outer dims X has / is broadcast along */
+    int64_t nko = 1, nro = 1;
+    for (int i = 0; i < last; i++) {
+        if (sx[i]) { kept[nk++] = i; nko *= bp->d[i]; }
+        else { red[nr++] = i; nro *= bp->d[i]; }
+    }
+    const int64_t L = bp->d[last], ia = bp->sa[last], ib = bp->sb[last];
+    const int64_t total = bp->numel;
+
+    if (sx[last]) {
+        /* X runs along the innermost dim: a task is one run chunk of X, summing the
+         * matching output runs over the reduced outer dims (none when X is full). */
+        int64_t nch = (L + GCHUNK - 1) / GCHUNK, tasks = nko * nch;
+#pragma omp parallel for if(total > 32768)
+        for (int64_t tk = 0; tk < tasks; tk++) {
+            int64_t ko = tk / nch, j0 = (tk % nch) * GCHUNK;
+            int64_t n = L - j0 < GCHUNK ? L - j0 : GCHUNK;
+            int64_t oo = 0, oa = 0, ob = 0;
+            bin_offsets(bp, so, kept, nk, ko, &oo, &oa, &ob);
+            float *gxr = gx + (side ? ob : oa) + j0;
+            float t[GCHUNK];
+            if (nro == 1) {
+                grad_run(bp, side, t, gy + oo + j0, elem_at(A, oa + j0 * ia, ea), ia, elem_at(B, ob + j0 * ib, eb), ib, n);
+                for (int64_t j = 0; j < n; j++) gxr[j] += t[j];
+                continue;
+            }
+            double acc[GCHUNK];
+            for (int64_t j = 0; j < n; j++) acc[j] = 0;
+            for (int64_t ro = 0; ro < nro; ro++) {
+                int64_t po = oo, pa = oa, pb = ob;
+                bin_offsets(bp, so, red, nr, ro, &po, &pa, &pb);
+                grad_run(bp, side, t, gy + po + j0, elem_at(A, pa + j0 * ia, ea), ia, elem_at(B, pb + j0 * ib, eb), ib, n);
+                for (int64_t j = 0; j < n; j++) acc[j] += t[j];
+            }
+            for (int64_t j = 0; j < n; j++) gxr[j] += (float)acc[j];
+        }
+        return;
+    }
+
+    /* X is broadcast along the innermost dim: each element of X (a kept outer
+     * coordinate) sums whole output runs over the reduced outer dims. With fewer
+     * than 64 elements the reduced dims are cut into P fixed chunks. */
+    enum { PMAX = 64 };
+    double part[PMAX * PMAX];
+    int64_t P = nko >= PMAX ? 1 : (nro < PMAX ? nro : PMAX), tasks = nko * P;
+#pragma omp parallel for if(total > 32768)
+    for (int64_t tk = 0; tk < tasks; tk++) {
+        int64_t e = tk / P, ch = tk % P, r0 = nro * ch / P, r1 = nro * (ch + 1) / P;
+        int64_t oo = 0, oa = 0, ob = 0;
+        bin_offsets(bp, so, kept, nk, e, &oo, &oa, &ob);
+        float t[GCHUNK];
+        double s = 0;
+        for (int64_t ro = r0; ro < r1; ro++) {
+            int64_t po = oo, pa = oa, pb = ob;
+            bin_offsets(bp, so, red, nr, ro, &po, &pa, &pb);
+            for (int64_t j0 = 0; j0 < L; j0 += GCHUNK) {
+                int64_t n = L - j0 < GCHUNK ? L - j0 : GCHUNK;
+                grad_run(bp, side, t, gy + po + j0, elem_at(A, pa + j0 * ia, ea), ia, elem_at(B, pb + j0 * ib, eb), ib, n);
+                for (int64_t j = 0; j < n; j++) s += t[j];
+            }
+        }
+        if (P == 1) gx[side ? ob : oa] += (float)s;
+        else part[tk] = s;
+    }
+    if (P == 1) return;
+    for (int64_t e = 0; e < nko; e++) {
+        int64_t oo = 0, oa = 0, ob = 0;
+        bin_offsets(bp, so, kept, nk, e, &oo, &oa, &ob);
+        double s = 0;
+        for (int64_t ch = 0; ch < P; ch++) s += part[e * P + ch];
+        gx[side ? ob : oa] += (float)s;
+    }
+}
+
+static ot_status bin_bwd(ot_kctx *c) {
+    const bin_params *bp = (const bin_params *)c->params;
+    const float *gy = ot_gout(c, 0);   /* (merged dims d) */
+    if (!gy || bp->numel == 0 || bp->ta != OT_F32) return OT_OK;   /* int64 arithmetic has no gradient */
+    bool reads = bp->kind == BIN_MUL || bp->kind == BIN_DIV || bp->kind == BIN_POW;
+    const unsigned char *A = reads ? (const unsigned char *)ot_in(c, 0) : NULL;
+    const unsigned char *B = reads ? (const unsigned char *)ot_in(c, 1) : NULL;
+    for (int side = 0; side < 2; side++) {
+        float *gx = ot_gin(c, side);
+        if (!gx || (side == 1 && bp->tb != OT_F32)) continue;
+        bin_grad(bp, side, gx, gy, A, B);   /* A then B: an operand used twice (x * x) gets both */
+    }
+    return OT_OK;
+}
+
 /* ---- op table rows ---- */
 
-const ot_op_def ot_op_sigmoid = {"Sigmoid", 1, 1, 1, 1, 0, sigmoid_infer, sigmoid_fwd, 0};
-const ot_op_def ot_op_add = {"Add", 2, 2, 1, 1, sizeof(bin_params), add_infer, bin_fwd, 0};
-const ot_op_def ot_op_sub = {"Sub", 2, 2, 1, 1, sizeof(bin_params), sub_infer, bin_fwd, 0};
-const ot_op_def ot_op_mul = {"Mul", 2, 2, 1, 1, sizeof(bin_params), mul_infer, bin_fwd, 0};
-const ot_op_def ot_op_div = {"Div", 2, 2, 1, 1, sizeof(bin_params), div_infer, bin_fwd, 0};
-const ot_op_def ot_op_pow = {"Pow", 2, 2, 1, 1, sizeof(bin_params), pow_infer, bin_fwd, 0};
+#define BIN_READS (OT_BWD_IN(0) | OT_BWD_IN(1))
+const ot_op_def ot_op_sigmoid = {"Sigmoid", 1, 1, 1, 1, 0, sigmoid_infer, sigmoid_fwd, 0, sigmoid_bwd, OT_BWD_OUT(0)};
+const ot_op_def ot_op_add = {"Add", 2, 2, 1, 1, sizeof(bin_params), add_infer, bin_fwd, 0, bin_bwd, 0};
+const ot_op_def ot_op_sub = {"Sub", 2, 2, 1, 1, sizeof(bin_params), sub_infer, bin_fwd, 0, bin_bwd, 0};
+const ot_op_def ot_op_mul = {"Mul", 2, 2, 1, 1, sizeof(bin_params), mul_infer, bin_fwd, 0, bin_bwd, BIN_READS};
+const ot_op_def ot_op_div = {"Div", 2, 2, 1, 1, sizeof(bin_params), div_infer, bin_fwd, 0, bin_bwd, BIN_READS};
+const ot_op_def ot_op_pow = {"Pow", 2, 2, 1, 1, sizeof(bin_params), pow_infer, bin_fwd, 0, bin_bwd, BIN_READS};

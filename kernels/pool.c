@@ -7,7 +7,8 @@
  * bottom/right padding (onnx/onnx#5741); SAME_* pads use the undilated kernel like
  * ORT. Padded positions never win: a window's maximum is taken over its in-image
  * positions only, starting from the lowest float (as ORT/MLAS). The Indices output
- * and storage_order=1 are not supported. CUDA twin: pool.cu. */
+ * and storage_order=1 are not supported. The backward recomputes each window's
+ * argmax (first maximum, like PyTorch). CUDA twin: pool.cu. */
 #include "ops.h"
 #include <float.h>
 #include <string.h>
@@ -158,6 +159,51 @@ static ot_status maxpool_fwd(ot_kctx *c) {
     return OT_OK;
 }
 
+/* ---- backward ----
+ * The argmax is recomputed from the input (no state kept): the gradient of each
+ * output goes to the first maximum of its window in scan order (rows, then
+ * columns), as PyTorch's CPU max_pool2d (strict '>' from the first in-image tap);
+ * padded positions never get any. Windows overlap, so the work is split by
+ * plane (N*C): a plane's gradient is written by one thread only. */
+
+static ot_status maxpool_bwd(ot_kctx *c) {
+    const pool_params *pp = (const pool_params *)c->params;
+    float *gx = ot_gin(c, 0);                /* (N, C, H, W) */
+    const float *gy = ot_gout(c, 0);         /* (N, C, OH, OW) */
+    if (!gx || !gy) return OT_OK;
+    const ot_shape *xs = ot_ishape(c, 0), *ys = ot_oshape(c, 0);
+    const float *x = ot_inf(c, 0);
+    int64_t H = xs->d[2], W = xs->d[3], OH = ys->d[2], OW = ys->d[3];
+    int64_t planes = ys->d[0] * ys->d[1], total = planes * OH * OW * pp->kh * pp->kw;
+#pragma omp parallel for if(total > 32768)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *xp = x + pl * H * W;
+        float *gp = gx + pl * H * W;
+        const float *gyp = gy + pl * OH * OW;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t h0 = oh * pp->sh - pp->pt, a0, a1;
+            taps(h0, pp->kh, pp->dh, H, &a0, &a1);
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t w0 = ow * pp->sw - pp->pl, b0, b1;
+                taps(w0, pp->kw, pp->dw, W, &b0, &b1);
+                if (a0 >= a1 || b0 >= b1) continue;   /* no in-image tap */
+                int64_t best = (h0 + a0 * pp->dh) * W + w0 + b0 * pp->dw;
+                float m = xp[best];
+                for (int64_t i = a0; i < a1; i++) {
+                    int64_t base = (h0 + i * pp->dh) * W + w0;
+                    for (int64_t j = b0; j < b1; j++) {
+                        int64_t k = base + j * pp->dw;
+                        if (xp[k] > m) { m = xp[k]; best = k; }
+                    }
+                }
+                gp[best] += gyp[oh * OW + ow];
+            }
+        }
+    }
+    return OT_OK;
+}
+
 /* ---- op table row ---- */
 
-const ot_op_def ot_op_maxpool = {"MaxPool", 1, 1, 1, 2, sizeof(pool_params), maxpool_infer, maxpool_fwd, 0};
+const ot_op_def ot_op_maxpool = {"MaxPool", 1, 1, 1, 2, sizeof(pool_params), maxpool_infer, maxpool_fwd, 0, maxpool_bwd,
+                                 OT_BWD_IN(0)};

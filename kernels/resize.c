@@ -17,6 +17,7 @@
  * the per-axis index maps, its elements from the innermost map. Axes whose map is
  * o -> o / k (YOLOv5's 2x upsampling and every integer-factor asymmetric/floor
  * case) skip the float arithmetic; other innermost maps are tabulated on the stack.
+ * The backward adds each output's gradient to the input element it copied.
  * CUDA twin: resize.cu. */
 #include "ops.h"
 #include <math.h>
@@ -276,7 +277,84 @@ static ot_status rs_fwd(ot_kctx *c) {
     return OT_OK;
 }
 
+/* ---- backward ----
+ * Each output element's gradient is added to the input element it copied
+ * (float32 only). Every index map is non-decreasing in the output index (each
+ * coordinate transform is increasing, rounding and clamping keep the order), so
+ * the outputs that copy input index i along an axis form one range, found by
+ * bisection (or [i*k, (i+1)*k) on integer-factor axes). A task owns one input
+ * row (all axes but the innermost) and adds every output row that maps to it, so
+ * no two threads write the same gradient. */
+
+/* Output range [*lo, *hi) whose index maps to input index i along axis a. */
+static void rs_range(const rs_params *p, int a, int64_t i, int64_t *lo, int64_t *hi) {
+    int64_t k = p->factor[a];
+    if (k > 0) { *lo = i * k; *hi = (i + 1) * k; return; }
+    int64_t bound[2];
+    for (int t = 0; t < 2; t++) {   /* first o with map(o) >= i + t */
+        int64_t l = 0, h = p->out[a];
+        while (l < h) {
+            int64_t m = l + (h - l) / 2;
+            if (rs_map(p, a, m) >= i + t) h = m;
+            else l = m + 1;
+        }
+        bound[t] = l;
+    }
+    *lo = bound[0];
+    *hi = bound[1];
+}
+
+/* gx[map(j)] += gy[j] for the n outputs of one row. */
+static void scatter_row(float *gx, const float *gy, int64_t n, const int64_t *map, int64_t k, const rs_params *p, int axis) {
+    if (k == 1) for (int64_t j = 0; j < n; j++) gx[j] += gy[j];
+    else if (k == 2) for (int64_t j = 0; j < n / 2; j++) gx[j] += gy[2 * j] + gy[2 * j + 1];
+    else if (k > 0) for (int64_t j = 0; j < n; j++) gx[j / k] += gy[j];
+    else if (map) for (int64_t j = 0; j < n; j++) gx[map[j]] += gy[j];
+    else for (int64_t j = 0; j < n; j++) gx[rs_map(p, axis, j)] += gy[j];
+}
+
+static ot_status rs_bwd(ot_kctx *c) {
+    const rs_params *p = (const rs_params *)c->params;
+    float *gx = ot_gin(c, 0);          /* (in dims) */
+    const float *gy = ot_gout(c, 0);   /* (out dims) */
+    if (!gx || !gy || ot_idtype(c, 0) != OT_F32) return OT_OK;
+    int r = p->rank, last = r - 1;
+    int64_t total = 1, in_total = 1;
+    for (int a = 0; a < r; a++) { total *= p->out[a]; in_total *= p->in[a]; }
+    if (total == 0 || in_total == 0) return OT_OK;
+    int64_t ow = p->out[last], iw = p->in[last], in_rows = in_total / iw;
+    int64_t kw = p->factor[last];
+    int64_t wmap[MAP_STACK];   /* innermost map when it is not o / k */
+    const int64_t *map = NULL;
+    if (kw == 0 && ow <= MAP_STACK) {
+        for (int64_t j = 0; j < ow; j++) wmap[j] = rs_map(p, last, j);
+        map = wmap;
+    }
+#pragma omp parallel for if(total > 32768)
+    for (int64_t ir = 0; ir < in_rows; ir++) {
+        int64_t lo[OT_MAX_RANK], hi[OT_MAX_RANK], o[OT_MAX_RANK], q = ir;
+        bool empty = false;
+        for (int a = last - 1; a >= 0; a--) {
+            rs_range(p, a, q % p->in[a], &lo[a], &hi[a]);
+            q /= p->in[a];
+            o[a] = lo[a];
+            empty |= lo[a] >= hi[a];
+        }
+        if (empty) continue;   /* no output copied this row (downscaling) */
+        float *gxr = gx + ir * iw;
+        for (;;) {   /* every output row in the box lo..hi */
+            int64_t orow = 0;
+            for (int a = 0; a < last; a++) orow = orow * p->out[a] + o[a];
+            scatter_row(gxr, gy + orow * ow, ow, map, kw, p, last);
+            int a = last - 1;
+            while (a >= 0 && ++o[a] == hi[a]) { o[a] = lo[a]; a--; }
+            if (a < 0) break;
+        }
+    }
+    return OT_OK;
+}
+
 /* ---- op table rows ---- */
 
-const ot_op_def ot_op_resize = {"Resize", 1, 4, 1, 1, sizeof(rs_params), resize_infer, rs_fwd, 0};
-const ot_op_def ot_op_upsample = {"Upsample", 1, 2, 1, 1, sizeof(rs_params), upsample_infer, rs_fwd, 0};
+const ot_op_def ot_op_resize = {"Resize", 1, 4, 1, 1, sizeof(rs_params), resize_infer, rs_fwd, 0, rs_bwd, 0};
+const ot_op_def ot_op_upsample = {"Upsample", 1, 2, 1, 1, sizeof(rs_params), upsample_infer, rs_fwd, 0, rs_bwd, 0};

@@ -10,6 +10,8 @@
  * edge" in the direction of the step, so it also reverses a whole axis).
  * All are element-size generic (any dtype). The view ops carry OT_OPF_ALIAS: the
  * planner gives their output the input's bytes, and they copy only when it did not.
+ * Backward (float32): the inverse move, added (views: nothing when the planner
+ * aliased the gradients too).
  * CUDA twin: shape_ops.cu (Transpose, Split, Slice; views need no kernel). */
 #include "ops.h"
 #include <string.h>
@@ -483,13 +485,148 @@ static ot_status slice_fwd(ot_kctx *c) {
     return OT_OK;
 }
 
+/* ---- backward ----
+ * Float32 only (integer shape arithmetic has no gradient). Every op here moves
+ * each input element to at most one place of each output, so the gradient is
+ * the inverse move, added; every loop writes each input gradient element from
+ * one task only. */
+
+/* dst[j] += src[j] for n floats. */
+static void add_to(float *dst, const float *src, int64_t n) {
+#pragma omp parallel for simd if(n > 32768)
+    for (int64_t j = 0; j < n; j++) dst[j] += src[j];
+}
+
+/* Views: when the planner gave input and output one gradient buffer, it is
+ * already the input's gradient. */
+static ot_status view_bwd(ot_kctx *c) {
+    float *gx = ot_gin(c, 0);
+    const float *gy = ot_gout(c, 0);
+    if (!gx || !gy || gx == gy || ot_idtype(c, 0) != OT_F32) return OT_OK;
+    add_to(gx, gy, ot_numel(ot_oshape(c, 0)));
+    return OT_OK;
+}
+
+static ot_status transpose_bwd(ot_kctx *c) {
+    const tr_params *tp = (const tr_params *)c->params;
+    float *gx = ot_gin(c, 0);          /* merged (din) */
+    const float *gy = ot_gout(c, 0);   /* merged (din[perm]) */
+    int64_t total = ot_numel(ot_oshape(c, 0));
+    int m = tp->m;
+    if (!gx || !gy || total == 0 || ot_idtype(c, 0) != OT_F32) return OT_OK;
+    if (m <= 1 || (m == 2 && tp->perm[0] == 0)) { add_to(gx, gy, total); return OT_OK; }
+    int64_t is[OT_MAX_RANK], od[OT_MAX_RANK];
+    is[m - 1] = 1;
+    for (int a = m - 2; a >= 0; a--) is[a] = is[a + 1] * tp->din[a + 1];
+    for (int i = 0; i < m; i++) od[i] = tp->din[tp->perm[i]];
+    bool batched2d = tp->perm[m - 1] == m - 2 && tp->perm[m - 2] == m - 1;
+    for (int i = 0; batched2d && i < m - 2; i++) batched2d = tp->perm[i] == i;
+    if (batched2d) {
+        /* gx (B, R, C) += gy (B, C, R)^T in TILE x TILE blocks */
+        int64_t R = tp->din[m - 2], C = tp->din[m - 1], B = total / (R * C);
+        int64_t tr = (R + TILE - 1) / TILE, tc = (C + TILE - 1) / TILE, tasks = B * tr * tc;
+#pragma omp parallel for if(total > 32768)
+        for (int64_t t = 0; t < tasks; t++) {
+            int64_t b = t / (tr * tc), r0 = (t / tc % tr) * TILE, c0 = (t % tc) * TILE;
+            int64_t r1 = r0 + TILE < R ? r0 + TILE : R, c1 = c0 + TILE < C ? c0 + TILE : C;
+            float *xb = gx + b * R * C;
+            const float *yb = gy + b * R * C;
+            for (int64_t rr = r0; rr < r1; rr++)
+                for (int64_t cc = c0; cc < c1; cc++) xb[rr * C + cc] += yb[cc * R + rr];
+        }
+        return OT_OK;
+    }
+    int64_t len = od[m - 1], rows = total / len, s = is[tp->perm[m - 1]];
+#pragma omp parallel for if(total > 32768)
+    for (int64_t row = 0; row < rows; row++) {
+        int64_t q = row, off = 0;
+        for (int i = m - 2; i >= 0; i--) {
+            off += (q % od[i]) * is[tp->perm[i]];
+            q /= od[i];
+        }
+        const float *src = gy + row * len;
+        float *dst = gx + off;
+        for (int64_t j = 0; j < len; j++) dst[j * s] += src[j];
+    }
+    return OT_OK;
+}
+
+static ot_status split_bwd(ot_kctx *c) {
+    const split_params *sp = (const split_params *)c->params;
+    const ot_shape *xs = ot_ishape(c, 0);
+    float *gx = ot_gin(c, 0);   /* (outer, dim, inner) */
+    if (!gx || ot_idtype(c, 0) != OT_F32) return OT_OK;
+    int64_t outer = 1, inner = 1, total = ot_numel(xs);
+    for (int k = 0; k < sp->axis; k++) outer *= xs->d[k];
+    for (int k = sp->axis + 1; k < xs->rank; k++) inner *= xs->d[k];
+    int64_t irow = xs->d[sp->axis] * inner;
+    if (outer == 1) {
+        int64_t off = 0;
+        for (int i = 0; i < sp->n; i++) {
+            int64_t blk = sp->size[i] * inner;
+            const float *gy = ot_gout(c, i);   /* NULL: no gradient, adds zeros */
+            if (gy) add_to(gx + off, gy, blk);
+            off += blk;
+        }
+        return OT_OK;
+    }
+#pragma omp parallel for if(total > 32768)
+    for (int64_t o = 0; o < outer; o++) {
+        int64_t off = 0;
+        for (int i = 0; i < sp->n; i++) {
+            int64_t blk = sp->size[i] * inner;   /* elements per outer index */
+            const float *gy = ot_gout(c, i);
+            if (gy) {
+                float *dst = gx + o * irow + off;
+                const float *src = gy + o * blk;
+                for (int64_t j = 0; j < blk; j++) dst[j] += src[j];
+            }
+            off += blk;
+        }
+    }
+    return OT_OK;
+}
+
+static ot_status slice_bwd(ot_kctx *c) {
+    const slice_params *sp = (const slice_params *)c->params;
+    const ot_shape *xs = ot_ishape(c, 0), *ys = ot_oshape(c, 0);
+    float *gx = ot_gin(c, 0);
+    const float *gy = ot_gout(c, 0);
+    int r = xs->rank;
+    int64_t total = ot_numel(ys);
+    if (!gx || !gy || total == 0 || ot_idtype(c, 0) != OT_F32) return OT_OK;
+    /* the forward's blocking: rows of blk contiguous elements (steps may be negative) */
+    int64_t is[OT_MAX_RANK + 1];
+    is[r] = 1;
+    for (int a = r - 1; a >= 0; a--) is[a] = is[a + 1] * (a == r - 1 ? 1 : xs->d[a + 1]);
+    int k = r;
+    int64_t blk = 1;
+    while (k > 0 && sp->start[k - 1] == 0 && sp->step[k - 1] == 1 && ys->d[k - 1] == xs->d[k - 1]) { k--; blk *= xs->d[k]; }
+    int64_t base = 0;
+    if (k > 0 && sp->step[k - 1] == 1) { k--; blk *= ys->d[k]; base = sp->start[k] * is[k]; }
+    int64_t rows = total / blk;
+#pragma omp parallel for if(total > 32768)
+    for (int64_t row = 0; row < rows; row++) {
+        int64_t q = row, off = base;
+        for (int a = k - 1; a >= 0; a--) {
+            off += (sp->start[a] + (q % ys->d[a]) * sp->step[a]) * is[a];
+            q /= ys->d[a];
+        }
+        float *dst = gx + off;
+        const float *src = gy + row * blk;
+        for (int64_t j = 0; j < blk; j++) dst[j] += src[j];
+    }
+    return OT_OK;
+}
+
 /* ---- op table rows ---- */
 
-const ot_op_def ot_op_reshape = {"Reshape", 2, 2, 1, 1, 0, reshape_infer, view_fwd, OT_OPF_ALIAS};
-const ot_op_def ot_op_flatten = {"Flatten", 1, 1, 1, 1, 0, flatten_infer, view_fwd, OT_OPF_ALIAS};
-const ot_op_def ot_op_identity = {"Identity", 1, 1, 1, 1, 0, identity_infer, view_fwd, OT_OPF_ALIAS};
-const ot_op_def ot_op_squeeze = {"Squeeze", 1, 2, 1, 1, 0, squeeze_infer, view_fwd, OT_OPF_ALIAS};
-const ot_op_def ot_op_unsqueeze = {"Unsqueeze", 1, 2, 1, 1, 0, unsqueeze_infer, view_fwd, OT_OPF_ALIAS};
-const ot_op_def ot_op_transpose = {"Transpose", 1, 1, 1, 1, sizeof(tr_params), transpose_infer, transpose_fwd, 0};
-const ot_op_def ot_op_split = {"Split", 1, 2, 1, SPLIT_MAX, sizeof(split_params), split_infer, split_fwd, 0};
-const ot_op_def ot_op_slice = {"Slice", 1, 5, 1, 1, sizeof(slice_params), slice_infer, slice_fwd, 0};
+const ot_op_def ot_op_reshape = {"Reshape", 2, 2, 1, 1, 0, reshape_infer, view_fwd, OT_OPF_ALIAS, view_bwd, 0};
+const ot_op_def ot_op_flatten = {"Flatten", 1, 1, 1, 1, 0, flatten_infer, view_fwd, OT_OPF_ALIAS, view_bwd, 0};
+const ot_op_def ot_op_identity = {"Identity", 1, 1, 1, 1, 0, identity_infer, view_fwd, OT_OPF_ALIAS, view_bwd, 0};
+const ot_op_def ot_op_squeeze = {"Squeeze", 1, 2, 1, 1, 0, squeeze_infer, view_fwd, OT_OPF_ALIAS, view_bwd, 0};
+const ot_op_def ot_op_unsqueeze = {"Unsqueeze", 1, 2, 1, 1, 0, unsqueeze_infer, view_fwd, OT_OPF_ALIAS, view_bwd, 0};
+const ot_op_def ot_op_transpose = {"Transpose", 1, 1, 1, 1, sizeof(tr_params), transpose_infer, transpose_fwd, 0,
+                                   transpose_bwd, 0};
+const ot_op_def ot_op_split = {"Split", 1, 2, 1, SPLIT_MAX, sizeof(split_params), split_infer, split_fwd, 0, split_bwd, 0};
+const ot_op_def ot_op_slice = {"Slice", 1, 5, 1, 1, sizeof(slice_params), slice_infer, slice_fwd, 0, slice_bwd, 0};

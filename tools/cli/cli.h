@@ -3,6 +3,7 @@
 #define OT_CLI_H
 
 #include "core/graph.h"
+#include <limits.h>
 #include <stdbool.h>
 
 /* Exit codes: 0 ok, 2 bad input or usage (the message is on stderr). */
@@ -11,6 +12,13 @@
 typedef int (*cli_cmd_fn)(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
+int cmd_loss(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+int cmd_coco2yolo(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+/* Integer option `name VALUE` at argv[*i] in lo..hi: true when argv[*i] is name
+ * (then *i moves to the value and *out is the value or LONG_MIN when bad). */
+bool cli_int_arg(int argc, char **argv, int *i, const char *name, long lo, long hi, long *out);
 
 /* Print "onnx-train: <msg>" on stderr, return CLI_EXIT_BAD. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -9,6 +9,10 @@
 static const struct { const char *name; cli_cmd_fn fn; const char *what; } cmds[] = {
     {"info", cmd_info, "describe a model: inputs, outputs, ops, parameters, YOLO head"},
     {"forward", cmd_forward, "run the CPU forward pass and write every output as .npy"},
+    {"loss", cmd_loss, "one training forward, the YOLOv5 loss and its gradients for a batch"},
+    {"data", cmd_data, "check a dataset (counts, bad files) or show an augmented batch"},
+    {"coco2yolo", cmd_coco2yolo, "convert COCO instances JSON to YOLO label files"},
+    {"bench", cmd_bench, "measure speed: bench data (loader samples per second)"},
 };
 
 static void usage(FILE *f) {

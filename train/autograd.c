@@ -1,0 +1,278 @@
+/* autograd.c: the static forward+backward plan (train/autograd.h).
+ *
+ * Timeline: forward step s runs at time s, its backward at time 2*ns-1-s.
+ * An activation lives from its producer's step to the last forward or
+ * backward step that reads it (bwd_reads); a gradient from the backward of its
+ * last consumer (where it is zeroed, then accumulated into) to the backward of
+ * its producer. View ops (OT_OPF_ALIAS) share the bytes of their input, for
+ * values and for gradients. */
+#include "autograd.h"
+#include "../core/layout.h"
+#include "../kernels/ops.h"
+#include <string.h>
+#include <unistd.h>
+
+void ot_autograd_default_kinds(const ot_graph *g, unsigned char *kind) {
+    memset(kind, 0, (size_t)g->n_values);
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ot_node *n = &g->nodes[i];
+        int np = 0, nb = 0;
+        if (strcmp(n->op_type, "Conv") == 0) np = 3;
+        else if (strcmp(n->op_type, "BatchNormalization") == 0) { np = 3; nb = 5; }
+        for (int k = 1; k < n->n_in; k++) {
+            int v = n->in[k];
+            if (v < 0 || !(g->values[v].flags & OT_V_INIT) || g->values[v].init.dtype != OT_F32) continue;
+            if (k < np) kind[v] = OT_VAR_PARAM;
+            else if (k < nb) kind[v] = OT_VAR_BUFFER;
+        }
+    }
+}
+
+void ot_autograd_destroy(ot_autograd *a) {
+    if (!a) return;
+    ot_plan_destroy(a->p);
+    free(a->var_vid); free(a->kind); free(a->var_off); free(a->slab); free(a->grad_slab);
+    free(a->bsteps); free(a->zero_start); free(a->zero_vid); free(a->arena); free(a->requires_grad);
+    free(a);
+}
+
+static size_t vbytes(const ot_plan *p, int v) { return (size_t)ot_numel(&p->shape[v]) * ot_dtype_size(p->dtype[v]); }
+
+/* ---- variables: one slab for data, one for gradients ---- */
+static ot_status make_slabs(ot_autograd *a, ot_error *err) {
+    const ot_graph *g = a->g;
+    ot_plan *p = a->p;
+    int nv = g->n_values;
+    a->var_vid = malloc(sizeof(int) * (size_t)nv);
+    a->var_off = malloc(sizeof(size_t) * (size_t)nv);
+    if (!a->var_vid || !a->var_off) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
+    size_t total = 0;
+    for (int v = 0; v < nv; v++) {
+        if (!a->kind[v]) continue;
+        a->var_vid[a->n_vars] = v;
+        a->var_off[a->n_vars++] = total;
+        total += ((size_t)ot_numel(&p->shape[v]) + 15) & ~(size_t)15; /* 64-byte aligned tensors */
+    }
+    a->slab_floats = total;
+    a->slab = aligned_alloc(OT_ARENA_ALIGN, (total ? total : 16) * sizeof(float));
+    a->grad_slab = aligned_alloc(OT_ARENA_ALIGN, (total ? total : 16) * sizeof(float));
+    if (!a->slab || !a->grad_slab) return ot_fail(err, OT_ERR_NOMEM, "out of memory for %zu parameters", total);
+    memset(a->slab, 0, (total ? total : 16) * sizeof(float));
+    memset(a->grad_slab, 0, (total ? total : 16) * sizeof(float));
+    for (int i = 0; i < a->n_vars; i++) {
+        int v = a->var_vid[i];
+        float *d = a->slab + a->var_off[i];
+        memcpy(d, g->values[v].init.data, vbytes(p, v));
+        p->data[v] = d;
+        if (a->kind[v] == OT_VAR_PARAM) p->grad[v] = a->grad_slab + a->var_off[i];
+    }
+    return OT_OK;
+}
+
+ot_status ot_autograd_create(const ot_graph *g, const ot_shape *shapes, const unsigned char *kind, bool input_grads,
+                             ot_autograd **out, ot_error *err) {
+    *out = NULL;
+    ot_autograd *a = calloc(1, sizeof *a);
+    if (!a) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
+    a->g = g;
+    int nv = g->n_values;
+    size_t nvs = (size_t)(nv ? nv : 1);
+    a->kind = calloc(nvs, 1);
+    a->requires_grad = calloc(nvs, 1);
+    int *birth = malloc(sizeof(int) * 2 * nvs), *death = malloc(sizeof(int) * 2 * nvs);
+    size_t *size = calloc(2 * nvs, sizeof(size_t)), *off = calloc(2 * nvs, sizeof(size_t));
+    int *galias = malloc(sizeof(int) * nvs), *tfwd = NULL;
+    ot_status st = OT_OK;
+    if (!a->kind || !a->requires_grad || !birth || !death || !size || !off || !galias) {
+        st = ot_fail(err, OT_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (kind) memcpy(a->kind, kind, (size_t)nv);
+    else ot_autograd_default_kinds(g, a->kind);
+    unsigned char *var = malloc(nvs);
+    if (!var) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory"); goto fail; }
+    for (int v = 0; v < nv; v++) var[v] = a->kind[v] != OT_VAR_CONST;
+    st = ot_plan_create_vars(g, shapes, OT_PLAN_TRAIN, var, &a->p, err);
+    free(var);
+    if (st) goto fail;
+    ot_plan *p = a->p;
+    p->grad = calloc(nvs, sizeof(void *));
+    if (!p->grad) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory"); goto fail; }
+    if ((st = make_slabs(a, err))) goto fail;
+
+    /* which values need a gradient */
+    for (int v = 0; v < nv; v++) a->requires_grad[v] = a->kind[v] == OT_VAR_PARAM;
+    if (input_grads) for (int i = 0; i < g->n_inputs; i++) a->requires_grad[g->inputs[i]] = 1;
+    int ns = p->n_steps;
+    tfwd = malloc(sizeof(int) * (size_t)(g->n_nodes ? g->n_nodes : 1)); /* node -> forward step */
+    a->bsteps = malloc(sizeof(int) * (size_t)(ns ? ns : 1));
+    if (!tfwd || !a->bsteps) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory"); goto fail; }
+    for (int i = 0; i < g->n_nodes; i++) tfwd[i] = -1;
+    for (int s = 0; s < ns; s++) {
+        const ot_node *n = &g->nodes[p->steps[s]];
+        tfwd[p->steps[s]] = s;
+        bool rg = false;
+        for (int k = 0; k < n->n_in; k++) if (n->in[k] >= 0 && a->requires_grad[n->in[k]]) rg = true;
+        if (!rg) continue;
+        for (int k = 0; k < n->n_out; k++)
+            if (n->out[k] >= 0 && p->dtype[n->out[k]] == OT_F32) a->requires_grad[n->out[k]] = 1;
+        const ot_op_def *def = ot_op_get(n->op);
+        if (!def->bwd_cpu) {
+            char label[600];
+            st = ot_fail(err, OT_ERR_UNSUPPORTED, "%sno backward for op %s, which training needs here",
+                         ot_node_label(g, n, label, sizeof label), n->op_type);
+            goto fail;
+        }
+    }
+    for (int s = ns - 1; s >= 0; s--) {
+        const ot_node *n = &g->nodes[p->steps[s]];
+        bool any = false;
+        for (int k = 0; k < n->n_in; k++) if (n->in[k] >= 0 && a->requires_grad[n->in[k]]) any = true;
+        if (any) a->bsteps[a->n_bsteps++] = p->steps[s];
+    }
+#define TB(node) (2 * ns - 1 - tfwd[node])
+    /* ---- lifetimes: items 0..nv-1 activations, nv..2nv-1 gradients ---- */
+    for (int i = 0; i < 2 * nv; i++) { birth[i] = -1; death[i] = -1; }
+    for (int v = 0; v < nv; v++) { p->alias[v] = v; galias[v] = v; }
+    for (int s = 0; s < ns; s++) {
+        const ot_node *n = &g->nodes[p->steps[s]];
+        const ot_op_def *def = ot_op_get(n->op);
+        for (int k = 0; k < n->n_out; k++) {
+            int v = n->out[k];
+            if (v < 0) continue;
+            if (k == 0 && (def->flags & OT_OPF_ALIAS) && n->in[0] >= 0) {
+                p->alias[v] = p->alias[n->in[0]];
+                /* a graph output's gradient is the caller's: its own buffer, added into the input's by the view's backward */
+                galias[v] = (g->values[v].flags & OT_V_OUTPUT) ? v : galias[n->in[0]];
+            } else {
+                birth[v] = s;
+                size[v] = vbytes(p, v);
+            }
+        }
+    }
+    for (int s = 0; s < ns; s++) {
+        int ni = p->steps[s];
+        const ot_node *n = &g->nodes[ni];
+        const ot_op_def *def = ot_op_get(n->op);
+        bool has_b = false;
+        for (int b = 0; b < a->n_bsteps; b++) if (a->bsteps[b] == ni) has_b = true;
+        for (int k = 0; k < n->n_in; k++) {
+            int v = n->in[k];
+            if (v < 0) continue;
+            int r = p->alias[v], t = s;
+            if (has_b && (def->bwd_reads & OT_BWD_IN(k))) t = TB(ni);
+            if (death[r] < t) death[r] = t;
+            /* gradient of an input: from this consumer's backward (earliest) */
+            if (has_b && a->requires_grad[v] && a->kind[v] != OT_VAR_PARAM) {
+                int gr = galias[v];
+                if (birth[nv + gr] < 0 || TB(ni) < birth[nv + gr]) birth[nv + gr] = TB(ni);
+                if (death[nv + gr] < TB(ni)) death[nv + gr] = TB(ni);
+            }
+        }
+        for (int k = 0; k < n->n_out; k++) {
+            int v = n->out[k];
+            if (v < 0) continue;
+            int r = p->alias[v], t = s;
+            if (has_b && (def->bwd_reads & OT_BWD_OUT(k))) t = TB(ni);
+            if (death[r] < t) death[r] = t;
+            if (has_b && a->requires_grad[v]) { /* the producer's backward reads it last */
+                int gr = galias[v];
+                if (death[nv + gr] < TB(ni)) death[nv + gr] = TB(ni);
+                if (birth[nv + gr] < 0 || TB(ni) < birth[nv + gr]) birth[nv + gr] = TB(ni);
+            }
+        }
+    }
+    for (int k = 0; k < g->n_outputs; k++) {
+        int v = g->outputs[k];
+        death[p->alias[v]] = 2 * ns;
+        if (a->requires_grad[v]) {
+            int gr = galias[v];
+            birth[nv + gr] = ns > 0 ? ns - 1 : 0; /* written by the caller between forward and backward */
+            if (death[nv + gr] < ns) death[nv + gr] = ns;
+        }
+    }
+    if (input_grads)
+        for (int i = 0; i < g->n_inputs; i++) {
+            int gr = galias[g->inputs[i]];
+            if (birth[nv + gr] >= 0) death[nv + gr] = 2 * ns;
+        }
+    for (int v = 0; v < nv; v++) {
+        if (birth[v] >= 0 && p->alias[v] != v) birth[v] = -1;
+        if (galias[v] != v || !a->requires_grad[v] || a->kind[v] == OT_VAR_PARAM) birth[nv + v] = -1;
+        if (birth[nv + v] >= 0) size[nv + v] = (size_t)ot_numel(&p->shape[v]) * sizeof(float);
+        /* a gradient of an input or parameter-free value that no backward touches */
+        if (birth[nv + v] >= 0 && death[nv + v] < birth[nv + v]) death[nv + v] = birth[nv + v];
+    }
+    size_t top = ot_layout_first_fit(2 * nv, birth, death, size, off);
+    if (top == (size_t)-1) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory planning memory"); goto fail; }
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 && top + p->ws_bytes > (size_t)pages * (size_t)page) {
+        st = ot_fail(err, OT_ERR_NOMEM, "%s: training at these shapes needs %.1f GiB of activations and gradients, more than this machine's %.1f GiB",
+                     g->path, (double)(top + p->ws_bytes) / (1 << 30), (double)pages * (double)page / (1 << 30));
+        goto fail;
+    }
+    a->arena_bytes = top;
+    a->arena = aligned_alloc(OT_ARENA_ALIGN, top ? top : OT_ARENA_ALIGN);
+    p->ws = p->ws_bytes ? malloc(p->ws_bytes) : NULL;
+    if (!a->arena || (p->ws_bytes && !p->ws)) {
+        st = ot_fail(err, OT_ERR_NOMEM, "%s: cannot allocate %zu bytes for training", g->path, top + p->ws_bytes);
+        goto fail;
+    }
+    for (int v = 0; v < nv; v++) {
+        if (birth[v] >= 0) p->data[v] = a->arena + off[v];
+        if (birth[nv + v] >= 0) p->grad[v] = a->arena + off[nv + v];
+    }
+    for (int v = 0; v < nv; v++)
+        if (galias[v] != v && p->grad[galias[v]]) p->grad[v] = p->grad[galias[v]];
+    /* gradients to zero before each backward step: those born at its time */
+    a->zero_start = calloc((size_t)a->n_bsteps + 1, sizeof(int));
+    a->zero_vid = malloc(sizeof(int) * nvs);
+    if (!a->zero_start || !a->zero_vid) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory"); goto fail; }
+    int nz = 0;
+    for (int b = 0; b < a->n_bsteps; b++) {
+        a->zero_start[b] = nz;
+        int t = TB(a->bsteps[b]);
+        for (int v = 0; v < nv; v++)
+            if (birth[nv + v] == t) a->zero_vid[nz++] = v;
+    }
+    a->zero_start[a->n_bsteps] = nz;
+    /* input gradients that no backward step births (unused inputs): zero once */
+#undef TB
+    free(birth); free(death); free(size); free(off); free(galias); free(tfwd);
+    *out = a;
+    return OT_OK;
+fail:
+    free(birth); free(death); free(size); free(off); free(galias); free(tfwd);
+    ot_autograd_destroy(a);
+    return st;
+}
+
+ot_status ot_autograd_forward(ot_autograd *a, const float *const *inputs, ot_error *err) {
+    return ot_plan_run(a->p, inputs, err);
+}
+
+float *ot_autograd_output_grad(ot_autograd *a, int k) { return a->p->grad[a->g->outputs[k]]; }
+float *ot_autograd_data(ot_autograd *a, int vid) { return a->p->data[vid]; }
+float *ot_autograd_grad(ot_autograd *a, int vid) { return a->p->grad[vid]; }
+
+ot_status ot_autograd_backward(ot_autograd *a, ot_error *err) {
+    ot_plan *p = a->p;
+    const ot_graph *g = a->g;
+    for (int b = 0; b < a->n_bsteps; b++) {
+        for (int z = a->zero_start[b]; z < a->zero_start[b + 1]; z++) {
+            int v = a->zero_vid[z];
+            memset(p->grad[v], 0, (size_t)ot_numel(&p->shape[v]) * sizeof(float));
+        }
+        int ni = a->bsteps[b];
+        const ot_node *n = &g->nodes[ni];
+        ot_kctx c = {p, n, (int)g->opset, p->params[ni], err};
+        ot_status st = ot_op_get(n->op)->bwd_cpu(&c);
+        if (st) {
+            char label[600];
+            return ot_fail_prefix(err, "%s", ot_node_label(g, n, label, sizeof label));
+        }
+    }
+    return OT_OK;
+}
+
+void ot_autograd_zero_grad(ot_autograd *a) { memset(a->grad_slab, 0, a->slab_floats * sizeof(float)); }

@@ -1,0 +1,63 @@
+/* autograd.h: reverse-mode differentiation over a planned graph.
+ *
+ * One static plan for forward and backward: shapes and folding come from the
+ * planner (core/plan.c, OT_PLAN_TRAIN); the backward visits the forward steps in
+ * reverse; activations live only until the last backward step that reads them
+ * (each op's bwd_reads); activation and gradient buffers share one arena laid
+ * out by lifetime on the joint timeline (core/layout.c). Trainable parameters
+ * and buffers (BN running statistics) live in one contiguous slab, their
+ * gradients in another with the same layout (for multi-tensor optimizers and
+ * EMA). Gradients accumulate until ot_autograd_zero_grad. */
+#ifndef OT_AUTOGRAD_H
+#define OT_AUTOGRAD_H
+
+#include "../core/plan.h"
+
+typedef enum ot_var_kind { OT_VAR_CONST = 0, OT_VAR_PARAM = 1, OT_VAR_BUFFER = 2 } ot_var_kind;
+
+typedef struct ot_autograd {
+    ot_plan *p;
+    const ot_graph *g;
+    /* variables (params and buffers), in graph value order */
+    int n_vars;
+    int *var_vid;          /* value id of each variable */
+    unsigned char *kind;   /* per value: ot_var_kind */
+    size_t *var_off;       /* float offset of each variable in the slab */
+    float *slab;           /* all variable data */
+    float *grad_slab;      /* gradients, same layout (buffers' entries stay zero) */
+    size_t slab_floats;
+    /* backward schedule */
+    int n_bsteps;
+    int *bsteps;           /* node ids, reverse of the forward */
+    int *zero_start;       /* CSR per backward step: gradient roots to zero first */
+    int *zero_vid;
+    unsigned char *arena;
+    size_t arena_bytes;
+    unsigned char *requires_grad; /* per value */
+} ot_autograd;
+
+/* Default kinds: float initializers feeding Conv weight/bias and BatchNormalization
+ * scale/bias are parameters; BN mean/var are buffers; the rest constant. */
+void ot_autograd_default_kinds(const ot_graph *g, unsigned char *kind);
+
+/* kind: per value (NULL: defaults). input_grads: also compute gradients of the
+ * graph inputs (for tests). Variable data starts as the initializers' values. */
+ot_status ot_autograd_create(const ot_graph *g, const ot_shape *shapes, const unsigned char *kind, bool input_grads,
+                             ot_autograd **out, ot_error *err);
+void ot_autograd_destroy(ot_autograd *a);
+
+/* Forward (BN in training mode). inputs: one float32 buffer per graph input. */
+ot_status ot_autograd_forward(ot_autograd *a, const float *const *inputs, ot_error *err);
+/* Gradient buffer of graph output k: fill it completely after the forward and
+ * before ot_autograd_backward (a forward reuses its bytes). */
+float *ot_autograd_output_grad(ot_autograd *a, int k);
+/* Backward: accumulates into the parameter gradients; input gradients (with
+ * input_grads) are recomputed by each backward. */
+ot_status ot_autograd_backward(ot_autograd *a, ot_error *err);
+void ot_autograd_zero_grad(ot_autograd *a);
+
+/* Data / gradient of any value (NULL when it has none). */
+float *ot_autograd_data(ot_autograd *a, int vid);
+float *ot_autograd_grad(ot_autograd *a, int vid);
+
+#endif

@@ -1,0 +1,52 @@
+/* optim.h: the optimizers of Ultralytics train.py (smart_optimizer: SGD with
+ * Nesterov momentum, Adam, AdamW) over the autograd's parameter slab, with
+ * its three parameter groups, and the model EMA (utils/torch_utils.py ModelEMA). */
+#ifndef OT_OPTIM_H
+#define OT_OPTIM_H
+
+#include "autograd.h"
+
+typedef enum ot_opt_kind { OT_OPT_SGD = 0, OT_OPT_ADAM, OT_OPT_ADAMW } ot_opt_kind;
+
+/* Groups in smart_optimizer's order: 0 biases (no decay), 1 weights (decay), 2 BN weights (no decay). */
+enum { OT_GROUP_BIAS = 0, OT_GROUP_WEIGHT = 1, OT_GROUP_BN = 2, OT_NGROUPS = 3 };
+
+typedef struct ot_optimizer {
+    ot_opt_kind kind;
+    ot_autograd *ag;
+    int n;                  /* parameter tensors */
+    int *var;               /* index into ag's variables */
+    int *group;             /* per tensor */
+    float *m1, *m2;         /* momentum buffer / Adam moments, slab layout */
+    long steps;             /* optimizer steps taken */
+    double lr[OT_NGROUPS], initial_lr[OT_NGROUPS], momentum[OT_NGROUPS], weight_decay[OT_NGROUPS];
+    double beta2, eps;
+} ot_optimizer;
+
+/* lr and momentum start at lr0 and momentum for every group; decay goes to group 1.
+ * (For Adam/AdamW momentum is beta1, as smart_optimizer sets.) */
+ot_status ot_optimizer_create(ot_autograd *ag, ot_opt_kind kind, double lr0, double momentum, double decay,
+                              ot_optimizer **out, ot_error *err);
+void ot_optimizer_destroy(ot_optimizer *o);
+/* One step from the accumulated gradients (torch.optim semantics, float32). */
+void ot_optimizer_step(ot_optimizer *o);
+/* torch.nn.utils.clip_grad_norm_(params, max_norm) as train.py calls it before
+ * every step: total = L2 norm of the per-tensor L2 norms; every gradient is
+ * multiplied by min(1, max_norm / (total + 1e-6)). Returns total. */
+double ot_clip_grad_norm(ot_autograd *ag, double max_norm, double *coef);
+const char *ot_opt_name(ot_opt_kind k);
+
+typedef struct ot_ema {
+    float *slab;            /* EMA copy of every variable (parameters and BN buffers) */
+    size_t n;
+    long updates;
+    double decay, tau;      /* 0.9999, 2000 */
+} ot_ema;
+
+/* A copy of the current variables (ModelEMA(model), updates 0). */
+ot_status ot_ema_create(const ot_autograd *ag, ot_ema **out, ot_error *err);
+void ot_ema_destroy(ot_ema *e);
+/* updates += 1; d = decay * (1 - exp(-updates / tau)); ema = d * ema + (1 - d) * model. */
+void ot_ema_update(ot_ema *e, const ot_autograd *ag);
+
+#endif
