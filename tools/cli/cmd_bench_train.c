@@ -1,0 +1,145 @@
+/* cmd_bench_train.c: `onnx-train bench train`: images per second of a full
+ * training step (forward with BN in training mode, YOLOv5 loss, backward,
+ * gradient clipping, SGD step, EMA update) and milliseconds per phase, on a
+ * synthetic batch (the shared test pattern and fixed boxes), as
+ * tools/bench/torch_train_step.py measures PyTorch. */
+#include "cli.h"
+#include "train/optim.h"
+#include "train/step.h"
+#include <jansson.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + 1e-6 * (double)t.tv_nsec;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: onnx-train bench train --model M.onnx [--batch-size 16] [--img 320] [--steps 10]\n"
+               "                              [--device cpu] [--json]\n\n"
+               "Times full training steps on a synthetic batch (images: the test pattern;\n"
+               "targets: 8 fixed boxes an image): forward (BN in training mode), YOLOv5 loss,\n"
+               "backward, clip_grad_norm(10), SGD step, EMA update, after one warm-up step.\n"
+               "Prints images/s (from the median step) and milliseconds per phase, and the\n"
+               "process's peak memory; --json prints one JSON object (keys images_per_s,\n"
+               "ms: {forward, loss, backward, optimizer, ema, step}, peak_rss_mb).\n"
+               "Only --device cpu exists in this build.\n\n"
+               "example:\n  onnx-train bench train --model yolov5s.onnx --batch-size 16 --img 320\n");
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int bench_train(int argc, char **argv) {
+    const char *model = NULL, *device = "cpu";
+    long bs = 16, img = 320, steps = 10;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i])) { usage(stdout); return 0; }
+        if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) model = argv[++i];
+        else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = argv[++i];
+        else if (strcmp(argv[i], "--json") == 0) json = true;
+        else if (cli_int_arg(argc, argv, &i, "--batch-size", 1, 1024, &bs)) { if (bs == LONG_MIN) return cli_fail("bench train: bad --batch-size"); }
+        else if (cli_int_arg(argc, argv, &i, "--img", 32, 4096, &img)) { if (img == LONG_MIN || img % 32) return cli_fail("bench train: --img must be a multiple of 32"); }
+        else if (cli_int_arg(argc, argv, &i, "--steps", 1, 100000, &steps)) { if (steps == LONG_MIN) return cli_fail("bench train: bad --steps"); }
+        else return cli_fail("bench train: unknown argument '%s' (see onnx-train bench train --help)", argv[i]);
+    }
+    if (!model) return cli_fail("bench train: --model M.onnx is required (see onnx-train bench train --help)");
+    if (strcmp(device, "cpu") != 0) return cli_fail("bench train: --device %s: this build trains on the CPU only", device);
+    ot_error e;
+    ot_model *m;
+    if (ot_model_load(model, &m, &e)) return cli_error(&e);
+    if (!m->head.found) { ot_model_destroy(m); return cli_fail("%s: no YOLOv5 Detect head found", model); }
+    ot_hyp hyp;
+    ot_hyp_default(&hyp);
+    ot_shape s = {4, {bs, 3, img, img}};
+    ot_step *st = NULL;
+    ot_optimizer *o = NULL;
+    ot_ema *ema = NULL;
+    float *x = malloc(sizeof(float) * (size_t)ot_numel(&s)), *t = malloc(sizeof(float) * 6 * 8 * (size_t)bs);
+    int rc = 0, nt = 0;
+    if (!x || !t) { rc = cli_fail("out of memory"); goto done; }
+    ot_fill_pattern(x, ot_numel(&s), 3);
+    for (long b = 0; b < bs; b++) /* 8 boxes an image, spread over sizes and classes */
+        for (int k = 0; k < 8; k++, nt++) {
+            float *r = t + 6 * nt;
+            r[0] = (float)b; r[1] = (float)((b * 8 + k) % m->head.nc);
+            r[2] = 0.1f + 0.1f * (float)k; r[3] = 0.15f + 0.09f * (float)((k * 3 + b) % 8);
+            r[4] = 0.03f + 0.05f * (float)(k % 5); r[5] = 0.04f + 0.06f * (float)((k + b) % 4);
+        }
+    if (ot_step_create(m, NULL, &hyp, s, (int)img, &st, &e) || ot_optimizer_create(st->ag, OT_OPT_SGD, hyp.lr0, hyp.momentum, hyp.weight_decay, &o, &e) ||
+        ot_ema_create(st->ag, &ema, &e)) {
+        rc = cli_error(&e);
+        goto done;
+    }
+    double ph[6][1024];
+    long n = steps > 1024 ? 1024 : steps;
+    for (long it = -1; it < n; it++) { /* it -1: warm-up */
+        double t0 = now_ms();
+        const float *in = x;
+        if (ot_autograd_forward(st->ag, &in, &e)) { rc = cli_error(&e); goto done; }
+        double t1 = now_ms();
+        const float *outs[OT_MAX_HEADS];
+        float *douts[OT_MAX_HEADS];
+        ot_shape shp[OT_MAX_HEADS];
+        for (int l = 0; l < st->graph->n_outputs; l++) {
+            outs[l] = st->ag->p->data[st->graph->outputs[l]];
+            shp[l] = st->ag->p->shape[st->graph->outputs[l]];
+            douts[l] = ot_autograd_output_grad(st->ag, l);
+        }
+        ot_loss_items li;
+        if (ot_yolo_loss_compute(st->loss, &st->cfg, outs, shp, t, nt, douts, &li, &e)) { rc = cli_error(&e); goto done; }
+        double t2 = now_ms();
+        if (ot_autograd_backward(st->ag, &e)) { rc = cli_error(&e); goto done; }
+        double t3 = now_ms();
+        ot_clip_grad_norm(st->ag, 10.0, NULL);
+        ot_optimizer_step(o);
+        ot_autograd_zero_grad(st->ag);
+        double t4 = now_ms();
+        ot_ema_update(ema, st->ag);
+        double t5 = now_ms();
+        if (it < 0) continue;
+        ph[0][it] = t1 - t0; ph[1][it] = t2 - t1; ph[2][it] = t3 - t2; ph[3][it] = t4 - t3; ph[4][it] = t5 - t4; ph[5][it] = t5 - t0;
+    }
+    double med[6];
+    for (int k = 0; k < 6; k++) { qsort(ph[k], (size_t)n, sizeof(double), cmp_d); med[k] = ph[k][n / 2]; }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double ips = (double)bs / (med[5] / 1e3), rss = (double)ru.ru_maxrss / 1024.0;
+    static const char *names[6] = {"forward", "loss", "backward", "optimizer", "ema", "step"};
+    if (json) {
+        json_t *j = json_object(), *ms = json_object();
+        json_object_set_new(j, "model", json_string(model));
+        json_object_set_new(j, "device", json_string(device));
+        json_object_set_new(j, "batch_size", json_integer(bs));
+        json_object_set_new(j, "img", json_integer(img));
+        json_object_set_new(j, "steps", json_integer(n));
+        json_object_set_new(j, "images_per_s", json_real(ips));
+        for (int k = 0; k < 6; k++) json_object_set_new(ms, names[k], json_real(med[k]));
+        json_object_set_new(j, "ms", ms);
+        json_object_set_new(j, "peak_rss_mb", json_real(rss));
+        json_object_set_new(j, "arena_mb", json_real((double)st->ag->arena_bytes / (1 << 20)));
+        char *js = json_dumps(j, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+        printf("%s\n", js);
+        free(js);
+        json_decref(j);
+    } else {
+        printf("%s, batch %ld at %ld px on the CPU, %ld steps (median):\n", model, bs, img, n);
+        for (int k = 0; k < 6; k++) printf("  %-10s %9.1f ms\n", names[k], med[k]);
+        printf("  %.2f images/s, peak memory %.0f MiB (activations and gradients arena %.0f MiB)\n", ips, rss,
+               (double)st->ag->arena_bytes / (1 << 20));
+    }
+done:
+    ot_ema_destroy(ema);
+    ot_optimizer_destroy(o);
+    ot_step_destroy(st);
+    free(x);
+    free(t);
+    ot_model_destroy(m);
+    return rc;
+}
