@@ -453,9 +453,12 @@ END_TEST
 
 /* ---- loader ---- */
 
-static void run_batches(const ot_dataset *d, int workers, uint64_t seed, float **img, float **tg, int64_t *nt) {
+static void run_batches_cache(const ot_dataset *d, int workers, uint64_t seed, int64_t cache_mb, float **img, float **tg,
+                              int64_t *nt) {
     ot_loader_cfg c;
     ot_loader_cfg_train(&c);
+    c.cache_mb = cache_mb < 0 ? 0 : cache_mb;
+    c.cache_ram = cache_mb < 0;
     c.img_size = 128;
     c.batch_size = 3; /* 8 images: batches of 3, 3, 2 */
     c.workers = workers;
@@ -489,6 +492,12 @@ static void run_batches(const ot_dataset *d, int workers, uint64_t seed, float *
         ck_assert_int_eq(nb, 3);
     }
     ot_loader_destroy(L);
+}
+
+static void run_batches(const ot_dataset *d, int workers, uint64_t seed, float **img, float **tg, int64_t *nt) {
+    ot_loader_cfg c;
+    ot_loader_cfg_train(&c);
+    run_batches_cache(d, workers, seed, c.cache_mb, img, tg, nt);
 }
 
 START_TEST(workers_do_not_change_batches) {
@@ -758,14 +767,17 @@ START_TEST(coco128_scan_and_batches) {
         }
     }
     ot_loader_destroy(L);
-    /* training batches: same with 1 and 2 workers */
-    float *img[2];
-    int64_t nt[2];
-    for (int w = 0; w < 2; w++) {
+    /* training batches: the same with 1 and 2 workers, with the default
+     * bounded cache, none (the JPEGs decoded in bands) or cache_ram */
+    float *img[3];
+    int64_t nt[3];
+    for (int w = 0; w < 3; w++) {
         ot_loader_cfg_train(&c);
         c.batch_size = 4;
-        c.workers = w + 1;
+        c.workers = w == 0 ? 1 : 2;
         c.seed = 5;
+        if (w == 1) c.cache_mb = 0;
+        if (w == 2) c.cache_ram = true;
         ck_assert(ot_loader_create(d, &c, &L, &e) == OT_OK);
         ck_assert(ot_loader_next(L, &b, &e) == OT_OK && b);
         img[w] = malloc(sizeof(float) * 4 * 3 * 640 * 640);
@@ -774,9 +786,67 @@ START_TEST(coco128_scan_and_batches) {
         ot_loader_destroy(L);
     }
     ck_assert_int_eq(nt[0], nt[1]);
+    ck_assert_int_eq(nt[0], nt[2]);
     ck_assert(memcmp(img[0], img[1], sizeof(float) * 4 * 3 * 640 * 640) == 0);
-    free(img[0]);
-    free(img[1]);
+    ck_assert(memcmp(img[0], img[2], sizeof(float) * 4 * 3 * 640 * 640) == 0);
+    for (int w = 0; w < 3; w++) free(img[w]);
+    ot_dataset_destroy(d);
+}
+END_TEST
+
+/* augment_hsv is cv2's 8-bit BGR->HSV, Ultralytics' LUTs and HSV->BGR; the
+ * fused HSV + flips + CHW pass gives the same floats as augment_hsv then the
+ * plain conversion, on every colour */
+START_TEST(fused_colour_pass_matches_two_steps) {
+    const int w = 4096, h = 4096;
+    uint8_t *im = malloc((size_t)w * h * 3), *a = malloc((size_t)w * h * 3);
+    float *f1 = malloc(sizeof(float) * 3 * w * h), *f2 = malloc(sizeof(float) * 3 * w * h);
+    ck_assert(im && a && f1 && f2);
+    for (int i = 0; i < w * h; i++) { im[3 * i] = (uint8_t)i; im[3 * i + 1] = (uint8_t)(i >> 8); im[3 * i + 2] = (uint8_t)(i >> 16); }
+    /* the in-place HSV against cv2's per-pixel conversions and the LUTs */
+    const double g0[3] = {0.99, 1.45, 0.71};
+    memcpy(a, im, (size_t)w * h * 3);
+    ot_augment_hsv(a, (int64_t)w * h, g0[0], g0[1], g0[2]);
+    for (int i = 0; i < w * h; i += 7) {
+        uint8_t hsv[3], bgr[3];
+        ot_bgr2hsv(im + 3 * i, hsv);
+        int lh = (int)fmod(hsv[0] * g0[0], 180.0), ls = (int)fmin(255, hsv[1] * g0[1]), lv = (int)fmin(255, hsv[2] * g0[2]);
+        uint8_t t[3] = {(uint8_t)lh, (uint8_t)ls, (uint8_t)lv};
+        ot_hsv2bgr(t, bgr);
+        for (int c = 0; c < 3; c++) /* 1 apart at most: the LUTs fold *255 in another float order */
+            ck_assert_msg(abs((int)bgr[c] - (int)a[3 * i + c]) <= 1, "pixel %d", i);
+    }
+    const double gains[4][3] = {{0.994, 1.597, 0.610}, {1.003, 0.694, 0.938}, {1.008, 1.141, 1.370}, {1.5, 1.7, 0.3}};
+    for (int k = 0; k < 4; k++) {
+        bool lr = k & 1, ud = (k >> 1) & 1;
+        memcpy(a, im, (size_t)w * h * 3);
+        ot_augment_hsv(a, (int64_t)w * h, gains[k][0], gains[k][1], gains[k][2]);
+        ot_hwc_to_chw(a, w, h, lr, ud, f1);
+        ot_hsv_to_chw(im, w, h, gains[k], lr, ud, f2);
+        ck_assert_msg(memcmp(f1, f2, sizeof(float) * 3 * w * h) == 0, "gains %d", k);
+    }
+    /* the plain conversion: RGB planes, flips */
+    ot_hsv_to_chw(im, w, h, NULL, true, false, f2);
+    ck_assert(f2[0] == im[3 * (w - 1) + 2] * (1.f / 255.f) && f2[(size_t)w * h] == im[3 * (w - 1) + 1] * (1.f / 255.f));
+    free(im); free(a); free(f1); free(f2);
+}
+END_TEST
+
+/* the image cache (none, bounded by default, or cache_ram) changes no batch */
+START_TEST(cache_does_not_change_batches) {
+    ot_dataset *d = open_syn();
+    float *i0, *t0, *i1, *t1, *i2, *t2;
+    int64_t n0, n1, n2;
+    run_batches_cache(d, 2, 7, 0, &i0, &t0, &n0);
+    run_batches_cache(d, 2, 7, 1024, &i1, &t1, &n1);
+    run_batches_cache(d, 2, 7, -1, &i2, &t2, &n2); /* -1: cache_ram, every image */
+    size_t bytes = sizeof(float) * 3 * 128 * 128 * 16;
+    ck_assert_int_gt(n0, 0);
+    ck_assert_int_eq(n0, n1);
+    ck_assert_int_eq(n0, n2);
+    ck_assert(memcmp(i0, i1, bytes) == 0 && memcmp(i0, i2, bytes) == 0);
+    ck_assert(memcmp(t0, t1, sizeof(float) * 6 * (size_t)n0) == 0 && memcmp(t0, t2, sizeof(float) * 6 * (size_t)n0) == 0);
+    free(i0); free(t0); free(i1); free(t1); free(i2); free(t2);
     ot_dataset_destroy(d);
 }
 END_TEST
@@ -794,6 +864,8 @@ int main(void) {
     tcase_add_test(t, mosaic_boxes_match_pixels);
     tcase_add_test(t, perspective_boxes_enclose_pixels);
     tcase_add_test(t, workers_do_not_change_batches);
+    tcase_add_test(t, fused_colour_pass_matches_two_steps);
+    tcase_add_test(t, cache_does_not_change_batches);
     tcase_add_test(t, validation_rect_batches);
     tcase_add_test(t, bad_data_skipped_and_counted);
     tcase_add_test(t, cli_data_check_and_show);

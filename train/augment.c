@@ -2,7 +2,23 @@
  * loader runs them on its worker threads. */
 #include "train/augment.h"
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+/* The per-pixel loops are written for the auto-vectoriser. On x86-64 the
+ * hottest ones are also compiled for AVX2 (target_clones: chosen at load time,
+ * plain x86-64 elsewhere); AVX2 brings the byte shuffles that de-interleave
+ * BGR (SSE2 has none: the loops would stay scalar) and 8 lanes. Same integer
+ * and float operations on both paths (no FMA), so the same results. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(OT_NO_TARGET_CLONES)
+#define OT_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define OT_SIMD_CLONES
+#endif
+#define OT_INLINE static inline __attribute__((always_inline))
 
 /* ---- random numbers ---- */
 
@@ -263,11 +279,30 @@ static inline void sample_fx(const uint8_t *src, int sw, int sh, int32_t X, int3
 
 /* Axis-aligned affine (no rotation or shear: the default hyp): separable.
  * Each source row needed is interpolated horizontally once into 8.8 fixed
- * point (uint16), then output rows blend two of those (vectorisable). */
-static void hpass(const uint8_t *row, int sw, const int *xi, const int *xw, int xa, int xb, int ow, uint16_t *o) {
+ * point (uint16), then output rows blend two of those (vectorisable). The
+ * horizontal taps of the columns whose two taps are inside ([xa, xb)) run two
+ * pixels a step in SSE2 where available: 8 bytes from the left tap (B G R of
+ * both taps and 2 spare bytes, read only where they lie inside the row) times
+ * kw[x] = (256-w, 256-w, 256-w, w, w, w, 0, 0), the two halves added. Same
+ * integers as the scalar loop. o has 2 spare elements at its end. */
+OT_INLINE void hpass(const uint8_t *row, int sw, const int *xi, const int *xw, const int16_t *kw, int xa, int xb,
+                     int ow, uint16_t *o) {
     if (!row) { for (int i = 0; i < ow * 3; i++) o[i] = 114 * 256; return; }
     for (int x = 0; x < ow; x++) {
         if (x == xa && xb > xa) {
+#if defined(__SSE2__)
+            const __m128i zero = _mm_setzero_si128(), low3 = _mm_setr_epi16(-1, -1, -1, 0, 0, 0, 0, 0);
+            for (; x + 2 <= xb && xi[x] + 3 <= sw && xi[x + 1] + 3 <= sw; x += 2) { /* 8-byte reads inside the row */
+                __m128i pa = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(const void *)(row + 3 * xi[x])), zero);
+                __m128i pb = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(const void *)(row + 3 * xi[x + 1])), zero);
+                pa = _mm_mullo_epi16(pa, _mm_load_si128((const __m128i *)(const void *)(kw + 8 * x)));
+                pb = _mm_mullo_epi16(pb, _mm_load_si128((const __m128i *)(const void *)(kw + 8 * x + 8)));
+                pa = _mm_add_epi16(pa, _mm_srli_si128(pa, 6)); /* lanes 0..2: the pixel (<= 65280) */
+                pb = _mm_add_epi16(pb, _mm_srli_si128(pb, 6));
+                /* lanes 6, 7 spill into pixel x + 2, written after this */
+                _mm_storeu_si128((__m128i *)(void *)(o + 3 * x), _mm_or_si128(_mm_and_si128(pa, low3), _mm_slli_si128(pb, 6)));
+            }
+#endif
             for (; x < xb; x++) {
                 const uint8_t *p = row + 3 * xi[x];
                 int w = xw[x], v = 256 - w;
@@ -285,10 +320,13 @@ static void hpass(const uint8_t *row, int sw, const int *xi, const int *xw, int 
     }
 }
 
-static void warp_axis(const uint8_t *src, int sw, int sh, const double *Mi, int ow, int oh, uint8_t *dst) {
+/* src rows come from src, or from rowfn when src is NULL (rowbuf: its scratch row). */
+OT_SIMD_CLONES static void warp_axis(const uint8_t *src, ot_row_fn rowfn, void *ctx, uint8_t *rowbuf, int sw, int sh,
+                                     const double *Mi, int ow, int oh, uint8_t *dst) {
     int *xi = malloc(sizeof(int) * 2 * (size_t)ow);
-    uint16_t *buf = malloc(sizeof(uint16_t) * 6 * (size_t)ow);
-    if (!xi || !buf) { free(xi); free(buf); memset(dst, 114, (size_t)ow * oh * 3); return; }
+    uint16_t *buf = malloc(sizeof(uint16_t) * (6 * (size_t)ow + 4));
+    int16_t *kw = aligned_alloc(16, sizeof(int16_t) * 8 * ((size_t)ow + 1));
+    if (!xi || !buf || !kw) { free(xi); free(buf); free(kw); memset(dst, 114, (size_t)ow * oh * 3); return; }
     int *xw = xi + ow;
     int xa = -1, xb = -1; /* the run of columns whose two taps are inside */
     for (int x = 0; x < ow; x++) {
@@ -297,11 +335,12 @@ static void warp_axis(const uint8_t *src, int sw, int sh, const double *Mi, int 
         int64_t f = (int64_t)floor(X * 256 + 0.5);
         xi[x] = (int)(f >> 8);
         xw[x] = (int)(f & 255);
+        for (int k = 0; k < 8; k++) kw[8 * x + k] = (int16_t)(k < 3 ? 256 - xw[x] : k < 6 ? xw[x] : 0);
         if (xi[x] >= 0 && xi[x] + 1 < sw) { if (xa < 0) xa = x; xb = x + 1; }
     }
     for (int x = xa; x >= 0 && x < xb; x++)
         if (!(xi[x] >= 0 && xi[x] + 1 < sw)) { xb = x; break; } /* monotone map: one run */
-    uint16_t *rb[2] = {buf, buf + 3 * (size_t)ow};
+    uint16_t *rb[2] = {buf, buf + 3 * (size_t)ow + 2};
     int tag[2] = {-100, -100};
     for (int y = 0; y < oh; y++) {
         uint8_t *o = dst + (size_t)y * ow * 3;
@@ -314,23 +353,25 @@ static void warp_axis(const uint8_t *src, int sw, int sh, const double *Mi, int 
             slot[k] = tag[0] == need[k] ? 0 : tag[1] == need[k] ? 1 : -1;
             if (slot[k] >= 0) continue;
             slot[k] = k == 0 ? (tag[0] == need[1] ? 1 : 0) : 1 - slot[0];
-            const uint8_t *row = need[k] >= 0 && need[k] < sh ? src + (size_t)need[k] * sw * 3 : NULL;
-            hpass(row, sw, xi, xw, xa, xb, ow, rb[slot[k]]);
+            const uint8_t *row = need[k] < 0 || need[k] >= sh ? NULL
+                                 : src ? src + (size_t)need[k] * sw * 3 : rowfn(ctx, need[k], rowbuf);
+            hpass(row, sw, xi, xw, kw, xa, xb, ow, rb[slot[k]]);
             tag[slot[k]] = need[k];
         }
-        const uint16_t *r0 = rb[slot[0]], *r1 = rb[slot[1]];
+        const uint16_t *restrict r0 = rb[slot[0]], *restrict r1 = rb[slot[1]];
         uint32_t w1 = (uint32_t)fy, w0 = 256 - w1;
         for (int i = 0; i < ow * 3; i++) o[i] = (uint8_t)((r0[i] * w0 + r1[i] * w1 + 32768) >> 16);
     }
     free(xi);
     free(buf);
+    free(kw);
 }
 
 void ot_warp(const uint8_t *src, int sw, int sh, const ot_persp *p, uint8_t *dst) {
     int ow = p->out_w, oh = p->out_h;
     double Mi[9];
     if (!inv3(p->M, Mi)) { memset(dst, 114, (size_t)ow * oh * 3); return; }
-    if (!p->perspective && Mi[1] == 0 && Mi[3] == 0) { warp_axis(src, sw, sh, Mi, ow, oh, dst); return; }
+    if (!p->perspective && Mi[1] == 0 && Mi[3] == 0) { warp_axis(src, NULL, NULL, NULL, sw, sh, Mi, ow, oh, dst); return; }
     for (int y = 0; y < oh; y++) {
         uint8_t *o = dst + (size_t)y * ow * 3;
         for (int x = 0; x < ow; x++) {
@@ -340,6 +381,32 @@ void ot_warp(const uint8_t *src, int sw, int sh, const ot_persp *p, uint8_t *dst
             sample_fx(src, sw, sh, (int32_t)floor(X * 65536 + 0.5), (int32_t)floor(Y * 65536 + 0.5), o + 3 * x);
         }
     }
+}
+
+bool ot_warp_axis_src_rows(const ot_persp *p, int sh, int *y0, int *y1) {
+    double Mi[9];
+    if (p->perspective || !inv3(p->M, Mi) || Mi[1] != 0 || Mi[3] != 0) return false;
+    *y0 = sh;
+    *y1 = 0;
+    for (int y = 0; y < p->out_h; y++) { /* as warp_axis asks */
+        double Y = Mi[4] * y + Mi[5];
+        if (!(Y > -2 && Y < sh + 1)) continue;
+        int iy = (int)((int64_t)floor(Y * 256 + 0.5) >> 8);
+        for (int k = iy; k <= iy + 1; k++)
+            if (k >= 0 && k < sh) { *y0 = k < *y0 ? k : *y0; *y1 = k + 1 > *y1 ? k + 1 : *y1; }
+    }
+    if (*y1 <= *y0) *y0 = *y1 = 0;
+    return true;
+}
+
+bool ot_warp_axis_rows(ot_row_fn rowfn, void *ctx, int sw, int sh, const ot_persp *p, uint8_t *dst) {
+    double Mi[9];
+    if (p->perspective || !inv3(p->M, Mi) || Mi[1] != 0 || Mi[3] != 0) return false;
+    uint8_t *rowbuf = calloc((size_t)sw * 3 + 16, 1);
+    if (!rowbuf) return false;
+    warp_axis(NULL, rowfn, ctx, rowbuf, sw, sh, Mi, p->out_w, p->out_h, dst);
+    free(rowbuf);
+    return true;
 }
 
 bool ot_box_candidate(const ot_box *b1, const ot_box *b2, double wh_thr, double ar_thr, double area_thr) {
@@ -459,54 +526,207 @@ void ot_bgr2hsv(const uint8_t bgr[3], uint8_t hsv[3]) {
 
 void ot_hsv2bgr(const uint8_t hsv[3], uint8_t bgr[3]) { hsv2bgr_px(hsv[0], hsv[1], hsv[2], bgr); }
 
-void ot_augment_hsv(uint8_t *im, int64_t npx, double rh, double rs, double rv) {
-    hsv_tables();
-    /* the LUTs of Ultralytics augment_hsv, folded with the HSV2BGR constants */
-    uint8_t lh[256], ls[256], lv[256];
-    float fs[256], fv[256], hf[256];
-    int sec[256];
+/* augment_hsv as per-sample tables: the hue, saturation and value LUTs of
+ * Ultralytics, folded with cv2's HSV2BGR constants. */
+typedef struct hsv_lut {
+    float H6[256]; /* lh[h] * 6/180 wrapped to [0, 6): sector = (int)H6, fraction = H6 - sector */
+    float S[256];  /* ls[s] / 255 */
+    float V[256];  /* lv[v] / 255 * 255 (cv2's float round trip) */
+    bool arith;    /* the usual gains: the same values computed in SIMD, no look-ups */
+    double rh, rs, rv;
+} hsv_lut;
+
+static void hsv_lut_init(hsv_lut *t, double rh, double rs, double rv) {
     for (int x = 0; x < 256; x++) {
-        lh[x] = (uint8_t)(int)fmod(x * rh, 180.0);
+        int lh = (int)fmod(x * rh, 180.0);
         double s = x * rs, v = x * rv;
-        ls[x] = (uint8_t)(s < 0 ? 0 : s > 255 ? 255 : (int)s);
-        lv[x] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : (int)v);
-        fs[x] = (float)ls[x] * (1.f / 255.f);
-        fv[x] = (float)lv[x] * (1.f / 255.f) * 255.f;
-        float h = (float)lh[x] * (6.f / 180.f);
+        int ls = s < 0 ? 0 : s > 255 ? 255 : (int)s, lv = v < 0 ? 0 : v > 255 ? 255 : (int)v;
+        float h = (float)(uint8_t)lh * (6.f / 180.f);
         if (h >= 6.f) h -= 6.f;
-        sec[x] = (int)h;
-        hf[x] = h - (float)sec[x];
-        if ((unsigned)sec[x] >= 6u) { sec[x] = 0; hf[x] = 0.f; }
+        if (!(h >= 0.f && h < 6.f)) h = 0.f;
+        t->H6[x] = h;
+        t->S[x] = (float)ls * (1.f / 255.f);
+        t->V[x] = (float)lv * (1.f / 255.f) * 255.f;
     }
-    for (int64_t i = 0; i < npx; i++) {
+    /* h * rh < 360 (then fmod is one subtraction); s * rs and v * rv in int32
+     * range after clamping the gains to [-1, 256], which clips the same */
+    t->arith = rh >= 0 && rh < 2 && isfinite(rs) && isfinite(rv);
+    t->rh = rh;
+    t->rs = fmin(fmax(rs, -1.0), 256.0);
+    t->rv = fmin(fmax(rv, -1.0), 256.0);
+}
+
+enum { HSV_BLK = 256 };
+
+static inline uint32_t fbits(float f) { union { float f; uint32_t u; } x = {.f = f}; return x.u; }
+static inline float bitsf(uint32_t u) { union { uint32_t u; float f; } x = {.u = u}; return x.f; }
+
+/* cv2's integer BGR2HSV for n pixels (vectorisable: the two divisions of
+ * cv2's tables, round((255 << 12) / v) and round((180 << 12) / (6 diff)), are
+ * recomputed in float, which rounds to the same integers for divisors <= 255). */
+OT_INLINE void bgr2hsv_block(const uint8_t *restrict px, int n, int32_t *restrict ho, int32_t *restrict so,
+                          int32_t *restrict vo) {
+    int32_t dd[HSV_BLK];
+    for (int i = 0; i < n; i++) { /* V, V - min and the hue numerator */
+        int b = px[3 * i], g = px[3 * i + 1], r = px[3 * i + 2];
+        int v = b > g ? b : g;
+        v = v > r ? v : r;
+        int vmin = b < g ? b : g;
+        vmin = vmin < r ? vmin : r;
+        int diff = v - vmin;
+        int vr = v == r ? -1 : 0, vg = v == g ? -1 : 0;
+        ho[i] = (vr & (g - b)) + (~vr & ((vg & (b - r + 2 * diff)) + ((~vg) & (r - g + 4 * diff))));
+        vo[i] = v;
+        dd[i] = diff;
+    }
+    const float magic = 12582912.f; /* 1.5 * 2^23: x + magic - magic rounds half to even */
+    for (int i = 0; i < n; i++) { /* in 32-bit lanes: int32 -> float converts in SIMD */
+        int32_t v = vo[i], diff = dd[i];
+        float qs = (float)(255 << HSV_SHIFT) / (float)(v | (v == 0)); /* v or 1 */
+        float qh = (float)((180 << HSV_SHIFT) / 6) / (float)(diff | (diff == 0));
+        int32_t sd = (int32_t)((qs + magic) - magic) & -(int32_t)(v > 0);
+        int32_t hd = (int32_t)((qh + magic) - magic) & -(int32_t)(diff > 0);
+        so[i] = (diff * sd + (1 << (HSV_SHIFT - 1))) >> HSV_SHIFT;
+        int32_t h = (ho[i] * hd + (1 << (HSV_SHIFT - 1))) >> HSV_SHIFT;
+        ho[i] = h + (h < 0 ? 180 : 0);
+    }
+}
+
+/* The augmented pixel before rounding, one plane per channel (B, G, R), for n
+ * pixels; cv2 HSV2BGR with the branches turned into selects. */
+OT_INLINE void hsv_block(const uint8_t *restrict px, int n, const hsv_lut *restrict t, float *restrict ob,
+                      float *restrict og, float *restrict orr) {
+    int32_t hi[HSV_BLK], si[HSV_BLK], vi[HSV_BLK];
+    float Hf[HSV_BLK], Sf[HSV_BLK], Vf[HSV_BLK];
+    bgr2hsv_block(px, n, hi, si, vi);
+    if (t->arith) {
+        const double rh = t->rh, rs = t->rs, rv = t->rv;
+        for (int i = 0; i < n; i++) { /* the LUT entries of hsv_lut_init, computed */
+            int32_t lh = (int32_t)((double)hi[i] * rh); /* (int)fmod(h * rh, 180) for h * rh < 360 */
+            lh -= 180 & -(int32_t)(lh >= 180);
+            int32_t ls = (int32_t)((double)si[i] * rs), lv = (int32_t)((double)vi[i] * rv);
+            ls = ls < 0 ? 0 : ls > 255 ? 255 : ls;
+            lv = lv < 0 ? 0 : lv > 255 ? 255 : lv;
+            Hf[i] = (float)lh * (6.f / 180.f);
+            Sf[i] = (float)ls * (1.f / 255.f);
+            Vf[i] = (float)lv * (1.f / 255.f) * 255.f;
+        }
+    } else {
+        for (int i = 0; i < n; i++) { /* table look-ups */
+            Hf[i] = t->H6[hi[i] & 255];
+            Sf[i] = t->S[si[i] & 255];
+            Vf[i] = t->V[vi[i] & 255];
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        float H = Hf[i], S = Sf[i], V = Vf[i];
+        int sec = (int)H;
+        float f = H - (float)sec;
+        float t0 = V, t1 = V * (1.f - S), t2 = V * (1.f - S * f), t3 = V * (1.f - S * (1.f - f));
+        /* sectors 0..5: (b, g, r) = (t1,t3,t0) (t1,t0,t2) (t3,t0,t1) (t0,t2,t1) (t0,t1,t3) (t2,t1,t0),
+         * selected with bit masks (integer selects vectorise where float ones may not) */
+        uint32_t u0 = fbits(t0), u1 = fbits(t1), u2 = fbits(t2), u3 = fbits(t3);
+        uint32_t m0 = -(uint32_t)(sec == 0), m1 = -(uint32_t)(sec == 1), m2 = -(uint32_t)(sec == 2),
+                 m3 = -(uint32_t)(sec == 3), m4 = -(uint32_t)(sec == 4), m5 = -(uint32_t)(sec >= 5);
+        ob[i] = bitsf((u1 & (m0 | m1)) | (u3 & m2) | (u0 & (m3 | m4)) | (u2 & m5));
+        og[i] = bitsf((u3 & m0) | (u0 & (m1 | m2)) | (u2 & m3) | (u1 & (m4 | m5)));
+        orr[i] = bitsf((u0 & (m0 | m5)) | (u2 & m1) | (u1 & (m2 | m3)) | (u3 & m4));
+    }
+}
+
+/* sat8 of the pixel as an integer (0 <= x < 2^30: round half up, 255 at most) */
+static inline int sat8i(float x) {
+    int i = (int)(x + 0.5f);
+    return i < 255 ? i : 255;
+}
+
+OT_SIMD_CLONES void ot_augment_hsv(uint8_t *im, int64_t npx, double rh, double rs, double rv) {
+    hsv_lut t;
+    hsv_lut_init(&t, rh, rs, rv);
+    float b[HSV_BLK], g[HSV_BLK], r[HSV_BLK];
+    for (int64_t i = 0; i < npx; i += HSV_BLK) {
+        int n = npx - i < HSV_BLK ? (int)(npx - i) : HSV_BLK;
         uint8_t *p = im + 3 * i;
-        int h, s, v;
-        bgr2hsv_px(p[0], p[1], p[2], &h, &s, &v);
-        if (ls[s] == 0) { p[0] = p[1] = p[2] = lv[v]; continue; }
-        float S = fs[s], V = fv[v], f = hf[h];
-        float tab[4] = {V, V * (1.f - S), V * (1.f - S * f), V * (1.f - S * (1.f - f))};
-        const int *sd = sector_data[sec[h]];
-        p[0] = sat8(tab[sd[0]]);
-        p[1] = sat8(tab[sd[1]]);
-        p[2] = sat8(tab[sd[2]]);
+        hsv_block(p, n, &t, b, g, r);
+        for (int k = 0; k < n; k++) {
+            p[3 * k] = (uint8_t)sat8i(b[k]);
+            p[3 * k + 1] = (uint8_t)sat8i(g[k]);
+            p[3 * k + 2] = (uint8_t)sat8i(r[k]);
+        }
     }
+}
+
+/* Copy n floats to the batch with non-temporal stores where aligned (the
+ * batch is written once and is much larger than the caches: no read for
+ * ownership, no eviction of the source pixels). Needs an sfence after. */
+OT_INLINE void store_stream(float *restrict d, const float *restrict s, int n) {
+    int i = 0;
+#if defined(__SSE2__)
+    for (; i < n && ((uintptr_t)(d + i) & 15); i++) d[i] = s[i];
+    for (; i + 4 <= n; i += 4) _mm_stream_ps(d + i, _mm_loadu_ps(s + i));
+#endif
+    for (; i < n; i++) d[i] = s[i];
+}
+
+/* One output row of n pixels from src (BGR HWC) into three planes, the
+ * columns reversed when flip_lr. */
+OT_INLINE void chw_row(const uint8_t *restrict s, int n, bool flip_lr, float *restrict r, float *restrict g,
+                    float *restrict b) {
+    const float k = 1.f / 255.f;
+    if (!flip_lr)
+        for (int x = 0; x < n; x++) { b[x] = s[3 * x] * k; g[x] = s[3 * x + 1] * k; r[x] = s[3 * x + 2] * k; }
+    else
+        for (int x = 0; x < n; x++) { b[n - 1 - x] = s[3 * x] * k; g[n - 1 - x] = s[3 * x + 1] * k; r[n - 1 - x] = s[3 * x + 2] * k; }
+}
+
+OT_SIMD_CLONES void ot_hwc_to_chw(const uint8_t *src, int w, int h, bool flip_lr, bool flip_ud, float *dst) {
+    size_t plane = (size_t)w * h;
+    for (int y = 0; y < h; y++) {
+        float *r = dst + (size_t)y * w;
+        chw_row(src + (size_t)(flip_ud ? h - 1 - y : y) * w * 3, w, flip_lr, r, r + plane, r + 2 * plane);
+    }
+}
+
+OT_SIMD_CLONES void ot_hsv_to_chw(const uint8_t *src, int w, int h, const double *gains, bool flip_lr, bool flip_ud, float *dst) {
+    if (!gains) { ot_hwc_to_chw(src, w, h, flip_lr, flip_ud, dst); return; }
+    hsv_lut t;
+    hsv_lut_init(&t, gains[0], gains[1], gains[2]);
+    const float k = 1.f / 255.f;
+    size_t plane = (size_t)w * h;
+    float fb[HSV_BLK], fg[HSV_BLK], fr[HSV_BLK];
+    for (int y = 0; y < h; y++) {
+        const uint8_t *s = src + (size_t)(flip_ud ? h - 1 - y : y) * w * 3;
+        float *R = dst + (size_t)y * w, *G = R + plane, *B = G + plane;
+        for (int x0 = 0; x0 < w; x0 += HSV_BLK) {
+            int n = w - x0 < HSV_BLK ? w - x0 : HSV_BLK;
+            hsv_block(s + 3 * x0, n, &t, fb, fg, fr);
+            float ob[HSV_BLK], og[HSV_BLK], orr[HSV_BLK]; /* in destination order */
+            if (!flip_lr) {
+                for (int i = 0; i < n; i++) {
+                    ob[i] = (float)sat8i(fb[i]) * k;
+                    og[i] = (float)sat8i(fg[i]) * k;
+                    orr[i] = (float)sat8i(fr[i]) * k;
+                }
+            } else {
+                for (int i = 0; i < n; i++) {
+                    ob[n - 1 - i] = (float)sat8i(fb[i]) * k;
+                    og[n - 1 - i] = (float)sat8i(fg[i]) * k;
+                    orr[n - 1 - i] = (float)sat8i(fr[i]) * k;
+                }
+            }
+            int d0 = flip_lr ? w - x0 - n : x0;
+            store_stream(B + d0, ob, n);
+            store_stream(G + d0, og, n);
+            store_stream(R + d0, orr, n);
+        }
+    }
+#if defined(__SSE2__)
+    _mm_sfence(); /* the streamed stores before the batch is handed over */
+#endif
 }
 
 void ot_mixup(uint8_t *im, const uint8_t *im2, int64_t n, double r) {
     for (int64_t i = 0; i < n; i++) im[i] = (uint8_t)(int)(im[i] * r + im2[i] * (1 - r));
-}
-
-void ot_hwc_to_chw(const uint8_t *src, int w, int h, bool flip_lr, bool flip_ud, float *dst) {
-    const float k = 1.f / 255.f;
-    size_t plane = (size_t)w * h;
-    for (int y = 0; y < h; y++) {
-        const uint8_t *s = src + (size_t)(flip_ud ? h - 1 - y : y) * w * 3;
-        float *r = dst + (size_t)y * w, *g = r + plane, *b = g + plane;
-        if (!flip_lr)
-            for (int x = 0; x < w; x++) { b[x] = s[3 * x] * k; g[x] = s[3 * x + 1] * k; r[x] = s[3 * x + 2] * k; }
-        else
-            for (int x = 0; x < w; x++) { const uint8_t *q = s + 3 * (w - 1 - x); b[x] = q[0] * k; g[x] = q[1] * k; r[x] = q[2] * k; }
-    }
 }
 
 void ot_boxes_to_xywhn(const ot_box *b, int n, int w, int h, float *rows) {

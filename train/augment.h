@@ -58,6 +58,14 @@ typedef struct ot_persp {
 void ot_perspective_draw(ot_rng *r, const ot_hyp *h, int in_w, int in_h, int border, ot_persp *p);
 /* Warp src into dst (out_w x out_h): dst(x,y) = src(M^-1 (x,y)), bilinear, 114 outside. */
 void ot_warp(const uint8_t *src, int sw, int sh, const ot_persp *p, uint8_t *dst);
+/* ot_warp of an image given row by row, for the axis-aligned case (no
+ * rotation, shear or perspective: the default hyp); false (nothing done)
+ * otherwise. rowfn(ctx, y, buf) returns source row y (0 <= y < sh): a pointer
+ * to sw*3 bytes, valid until the next call; buf (sw*3 + 16 bytes) is its to fill. */
+typedef const uint8_t *(*ot_row_fn)(void *ctx, int y, uint8_t *buf);
+bool ot_warp_axis_rows(ot_row_fn rowfn, void *ctx, int sw, int sh, const ot_persp *p, uint8_t *dst);
+/* The source rows [*y0, *y1) ot_warp_axis_rows will ask for (false: not the axis-aligned case). */
+bool ot_warp_axis_src_rows(const ot_persp *p, int sh, int *y0, int *y1);
 /* Transform boxes (corners through M, min/max, clip to the output) and keep
  * box_candidates(wh_thr=2, ar_thr=100, area_thr=0.1); returns the count kept. */
 int ot_warp_boxes(ot_box *b, int n, const ot_persp *p);
@@ -80,6 +88,9 @@ void ot_mixup(uint8_t *im, const uint8_t *im2, int64_t n, double r);
 
 /* HWC BGR uint8 -> CHW RGB float32 / 255, optionally flipped. */
 void ot_hwc_to_chw(const uint8_t *src, int w, int h, bool flip_lr, bool flip_ud, float *dst);
+/* ot_augment_hsv(gains[0..2]) then ot_hwc_to_chw in one pass, src unchanged;
+ * the same floats as the two calls (gains NULL: no HSV). */
+void ot_hsv_to_chw(const uint8_t *src, int w, int h, const double *gains, bool flip_lr, bool flip_ud, float *dst);
 
 /* xyxy pixels -> normalised xywh with Ultralytics' clip (0..w-eps, 0..h-eps), eps 1e-3. */
 void ot_boxes_to_xywhn(const ot_box *b, int n, int w, int h, float *rows /* (n, 5) */);

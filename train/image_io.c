@@ -3,8 +3,11 @@
 #include "train/image_io.h"
 #include <errno.h>
 #include <png.h>
+#include <setjmp.h>
+#include <stdio.h>
 #include <string.h>
 #include <turbojpeg.h>
+#include <jpeglib.h>
 
 bool ot_image_alloc(ot_image *im, int w, int h) {
     im->w = w;
@@ -112,8 +115,22 @@ bool ot_image_orient(ot_image *im, int o) {
 
 /* ---- JPEG ---- */
 
+/* out->px of *cap bytes is reused when large enough (cap NULL: always allocated) */
+static bool image_alloc_reuse(ot_image *im, int w, int h, size_t *cap) {
+    size_t need = (size_t)w * (size_t)h * 3;
+    if (!cap) return ot_image_alloc(im, w, h);
+    if (!im->px || *cap < need) {
+        free(im->px);
+        im->px = malloc(need ? need : 1);
+        *cap = im->px ? need : 0;
+    }
+    im->w = w;
+    im->h = h;
+    return im->px != NULL;
+}
+
 static ot_status decode_jpeg(const uint8_t *buf, size_t len, const char *name, int need_long, bool verify_only,
-                             ot_image *out, int *w0, int *h0, ot_error *err) {
+                             ot_image *out, size_t *cap, int *w0, int *h0, ot_error *err) {
     tjhandle tj = tjInitDecompress();
     if (!tj) return ot_fail(err, OT_ERR_NOMEM, "%s: cannot create a JPEG decoder", name);
     int w, h, ss, cs;
@@ -142,16 +159,73 @@ static ot_status decode_jpeg(const uint8_t *buf, size_t len, const char *name, i
             if (tl >= need_long && (int64_t)tw * th < (int64_t)sw * sh) { sw = tw; sh = th; }
         }
     }
-    if (!ot_image_alloc(out, sw, sh)) { st = ot_fail(err, OT_ERR_NOMEM, "%s: out of memory (%dx%d)", name, sw, sh); goto done; }
+    if (!image_alloc_reuse(out, sw, sh, cap)) { st = ot_fail(err, OT_ERR_NOMEM, "%s: out of memory (%dx%d)", name, sw, sh); goto done; }
     if (tjDecompress2(tj, buf, (unsigned long)len, out->px, sw, sw * 3, sh, TJPF_BGR, 0) != 0) {
         st = ot_fail(err, OT_ERR_PARSE, "%s: corrupt or truncated JPEG: %s", name, tjGetErrorStr2(tj));
-        ot_image_free(out);
+        if (!cap) ot_image_free(out);
         goto done;
     }
-    if (!verify_only && !ot_image_orient(out, orient)) { ot_image_free(out); st = ot_fail(err, OT_ERR_NOMEM, "%s: out of memory", name); }
+    if (!verify_only && orient > 1) {
+        if (!ot_image_orient(out, orient)) { if (!cap) ot_image_free(out); st = ot_fail(err, OT_ERR_NOMEM, "%s: out of memory", name); }
+        else if (cap) *cap = (size_t)out->w * out->h * 3; /* a new buffer of that size */
+    }
 done:
     tjDestroy(tj);
     return st;
+}
+
+/* Rows [row0, row1) of a JPEG through libjpeg: those above are skipped (their
+ * coefficients are read, not transformed), the decoder stops after row1 (a
+ * mosaic tile often needs only a band of its image).
+ * The same pixels as tjDecompress2 (same library, out_color_space BGR, ISLOW
+ * DCT, fancy upsampling). Only without DCT scaling and EXIF rotation; any
+ * libjpeg warning aborts. false: not done (the caller decodes all). */
+typedef struct jerr_mgr {
+    struct jpeg_error_mgr pub;
+    jmp_buf jb;
+} jerr_mgr;
+static void jerr_exit(j_common_ptr c) { longjmp(((jerr_mgr *)(void *)c->err)->jb, 1); }
+static void jerr_emit(j_common_ptr c, int level) {
+    if (level < 0) longjmp(((jerr_mgr *)(void *)c->err)->jb, 1); /* a warning: corrupt data */
+}
+
+static bool decode_jpeg_rows(const uint8_t *buf, size_t len, int need_long, int row0, int row1, ot_image *out,
+                             size_t *cap, int *w0, int *h0) {
+    if (ot_jpeg_exif_orientation(buf, len) != 1) return false;
+    struct jpeg_decompress_struct ci;
+    jerr_mgr je;
+    ci.err = jpeg_std_error(&je.pub);
+    je.pub.error_exit = jerr_exit;
+    je.pub.emit_message = jerr_emit;
+    if (setjmp(je.jb)) {
+        jpeg_destroy_decompress(&ci);
+        return false;
+    }
+    jpeg_create_decompress(&ci);
+    jpeg_mem_src(&ci, buf, (unsigned long)len);
+    jpeg_read_header(&ci, TRUE);
+    int w = (int)ci.image_width, h = (int)ci.image_height, long0 = w > h ? w : h;
+    if (w < 1 || h < 1 || (int64_t)w * h > ((int64_t)1 << 28) || (need_long > 0 && long0 >= 2 * need_long) ||
+        !image_alloc_reuse(out, w, h, cap)) {
+        jpeg_destroy_decompress(&ci);
+        return false;
+    }
+    ci.out_color_space = JCS_EXT_BGR;
+    jpeg_start_decompress(&ci);
+    if ((int)ci.output_width != w || (int)ci.output_height != h || ci.output_components != 3) {
+        jpeg_destroy_decompress(&ci);
+        return false;
+    }
+    int stop = row1 < h ? row1 : h;
+    if (row0 > 0 && row0 < stop) jpeg_skip_scanlines(&ci, (JDIMENSION)row0); /* entropy-decoded, not output */
+    while ((int)ci.output_scanline < stop) {
+        JSAMPROW r = out->px + (size_t)ci.output_scanline * (size_t)w * 3;
+        jpeg_read_scanlines(&ci, &r, 1);
+    }
+    jpeg_destroy_decompress(&ci); /* aborts the rest */
+    if (w0) *w0 = w;
+    if (h0) *h0 = h;
+    return true;
 }
 
 /* ---- PNG ---- */
@@ -189,15 +263,55 @@ static ot_status decode_png(const uint8_t *buf, size_t len, const char *name, ot
 
 /* ---- entry points ---- */
 
+static ot_status image_decode(const uint8_t *buf, size_t len, const char *name, int need_long, ot_image *out,
+                              size_t *cap, int *w0, int *h0, ot_error *err) {
+    if (len == 0) return ot_fail(err, OT_ERR_PARSE, "%s: empty file", name);
+    if (len >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF)
+        return decode_jpeg(buf, len, name, need_long, false, out, cap, w0, h0, err);
+    if (len >= 8 && memcmp(buf, "\x89PNG\r\n\x1a\n", 8) == 0) {
+        if (cap) { ot_image_free(out); *cap = 0; }
+        ot_status st = decode_png(buf, len, name, out, w0, h0, err);
+        if (cap && st == OT_OK) *cap = (size_t)out->w * out->h * 3;
+        return st;
+    }
+    return ot_fail(err, OT_ERR_UNSUPPORTED, "%s: not a JPEG or PNG image", name);
+}
+
 ot_status ot_image_decode(const uint8_t *buf, size_t len, const char *name, int need_long, ot_image *out, int *w0,
                           int *h0, ot_error *err) {
     out->px = NULL;
     out->w = out->h = 0;
-    if (len == 0) return ot_fail(err, OT_ERR_PARSE, "%s: empty file", name);
-    if (len >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF)
-        return decode_jpeg(buf, len, name, need_long, false, out, w0, h0, err);
-    if (len >= 8 && memcmp(buf, "\x89PNG\r\n\x1a\n", 8) == 0) return decode_png(buf, len, name, out, w0, h0, err);
-    return ot_fail(err, OT_ERR_UNSUPPORTED, "%s: not a JPEG or PNG image", name);
+    return image_decode(buf, len, name, need_long, out, NULL, w0, h0, err);
+}
+
+ot_status ot_image_load_reuse(const char *path, int need_long, int row0, int row1, ot_image_scratch *s, int *w0,
+                              int *h0, ot_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return ot_fail(err, OT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    off_t n = -1;
+    if (fseeko(f, 0, SEEK_END) == 0) n = ftello(f);
+    if (n < 0 || n > ((off_t)1 << 30)) { fclose(f); return ot_fail(err, OT_ERR_IO, "%s: unreadable or larger than 1 GiB", path); }
+    rewind(f);
+    if (s->file_cap < (size_t)n || !s->file) {
+        free(s->file);
+        s->file = malloc(n > 0 ? (size_t)n : 1);
+        s->file_cap = s->file ? (size_t)n : 0;
+        if (!s->file) { fclose(f); return ot_fail(err, OT_ERR_NOMEM, "%s: out of memory", path); }
+    }
+    size_t got = fread(s->file, 1, (size_t)n, f);
+    fclose(f);
+    if (got != (size_t)n) return ot_fail(err, OT_ERR_IO, "%s: short read", path);
+    const uint8_t *b = s->file;
+    if (row1 > 0 && n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF &&
+        decode_jpeg_rows(b, (size_t)n, need_long, row0, row1, &s->im, &s->cap, w0, h0))
+        return OT_OK;
+    return image_decode(s->file, (size_t)n, path, need_long, &s->im, &s->cap, w0, h0, err);
+}
+
+void ot_image_scratch_free(ot_image_scratch *s) {
+    free(s->file);
+    ot_image_free(&s->im);
+    memset(s, 0, sizeof *s);
 }
 
 ot_status ot_image_load(const char *path, int need_long, ot_image *out, int *w0, int *h0, ot_error *err) {
@@ -218,7 +332,7 @@ ot_status ot_image_verify(const char *path, int *w0, int *h0, ot_error *err) {
     ot_image im = {0, 0, NULL};
     ot_status st;
     if (len >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF)
-        st = decode_jpeg(buf, len, path, 1, true, &im, w0, h0, err);
+        st = decode_jpeg(buf, len, path, 1, true, &im, NULL, w0, h0, err);
     else
         st = ot_image_decode(buf, len, path, 0, &im, w0, h0, err);
     ot_image_free(&im);

@@ -29,6 +29,24 @@ ot_status ot_image_decode(const uint8_t *buf, size_t len, const char *name, int 
                           ot_image *out, int *w0, int *h0, ot_error *err);
 ot_status ot_image_load(const char *path, int need_long, ot_image *out, int *w0, int *h0, ot_error *err);
 
+/* Memory kept from one load to the next (the data loader's workers: no
+ * allocation, page faults or zeroing per image): the file bytes and the
+ * decoded image, each grown when too small. Zero-initialise; free with
+ * ot_image_scratch_free. */
+typedef struct ot_image_scratch {
+    uint8_t *file;
+    size_t file_cap;
+    ot_image im;      /* the last image decoded; im.px holds cap bytes */
+    size_t cap;
+} ot_image_scratch;
+/* ot_image_load into s->im (valid until the next load; on failure s->im is
+ * unspecified). row1 > 0: only rows [row0, row1) are needed; a JPEG without
+ * EXIF rotation or DCT scaling is then decoded only there (the other rows are
+ * left undefined). */
+ot_status ot_image_load_reuse(const char *path, int need_long, int row0, int row1, ot_image_scratch *s, int *w0,
+                              int *h0, ot_error *err);
+void ot_image_scratch_free(ot_image_scratch *s);
+
 /* Check that a file is a complete, decodable JPEG or PNG (JPEGs are decoded at
  * 1/8 scale, which still reads every coefficient) and return its oriented size. */
 ot_status ot_image_verify(const char *path, int *w0, int *h0, ot_error *err);

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ---- batch memory: the page-locked hook ---- */
@@ -24,6 +25,9 @@ typedef struct cached_im { ot_image im; int w0, h0; } cached_im;
 
 typedef struct wctx {        /* per-thread scratch */
     uint8_t *canvas, *a, *b, *mix;  /* (2s)^2*3, out*3, out*3, out*3 */
+    ot_image_scratch dec;    /* file bytes and decoded image */
+    ot_image tile[4];        /* resized images the cache does not keep (a mosaic's four) */
+    size_t tile_cap[4];
     size_t out_cap;
     ot_box *box, *box2;
     int box_cap, box2_cap;
@@ -45,7 +49,8 @@ struct ot_loader {
     int64_t *rect_order;     /* (n) rect: sorted by aspect ratio */
     int (*batch_hw)[2];      /* (nb) rect: (h, w) of each batch */
     int max_h, max_w;
-    _Atomic(cached_im *) *cache; /* (n) when cache_ram */
+    _Atomic(cached_im *) *cache; /* (n) when cache_ram or cache_mb */
+    atomic_llong cache_left;     /* bytes the bounded cache may still take */
     atomic_llong load_errors;
     int K;                   /* slots */
     slot *slots;
@@ -72,51 +77,135 @@ static bool grow_boxes(ot_box **b, int *cap, int need) {
     return true;
 }
 
+/* im as a w x h image in memory of *cap bytes, reused when large enough */
+static bool scratch_image(ot_image *im, size_t *cap, int w, int h) {
+    size_t need = (size_t)w * (size_t)h * 3;
+    if (!im->px || *cap < need) {
+        free(im->px);
+        im->px = malloc(need ? need : 1);
+        *cap = im->px ? need : 0;
+    }
+    im->w = im->px ? w : 0;
+    im->h = im->px ? h : 0;
+    return im->px != NULL;
+}
+
+static void swap_images(ot_image *a, size_t *acap, ot_image *b, size_t *bcap) {
+    ot_image t = *a; *a = *b; *b = t;
+    size_t c = *acap; *acap = *bcap; *bcap = c;
+}
+
 /* load_image: decode, then the long side to img_size (INTER_AREA when
- * shrinking without augmentation, else bilinear). im is owned unless *borrowed. */
-static void load_image(ot_loader *L, int64_t i, ot_image *im, bool *borrowed, int *w0, int *h0) {
-    *borrowed = false;
+ * shrinking without augmentation, else bilinear). *owned: im is the caller's
+ * to free; else it is in the cache or in the worker's scratch tile ts (0..3,
+ * valid until that tile is loaded again). Images the cache will keep
+ * get memory of their own; the others reuse the worker's memory. row1 > 0:
+ * only rows [row0, row1) of it will be read (when the cache does not keep it
+ * and it needs no resizing, only they may be decoded); row1 < 0: no pixel of
+ * it will be read (not decoded unless the cache keeps it). */
+static void load_image(ot_loader *L, wctx *W, int ts, int64_t i, int row0, int row1, ot_image *im, bool *owned, int *w0,
+                       int *h0) {
+    *owned = false;
     if (L->cache) {
         cached_im *c = atomic_load(&L->cache[i]);
-        if (c) { *im = c->im; *w0 = c->w0; *h0 = c->h0; *borrowed = true; return; }
+        if (c) { *im = c->im; *w0 = c->w0; *h0 = c->h0; return; }
     }
     int s = L->c.img_size, W0 = L->d->w0[i], H0 = L->d->h0[i];
     int w, h;
     ot_load_size(W0, H0, s, &w, &h);
-    ot_image dec;
-    ot_error e;
-    int dw0, dh0;
-    if (ot_image_load(L->d->im_files[i], s, &dec, &dw0, &dh0, &e) != OT_OK || dw0 != W0 || dh0 != H0) {
-        if (dec.px) ot_image_free(&dec);
-        atomic_fetch_add(&L->load_errors, 1);
-        ot_warn("%s: cannot load (grey image used): %s", L->d->im_files[i], e.msg);
-        if (!ot_image_alloc(im, w, h)) { im->w = im->h = 0; return; }
-        memset(im->px, 114, (size_t)w * h * 3);
-    } else if (dec.w == w && dec.h == h) {
-        *im = dec;
-    } else {
-        if (!ot_image_alloc(im, w, h)) { ot_image_free(&dec); return; }
-        bool shrink = w < dec.w;
-        if (shrink && !L->c.augment) ot_resize_area(dec.px, dec.w, dec.h, im->px, w, h);
-        else ot_resize_linear(dec.px, dec.w, dec.h, im->px, w, h);
-        ot_image_free(&dec);
-    }
     *w0 = W0;
     *h0 = H0;
-    if (L->cache && im->px) {
-        cached_im *c = malloc(sizeof *c), *expect = NULL;
-        if (!c) return;
+    /* will the cache keep it? (the bounded one: while its budget lasts) */
+    long long bytes = (long long)w * h * 3 + (long long)sizeof(cached_im);
+    bool keep = false;
+    if (L->cache) {
+        if (L->c.cache_ram) keep = true;
+        else if (atomic_fetch_sub(&L->cache_left, bytes) >= bytes) keep = true;
+        else atomic_fetch_add(&L->cache_left, bytes); /* over the budget */
+    }
+    ot_image *tile = &W->tile[ts];
+    size_t *tcap = &W->tile_cap[ts];
+    if (row1 < 0 && !keep) { /* its size is all the sample needs */
+        if (scratch_image(tile, tcap, w, h)) *im = *tile;
+        else *im = (ot_image){0, 0, NULL};
+        return;
+    }
+    ot_image_scratch *dec = &W->dec;
+    ot_error e;
+    int dw0 = W0, dh0 = H0;
+    bool ok = true;
+    *im = (ot_image){0, 0, NULL};
+    bool band = !keep && w == W0 && h == H0 && row1 > 0;
+    ot_status st = ot_image_load_reuse(L->d->im_files[i], s, band ? row0 : 0, band ? row1 : 0, dec, &dw0, &dh0, &e);
+    if (st != OT_OK || dw0 != W0 || dh0 != H0) {
+        ok = false;
+        if (st == OT_OK) snprintf(e.msg, sizeof e.msg, "size %dx%d, scanned as %dx%d", dw0, dh0, W0, H0);
+        atomic_fetch_add(&L->load_errors, 1);
+        ot_warn("%s: cannot load (grey image used): %s", L->d->im_files[i], e.msg);
+        if (keep ? ot_image_alloc(im, w, h) : scratch_image(tile, tcap, w, h)) {
+            if (!keep) *im = *tile;
+            memset(im->px, 114, (size_t)w * h * 3);
+        }
+    } else if (dec->im.w == w && dec->im.h == h) {
+        if (keep) { /* the decoded buffer goes to the cache; the next decode allocates anew */
+            *im = dec->im;
+            dec->im = (ot_image){0, 0, NULL};
+            dec->cap = 0;
+        } else {
+            swap_images(tile, tcap, &dec->im, &dec->cap);
+            *im = *tile;
+        }
+    } else if (keep ? ot_image_alloc(im, w, h) : scratch_image(tile, tcap, w, h)) {
+        if (!keep) *im = *tile;
+        bool shrink = w < dec->im.w;
+        if (shrink && !L->c.augment) ot_resize_area(dec->im.px, dec->im.w, dec->im.h, im->px, w, h);
+        else ot_resize_linear(dec->im.px, dec->im.w, dec->im.h, im->px, w, h);
+    }
+    if (!im->px) { *im = (ot_image){0, 0, NULL}; if (keep && !L->c.cache_ram) atomic_fetch_add(&L->cache_left, bytes); return; }
+    if (!keep) return;
+    *owned = true;
+    if (!ok && !L->c.cache_ram) { atomic_fetch_add(&L->cache_left, bytes); return; } /* the bounded cache keeps no failure */
+    cached_im *c = malloc(sizeof *c), *expect = NULL;
+    if (c) {
         c->im = *im;
         c->w0 = W0;
         c->h0 = H0;
-        if (atomic_compare_exchange_strong(&L->cache[i], &expect, c)) *borrowed = true;
-        else free(c);
+        if (atomic_compare_exchange_strong(&L->cache[i], &expect, c)) { *owned = false; return; }
+        free(c); /* another worker cached it first: ours is freed after use */
+    }
+    if (!L->c.cache_ram) atomic_fetch_add(&L->cache_left, bytes);
+}
+
+static void release_image(ot_image *im, bool owned) { if (owned) ot_image_free(im); }
+
+/* ---- mosaic ---- */
+
+/* The 2s x 2s mosaic canvas, as the four tiles placed on 114: the warp reads it
+ * row by row (mosaic_row) without the canvas being written, or from W->canvas. */
+typedef struct mosaic_src {
+    ot_image im[4];
+    bool owned[4];
+    ot_mosaic_tile T[4];
+    int padw[4], padh[4];
+    int rx0, rx1; /* the columns the warp reads */
+} mosaic_src;
+
+static void mosaic_row_fill(const mosaic_src *m, int y, uint8_t *row) {
+    memset(row + 3 * (size_t)m->rx0, 114, 3 * (size_t)(m->rx1 - m->rx0));
+    for (int t = 0; t < 4; t++) {
+        const ot_mosaic_tile *T = &m->T[t];
+        if (!m->im[t].px || y < T->y1a || y >= T->y2a) continue;
+        int x0 = T->x1a > m->rx0 ? T->x1a : m->rx0, x1 = T->x2a < m->rx1 ? T->x2a : m->rx1;
+        if (x1 > x0)
+            memcpy(row + 3 * (size_t)x0, m->im[t].px + ((size_t)(y - m->padh[t]) * m->im[t].w + (x0 - m->padw[t])) * 3,
+                   3 * (size_t)(x1 - x0));
     }
 }
 
-static void release_image(ot_image *im, bool borrowed) { if (!borrowed) ot_image_free(im); }
-
-/* ---- mosaic ---- */
+static const uint8_t *mosaic_row(void *ctx, int y, uint8_t *buf) {
+    mosaic_row_fill(ctx, y, buf);
+    return buf;
+}
 
 /* load_mosaic: 4 images around a random centre on a 2s canvas of 114, then
  * random_perspective with border -s/2. dst: (s, s, 3). Boxes into W->box. */
@@ -147,24 +236,31 @@ static int load_mosaic(ot_loader *L, wctx *W, ot_rng *r, int64_t index, uint8_t 
             if (rx1 <= rx0 || ry1 <= ry0) rx0 = ry0 = rx1 = ry1 = 0;
         }
     }
-    uint8_t *cv = W->canvas;
-    for (int y = ry0; y < ry1; y++) memset(cv + ((size_t)y * S2 + rx0) * 3, 114, (size_t)(rx1 - rx0) * 3);
+    mosaic_src m;
+    m.rx0 = rx0;
+    m.rx1 = rx1;
+    int qy0 = 0, qy1 = S2; /* the canvas rows the row-wise warp will ask for */
+    bool rowwise = ot_warp_axis_src_rows(&P, S2, &qy0, &qy1);
     int n = 0;
     for (int t = 0; t < 4; t++) {
-        ot_image im;
-        bool borrowed;
-        int w0, h0;
-        load_image(L, idx[t], &im, &borrowed, &w0, &h0);
-        int w = im.w, h = im.h;
+        int w0, h0, lw, lh;
+        ot_load_size(L->d->w0[idx[t]], L->d->h0[idx[t]], s, &lw, &lh); /* load_image's size */
+        ot_mosaic_tile T0 = ot_mosaic_place(t, xc, yc, lw, lh, s);
+        int row0 = 0, row1 = 0; /* the image rows the row-wise warp reads (row1 < 0: none) */
+        if (rowwise) {
+            int ph = T0.y1a - T0.y1b;
+            row0 = (T0.y1a > qy0 ? T0.y1a : qy0) - ph;
+            row1 = (T0.y2a < qy1 ? T0.y2a : qy1) - ph;
+            bool cols = (T0.x2a < rx1 ? T0.x2a : rx1) > (T0.x1a > rx0 ? T0.x1a : rx0);
+            if (row1 <= row0 || !cols) row0 = 0, row1 = -1;
+        }
+        load_image(L, W, t, idx[t], row0, row1, &m.im[t], &m.owned[t], &w0, &h0);
+        int w = m.im[t].w, h = m.im[t].h;
         ot_mosaic_tile T = ot_mosaic_place(t, xc, yc, w, h, s);
         int padw = T.x1a - T.x1b, padh = T.y1a - T.y1b;
-        /* copy the part of the tile inside the region */
-        int x0 = T.x1a > rx0 ? T.x1a : rx0, x1 = T.x2a < rx1 ? T.x2a : rx1;
-        int y0 = T.y1a > ry0 ? T.y1a : ry0, y1 = T.y2a < ry1 ? T.y2a : ry1;
-        if (im.px)
-            for (int y = y0; y < y1 && x1 > x0; y++)
-                memcpy(cv + ((size_t)y * S2 + x0) * 3, im.px + ((size_t)(y - padh) * w + (x0 - padw)) * 3, (size_t)(x1 - x0) * 3);
-        release_image(&im, borrowed);
+        m.T[t] = T;
+        m.padw[t] = padw;
+        m.padh[t] = padh;
         int nl = L->d->n_labels[idx[t]];
         if (!grow_boxes(boxes, cap, n + nl)) continue;
         const float *lb = L->d->labels[idx[t]];
@@ -180,7 +276,13 @@ static int load_mosaic(ot_loader *L, wctx *W, ot_rng *r, int64_t index, uint8_t 
             o->y1 = fmin(fmax(o->y1, 0), S2); o->y2 = fmin(fmax(o->y2, 0), S2);
         }
     }
-    ot_warp(cv, S2, S2, &P, dst);
+    /* the default hyp (no rotation, shear or perspective): straight from the
+     * tiles, one canvas row at a time; else through the canvas */
+    if (!ot_warp_axis_rows(mosaic_row, &m, S2, S2, &P, dst)) {
+        for (int y = ry0; y < ry1; y++) mosaic_row_fill(&m, y, W->canvas + (size_t)y * S2 * 3);
+        ot_warp(W->canvas, S2, S2, &P, dst);
+    }
+    for (int t = 0; t < 4; t++) release_image(&m.im[t], m.owned[t]);
     return ot_warp_boxes(*boxes, n, &P);
 }
 
@@ -188,8 +290,9 @@ static int load_mosaic(ot_loader *L, wctx *W, ot_rng *r, int64_t index, uint8_t 
 
 /* Build sample at epoch position pos into W->a (returned), size *ow x *oh;
  * boxes in pixels into W->box; returns the count. shape filled. */
+/* The HSV gains are drawn but not applied: *hsv is false or gains[0..2] are for ot_augment_hsv. */
 static int build_sample(ot_loader *L, wctx *W, int64_t epoch, int64_t pos, int *ow, int *oh, bool flips[2],
-                        ot_sample_shape *shape) {
+                        bool *hsv, double gains[3], ot_sample_shape *shape) {
     const ot_loader_cfg *c = &L->c;
     int64_t index = L->order[pos];
     ot_rng r;
@@ -211,9 +314,9 @@ static int build_sample(ot_loader *L, wctx *W, int64_t epoch, int64_t pos, int *
         *shape = (ot_sample_shape){L->d->h0[index], L->d->w0[index], s, s, 1.0, 0, 0};
     } else {
         ot_image im;
-        bool borrowed;
+        bool owned;
         int w0, h0;
-        load_image(L, index, &im, &borrowed, &w0, &h0);
+        load_image(L, W, 0, index, 0, 0, &im, &owned, &w0, &h0);
         int bw = s, bh = s;
         if (c->rect) { bh = L->batch_hw[pos / c->batch_size][0]; bw = L->batch_hw[pos / c->batch_size][1]; }
         ot_lbox g;
@@ -221,7 +324,7 @@ static int build_sample(ot_loader *L, wctx *W, int64_t epoch, int64_t pos, int *
         if (im.px) ot_letterbox(im.px, &g, W->a);
         else memset(W->a, 114, (size_t)bw * bh * 3);
         int w = im.w, h = im.h;
-        release_image(&im, borrowed);
+        release_image(&im, owned);
         *shape = (ot_sample_shape){h0, w0, h, w, g.ratio, g.dw, g.dh};
         int nl = L->d->n_labels[index];
         n = 0;
@@ -247,11 +350,15 @@ static int build_sample(ot_loader *L, wctx *W, int64_t epoch, int64_t pos, int *
         }
     }
     flips[0] = flips[1] = false;
+    *hsv = false;
     if (c->augment) {
         const ot_hyp *h = &c->hyp;
         double g0 = ot_rng_range(&r, -1, 1) * h->hsv_h + 1, g1 = ot_rng_range(&r, -1, 1) * h->hsv_s + 1,
                g2 = ot_rng_range(&r, -1, 1) * h->hsv_v + 1;
-        if (h->hsv_h || h->hsv_s || h->hsv_v) ot_augment_hsv(W->a, (int64_t)*ow * *oh, g0, g1, g2);
+        *hsv = h->hsv_h || h->hsv_s || h->hsv_v;
+        gains[0] = g0;
+        gains[1] = g1;
+        gains[2] = g2;
         flips[1] = ot_rng_uniform(&r) < h->flipud;
         flips[0] = ot_rng_uniform(&r) < h->fliplr;
     }
@@ -272,10 +379,11 @@ static void run_job(ot_loader *L, wctx *W, int64_t epoch, int64_t job) {
     int j = (int)(job % L->c.batch_size);
     slot *S = &L->slots[bi % L->K];
     int ow, oh;
-    bool flips[2];
-    int n = build_sample(L, W, epoch, job, &ow, &oh, flips, &S->b.shapes[j]);
+    bool flips[2], hsv;
+    double gains[3];
+    int n = build_sample(L, W, epoch, job, &ow, &oh, flips, &hsv, gains, &S->b.shapes[j]);
     float *img = S->b.images + (size_t)j * 3 * ow * oh;
-    ot_hwc_to_chw(W->a, ow, oh, flips[0], flips[1], img);
+    ot_hsv_to_chw(W->a, ow, oh, hsv ? gains : NULL, flips[0], flips[1], img);
     if (n > S->rowcap[j]) {
         float *q = realloc(S->rows[j], sizeof(float) * 5 * (size_t)n);
         if (q) { S->rows[j] = q; S->rowcap[j] = n; } else n = S->rowcap[j];
@@ -323,6 +431,7 @@ void ot_loader_cfg_train(ot_loader_cfg *c) {
     c->augment = true;
     c->shuffle = true;
     c->stride = 32;
+    c->cache_mb = 1024;
     ot_hyp_default(&c->hyp);
 }
 
@@ -339,6 +448,8 @@ int64_t ot_loader_load_errors(const ot_loader *l) { return atomic_load(&((ot_loa
 
 static void wctx_free(wctx *W) {
     free(W->canvas); free(W->a); free(W->b); free(W->mix); free(W->box); free(W->box2);
+    ot_image_scratch_free(&W->dec);
+    for (int t = 0; t < 4; t++) ot_image_free(&W->tile[t]);
 }
 
 static bool wctx_init(ot_loader *L, wctx *W) {
@@ -413,6 +524,7 @@ ot_status ot_loader_create(const ot_dataset *d, const ot_loader_cfg *c, ot_loade
     pthread_cond_init(&L->cv_work, NULL);
     pthread_cond_init(&L->cv_done, NULL);
     atomic_init(&L->load_errors, 0);
+    atomic_init(&L->cache_left, c->cache_mb > 0 ? (long long)(c->cache_mb < ((int64_t)1 << 30) ? c->cache_mb : ((int64_t)1 << 30)) << 20 : 0);
     L->order = malloc(sizeof(int64_t) * (size_t)L->n);
     if (!L->order) goto nomem;
     L->max_w = L->max_h = c->img_size;
@@ -442,7 +554,7 @@ ot_status ot_loader_create(const ot_dataset *d, const ot_loader_cfg *c, ot_loade
         }
         free(k);
     }
-    if (c->cache_ram) {
+    if (c->cache_ram || c->cache_mb > 0) {
         L->cache = calloc((size_t)L->n, sizeof *L->cache);
         if (!L->cache) goto nomem;
     }
@@ -561,9 +673,11 @@ ot_status ot_loader_sample(ot_loader *L, int64_t epoch, int64_t pos, ot_sample_o
     if (L->epoch != epoch) OT_TRY(ot_loader_start(L, epoch, err));
     wctx *W = &L->wc[L->c.workers];
     int ow, oh;
-    bool flips[2];
+    bool flips[2], hsv;
+    double gains[3];
     ot_sample_shape sh;
-    int n = build_sample(L, W, epoch, pos, &ow, &oh, flips, &sh);
+    int n = build_sample(L, W, epoch, pos, &ow, &oh, flips, &hsv, gains, &sh);
+    if (hsv) ot_augment_hsv(W->a, (int64_t)ow * oh, gains[0], gains[1], gains[2]);
     o->w = ow;
     o->h = oh;
     for (int y = 0; y < oh; y++)

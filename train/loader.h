@@ -25,7 +25,9 @@ typedef struct ot_loader_cfg {
     bool rect;        /* rectangular batches sorted by aspect ratio (validation) */
     double pad;       /* rect padding in strides: 0.5 for validation */
     int stride;       /* 32 */
-    bool cache_ram;   /* keep decoded, resized images in memory */
+    bool cache_ram;   /* keep every decoded, resized image in memory (Ultralytics --cache ram) */
+    int64_t cache_mb; /* else keep them up to this many MiB, first loaded first kept (0: none);
+                       * default 1024. Cached or not, a sample is the same. */
     ot_hyp hyp;
 } ot_loader_cfg;
 

@@ -5,12 +5,15 @@
 one run.  Prints one JSON object with both figures and their ratio.
 
     /usr/bin/python3 tools/ref/bench_ultralytics_loader.py [--cli build/onnx-train]
-        [--coco128 ../shared/data/coco128] [--img 640] [--samples 256] [--cache]
+        [--coco128 ../shared/data/coco128] [--img 640] [--samples 256] [--cache | --no-cache]
 
 Samples per second are training samples (mosaic + random_perspective + HSV +
 flips, what __getitem__ returns) collated into batches of 16.  With --cache both
 sides keep decoded images in RAM (Ultralytics cache_images='ram', filled before
-timing; ours --cache ram with an untimed warm-up epoch).
+timing; ours --cache ram with an untimed warm-up epoch).  Without either flag
+Ultralytics decodes every image every time (its default) and ours uses its
+default bounded cache (on by default, filled while timing); with --no-cache
+ours decodes every image every time too (--cache none).
 """
 
 import argparse
@@ -44,6 +47,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--samples", type=int, default=256)
     ap.add_argument("--cache", action="store_true")
+    ap.add_argument("--no-cache", action="store_true", help="ours without its default bounded cache")
     a = ap.parse_args()
 
     os.sched_setaffinity(0, {0})
@@ -88,12 +92,15 @@ def main():
                "--batch-size", str(a.batch_size), "--batches", str(max(1, a.samples // a.batch_size)), "--json"]
         if a.cache:
             cmd += ["--cache", "ram"]
+        elif a.no_cache:
+            cmd += ["--cache", "none"]
         ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
 
     out = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.processor() or platform.machine()} {os.cpu_count()} cpus, pinned to cpu 0",
         "img": a.img, "batch_size": a.batch_size, "cache_ram": a.cache,
+        "ultralytics_cache": "ram" if a.cache else "none", "onnx_train_cache": ours.get("cache", "ram" if a.cache else "?"),
         "ultralytics_samples_per_s": round(ul, 1), "ultralytics_cpu_s_per_sample": round(ul_cpu / done, 5),
         "onnx_train_samples_per_s": round(ours["samples_per_s"], 1),
         "onnx_train_cpu_s_per_sample": round(ours.get("cpu_s", 0) / max(1, ours["samples"]), 5),
