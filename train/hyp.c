@@ -70,7 +70,7 @@ ot_status ot_hyp_load(const char *path, ot_hyp *h, ot_error *err) {
         }
         *(double *)((char *)h + keys[i].off) = x;
         if (strcmp(name, "copy_paste") == 0 && x > 0)
-            ot_warn("%s:%zu: copy_paste = %g ignored (segment copy-paste is not implemented)", path, line, x);
+            ot_warn("%s:%zu: copy_paste = %g ignored: segment copy-paste needs polygon masks, and onnx-train trains boxes only", path, line, x);
     }
 done:
     yaml_document_delete(&doc);

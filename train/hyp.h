@@ -24,7 +24,7 @@ typedef struct ot_hyp {
 /* hyp.scratch-low.yaml */
 void ot_hyp_default(ot_hyp *h);
 /* Read a hyp YAML (a flat mapping of numbers) over the values already in h.
- * Unknown keys and copy_paste > 0 (not implemented) get one warning each; a
+ * Unknown keys and copy_paste > 0 (needs polygon masks; boxes only here) get one warning each; a
  * non-number or out-of-range value is an error naming file and line. */
 ot_status ot_hyp_load(const char *path, ot_hyp *h, ot_error *err);
 /* Number of known keys, and the name/value of key i (for printing). */
