@@ -1,4 +1,5 @@
 /* test_core.c: shapes, half floats, the test pattern, .npy, graph order. */
+#include "core/device.h"
 #include "core/npy.h"
 #include "testutil.h"
 #include <math.h>
@@ -110,6 +111,17 @@ START_TEST(topological_order_and_cycles) {
 }
 END_TEST
 
+START_TEST(host_memory_without_gpu) {
+    char why[256];
+    bool pinned = true;
+    void *p = ot_host_alloc(1000, &pinned);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq((uintptr_t)p % 64, 0);
+    if (ot_cuda_device_count(why, sizeof why) == 0) ck_assert(!pinned); /* no GPU: ordinary memory */
+    ot_host_free(p, pinned);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("core");
     TCase *t = tcase_create("core");
@@ -119,6 +131,7 @@ int main(void) {
     tcase_add_test(t, pattern_matches_python);
     tcase_add_test(t, npy_roundtrip);
     tcase_add_test(t, topological_order_and_cycles);
+    tcase_add_test(t, host_memory_without_gpu);
     suite_add_tcase(s, t);
     return tu_main(s);
 }

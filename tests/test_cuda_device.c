@@ -12,5 +12,9 @@ int main(void) {
         return OT_SKIP;
     }
     printf("%d CUDA device(s)\n", n);
+    bool pinned = false;
+    void *p = ot_host_alloc(1 << 20, &pinned);
+    if (!p || !pinned) { printf("FAIL: batch memory is not page-locked with a GPU present\n"); return 1; }
+    ot_host_free(p, pinned);
     return 0;
 }

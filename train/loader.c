@@ -8,16 +8,9 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include "core/device.h"
 
-/* ---- batch memory: the page-locked hook ---- */
-
-void *ot_loader_host_alloc(size_t bytes) {
-    /* With the CUDA backend this becomes cudaHostAlloc (page-locked) so that
-     * batches copy to the device asynchronously; plain aligned memory today. */
-    size_t n = (bytes + 63) / 64 * 64;
-    return aligned_alloc(64, n ? n : 64);
-}
-void ot_loader_host_free(void *p) { free(p); }
+/* ---- batch memory: page-locked when a CUDA device is present (core/device.h) ---- */
 
 /* ---- state ---- */
 
@@ -39,6 +32,7 @@ typedef struct slot {
     int *nrows, *rowcap;     /* (B) */
     int done;                /* samples finished */
     int64_t batch;           /* batch being filled, -1 none */
+    bool pinned;             /* b.images is page-locked (ot_host_alloc) */
 } slot;
 
 struct ot_loader {
@@ -480,7 +474,7 @@ void ot_loader_destroy(ot_loader *L) {
     free(L->wc);
     for (int k = 0; L->slots && k < L->K; k++) {
         slot *S = &L->slots[k];
-        ot_loader_host_free(S->b.images);
+        ot_host_free(S->b.images, S->pinned);
         free(S->b.targets); free(S->b.sample); free(S->b.shapes);
         for (int j = 0; S->rows && j < L->c.batch_size; j++) free(S->rows[j]);
         free(S->rows); free(S->nrows); free(S->rowcap);
@@ -563,7 +557,7 @@ ot_status ot_loader_create(const ot_dataset *d, const ot_loader_cfg *c, ot_loade
     for (int k = 0; k < L->K; k++) {
         slot *S = &L->slots[k];
         size_t B = (size_t)c->batch_size;
-        S->b.images = ot_loader_host_alloc(sizeof(float) * B * 3 * (size_t)L->max_w * L->max_h);
+        S->b.images = ot_host_alloc(sizeof(float) * B * 3 * (size_t)L->max_w * L->max_h, &S->pinned);
         S->b.sample = calloc(B, sizeof(int64_t));
         S->b.shapes = calloc(B, sizeof(ot_sample_shape));
         S->rows = calloc(B, sizeof(float *));

@@ -5,8 +5,8 @@
  * (image index in batch, class, cx, cy, w, h) normalised, which is what
  * Ultralytics' collate_fn yields. Each sample's random numbers come from
  * (seed, epoch, dataset index), so a batch is the same whatever the number of
- * workers. Batch memory comes from one allocator (ot_loader_host_alloc): the
- * place where page-locked memory goes when CUDA is present. */
+ * workers. Batch images are page-locked (cudaHostAlloc) when the build has CUDA
+ * and a device is present (ot_host_alloc, core/device.h). */
 #ifndef OT_LOADER_H
 #define OT_LOADER_H
 
@@ -79,7 +79,5 @@ typedef struct ot_sample_out {
 ot_status ot_loader_sample(ot_loader *l, int64_t epoch, int64_t pos, ot_sample_out *o, ot_error *err);
 
 /* The batch allocator (page-locked memory hook). */
-void *ot_loader_host_alloc(size_t bytes);
-void ot_loader_host_free(void *p);
 
 #endif
