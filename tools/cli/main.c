@@ -12,6 +12,7 @@ static const struct { const char *name; cli_cmd_fn fn; const char *what; } cmds[
     {"loss", cmd_loss, "one training forward, the YOLOv5 loss and its gradients for a batch"},
     {"data", cmd_data, "check a dataset (counts, bad files) or show an augmented batch"},
     {"coco2yolo", cmd_coco2yolo, "convert COCO instances JSON to YOLO label files"},
+    {"val", cmd_val, "score YOLO prediction files against a dataset: P, R, mAP50, mAP50-95 (val.py)"},
     {"bench", cmd_bench, "measure speed: bench data (loader samples per second)"},
 };
 
