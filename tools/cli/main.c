@@ -13,7 +13,7 @@ static const struct { const char *name; cli_cmd_fn fn; const char *what; } cmds[
     {"data", cmd_data, "check a dataset (counts, bad files) or show an augmented batch"},
     {"coco2yolo", cmd_coco2yolo, "convert COCO instances JSON to YOLO label files"},
     {"val", cmd_val, "score YOLO prediction files against a dataset: P, R, mAP50, mAP50-95 (val.py)"},
-    {"bench", cmd_bench, "measure speed: bench data (loader samples per second)"},
+    {"bench", cmd_bench, "measure speed: bench data (loader samples/s), bench train (CPU step images/s)"},
 };
 
 static void usage(FILE *f) {
