@@ -15,7 +15,12 @@
 void ot_plan_destroy(ot_plan *p) {
     if (!p) return;
     if (p->owned) for (int v = 0; v < p->nv; v++) free(p->owned[v]);
-    if (p->params) for (int i = 0; i < p->g->n_nodes; i++) free(p->params[i]);
+    if (p->params)
+        for (int i = 0; i < p->g->n_nodes; i++) {
+            const ot_op_def *def = p->params[i] ? ot_op_get(p->g->nodes[i].op) : NULL;
+            if (def && def->params_free) def->params_free(p->params[i]);
+            free(p->params[i]);
+        }
     free(p->owned); free(p->params); free(p->dtype); free(p->shape); free(p->data); free(p->is_const);
     for (int i = 0; i < p->n_state; i++) free(p->state[i]);
     free(p->state); free(p->grad);

@@ -11,6 +11,7 @@ typedef struct ot_conv_params {
     int64_t pt, pl, pb, pr;      /* pads: top, left, bottom, right */
     int64_t group;
     int has_bias;
+    struct ot_conv_dnn *dnn;     /* oneDNN primitives (kernels/conv.c), NULL: im2col + GEMM */
 } ot_conv_params;
 
 /* Workspace floats the forward needs (im2col of one image and group). */

@@ -50,6 +50,9 @@ typedef struct ot_op_def {
      * gradients may share bytes: then there is nothing to do. */
     ot_status (*bwd_cpu)(ot_kctx *c);
     unsigned bwd_reads;
+    /* Optional: releases what infer attached to params (library handles);
+     * called by ot_plan_destroy before params itself is freed. */
+    void (*params_free)(void *params);
 } ot_op_def;
 
 /* Table lookup; -1 when the op is not supported. domain "" or "ai.onnx". */
