@@ -31,7 +31,7 @@ from common import DEFAULT_SHARED, ROOT
 
 def import_ultralytics():
     # yolov5 7.0.13's utils/general.py imports ultralytics.utils.checks.check_requirements,
-    # a package that is not installed here and is not used by the data loader: stub it.
+    # a package that is not installed here and is not used by the data loader: a no-op shim.
     for name in ("ultralytics", "ultralytics.utils", "ultralytics.utils.checks"):
         sys.modules.setdefault(name, types.ModuleType(name))
     sys.modules["ultralytics.utils.checks"].check_requirements = lambda *a, **k: None

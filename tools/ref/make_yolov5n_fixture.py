@@ -44,7 +44,7 @@ SEED = 0
 def import_yolov5():
     """Import the `yolov5` pip package.  Its utils/general.py imports
     ultralytics.utils.checks.check_requirements (an optional pip-installer
-    helper); when the `ultralytics` package is absent, stub that one function
+    helper); when the `ultralytics` package is absent, shim that one function
     with a no-op so nothing gets installed."""
     try:
         import ultralytics.utils.checks  # noqa: F401

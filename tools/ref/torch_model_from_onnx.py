@@ -74,7 +74,7 @@ _YOLOV5 = None
 
 def import_yolov5():
     """The `yolov5` pip package with the two offline shims of
-    make_yolov5n_fixture.py (check_requirements stub, attempt_download identity),
+    make_yolov5n_fixture.py (check_requirements shim, attempt_download identity),
     its LOGGER silenced.  Returns the package module."""
     global _YOLOV5
     if _YOLOV5 is None:
