@@ -181,7 +181,7 @@ static ot_status rs_setup(ot_kctx *c, rs_params *p, bool upsample, int scales_in
     /* Integer-factor axes: check the whole map once here. */
     for (int a = 0; a < r; a++) {
         /* (absurdly long axes skip the check and take the generic path) */
-        int64_t k = p->in[a] > 0 && p->out[a] <= ((int64_t)1 << 24) && p->out[a] % p->in[a] == 0 ? p->out[a] / p->in[a] : 0;
+        int64_t k = p->in[a] > 0 && p->out[a] <= ((int64_t)1 << 16) && p->out[a] % p->in[a] == 0 ? p->out[a] / p->in[a] : 0;
         for (int64_t i = 0; k > 0 && i < p->out[a]; i++)
             if (rs_map(p, a, i) != i / k) k = 0;
         p->factor[a] = k;
