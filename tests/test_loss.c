@@ -21,17 +21,11 @@
 #include <math.h>
 #include <string.h>
 
-static double jnum(json_t *o, const char *k) {
-    json_t *v = json_object_get(o, k);
-    ck_assert_msg(v != NULL, "missing key %s", k);
-    return json_number_value(v);
-}
-
 static void compare_tensor(const char *what, const float *g, int64_t n, json_t *ref, double *worst) {
     double norm = 0;
     for (int64_t i = 0; i < n; i++) norm += (double)g[i] * g[i];
     norm = sqrt(norm);
-    double rnorm = jnum(ref, "norm");
+    double rnorm = tu_jnum(ref, "norm");
     double e_norm = fabs(norm - rnorm) / fmax(rnorm, 1e-30);
     json_t *idx = json_object_get(ref, "idx"), *val = json_object_get(ref, "val");
     double d2 = 0, r2 = 0;
@@ -64,7 +58,7 @@ static void compare_tensor(const char *what, const float *g, int64_t n, json_t *
         double dot = 0, un = 0;
         for (int64_t i = 0; i < n; i++) { dot += (double)g[i] * (u[i] - 0.5); un += (u[i] - 0.5) * (u[i] - 0.5); }
         free(u);
-        double e_dot = fabs(dot - jnum(ref, "dot")) / fmax(norm * sqrt(un), 1e-30);
+        double e_dot = fabs(dot - tu_jnum(ref, "dot")) / fmax(norm * sqrt(un), 1e-30);
         if (norm <= 1e-9) e_dot = 0;
         e = fmax(e, e_dot);
     }
@@ -75,20 +69,13 @@ static void compare_tensor(const char *what, const float *g, int64_t n, json_t *
 
 static void run_case(const char *sh, const char *name) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/loss/%s.json", OT_FIXTURES, name);
-    json_error_t je;
-    json_t *ref = json_load_file(path, 0, &je);
-    ck_assert_msg(ref != NULL, "%s: %s", path, je.text);
-    snprintf(path, sizeof path, "%s/models/%s", sh, json_string_value(json_object_get(ref, "model")));
-    ot_model *m;
     ot_error e;
-    ck_assert_msg(ot_model_load(path, &m, &e) == OT_OK, "%s", e.msg);
-    json_t *js = json_object_get(ref, "input_shape");
-    ot_shape s = {4, {json_integer_value(json_array_get(js, 0)), json_integer_value(json_array_get(js, 1)),
-                      json_integer_value(json_array_get(js, 2)), json_integer_value(json_array_get(js, 3))}};
-    int64_t n = ot_numel(&s);
-    float *x = malloc(sizeof(float) * (size_t)n);
-    ot_fill_pattern(x, n, (uint32_t)json_integer_value(json_object_get(ref, "seed")));
+    tu_refcase rc;
+    tu_refcase_load(&rc, sh, "loss", name);
+    json_t *ref = rc.ref;
+    ot_model *m = rc.model;
+    ot_shape s = rc.shape;
+    float *x = rc.x;
     ot_hyp hyp;
     ot_hyp_default(&hyp);
     json_t *hf = json_object_get(ref, "hyp_file");
@@ -101,13 +88,13 @@ static void run_case(const char *sh, const char *name) {
     snprintf(path, sizeof path, "%s/loss/%s", OT_FIXTURES, json_string_value(json_object_get(ref, "targets")));
     ck_assert_msg(ot_targets_read(path, (int)s.d[0], 80, &t, &nt, &e) == OT_OK, "%s", e.msg);
     ot_step *st;
-    ck_assert_msg(ot_step_create(m, NULL, &hyp, s, (int)jnum(ref, "img"), &st, &e) == OT_OK, "%s", e.msg);
+    ck_assert_msg(ot_step_create(m, NULL, &hyp, s, (int)tu_jnum(ref, "img"), &st, &e) == OT_OK, "%s", e.msg);
     ot_loss_items it;
     ck_assert_msg(ot_step_run(st, x, t, nt, true, &it, &e) == OT_OK, "%s", e.msg);
     const char *keys[4] = {"lbox", "lobj", "lcls", "loss"};
     double ours[4] = {it.lbox, it.lobj, it.lcls, it.loss};
     for (int k = 0; k < 4; k++) {
-        double r = jnum(ref, keys[k]), err = fabs(ours[k] - r) / fmax(fabs(r), 1e-12);
+        double r = tu_jnum(ref, keys[k]), err = fabs(ours[k] - r) / fmax(fabs(r), 1e-12);
         if (r == 0 && ours[k] == 0) err = 0;
         ck_assert_msg(err <= 1e-5, "%s %s: %.9g vs Ultralytics %.9g (rel %.3g)", name, keys[k], ours[k], r, err);
     }
@@ -136,13 +123,11 @@ static void run_case(const char *sh, const char *name) {
         compare_tensor(rs[k], ot_autograd_data(st->ag, v), ot_numel(&st->ag->p->shape[v]), r, &worst);
     }
     printf("%-14s loss %.9g (Ultralytics %.9g), %d gradients, worst gradient error %.3g (in units of 1e-4 / tolerance)\n", name,
-           it.loss, jnum(ref, "loss"), checked, worst);
+           it.loss, tu_jnum(ref, "loss"), checked, worst);
     ck_assert_msg(worst <= 1e-4, "%s: worst gradient error %.3g", name, worst);
     ot_step_destroy(st);
     free(t);
-    free(x);
-    ot_model_destroy(m);
-    json_decref(ref);
+    tu_refcase_free(&rc);
 }
 
 START_TEST(loss_matches_ultralytics) {

@@ -26,12 +26,6 @@
 #include <math.h>
 #include <string.h>
 
-static double jnum(json_t *o, const char *k) {
-    json_t *v = json_object_get(o, k);
-    ck_assert_msg(v != NULL, "missing key %s", k);
-    return json_number_value(v);
-}
-
 static void rel_check(const char *what, int at, double ours, double ref, double tol, double *worst) {
     double e = fabs(ours - ref) / fmax(fabs(ref), 1e-12);
     if (ref == 0 && fabs(ours) < 1e-12) e = 0;
@@ -58,37 +52,31 @@ static void norms(const ot_autograd *a, const float *slab, double *param, double
 static void set_hyp(ot_hyp *h, json_t *given) {
     ot_hyp_default(h);
     for (int i = 0; i < ot_hyp_count(); i++) ck_assert_ptr_nonnull(ot_hyp_name(i));
-    h->lr0 = jnum(given, "lr0");
-    h->lrf = jnum(given, "lrf");
-    h->momentum = jnum(given, "momentum");
-    h->weight_decay = jnum(given, "weight_decay");
-    h->warmup_epochs = jnum(given, "warmup_epochs");
-    h->warmup_momentum = jnum(given, "warmup_momentum");
-    h->warmup_bias_lr = jnum(given, "warmup_bias_lr");
-    h->box = jnum(given, "box");
-    h->cls = jnum(given, "cls");
-    h->obj = jnum(given, "obj");
-    h->cls_pw = jnum(given, "cls_pw");
-    h->obj_pw = jnum(given, "obj_pw");
-    h->anchor_t = jnum(given, "anchor_t");
-    h->fl_gamma = jnum(given, "fl_gamma");
+    h->lr0 = tu_jnum(given, "lr0");
+    h->lrf = tu_jnum(given, "lrf");
+    h->momentum = tu_jnum(given, "momentum");
+    h->weight_decay = tu_jnum(given, "weight_decay");
+    h->warmup_epochs = tu_jnum(given, "warmup_epochs");
+    h->warmup_momentum = tu_jnum(given, "warmup_momentum");
+    h->warmup_bias_lr = tu_jnum(given, "warmup_bias_lr");
+    h->box = tu_jnum(given, "box");
+    h->cls = tu_jnum(given, "cls");
+    h->obj = tu_jnum(given, "obj");
+    h->cls_pw = tu_jnum(given, "cls_pw");
+    h->obj_pw = tu_jnum(given, "obj_pw");
+    h->anchor_t = tu_jnum(given, "anchor_t");
+    h->fl_gamma = tu_jnum(given, "fl_gamma");
 }
 
 static void run_case(const char *sh, const char *name) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/train_steps/%s.json", OT_FIXTURES, name);
-    json_error_t je;
-    json_t *ref = json_load_file(path, 0, &je);
-    ck_assert_msg(ref != NULL, "%s: %s", path, je.text);
-    snprintf(path, sizeof path, "%s/models/%s", sh, json_string_value(json_object_get(ref, "model")));
-    ot_model *m;
     ot_error e;
-    ck_assert_msg(ot_model_load(path, &m, &e) == OT_OK, "%s", e.msg);
-    json_t *js = json_object_get(ref, "input_shape");
-    ot_shape s = {4, {json_integer_value(json_array_get(js, 0)), json_integer_value(json_array_get(js, 1)),
-                      json_integer_value(json_array_get(js, 2)), json_integer_value(json_array_get(js, 3))}};
-    float *x = malloc(sizeof(float) * (size_t)ot_numel(&s));
-    ot_fill_pattern(x, ot_numel(&s), (uint32_t)jnum(ref, "seed"));
+    tu_refcase rc;
+    tu_refcase_load(&rc, sh, "train_steps", name);
+    json_t *ref = rc.ref;
+    ot_model *m = rc.model;
+    ot_shape s = rc.shape;
+    float *x = rc.x;
     ot_hyp hyp;
     set_hyp(&hyp, json_object_get(ref, "hyp_given"));
     float *t;
@@ -96,20 +84,20 @@ static void run_case(const char *sh, const char *name) {
     snprintf(path, sizeof path, "%s/train_steps/%s", OT_FIXTURES, json_string_value(json_object_get(ref, "targets")));
     ck_assert_msg(ot_targets_read(path, (int)s.d[0], 80, &t, &nt, &e) == OT_OK, "%s", e.msg);
     ot_step *st;
-    ck_assert_msg(ot_step_create(m, NULL, &hyp, s, (int)jnum(ref, "img"), &st, &e) == OT_OK, "%s", e.msg);
+    ck_assert_msg(ot_step_create(m, NULL, &hyp, s, (int)tu_jnum(ref, "img"), &st, &e) == OT_OK, "%s", e.msg);
     const char *opt = json_string_value(json_object_get(ref, "optimizer"));
     ot_opt_kind kind = strcmp(opt, "SGD") == 0 ? OT_OPT_SGD : strcmp(opt, "Adam") == 0 ? OT_OPT_ADAM : OT_OPT_ADAMW;
     ot_schedule sch;
-    ot_schedule_init(&sch, &hyp, (int)jnum(ref, "epochs"), (int)jnum(ref, "nb"), (int)s.d[0],
+    ot_schedule_init(&sch, &hyp, (int)tu_jnum(ref, "epochs"), (int)tu_jnum(ref, "nb"), (int)s.d[0],
                      json_is_true(json_object_get(ref, "cos_lr")));
-    ck_assert_int_eq(sch.nw, (long)jnum(ref, "nw"));
+    ck_assert_int_eq(sch.nw, (long)tu_jnum(ref, "nw"));
     ot_optimizer *o;
     ck_assert_int_eq(ot_optimizer_create(st->ag, kind, hyp.lr0, hyp.momentum, ot_schedule_weight_decay(&sch, &hyp), &o, &e), OT_OK);
     ot_ema *ema;
     ck_assert_int_eq(ot_ema_create(st->ag, &ema, &e), OT_OK);
     json_t *iters = json_object_get(ref, "iters"), *steps = json_object_get(ref, "steps");
-    long ni = (long)jnum(ref, "start_ni"), last_opt = -1;
-    int start_epoch = (int)jnum(ref, "start_epoch"), last_epoch = start_epoch - 1, k_step = 0;
+    long ni = (long)tu_jnum(ref, "start_ni"), last_opt = -1;
+    int start_epoch = (int)tu_jnum(ref, "start_epoch"), last_epoch = start_epoch - 1, k_step = 0;
     /* LambdaLR: lr = initial_lr * lf(0) at construction; +1 epoch at each epoch end */
     ot_schedule_epoch(&sch, o, start_epoch > 0 ? start_epoch - 1 : 0);
     double w_loss = 0, w_step = 0, w_norm = 0;
@@ -124,19 +112,19 @@ static void run_case(const char *sh, const char *name) {
             if (it > 0) { last_epoch++; ot_schedule_epoch(&sch, o, last_epoch); }
             ot_autograd_zero_grad(st->ag); /* train.py: optimizer.zero_grad() at each epoch start */
         }
-        ck_assert_int_eq(epoch, (int)jnum(ri, "epoch"));
+        ck_assert_int_eq(epoch, (int)tu_jnum(ri, "epoch"));
         int acc = ot_schedule_iteration(&sch, o, ni, epoch);
-        ck_assert_int_eq(acc, (int)jnum(ri, "accumulate"));
+        ck_assert_int_eq(acc, (int)tu_jnum(ri, "accumulate"));
         ot_loss_items li;
         ck_assert_msg(ot_step_run(st, x, t, nt, true, &li, &e) == OT_OK, "%s", e.msg);
-        double rl = jnum(ri, "loss"), noise = fabs(json_number_value(json_array_get(alt, it)) - rl) / fabs(rl);
+        double rl = tu_jnum(ri, "loss"), noise = fabs(json_number_value(json_array_get(alt, it)) - rl) / fabs(rl);
         strict = strict && noise <= 1e-5; /* once PyTorch stops reproducing itself, later steps inherit it */
         if (getenv("OT_STEPS_VERBOSE")) fprintf(stderr, "it %ld %.9g ref %.9g noise %.2g\n", ni, li.loss, rl, noise);
         rel_check("loss", (int)ni, li.loss, rl, fmax(1e-4, 2 * noise), &w_loss);
         if (strict) {
-            rel_check("lbox", (int)ni, li.lbox, jnum(ri, "lbox"), 1e-4, &w_loss);
-            rel_check("lobj", (int)ni, li.lobj, jnum(ri, "lobj"), 1e-4, &w_loss);
-            rel_check("lcls", (int)ni, li.lcls, jnum(ri, "lcls"), 1e-4, &w_loss);
+            rel_check("lbox", (int)ni, li.lbox, tu_jnum(ri, "lbox"), 1e-4, &w_loss);
+            rel_check("lobj", (int)ni, li.lobj, tu_jnum(ri, "lobj"), 1e-4, &w_loss);
+            rel_check("lcls", (int)ni, li.lcls, tu_jnum(ri, "lcls"), 1e-4, &w_loss);
         }
         bool step = ni - last_opt >= acc;
         ck_assert_int_eq(step, json_is_true(json_object_get(ri, "step")));
@@ -148,7 +136,7 @@ static void run_case(const char *sh, const char *name) {
                       json_number_value(json_array_get(json_object_get(rs, "momentum"), (size_t)g)), 1e-9, &w_step);
         }
         double coef, gn = ot_clip_grad_norm(st->ag, 10.0, &coef);
-        if (strict) rel_check("grad_norm", (int)ni, gn, jnum(rs, "grad_norm"), 1e-3, &w_step);
+        if (strict) rel_check("grad_norm", (int)ni, gn, tu_jnum(rs, "grad_norm"), 1e-3, &w_step);
         ot_optimizer_step(o);
         ot_autograd_zero_grad(st->ag);
         ot_ema_update(ema, st->ag);
@@ -157,11 +145,11 @@ static void run_case(const char *sh, const char *name) {
         strict_steps++;
         double pn, an;
         norms(st->ag, st->ag->slab, &pn, &an);
-        rel_check("param_norm", (int)ni, pn, jnum(json_object_get(rs, "model"), "param_norm"), 1e-5, &w_norm);
-        rel_check("all_norm", (int)ni, an, jnum(json_object_get(rs, "model"), "all_norm"), 1e-5, &w_norm);
+        rel_check("param_norm", (int)ni, pn, tu_jnum(json_object_get(rs, "model"), "param_norm"), 1e-5, &w_norm);
+        rel_check("all_norm", (int)ni, an, tu_jnum(json_object_get(rs, "model"), "all_norm"), 1e-5, &w_norm);
         norms(st->ag, ema->slab, &pn, &an);
-        rel_check("ema param_norm", (int)ni, pn, jnum(json_object_get(rs, "ema"), "param_norm"), 1e-5, &w_norm);
-        rel_check("ema all_norm", (int)ni, an, jnum(json_object_get(rs, "ema"), "all_norm"), 1e-5, &w_norm);
+        rel_check("ema param_norm", (int)ni, pn, tu_jnum(json_object_get(rs, "ema"), "param_norm"), 1e-5, &w_norm);
+        rel_check("ema all_norm", (int)ni, an, tu_jnum(json_object_get(rs, "ema"), "all_norm"), 1e-5, &w_norm);
     }
     ck_assert_int_eq(k_step, (int)json_array_size(steps));
     printf("%-17s %3zu iterations, %2d %s steps (%2d while PyTorch reproduces itself): worst loss error %.3g, "
@@ -171,9 +159,7 @@ static void run_case(const char *sh, const char *name) {
     ot_optimizer_destroy(o);
     ot_step_destroy(st);
     free(t);
-    free(x);
-    ot_model_destroy(m);
-    json_decref(ref);
+    tu_refcase_free(&rc);
 }
 
 START_TEST(steps_match_ultralytics) {

@@ -67,3 +67,34 @@ int tu_main(Suite *s) {
     srunner_free(sr);
     return failed ? 1 : 0;
 }
+
+double tu_jnum(json_t *o, const char *k) {
+    json_t *v = json_object_get(o, k);
+    ck_assert_msg(v != NULL, "missing key %s", k);
+    return json_number_value(v);
+}
+
+void tu_refcase_load(tu_refcase *c, const char *shared, const char *dir, const char *name) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s/%s.json", OT_FIXTURES, dir, name);
+    json_error_t je;
+    c->ref = json_load_file(path, 0, &je);
+    ck_assert_msg(c->ref != NULL, "%s: %s", path, je.text);
+    snprintf(path, sizeof path, "%s/models/%s", shared, json_string_value(json_object_get(c->ref, "model")));
+    ot_error e;
+    ck_assert_msg(ot_model_load(path, &c->model, &e) == OT_OK, "%s", e.msg);
+    json_t *js = json_object_get(c->ref, "input_shape");
+    ck_assert_int_eq(json_array_size(js), 4);
+    c->shape.rank = 4;
+    for (int i = 0; i < 4; i++) c->shape.d[i] = json_integer_value(json_array_get(js, (size_t)i));
+    int64_t n = ot_numel(&c->shape);
+    c->x = malloc(sizeof(float) * (size_t)n);
+    ck_assert_ptr_nonnull(c->x);
+    ot_fill_pattern(c->x, n, (uint32_t)tu_jnum(c->ref, "seed"));
+}
+
+void tu_refcase_free(tu_refcase *c) {
+    free(c->x);
+    ot_model_destroy(c->model);
+    json_decref(c->ref);
+}

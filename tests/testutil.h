@@ -4,6 +4,7 @@
 
 #include "core/graph.h"
 #include <check.h>
+#include <jansson.h>
 #include <stdbool.h>
 
 /* Skip code understood by ctest (SKIP_RETURN_CODE 77). */
@@ -19,6 +20,14 @@ int tu_run(const char *cmd, char *err, size_t errlen);
 const char *tu_shared(void);
 /* Work folder for this test binary (created). */
 const char *tu_work(void);
+/* A number from a reference JSON object (fails the test when absent). */
+double tu_jnum(json_t *o, const char *k);
+/* A reference case tests/fixtures/<dir>/<name>.json made by tools/ref/: the
+ * JSON, the ../shared model it names ("model") and its input batch (the test
+ * pattern of "input_shape" with "seed"). */
+typedef struct tu_refcase { json_t *ref; ot_model *model; ot_shape shape; float *x; } tu_refcase;
+void tu_refcase_load(tu_refcase *c, const char *shared, const char *dir, const char *name);
+void tu_refcase_free(tu_refcase *c);
 /* Run a Check suite; returns the process exit code. */
 int tu_main(Suite *s);
 
