@@ -16,6 +16,7 @@ pkgs=(
   libturbojpeg0-dev libjpeg62-turbo-dev   # JPEG decode (DCT scaling, cropped decode) and write
   libpng-dev                              # PNG decode
   libfreetype-dev libfontconfig-dev fonts-dejavu-core  # class names drawn by `data show`
+  libcairo2-dev                           # plots: results.png, PR/F1 curves, confusion matrix
   xz-utils                                # compressed test fixtures
 )
 # Extra tooling for `make fuzz` only.

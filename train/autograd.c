@@ -31,9 +31,25 @@ void ot_autograd_default_kinds(const ot_graph *g, unsigned char *kind) {
 void ot_autograd_destroy(ot_autograd *a) {
     if (!a) return;
     ot_plan_destroy(a->p);
-    free(a->var_vid); free(a->kind); free(a->var_off); free(a->slab); free(a->grad_slab);
+    free(a->var_vid); free(a->kind); free(a->var_off);
+    if (!a->shared_vars) { free(a->slab); free(a->grad_slab); }
     free(a->bsteps); free(a->zero_start); free(a->zero_vid); free(a->arena); free(a->requires_grad);
     free(a);
+}
+
+ot_status ot_autograd_share_vars(ot_autograd *dst, ot_autograd *src, ot_error *err) {
+    if (dst->g != src->g || dst->n_vars != src->n_vars || dst->slab_floats != src->slab_floats)
+        return ot_fail(err, OT_ERR_INTERNAL, "autograd: sharing variables between different graphs");
+    if (!dst->shared_vars) { free(dst->slab); free(dst->grad_slab); }
+    dst->slab = src->slab;
+    dst->grad_slab = src->grad_slab;
+    dst->shared_vars = true;
+    for (int i = 0; i < dst->n_vars; i++) {
+        int v = dst->var_vid[i];
+        dst->p->data[v] = dst->slab + dst->var_off[i];
+        if (dst->kind[v] == OT_VAR_PARAM) dst->p->grad[v] = dst->grad_slab + dst->var_off[i];
+    }
+    return OT_OK;
 }
 
 static size_t vbytes(const ot_plan *p, int v) { return (size_t)ot_numel(&p->shape[v]) * ot_dtype_size(p->dtype[v]); }

@@ -34,6 +34,7 @@ typedef struct ot_autograd {
     unsigned char *arena;
     size_t arena_bytes;
     unsigned char *requires_grad; /* per value */
+    bool shared_vars;      /* slab and grad_slab belong to another autograd */
 } ot_autograd;
 
 /* Default kinds: float initializers feeding Conv weight/bias and BatchNormalization
@@ -45,6 +46,10 @@ void ot_autograd_default_kinds(const ot_graph *g, unsigned char *kind);
 ot_status ot_autograd_create(const ot_graph *g, const ot_shape *shapes, const unsigned char *kind, bool input_grads,
                              ot_autograd **out, ot_error *err);
 void ot_autograd_destroy(ot_autograd *a);
+/* Make dst (same graph, another input shape) use src's variable and gradient
+ * slabs, so batches of different shapes (a short last batch, rect batches)
+ * train one set of weights. src must outlive dst. */
+ot_status ot_autograd_share_vars(ot_autograd *dst, ot_autograd *src, ot_error *err);
 
 /* Forward (BN in training mode). inputs: one float32 buffer per graph input. */
 ot_status ot_autograd_forward(ot_autograd *a, const float *const *inputs, ot_error *err);

@@ -24,6 +24,7 @@ static const struct { const char *name; size_t off; double def, lo, hi; } keys[]
 int ot_hyp_count(void) { return NKEYS; }
 const char *ot_hyp_name(int i) { return i >= 0 && i < NKEYS ? keys[i].name : NULL; }
 double ot_hyp_get(const ot_hyp *h, int i) { return *(const double *)((const char *)h + keys[i].off); }
+void ot_hyp_set(ot_hyp *h, int i, double v) { if (i >= 0 && i < NKEYS) *(double *)((char *)h + keys[i].off) = v; }
 
 void ot_hyp_default(ot_hyp *h) {
     memset(h, 0, sizeof *h);

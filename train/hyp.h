@@ -31,5 +31,6 @@ ot_status ot_hyp_load(const char *path, ot_hyp *h, ot_error *err);
 int ot_hyp_count(void);
 const char *ot_hyp_name(int i);
 double ot_hyp_get(const ot_hyp *h, int i);
+void ot_hyp_set(ot_hyp *h, int i, double v);
 
 #endif

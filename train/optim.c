@@ -53,6 +53,13 @@ ot_status ot_optimizer_create(ot_autograd *ag, ot_opt_kind kind, double lr0, dou
     return OT_OK;
 }
 
+void ot_optimizer_freeze(ot_optimizer *o, int var_index) {
+    int k = 0;
+    for (int i = 0; i < o->n; i++)
+        if (o->var[i] != var_index) { o->var[k] = o->var[i]; o->group[k] = o->group[i]; k++; }
+    o->n = k;
+}
+
 /* ---- one tensor ---- */
 static void sgd_tensor(float *p, const float *g, float *buf, int64_t n, float lr, float mom, float wd, bool first) {
 #pragma omp parallel for if (n > 65536)

@@ -28,6 +28,9 @@ typedef struct ot_optimizer {
 ot_status ot_optimizer_create(ot_autograd *ag, ot_opt_kind kind, double lr0, double momentum, double decay,
                               ot_optimizer **out, ot_error *err);
 void ot_optimizer_destroy(ot_optimizer *o);
+/* Leave variable var_index (index into ag's variables) out of every step
+ * (train.py --freeze: requires_grad False). */
+void ot_optimizer_freeze(ot_optimizer *o, int var_index);
 /* One step from the accumulated gradients (torch.optim semantics, float32). */
 void ot_optimizer_step(ot_optimizer *o);
 /* torch.nn.utils.clip_grad_norm_(params, max_norm) as train.py calls it before

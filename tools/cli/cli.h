@@ -17,6 +17,9 @@ int cmd_data(int argc, char **argv);
 int cmd_coco2yolo(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_val(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 int bench_train(int argc, char **argv); /* cmd_bench_train.c */
 /* Integer option `name VALUE` at argv[*i] in lo..hi: true when argv[*i] is name
  * (then *i moves to the value and *out is the value or LONG_MIN when bad). */

@@ -1,5 +1,6 @@
 /* cmd_data.c: `onnx-train data check|show` and `onnx-train coco2yolo`. */
 #include "cli.h"
+#include "cmd_synth.h"
 #include "train/coco.h"
 #include "train/dataset.h"
 #include "train/draw.h"
@@ -126,6 +127,7 @@ int cmd_data(int argc, char **argv) {
     if (argc < 2 || cli_is_help(argv[1])) { data_usage(argc < 2 ? stderr : stdout); return argc < 2 ? CLI_EXIT_BAD : 0; }
     if (strcmp(argv[1], "check") == 0) return data_check(argc - 1, argv + 1);
     if (strcmp(argv[1], "show") == 0) return data_show(argc - 1, argv + 1);
+    if (strcmp(argv[1], "synth") == 0) return cmd_data_synth(argc - 1, argv + 1);
     return cli_fail("data: unknown subcommand '%s' (check or show; see onnx-train data --help)", argv[1]);
 }
 

@@ -2,18 +2,22 @@
  * forward pass, every graph output written as DIR/<output name>.npy. */
 #include "cli.h"
 #include "core/npy.h"
+#include "train/checkpoint.h"
+#include "train/detector.h"
 #include <math.h>
 #include <string.h>
 #include <time.h>
 
 static void fwd_usage(FILE *f) {
-    fprintf(f, "usage: onnx-train forward MODEL.onnx (--input X.npy | --random-input SEED) --out DIR [--repeat N]\n\n"
+    fprintf(f, "usage: onnx-train forward MODEL.onnx|CKPT (--input X.npy | --random-input SEED) --out DIR [--repeat N]\n\n"
                "Runs the CPU forward pass (float32, NCHW) and writes every graph output as\n"
                "DIR/<output name>.npy. Give one --input per model input, in order (a float32\n"
                "C-order .npy of the model's input shape; its shape sets the batch size of a\n"
                "dynamic model). --random-input SEED feeds a deterministic 8-bit test image\n"
                "pattern instead (also written to DIR). --repeat N (up to 64) runs N times and\n"
-               "reports the fastest and the median time.\n\n"
+               "reports the fastest and the median time. A training checkpoint (.ckpt) runs its\n"
+               "EMA weights in eval mode with the Detect decode and writes DIR/output0.npy\n"
+               "(n, rows, 5 + nc), what its inference export computes.\n\n"
                "example:\n  onnx-train forward yolov5s.onnx --input images.npy --out out/\n"
                "  onnx-train forward yolov5s.onnx --random-input 1 --out out/\n");
 }
@@ -33,6 +37,50 @@ static double now_ms(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+/* A checkpoint: its EMA weights in eval mode and the Detect decode, written as
+ * DIR/output0.npy (n, rows, 5 + nc), what the inference export computes. */
+static int forward_ckpt(const char *model, const char *input, long seed, const char *out) {
+    ot_error e;
+    ot_ckpt *c;
+    if (ot_ckpt_load(model, &c, &e)) return cli_error(&e);
+    json_t *src = json_object_get(c->header, "source");
+    int64_t ih = json_integer_value(json_object_get(src, "img_h")), iw = json_integer_value(json_object_get(src, "img_w"));
+    ot_graph *g = NULL;
+    ot_detector *det = NULL;
+    ot_tensor in = {0};
+    int rc = 0;
+    if (ot_ckpt_graph(c, &g, &e) || ot_ckpt_apply_ema(c, g, &e) || ot_detector_create(g, &g->head, NULL, &det, &e)) { rc = cli_error(&e); goto done; }
+    if (cli_mkdirs(out) != 0) { rc = cli_fail("forward: cannot create output folder '%s'", out); goto done; }
+    if (input) {
+        if (ot_npy_read(input, &in, &e)) { rc = cli_error(&e); goto done; }
+        if (in.dtype != OT_F32 || in.shape.rank != 4 || in.shape.d[1] != 3) { rc = cli_fail("%s: expected float32 images (n, 3, h, w)", input); goto done; }
+    } else {
+        in.dtype = OT_F32;
+        in.shape = (ot_shape){4, {1, 3, ih > 0 ? ih : 640, iw > 0 ? iw : 640}};
+        if (!(in.data = malloc(sizeof(float) * (size_t)ot_numel(&in.shape)))) { rc = cli_fail("out of memory"); goto done; }
+        ot_fill_pattern(in.data, ot_numel(&in.shape), (uint32_t)seed);
+        char fn[4096];
+        snprintf(fn, sizeof fn, "%s/images.npy", out);
+        if (ot_npy_write(fn, &in, &e)) { rc = cli_error(&e); goto done; }
+    }
+    const float *pred;
+    int64_t rows;
+    double t0 = now_ms();
+    if (ot_detector_run(det, in.data, (int)in.shape.d[0], (int)in.shape.d[2], (int)in.shape.d[3], &pred, &rows, &e)) { rc = cli_error(&e); goto done; }
+    double t1 = now_ms();
+    ot_tensor o = {OT_F32, {3, {in.shape.d[0], rows, g->head.nc + 5}}, (void *)pred};
+    char fn[4096], sb[160];
+    snprintf(fn, sizeof fn, "%s/output0.npy", out);
+    if (ot_npy_write(fn, &o, &e)) { rc = cli_error(&e); goto done; }
+    printf("%-12s %-20s -> %s\nforward %.1f ms\n", "output0", ot_shape_str(&o.shape, sb, sizeof sb), fn, t1 - t0);
+done:
+    free(in.data);
+    ot_detector_destroy(det);
+    ot_graph_destroy(g);
+    ot_ckpt_free(c);
+    return rc;
 }
 
 int cmd_forward(int argc, char **argv) {
@@ -62,6 +110,11 @@ int cmd_forward(int argc, char **argv) {
     if (!out) { return cli_fail("forward: --out DIR is required" " (see onnx-train forward --help)"); }
     if ((n_inputs > 0) == (seed >= 0)) { return cli_fail("forward: give --input files or --random-input SEED (one of them)" " (see onnx-train forward --help)"); }
 
+    size_t ml = strlen(model);
+    if (ml > 5 && strcmp(model + ml - 5, ".ckpt") == 0) {
+        if (n_inputs > 1) return cli_fail("forward: a checkpoint takes one --input (images)");
+        return forward_ckpt(model, n_inputs ? inputs[0] : NULL, seed, out);
+    }
     ot_model *g;
     ot_error e;
     if (ot_model_load(model, &g, &e)) return cli_error(&e);

@@ -2,10 +2,13 @@
  * prediction files against a dataset's labels with Ultralytics v7.0 val.py's
  * matching and metrics (train/metrics), print val.py's table or one JSON
  * object, and optionally write COCO-format detections (val.py --save-json).
- * Model validation (`val --model`) needs the trainer and is not here yet. */
+ * `val --model` validates a model file through train/validate.h. */
 #include "cli.h"
 #include "train/dataset.h"
 #include "train/metrics.h"
+#include "train/validate.h"
+#include "train/detector.h"
+#include "train/loader.h"
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
@@ -14,7 +17,13 @@
 #include <unistd.h>
 
 static void val_usage(FILE *f) {
-    fprintf(f, "usage: onnx-train val --data D.yaml --predictions DIR [--split val] [--json] [--save-json FILE]\n\n"
+    fprintf(f, "usage: onnx-train val --model M.onnx|M.ckpt --data D.yaml [--img 640] [--batch-size 32] [--conf 0.001]\n"
+               "                      [--iou 0.6] [--split val] [--workers 8] [--save-json [FILE]] [--json]\n"
+               "       onnx-train val --data D.yaml --predictions DIR [--split val] [--json] [--save-json FILE]\n\n"
+               "--model: validates a model (an ONNX export of any form, or a checkpoint's EMA\n"
+               "weights) as val.py does: letterboxed rect batches (pad 0.5), per-class NMS\n"
+               "(multi-label, max_det 300), then the metrics below.\n"
+               "--predictions: "
                "Scores YOLO-format prediction files against the dataset's labels exactly as\n"
                "Ultralytics YOLOv5 v7.0 val.py does (IoU 0.5:0.95 matching, ap_per_class with\n"
                "101-point interpolated AP): one file per image in DIR, named like the image\n"
@@ -26,8 +35,9 @@ static void val_usage(FILE *f) {
                "--save-json writes the detections as COCO results for pycocotools (pixel\n"
                "boxes from the image sizes; COCO category ids when the val split is\n"
                "coco/val2017.txt, as val.py).\n"
-               "Model validation (--model) arrives with training.\n\n"
-               "example:\n  onnx-train val --data coco128.yaml --predictions runs/detect/exp/labels --json\n");
+               "\n"
+               "example:\n  onnx-train val --model runs/train/exp/weights/best.onnx --data coco128.yaml --img 640\n"
+               "  onnx-train val --data coco128.yaml --predictions runs/detect/exp/labels --json\n");
 }
 
 /* Stem of a path: basename without its extension. */
@@ -104,38 +114,11 @@ static int cmp_conf(const void *a, const void *b) {
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-static void print_table(const ot_ap_result *r, const ot_data_cfg *cfg) {
-    printf("%22s%11s%11s%11s%11s%11s%11s\n", "Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95");
-    printf("%22s%11lld%11lld%11.3g%11.3g%11.3g%11.3g\n", "all", (long long)r->seen, (long long)r->nt_total, r->mp, r->mr,
-           r->map50, r->map);
-    if (r->nt_total == 0) fprintf(stderr, "onnx-train: warning: no labels found in the split, can not compute metrics without labels\n");
-    if (cfg->nc > 1)
-        for (int i = 0; i < r->n; i++)
-            printf("%22s%11lld%11lld%11.3g%11.3g%11.3g%11.3g\n", cfg->names[r->cls[i]], (long long)r->seen,
-                   (long long)r->nt[i], r->p[i], r->r[i], r->ap50[i], r->ap50_95[i]);
-}
+static void print_table(const ot_ap_result *r, const ot_data_cfg *cfg) { ot_val_print_table(stdout, r, cfg->names, cfg->nc); }
 
 static void print_json(const ot_ap_result *r, const ot_data_cfg *cfg, int64_t files) {
-    json_t *o = json_object(), *cls = json_array();
-    json_object_set_new(o, "images", json_integer(r->seen));
-    json_object_set_new(o, "instances", json_integer(r->nt_total));
+    json_t *o = ot_val_json(r, cfg->names);
     json_object_set_new(o, "prediction_files", json_integer(files));
-    json_object_set_new(o, "precision", json_real(r->mp));
-    json_object_set_new(o, "recall", json_real(r->mr));
-    json_object_set_new(o, "map50", json_real(r->map50));
-    json_object_set_new(o, "map50_95", json_real(r->map));
-    for (int i = 0; i < r->n; i++) {
-        json_t *c = json_object();
-        json_object_set_new(c, "class", json_integer(r->cls[i]));
-        json_object_set_new(c, "name", json_string(cfg->names[r->cls[i]]));
-        json_object_set_new(c, "instances", json_integer(r->nt[i]));
-        json_object_set_new(c, "precision", json_real(r->p[i]));
-        json_object_set_new(c, "recall", json_real(r->r[i]));
-        json_object_set_new(c, "map50", json_real(r->ap50[i]));
-        json_object_set_new(c, "map50_95", json_real(r->ap50_95[i]));
-        json_array_append_new(cls, c);
-    }
-    json_object_set_new(o, "classes", cls);
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
     if (s) puts(s);
     free(s);
@@ -231,24 +214,137 @@ static int val_predictions(const char *yaml, const char *dir, const char *split,
     return rc;
 }
 
+/* ---- model validation ---- */
+typedef struct mval_ctx {
+    const ot_dataset *d;
+    ot_coco_det *cd;
+    int64_t n, cap;
+    char **stems;       /* per dataset image, filled lazily */
+} mval_ctx;
+
+static ot_status mval_image(void *ctx, const ot_batch *b, int i, const ot_det *dets, int nd, const float *labels, int nl,
+                            ot_error *err) {
+    mval_ctx *m = ctx;
+    if (!m->stems) return OT_OK;
+    int64_t si = b->sample[i];
+    if (!m->stems[si]) {
+        char st[1024];
+        path_stem(m->d->im_files[si], st, sizeof st);
+        if (!(m->stems[si] = ot_strdup(st))) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
+    }
+    for (int k = 0; k < nd; k++) {
+        if (m->n == m->cap) {
+            int64_t c = m->cap ? 2 * m->cap : 4096;
+            ot_coco_det *q = realloc(m->cd, sizeof *q * (size_t)c);
+            if (!q) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
+            m->cd = q;
+            m->cap = c;
+        }
+        m->cd[m->n++] = (ot_coco_det){m->stems[si], dets[k]};
+    }
+    return OT_OK;
+}
+
+static int val_model(const char *model, const char *yaml, const char *split, long img, long bs, double conf, double iou,
+                     long workers, bool as_json, const char *save_json) {
+    ot_error e;
+    ot_data_cfg cfg;
+    if (ot_data_cfg_load(yaml, &cfg, &e)) return cli_error(&e);
+    int si = ot_split_index(split), rc = 0;
+    ot_graph *g = NULL;
+    char **names = NULL;
+    ot_dataset *d = NULL;
+    ot_loader *ld = NULL;
+    ot_detector *det = NULL;
+    mval_ctx m = {0};
+    if (si < 0) { rc = cli_fail("val: --split must be train, val or test"); goto done; }
+    if (ot_open_inference_model(model, &g, &names, &e)) { rc = cli_error(&e); goto done; }
+    if (g->head.nc != cfg.nc) {
+        rc = cli_fail("val: %s has %d classes but %s has %d", model, g->head.nc, yaml, cfg.nc);
+        goto done;
+    }
+    if (ot_dataset_open_split(&cfg, si, workers > 0 ? (int)workers : 1, as_json, &d, &e)) { rc = cli_error(&e); goto done; }
+    int stride = 32;
+    for (int l = 0; l < g->head.nl; l++) if (g->head.stride[l] > stride) stride = (int)g->head.stride[l];
+    if (img % stride) img = (img + stride - 1) / stride * stride;
+    ot_loader_cfg lc;
+    ot_loader_cfg_val(&lc);
+    lc.img_size = (int)img;
+    lc.batch_size = (int)bs;
+    lc.workers = (int)workers;
+    lc.stride = stride;
+    if (ot_loader_create(d, &lc, &ld, &e) || ot_detector_create(g, &g->head, NULL, &det, &e)) { rc = cli_error(&e); goto done; }
+    ot_val_cfg vc;
+    ot_val_cfg_default(&vc);
+    vc.nms.conf_thres = conf;
+    vc.nms.iou_thres = iou;
+    vc.progress = !as_json;
+    m.d = d;
+    if (save_json && !(m.stems = calloc((size_t)d->n, sizeof(char *)))) { rc = cli_fail("out of memory"); goto done; }
+    vc.on_image = mval_image;
+    vc.ctx = &m;
+    ot_val_out vo;
+    if (ot_validate(det, ld, &vc, &vo, &e)) { rc = cli_error(&e); goto done; }
+    if (as_json) {
+        json_t *o = ot_val_json(&vo.ap, cfg.names);
+        json_object_set_new(o, "model", json_string(model));
+        json_object_set_new(o, "img", json_integer(img));
+        json_object_set_new(o, "ms_per_image", json_real(vo.ms_per_image));
+        char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+        if (s) puts(s);
+        free(s);
+        json_decref(o);
+    } else {
+        ot_val_print_table(stdout, &vo.ap, cfg.names, cfg.nc);
+        printf("Speed: %.1f ms inference and NMS per image at shape (%ld, 3, %ld, %ld)\n", vo.ms_per_image, bs, img, img);
+    }
+    ot_val_out_free(&vo);
+    if (save_json) {
+        if (ot_coco_json_write(save_json, m.cd, m.n, is_coco(&cfg), &e)) { rc = cli_error(&e); goto done; }
+        if (!as_json) printf("COCO detections: %s (%lld)\n", save_json, (long long)m.n);
+    }
+done:
+    if (m.stems) for (int64_t k = 0; k < d->n; k++) free(m.stems[k]);
+    free(m.stems);
+    free(m.cd);
+    ot_detector_destroy(det);
+    ot_loader_destroy(ld);
+    ot_dataset_destroy(d);
+    if (g) ot_names_free(names, g->head.nc);
+    ot_graph_destroy(g);
+    ot_data_cfg_free(&cfg);
+    return rc;
+}
+
 int cmd_val(int argc, char **argv) {
     const char *yaml = NULL, *pred = NULL, *split = "val", *save_json = NULL, *model = NULL;
     bool as_json = false;
+    long img = 640, bs = 32, workers = 8;
+    double conf = 0.001, iou = 0.6;
     for (int i = 1; i < argc; i++) {
         if (cli_is_help(argv[i])) { val_usage(stdout); return 0; }
+        char *end;
         if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) yaml = argv[++i];
         else if (strcmp(argv[i], "--predictions") == 0 && i + 1 < argc) pred = argv[++i];
         else if (strcmp(argv[i], "--split") == 0 && i + 1 < argc) split = argv[++i];
-        else if (strcmp(argv[i], "--save-json") == 0 && i + 1 < argc) save_json = argv[++i];
-        else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) model = argv[++i];
+        else if (strcmp(argv[i], "--save-json") == 0) save_json = (i + 1 < argc && argv[i + 1][0] != '-') ? argv[++i] : "predictions.json";
+        else if ((strcmp(argv[i], "--model") == 0 || strcmp(argv[i], "--weights") == 0) && i + 1 < argc) model = argv[++i];
         else if (strcmp(argv[i], "--json") == 0) as_json = true;
-        else return cli_fail("val: unknown argument '%s' (see onnx-train val --help)", argv[i]);
+        else if (strcmp(argv[i], "--conf") == 0 && i + 1 < argc) {
+            conf = strtod(argv[++i], &end);
+            if (*end || !(conf >= 0 && conf <= 1)) return cli_fail("val: --conf needs a number in 0..1");
+        } else if (strcmp(argv[i], "--iou") == 0 && i + 1 < argc) {
+            iou = strtod(argv[++i], &end);
+            if (*end || !(iou >= 0 && iou <= 1)) return cli_fail("val: --iou needs a number in 0..1");
+        }
+        else if (cli_int_arg(argc, argv, &i, "--img", 32, 8192, &img)) { if (img == LONG_MIN) return cli_fail("val: --img needs 32..8192"); }
+        else if (cli_int_arg(argc, argv, &i, "--batch-size", 1, 1024, &bs)) { if (bs == LONG_MIN) return cli_fail("val: --batch-size needs 1..1024"); }
+        else if (cli_int_arg(argc, argv, &i, "--workers", 0, 256, &workers)) { if (workers == LONG_MIN) return cli_fail("val: --workers needs 0..256"); }
+        else return cli_fail("val: unknown or incomplete argument '%s' (see onnx-train val --help)", argv[i]);
     }
-    if (!pred)
-        return cli_fail("val: model validation%s%s arrives with training (not in this version); "
-                        "score a detector's output with --predictions DIR (see onnx-train val --help)",
-                        model ? " of " : "", model ? model : "");
-    if (model) return cli_fail("val: --model and --predictions do not go together");
     if (!yaml) return cli_fail("val: --data D.yaml is required (see onnx-train val --help)");
+    if (model && pred) return cli_fail("val: --model and --predictions do not go together");
+    if (!model && !pred) return cli_fail("val: give --model M.onnx|M.ckpt or --predictions DIR (see onnx-train val --help)");
+    if (model) return val_model(model, yaml, split, img, bs, conf, iou, workers, as_json, save_json);
     return val_predictions(yaml, pred, split, as_json, save_json);
 }

@@ -12,7 +12,10 @@ static const struct { const char *name; cli_cmd_fn fn; const char *what; } cmds[
     {"loss", cmd_loss, "one training forward, the YOLOv5 loss and its gradients for a batch"},
     {"data", cmd_data, "check a dataset (counts, bad files) or show an augmented batch"},
     {"coco2yolo", cmd_coco2yolo, "convert COCO instances JSON to YOLO label files"},
+    {"train", cmd_train, "train a YOLOv5 model (an ONNX export, a checkpoint or yolov5n..x) on a dataset"},
     {"val", cmd_val, "score YOLO prediction files against a dataset: P, R, mAP50, mAP50-95 (val.py)"},
+    {"export", cmd_export, "write a checkpoint's EMA weights as ONNX, in the form the model came in"},
+    {"predict", cmd_predict, "detect objects in images: boxes drawn on JPEGs and YOLO-format txt files"},
     {"bench", cmd_bench, "measure speed: bench data (loader samples/s), bench train (CPU step images/s)"},
 };
 
@@ -22,7 +25,8 @@ static void usage(FILE *f) {
             "usage: onnx-train <command> [options]   (onnx-train <command> --help for details)\n\ncommands:\n",
             OT_VERSION);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) fprintf(f, "  %-9s %s\n", cmds[i].name, cmds[i].what);
-    fprintf(f, "\nexample:\n  onnx-train info yolov5s.onnx\n"
+    fprintf(f, "\nexample:\n  onnx-train train --model yolov5n --data coco128.yaml --img 320 --epochs 30\n"
+               "  onnx-train info yolov5s.onnx\n"
                "  onnx-train forward yolov5s.onnx --random-input 1 --out out/\n");
 }
 

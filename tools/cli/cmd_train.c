@@ -1,0 +1,103 @@
+/* cmd_train.c: `onnx-train train`, with Ultralytics train.py's flags and
+ * defaults (train/trainer.h does the work). */
+#include "cli.h"
+#include "train/trainer.h"
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: onnx-train train --model M.onnx|M.ckpt|yolov5n|yolov5s|yolov5m|yolov5l|yolov5x --data D.yaml\n"
+            "                        [--epochs 100] [--batch-size 16] [--img 640] [--device cpu] [--hyp H.yaml]\n"
+            "                        [--workers 8] [--project runs/train] [--name exp] [--exist-ok]\n"
+            "                        [--resume [last.ckpt]] [--seed 0] [--cache [ram]] [--noval] [--nosave]\n"
+            "                        [--cos-lr] [--optimizer SGD|Adam|AdamW] [--patience 100] [--freeze N]\n"
+            "                        [--label-smoothing E] [--rect] [--single-cls] [--noautoanchor]\n"
+            "                        [--noplots] [--reset-head] [--no-bn]\n\n"
+            "Trains a YOLOv5 detector as Ultralytics YOLOv5 v7.0 train.py does: mosaic and\n"
+            "the rest of hyp.scratch-low's augmentation, the v7.0 loss, SGD (Nesterov) with\n"
+            "gradient accumulation to a nominal batch of 64, warmup, linear or cosine LR,\n"
+            "EMA weights, validation of the EMA each epoch (P, R, mAP50, mAP50-95),\n"
+            "results.csv, weights/last.ckpt and best.ckpt (atomic writes), early stopping\n"
+            "after --patience epochs without improvement. At the end the best checkpoint is\n"
+            "validated with plots (PR/F1 curves, confusion matrix, val batches, results.png)\n"
+            "and exported as weights/best.onnx in the form of the model given (an inference\n"
+            "export stays one). yolov5n..yolov5x are built here (v7.0 architecture, nc from\n"
+            "the data, default anchors) and trained from scratch. A model with another class\n"
+            "count than the data is an error unless --reset-head (new detection layers).\n"
+            "--resume continues the latest run under --project (or the given last.ckpt)\n"
+            "exactly where its last finished epoch left off. --cache keeps decoded images\n"
+            "in memory. --no-bn trains a folded export without re-inserting BatchNorm.\n"
+            "Only --device cpu exists in this build.\n\n"
+            "example:\n  onnx-train train --model yolov5n --data coco128.yaml --img 320 --epochs 30\n"
+            "  onnx-train train --model yolov5s.onnx --data my.yaml --epochs 50 --batch-size 8\n"
+            "  onnx-train train --resume\n");
+}
+
+static bool dbl_arg(int argc, char **argv, int *i, const char *name, double *out, bool *bad) {
+    if (strcmp(argv[*i], name) != 0) return false;
+    if (*i + 1 >= argc) { *bad = true; return true; }
+    char *end;
+    *out = strtod(argv[++*i], &end);
+    if (*end) *bad = true;
+    return true;
+}
+
+int cmd_train(int argc, char **argv) {
+    ot_train_opts o;
+    ot_train_opts_default(&o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        long v;
+        bool bad = false;
+        if (cli_is_help(a)) { usage(stdout); return 0; }
+        if ((strcmp(a, "--model") == 0 || strcmp(a, "--weights") == 0 || strcmp(a, "--cfg") == 0) && i + 1 < argc) o.model = argv[++i];
+        else if (strcmp(a, "--data") == 0 && i + 1 < argc) o.data = argv[++i];
+        else if (strcmp(a, "--hyp") == 0 && i + 1 < argc) o.hyp_path = argv[++i];
+        else if (strcmp(a, "--device") == 0 && i + 1 < argc) o.device = argv[++i];
+        else if (strcmp(a, "--project") == 0 && i + 1 < argc) o.project = argv[++i];
+        else if (strcmp(a, "--name") == 0 && i + 1 < argc) o.name = argv[++i];
+        else if (strcmp(a, "--exist-ok") == 0) o.exist_ok = true;
+        else if (strcmp(a, "--resume") == 0) o.resume = (i + 1 < argc && argv[i + 1][0] != '-') ? argv[++i] : "";
+        else if (strcmp(a, "--cache") == 0) {
+            o.cache_ram = true;
+            if (i + 1 < argc && (strcmp(argv[i + 1], "ram") == 0)) i++;
+            else if (i + 1 < argc && strcmp(argv[i + 1], "disk") == 0) return cli_fail("train: --cache disk is not supported; use --cache ram");
+        }
+        else if (strcmp(a, "--noval") == 0) o.noval = true;
+        else if (strcmp(a, "--nosave") == 0) o.nosave = true;
+        else if (strcmp(a, "--cos-lr") == 0) o.cos_lr = true;
+        else if (strcmp(a, "--rect") == 0) o.rect = true;
+        else if (strcmp(a, "--single-cls") == 0) o.single_cls = true;
+        else if (strcmp(a, "--noautoanchor") == 0) o.noautoanchor = true;
+        else if (strcmp(a, "--noplots") == 0) o.noplots = true;
+        else if (strcmp(a, "--reset-head") == 0) o.reset_head = true;
+        else if (strcmp(a, "--no-bn") == 0) o.no_bn = true;
+        else if (strcmp(a, "--quiet") == 0) o.quiet = true;
+        else if (strcmp(a, "--optimizer") == 0 && i + 1 < argc) {
+            const char *s = argv[++i];
+            if (strcmp(s, "SGD") == 0) o.optimizer = OT_OPT_SGD;
+            else if (strcmp(s, "Adam") == 0) o.optimizer = OT_OPT_ADAM;
+            else if (strcmp(s, "AdamW") == 0) o.optimizer = OT_OPT_ADAMW;
+            else return cli_fail("train: --optimizer must be SGD, Adam or AdamW (got '%s')", s);
+        }
+        else if (dbl_arg(argc, argv, &i, "--label-smoothing", &o.label_smoothing, &bad)) {
+            if (bad || !(o.label_smoothing >= 0 && o.label_smoothing < 1)) return cli_fail("train: --label-smoothing needs a number in [0, 1)");
+        }
+        else if (cli_int_arg(argc, argv, &i, "--epochs", 1, 1000000, &v)) { if (v == LONG_MIN) return cli_fail("train: --epochs needs a positive integer"); o.epochs = (int)v; }
+        else if (cli_int_arg(argc, argv, &i, "--batch-size", 1, 4096, &v)) { if (v == LONG_MIN) return cli_fail("train: --batch-size needs 1..4096"); o.batch = (int)v; }
+        else if (cli_int_arg(argc, argv, &i, "--img", 32, 8192, &v) || cli_int_arg(argc, argv, &i, "--imgsz", 32, 8192, &v) ||
+                 cli_int_arg(argc, argv, &i, "--img-size", 32, 8192, &v)) { if (v == LONG_MIN) return cli_fail("train: --img needs 32..8192"); o.img = (int)v; }
+        else if (cli_int_arg(argc, argv, &i, "--workers", 0, 256, &v)) { if (v == LONG_MIN) return cli_fail("train: --workers needs 0..256"); o.workers = (int)v; }
+        else if (cli_int_arg(argc, argv, &i, "--seed", 0, LONG_MAX, &v)) { if (v == LONG_MIN) return cli_fail("train: --seed needs a non-negative integer"); o.seed = (uint64_t)v; }
+        else if (cli_int_arg(argc, argv, &i, "--patience", 0, 1000000, &v)) { if (v == LONG_MIN) return cli_fail("train: --patience needs a non-negative integer"); o.patience = (int)v; }
+        else if (cli_int_arg(argc, argv, &i, "--freeze", 0, 1000, &v)) { if (v == LONG_MIN) return cli_fail("train: --freeze needs a layer count"); o.freeze = (int)v; }
+        else return cli_fail("train: unknown or incomplete argument '%s' (see onnx-train train --help)", a);
+    }
+    if (!o.resume && (!o.model || !o.data))
+        return cli_fail("train: --model and --data are required (see onnx-train train --help)");
+    ot_error e;
+    ot_train_result res;
+    if (ot_train(&o, &res, &e)) return cli_error(&e);
+    return 0;
+}

@@ -1,0 +1,832 @@
+/* trainer.c: the training loop of Ultralytics YOLOv5 v7.0 train.py (train/trainer.h). */
+#include "trainer.h"
+#include "../export/export_ckpt.h"
+#include "autoanchor.h"
+#include "builtin.h"
+#include "checkpoint.h"
+#include "dataset.h"
+#include "detector.h"
+#include "draw.h"
+#include "loader.h"
+#include "loss.h"
+#include "plots.h"
+#include "prepare.h"
+#include "schedule.h"
+#include "validate.h"
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void ot_train_opts_default(ot_train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->epochs = 100;
+    o->batch = 16;
+    o->img = 640;
+    o->workers = 8;
+    o->patience = 100;
+    o->project = "runs/train";
+    o->name = "exp";
+    o->optimizer = OT_OPT_SGD;
+    o->label_smoothing = -1;
+    o->device = "cpu";
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static bool exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static int mkdirs(const char *path) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return -1;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+/* increment_path: project/name, else project/name2, name3, ... */
+static void increment_path(const char *project, const char *name, bool exist_ok, char *out, size_t cap) {
+    snprintf(out, cap, "%s/%s", project, name);
+    if (exist_ok || !exists(out)) return;
+    for (int k = 2; k < 100000; k++) {
+        snprintf(out, cap, "%s/%s%d", project, name, k);
+        if (!exists(out)) return;
+    }
+}
+
+/* get_latest_run: the newest PROJECT/ * /weights/last.ckpt */
+static bool latest_ckpt(const char *project, char *out, size_t cap) {
+    DIR *d = opendir(project);
+    if (!d) return false;
+    struct dirent *e;
+    time_t best = 0;
+    bool found = false;
+    char p[4096];
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(p, sizeof p, "%s/%s/weights/last.ckpt", project, e->d_name);
+        struct stat st;
+        if (stat(p, &st) == 0 && (!found || st.st_mtime > best)) {
+            best = st.st_mtime;
+            snprintf(out, cap, "%s", p);
+            found = true;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+static double rss_gb(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = 0;
+        fclose(f);
+    }
+    return (double)res * (double)sysconf(_SC_PAGESIZE) / 1e9;
+}
+
+/* ---- the run's state ---- */
+typedef struct run {
+    ot_train_opts o;
+    ot_hyp hyp;
+    char save_dir[1024], wdir[1100];
+    ot_data_cfg cfg;
+    int nc;
+    char **names;
+    ot_dataset *train_ds, *val_ds;
+    ot_loader *train_ld, *val_ld;
+    ot_graph *g;              /* training graph */
+    json_t *source;           /* the model trained from (for export) */
+    ot_autograd *ag;          /* full batches */
+    ot_autograd *alt;         /* another batch shape (short last batch, rect), sharing ag's variables */
+    ot_shape alt_shape;
+    ot_yolo_loss *loss;
+    ot_yolo_loss_cfg lcfg;
+    ot_optimizer *opt;
+    ot_ema *ema;
+    ot_schedule sch;
+    ot_detector *det;
+    int start_epoch, best_epoch;
+    double best_fitness;
+    long last_opt_step;
+    FILE *loss_log;
+    bool tty;
+    char *own[2];             /* option strings read from a checkpoint */
+} run;
+
+static void run_free(run *r) {
+    ot_detector_destroy(r->det);
+    ot_ema_destroy(r->ema);
+    ot_optimizer_destroy(r->opt);
+    ot_yolo_loss_destroy(r->loss);
+    ot_autograd_destroy(r->alt);
+    ot_autograd_destroy(r->ag);
+    ot_graph_destroy(r->g);
+    ot_loader_destroy(r->train_ld);
+    ot_loader_destroy(r->val_ld);
+    ot_dataset_destroy(r->train_ds);
+    ot_dataset_destroy(r->val_ds);
+    if (r->names) {
+        for (int i = 0; i < r->nc; i++) free(r->names[i]);
+        free(r->names);
+    }
+    ot_data_cfg_free(&r->cfg);
+    json_decref(r->source);
+    if (r->loss_log) fclose(r->loss_log);
+    free(r->own[0]);
+    free(r->own[1]);
+}
+
+/* ---- arguments <-> JSON (the checkpoint keeps them for --resume) ---- */
+static json_t *args_json(const run *r) {
+    const ot_train_opts *o = &r->o;
+    json_t *j = json_object(), *h = json_object();
+    json_object_set_new(j, "model", json_string(o->model));
+    json_object_set_new(j, "data", json_string(o->data));
+    json_object_set_new(j, "epochs", json_integer(o->epochs));
+    json_object_set_new(j, "batch_size", json_integer(o->batch));
+    json_object_set_new(j, "imgsz", json_integer(o->img));
+    json_object_set_new(j, "workers", json_integer(o->workers));
+    json_object_set_new(j, "seed", json_integer((json_int_t)o->seed));
+    json_object_set_new(j, "patience", json_integer(o->patience));
+    json_object_set_new(j, "freeze", json_integer(o->freeze));
+    json_object_set_new(j, "save_dir", json_string(r->save_dir));
+    json_object_set_new(j, "cache_ram", json_boolean(o->cache_ram));
+    json_object_set_new(j, "noval", json_boolean(o->noval));
+    json_object_set_new(j, "nosave", json_boolean(o->nosave));
+    json_object_set_new(j, "cos_lr", json_boolean(o->cos_lr));
+    json_object_set_new(j, "rect", json_boolean(o->rect));
+    json_object_set_new(j, "single_cls", json_boolean(o->single_cls));
+    json_object_set_new(j, "noplots", json_boolean(o->noplots));
+    json_object_set_new(j, "optimizer", json_string(ot_opt_name(o->optimizer)));
+    for (int i = 0; i < ot_hyp_count(); i++) json_object_set_new(h, ot_hyp_name(i), json_real(ot_hyp_get(&r->hyp, i)));
+    json_object_set_new(j, "hyp", h);
+    return j;
+}
+
+
+static ot_status args_from_json(run *r, const json_t *j, ot_error *err) {
+    ot_train_opts *o = &r->o;
+    if (!json_is_object(j)) return ot_fail(err, OT_ERR_PARSE, "checkpoint has no run arguments");
+    o->model = r->own[0] = ot_strdup(json_string_value(json_object_get(j, "model")) ? json_string_value(json_object_get(j, "model")) : "");
+    o->data = r->own[1] = json_string_value(json_object_get(j, "data")) ? ot_strdup(json_string_value(json_object_get(j, "data"))) : NULL;
+    o->epochs = (int)json_integer_value(json_object_get(j, "epochs"));
+    o->batch = (int)json_integer_value(json_object_get(j, "batch_size"));
+    o->img = (int)json_integer_value(json_object_get(j, "imgsz"));
+    o->seed = (uint64_t)json_integer_value(json_object_get(j, "seed"));
+    o->patience = (int)json_integer_value(json_object_get(j, "patience"));
+    o->freeze = (int)json_integer_value(json_object_get(j, "freeze"));
+    o->cache_ram = json_is_true(json_object_get(j, "cache_ram"));
+    o->noval = json_is_true(json_object_get(j, "noval"));
+    o->nosave = json_is_true(json_object_get(j, "nosave"));
+    o->cos_lr = json_is_true(json_object_get(j, "cos_lr"));
+    o->rect = json_is_true(json_object_get(j, "rect"));
+    o->single_cls = json_is_true(json_object_get(j, "single_cls"));
+    o->noplots = json_is_true(json_object_get(j, "noplots"));
+    const char *opt = json_string_value(json_object_get(j, "optimizer"));
+    o->optimizer = opt && strcmp(opt, "Adam") == 0 ? OT_OPT_ADAM : opt && strcmp(opt, "AdamW") == 0 ? OT_OPT_ADAMW : OT_OPT_SGD;
+    const char *sd = json_string_value(json_object_get(j, "save_dir"));
+    if (!o->data || !sd || o->epochs < 1 || o->batch < 1 || o->img < 32)
+        return ot_fail(err, OT_ERR_PARSE, "checkpoint run arguments are incomplete");
+    snprintf(r->save_dir, sizeof r->save_dir, "%s", sd);
+    json_t *h = json_object_get(j, "hyp");
+    ot_hyp_default(&r->hyp);
+    for (int i = 0; i < ot_hyp_count(); i++) {
+        json_t *v = json_object_get(h, ot_hyp_name(i));
+        if (json_is_number(v)) ot_hyp_set(&r->hyp, i, json_number_value(v));
+    }
+    return OT_OK;
+}
+
+/* ---- model ---- */
+static ot_status reset_head(run *r, ot_error *err) {
+    ot_graph *g = r->g;
+    ot_yolo_head *h = &g->head;
+    int no = r->nc + 5;
+    uint64_t s = r->o.seed * 0x9E3779B97F4A7C15ull + 12345;
+    for (int l = 0; l < h->nl; l++) {
+        int out = g->outputs[l];
+        int pn = g->values[out].producer;
+        if (pn < 0 || strcmp(g->nodes[pn].op_type, "Conv") != 0 || g->nodes[pn].n_in < 3)
+            return ot_fail(err, OT_ERR_UNSUPPORTED, "--reset-head: head layer %d is not a Conv with a bias", l);
+        ot_node *n = &g->nodes[pn];
+        ot_value *wv = &g->values[n->in[1]], *bv = &g->values[n->in[2]];
+        int64_t cin = wv->init.shape.d[1], m = (int64_t)h->na * no;
+        float *w = malloc(sizeof(float) * (size_t)(m * cin)), *b = malloc(sizeof(float) * (size_t)m);
+        if (!w || !b) { free(w); free(b); return ot_fail(err, OT_ERR_NOMEM, "out of memory"); }
+        double bound = 1.0 / sqrt((double)cin);
+        for (int64_t i = 0; i < m * cin + m; i++) {
+            s ^= s >> 12; s ^= s << 25; s ^= s >> 27; /* xorshift64* */
+            double u = (double)((s * 2685821657736338717ull) >> 11) * (1.0 / 9007199254740992.0);
+            float v = (float)((2 * u - 1) * bound);
+            if (i < m * cin) w[i] = v; else b[i - m * cin] = v;
+        }
+        /* Detect._initialize_biases */
+        double st = (double)h->stride[l];
+        for (int a = 0; a < h->na; a++) {
+            b[a * no + 4] += (float)log(8.0 / ((640.0 / st) * (640.0 / st)));
+            for (int c = 0; c < r->nc; c++) b[a * no + 5 + c] += (float)log(0.6 / ((double)r->nc - 0.99));
+        }
+        ot_const_free(&wv->init);
+        ot_const_free(&bv->init);
+        wv->init = (ot_const){OT_F32, {4, {m, cin, 1, 1}}, w, sizeof(float) * (size_t)(m * cin)};
+        wv->shape = wv->init.shape;
+        bv->init = (ot_const){OT_F32, {1, {m}}, b, sizeof(float) * (size_t)m};
+        bv->shape = bv->init.shape;
+        g->values[out].shape.rank = -1;
+    }
+    h->nc = r->nc;
+    return OT_OK;
+}
+
+static ot_status load_model(run *r, const ot_ckpt *resume, ot_error *err) {
+    const ot_train_opts *o = &r->o;
+    if (resume) {
+        OT_TRY(ot_ckpt_graph(resume, &r->g, err));
+        r->source = json_incref(json_object_get(resume->header, "source"));
+        return OT_OK;
+    }
+    size_t ml = strlen(o->model);
+    if (ml > 5 && strcmp(o->model + ml - 5, ".ckpt") == 0) { /* fine-tune from a checkpoint's EMA weights */
+        ot_ckpt *c;
+        OT_TRY(ot_ckpt_load(o->model, &c, err));
+        ot_status st = ot_ckpt_graph(c, &r->g, err);
+        if (!st) st = ot_ckpt_apply_ema(c, r->g, err);
+        if (!st) r->source = json_incref(json_object_get(c->header, "source"));
+        ot_ckpt_free(c);
+        if (st) return st;
+    } else {
+        ot_model *m = NULL;
+        if (ot_builtin_known(o->model)) {
+            uint8_t *buf;
+            size_t len;
+            OT_TRY(ot_builtin_onnx(o->model, r->nc, o->img, o->seed, (const char *const *)r->names, &buf, &len, err));
+            ot_status st = ot_model_load_buffer(buf, len, ".", o->model, &m, err);
+            free(buf);
+            if (st) return st;
+        } else {
+            OT_TRY(ot_model_load(o->model, &m, err));
+        }
+        if (!m->head.found) {
+            ot_model_destroy(m);
+            return ot_fail(err, OT_ERR_INVALID, "%s: no YOLOv5 Detect head found (see onnx-train info)", o->model);
+        }
+        r->source = ot_source_json(m, o->img);
+        ot_prepare_opts po = {.no_bn = o->no_bn};
+        ot_status st = ot_prepare_training_graph(m, &po, &r->g, err);
+        ot_model_destroy(m);
+        if (st) return st;
+    }
+    if (r->g->head.nc != r->nc) {
+        if (!o->reset_head)
+            return ot_fail(err, OT_ERR_INVALID,
+                           "%s has %d classes but %s has %d; train on matching data, or add --reset-head to start new "
+                           "detection layers for %d classes",
+                           o->model, r->g->head.nc, o->data, r->nc, r->nc);
+        OT_TRY(reset_head(r, err));
+    }
+    return OT_OK;
+}
+
+/* ---- one batch ---- */
+static ot_status get_autograd(run *r, const ot_batch *b, ot_autograd **out, ot_error *err) {
+    ot_shape s = {4, {b->n, 3, b->h, b->w}};
+    if (ot_shape_eq(&r->ag->p->shape[r->g->inputs[0]], &s)) { *out = r->ag; return OT_OK; }
+    if (!r->alt || !ot_shape_eq(&r->alt_shape, &s)) {
+        ot_autograd_destroy(r->alt);
+        r->alt = NULL;
+        OT_TRY(ot_autograd_create(r->g, &s, r->ag->kind, false, &r->alt, err));
+        OT_TRY(ot_autograd_share_vars(r->alt, r->ag, err));
+        r->alt_shape = s;
+    }
+    *out = r->alt;
+    return OT_OK;
+}
+
+static ot_status train_batch(run *r, const ot_batch *b, ot_loss_items *it, ot_error *err) {
+    ot_autograd *ag;
+    OT_TRY(get_autograd(r, b, &ag, err));
+    const float *in = b->images;
+    OT_TRY(ot_autograd_forward(ag, &in, err));
+    const float *outs[OT_MAX_HEADS];
+    float *douts[OT_MAX_HEADS];
+    ot_shape shapes[OT_MAX_HEADS];
+    for (int l = 0; l < r->g->n_outputs; l++) {
+        outs[l] = ag->p->data[r->g->outputs[l]];
+        shapes[l] = ag->p->shape[r->g->outputs[l]];
+        douts[l] = ot_autograd_output_grad(ag, l);
+    }
+    OT_TRY(ot_yolo_loss_compute(r->loss, &r->lcfg, outs, shapes, b->targets, (int)b->n_targets, douts, it, err));
+    return ot_autograd_backward(ag, err);
+}
+
+/* ---- validation of the EMA weights ---- */
+typedef struct val_ctx {
+    run *r;
+    ot_confusion *cm;
+    int pictures;             /* batches to draw */
+    float *rows;              /* prediction rows for the batch being drawn */
+    int64_t nrows, cap;
+    int64_t batch;
+} val_ctx;
+
+static ot_status on_val_image(void *ctx, const ot_batch *b, int i, const ot_det *dets, int nd, const float *labels, int nl,
+                              ot_error *err) {
+    val_ctx *v = ctx;
+    if (v->cm) {
+        float *dd = malloc(sizeof(float) * 6 * (size_t)(nd ? nd : 1));
+        if (!dd) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
+        for (int k = 0; k < nd; k++) {
+            float *q = dd + 6 * k;
+            q[0] = dets[k].x1; q[1] = dets[k].y1; q[2] = dets[k].x2; q[3] = dets[k].y2; q[4] = dets[k].conf; q[5] = (float)dets[k].cls;
+        }
+        ot_confusion_process_batch(v->cm, dd, nd, labels, nl);
+        free(dd);
+    }
+    if (b->index >= v->pictures) return OT_OK;
+    if (i == 0) { v->nrows = 0; v->batch = b->index; }
+    /* predictions above 0.25 back on the letterboxed batch image (plot_images' conf threshold) */
+    const ot_sample_shape *s = &b->shapes[i];
+    double gain = (double)s->h / s->h0;
+    for (int k = 0; k < nd; k++) {
+        if (dets[k].conf <= 0.25f) continue;
+        if (v->nrows == v->cap) {
+            int64_t nc = v->cap ? 2 * v->cap : 256;
+            float *q = realloc(v->rows, sizeof(float) * 6 * (size_t)nc);
+            if (!q) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
+            v->rows = q;
+            v->cap = nc;
+        }
+        double x1 = dets[k].x1 * gain + s->dw, x2 = dets[k].x2 * gain + s->dw;
+        double y1 = dets[k].y1 * gain + s->dh, y2 = dets[k].y2 * gain + s->dh;
+        float *q = v->rows + 6 * v->nrows++;
+        q[0] = (float)i; q[1] = (float)dets[k].cls;
+        q[2] = (float)((x1 + x2) / 2 / b->w); q[3] = (float)((y1 + y2) / 2 / b->h);
+        q[4] = (float)((x2 - x1) / b->w); q[5] = (float)((y2 - y1) / b->h);
+    }
+    if (i == b->n - 1) {
+        char p[1300];
+        snprintf(p, sizeof p, "%s/val_batch%lld_labels.jpg", v->r->save_dir, (long long)b->index);
+        OT_TRY(ot_draw_batch(b->images, b->n, b->h, b->w, b->targets, b->n_targets, v->r->names, v->r->nc, 1920, p, err));
+        snprintf(p, sizeof p, "%s/val_batch%lld_pred.jpg", v->r->save_dir, (long long)b->index);
+        OT_TRY(ot_draw_batch(b->images, b->n, b->h, b->w, v->rows, v->nrows, v->r->names, v->r->nc, 1920, p, err));
+    }
+    return OT_OK;
+}
+
+static ot_status validate_ema(run *r, bool plots, double iou, ot_val_out *out, ot_error *err) {
+    if (!r->det) {
+        unsigned char *var = malloc((size_t)r->g->n_values);
+        if (!var) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
+        for (int v = 0; v < r->g->n_values; v++) var[v] = r->ag->kind[v] != OT_VAR_CONST;
+        ot_status st = ot_detector_create(r->g, &r->g->head, var, &r->det, err);
+        free(var);
+        if (st) return st;
+        for (int i = 0; i < r->ag->n_vars; i++) ot_detector_set_var(r->det, r->ag->var_vid[i], r->ema->slab + r->ag->var_off[i]);
+    }
+    ot_val_cfg c;
+    ot_val_cfg_default(&c);
+    c.nms.iou_thres = iou;
+    c.loss_cfg = &r->lcfg;
+    c.progress = !r->o.quiet;
+    val_ctx v = {.r = r, .pictures = plots ? 3 : 0};
+    ot_confusion cm;
+    bool have_cm = false;
+    if (plots) {
+        OT_TRY(ot_confusion_init(&cm, r->nc, err));
+        have_cm = true;
+        v.cm = &cm;
+    }
+    c.on_image = on_val_image;
+    c.ctx = &v;
+    ot_status st = ot_validate(r->det, r->val_ld, &c, out, err);
+    if (!st && plots) {
+        char p[1300];
+        snprintf(p, sizeof p, "%s/confusion_matrix.png", r->save_dir);
+        st = ot_plot_confusion(&cm, r->names, p, err);
+        ot_pr_curves pc;
+        if (!st && !(st = ot_pr_curves_compute(&out->stats, &pc, err))) {
+            snprintf(p, sizeof p, "%s/PR_curve.png", r->save_dir);
+            st = ot_plot_pr_curve(&pc, r->names, p, err);
+            static const char *cn[3] = {"F1_curve.png", "P_curve.png", "R_curve.png"};
+            for (int k = 0; k < 3 && !st; k++) {
+                snprintf(p, sizeof p, "%s/%s", r->save_dir, cn[k]);
+                st = ot_plot_mc_curve(&pc, r->names, (ot_curve_kind)k, p, err);
+            }
+            ot_pr_curves_free(&pc);
+        }
+    }
+    if (have_cm) ot_confusion_free(&cm);
+    free(v.rows);
+    return st;
+}
+
+/* ---- checkpoints ---- */
+static ot_status save_ckpt(run *r, const char *path, int epoch, double fitness, bool pending_grads, ot_error *err) {
+    json_t *h = json_object();
+    json_object_set_new(h, "epoch", json_integer(epoch));
+    json_object_set_new(h, "best_fitness", json_real(r->best_fitness));
+    json_object_set_new(h, "best_epoch", json_integer(r->best_epoch));
+    json_object_set_new(h, "fitness", json_real(fitness));
+    json_object_set_new(h, "last_opt_step", json_integer(r->last_opt_step));
+    json_object_set_new(h, "args", args_json(r));
+    json_object_set_new(h, "source", json_incref(r->source));
+    json_t *nm = json_array();
+    for (int i = 0; i < r->nc; i++) json_array_append_new(nm, json_string(r->names[i]));
+    json_object_set_new(h, "names", nm);
+    json_object_set_new(h, "date", json_integer((json_int_t)time(NULL)));
+    const char *kill = getenv("ONNXT_TEST_KILL_IN_CKPT"); /* tests: die in the middle of writing this checkpoint */
+    if (kill && atoi(kill) == epoch && strstr(path, "last")) {
+        char tmp[1400];
+        snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+        FILE *f = fopen(tmp, "wb");
+        if (f) { fputs("OTCKPT01 partial", f); fflush(f); }
+        raise(SIGKILL);
+    }
+    ot_status st = ot_ckpt_save(path, h, r->g, &r->g->head, r->ag, r->ema, r->opt, pending_grads, err);
+    json_decref(h);
+    return st;
+}
+
+/* ---- output ---- */
+static const char *csv_keys[] = {"train/box_loss", "train/obj_loss", "train/cls_loss", "metrics/precision", "metrics/recall",
+                                 "metrics/mAP_0.5", "metrics/mAP_0.5:0.95", "val/box_loss", "val/obj_loss", "val/cls_loss",
+                                 "x/lr0", "x/lr1", "x/lr2"};
+#define NCSV 13
+
+static ot_status csv_row(run *r, int epoch, const double *v, ot_error *err) {
+    char p[1300];
+    snprintf(p, sizeof p, "%s/results.csv", r->save_dir);
+    bool fresh = !exists(p);
+    FILE *f = fopen(p, "a");
+    if (!f) return ot_fail(err, OT_ERR_IO, "%s: cannot write (%s)", p, strerror(errno));
+    if (fresh) {
+        fprintf(f, "%20s", "epoch");
+        for (int k = 0; k < NCSV; k++) fprintf(f, ",%20s", csv_keys[k]);
+        fputc('\n', f);
+    }
+    fprintf(f, "%20d", epoch);
+    for (int k = 0; k < NCSV; k++) fprintf(f, ",%20.5g", v[k]);
+    fputc('\n', f);
+    bool bad = ferror(f);
+    if (fclose(f) != 0 || bad) return ot_fail(err, OT_ERR_IO, "%s: write failed", p);
+    return OT_OK;
+}
+
+/* On resume: keep the header and the rows of epochs up to `last` (rows of an epoch that was interrupted go). */
+static void csv_truncate(run *r, int last) {
+    char p[1300], tmp[1400];
+    snprintf(p, sizeof p, "%s/results.csv", r->save_dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", p);
+    FILE *f = fopen(p, "r"), *g = f ? fopen(tmp, "w") : NULL;
+    if (!f || !g) { if (f) fclose(f); return; }
+    char line[4096];
+    bool first = true;
+    while (fgets(line, sizeof line, f)) {
+        if (first || atoi(line) <= last) fputs(line, g);
+        first = false;
+    }
+    fclose(f);
+    if (fclose(g) == 0) rename(tmp, p);
+}
+
+static void fmt_time(double s, char *b, size_t n) {
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(b, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(b, n, "%02ld:%02ld", t / 60, t % 60);
+}
+
+static void progress(run *r, int epoch, int64_t i, int64_t nb, const double *mloss, int64_t inst, int size, double t0, bool last) {
+    if (r->o.quiet) return;
+    char head[200];
+    char ep[32], mem[32];
+    snprintf(ep, sizeof ep, "%d/%d", epoch, r->o.epochs - 1);
+    snprintf(mem, sizeof mem, "%.3gG", rss_gb());
+    snprintf(head, sizeof head, "%11s%11s%11.4g%11.4g%11.4g%11lld%11d", ep, mem, mloss[0], mloss[1], mloss[2], (long long)inst, size);
+    double el = now_s() - t0, rate = el > 0 ? (double)(i + 1) / el : 0;
+    double eta = rate > 0 ? (double)(nb - i - 1) / rate : 0;
+    char e1[32], e2[32], sp[32];
+    fmt_time(el, e1, sizeof e1);
+    fmt_time(eta, e2, sizeof e2);
+    if (rate >= 1) snprintf(sp, sizeof sp, "%.2fit/s", rate);
+    else snprintf(sp, sizeof sp, "%.2fs/it", rate > 0 ? 1 / rate : 0);
+    int pct = (int)(100 * (i + 1) / nb);
+    if (r->tty) {
+        char bar[64] = {0};
+        int w = 10, full = (int)((i + 1) * w / nb);
+        int p = 0;
+        for (int k = 0; k < w; k++) p += snprintf(bar + p, sizeof bar - (size_t)p, "%s", k < full ? "\u2588" : " ");
+        printf("\r%s: %3d%%|%s| %lld/%lld [%s<%s, %s]", head, pct, bar, (long long)(i + 1), (long long)nb, e1, e2, sp);
+        if (last) putchar('\n');
+        fflush(stdout);
+    } else {
+        int64_t every = nb / 10 > 0 ? nb / 10 : 1;
+        if (last || (i + 1) % every == 0) {
+            printf("%s: %3d%% %lld/%lld [%s<%s, %s]\n", head, pct, (long long)(i + 1), (long long)nb, e1, e2, sp);
+            fflush(stdout);
+        }
+    }
+}
+
+static bool is_coco(const ot_data_cfg *cfg) {
+    if (cfg->n_split[OT_SPLIT_VAL] != 1) return false;
+    const char *v = cfg->split[OT_SPLIT_VAL][0];
+    size_t n = strlen(v), k = strlen("coco/val2017.txt");
+    return n >= k && strcmp(v + n - k, "coco/val2017.txt") == 0;
+}
+
+/* ---- the run ---- */
+ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *err) {
+    run R;
+    memset(&R, 0, sizeof R);
+    run *r = &R;
+    r->o = *opts;
+    memset(res, 0, sizeof *res);
+    ot_ckpt *ck = NULL;
+    ot_status st = OT_OK;
+    r->tty = isatty(1);
+    if (strcmp(r->o.device, "cpu") != 0) return ot_fail(err, OT_ERR_UNSUPPORTED, "--device %s: this build trains on the CPU only (--device cpu)", r->o.device);
+    /* resume: the checkpoint's arguments */
+    if (r->o.resume) {
+        char path[4096];
+        if (!*r->o.resume) {
+            if (!latest_ckpt(r->o.project, path, sizeof path))
+                return ot_fail(err, OT_ERR_IO, "--resume: no %s/*/weights/last.ckpt to resume from", r->o.project);
+        } else snprintf(path, sizeof path, "%s", r->o.resume);
+        OT_TRY(ot_ckpt_load(path, &ck, err));
+        int workers = r->o.workers;
+        bool quiet = r->o.quiet;
+        if ((st = args_from_json(r, json_object_get(ck->header, "args"), err))) goto done;
+        r->o.workers = workers;
+        r->o.quiet = quiet;
+        r->start_epoch = (int)json_integer_value(json_object_get(ck->header, "epoch")) + 1;
+        r->best_fitness = json_number_value(json_object_get(ck->header, "best_fitness"));
+        r->best_epoch = (int)json_integer_value(json_object_get(ck->header, "best_epoch"));
+        r->last_opt_step = (long)json_integer_value(json_object_get(ck->header, "last_opt_step"));
+        if (r->start_epoch >= r->o.epochs) {
+            st = ot_fail(err, OT_ERR_INVALID, "%s: training to %d epochs is finished, nothing to resume", path, r->o.epochs);
+            goto done;
+        }
+        if (!r->o.quiet) printf("Resuming training from %s from epoch %d to %d total epochs\n", path, r->start_epoch, r->o.epochs);
+    } else {
+        ot_hyp_default(&r->hyp);
+        if (r->o.hyp_path && (st = ot_hyp_load(r->o.hyp_path, &r->hyp, err))) goto done;
+        if (r->o.label_smoothing >= 0) r->hyp.label_smoothing = r->o.label_smoothing;
+        increment_path(r->o.project, r->o.name, r->o.exist_ok, r->save_dir, sizeof r->save_dir);
+        r->last_opt_step = -1;
+    }
+    const char *loss_log = getenv("ONNXT_LOSS_LOG"); /* per-batch losses, %.9g (resume tests) */
+    if (loss_log && !(r->loss_log = fopen(loss_log, "a"))) { st = ot_fail(err, OT_ERR_IO, "%s: cannot write", loss_log); goto done; }
+    if (!r->o.quiet) {
+        printf("hyperparameters: ");
+        for (int i = 0; i < ot_hyp_count(); i++) printf("%s%s=%g", i ? ", " : "", ot_hyp_name(i), ot_hyp_get(&r->hyp, i));
+        printf("\n");
+    }
+
+    /* data */
+    if ((st = ot_data_cfg_load(r->o.data, &r->cfg, err))) goto done;
+    r->nc = r->o.single_cls ? 1 : r->cfg.nc;
+    r->names = calloc((size_t)r->nc, sizeof *r->names);
+    if (!r->names) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory"); goto done; }
+    for (int i = 0; i < r->nc; i++) r->names[i] = ot_strdup(r->o.single_cls ? "item" : r->cfg.names[i]);
+    int threads = r->o.workers > 0 ? r->o.workers : 1;
+    if ((st = ot_dataset_open_split(&r->cfg, OT_SPLIT_TRAIN, threads, r->o.quiet, &r->train_ds, err))) goto done;
+    if ((st = ot_dataset_open_split(&r->cfg, OT_SPLIT_VAL, threads, r->o.quiet, &r->val_ds, err))) goto done;
+    if (r->o.single_cls)
+        for (ot_dataset *d = r->train_ds; d; d = d == r->train_ds ? r->val_ds : NULL) {
+            for (int64_t i = 0; i < d->n; i++)
+                for (int k = 0; k < d->n_labels[i]; k++) d->labels[i][5 * k] = 0;
+            d->nc = 1;
+        }
+
+    /* model */
+    if ((st = load_model(r, ck, err))) goto done;
+    snprintf(r->wdir, sizeof r->wdir, "%s/weights", r->save_dir); /* created once data and model are good */
+    if (mkdirs(r->wdir) != 0) { st = ot_fail(err, OT_ERR_IO, "%s: cannot create (%s)", r->wdir, strerror(errno)); goto done; }
+    ot_yolo_head *head = &r->g->head;
+    int gs = 32;
+    for (int l = 0; l < head->nl; l++) if (head->stride[l] > gs) gs = (int)head->stride[l];
+    if (r->o.img % gs) {
+        int ni = (r->o.img + gs - 1) / gs * gs;
+        ot_warn("--img %d must be a multiple of max stride %d, updating to %d", r->o.img, gs, ni);
+        r->o.img = ni;
+    }
+    if (!ck && !r->o.noautoanchor) {
+        float anchors[OT_MAX_HEADS * 16 * 2];
+        for (int l = 0; l < head->nl; l++)
+            for (int a = 0; a < head->na; a++) {
+                anchors[(l * head->na + a) * 2] = head->anchors[l][a][0];
+                anchors[(l * head->na + a) * 2 + 1] = head->anchors[l][a][1];
+            }
+        bool changed = false;
+        ot_anchor_fit before, after;
+        if ((st = ot_autoanchor(r->train_ds, r->o.img, anchors, head->nl, head->na, r->hyp.anchor_t, r->o.seed,
+                                r->o.quiet ? NULL : stdout, &changed, &before, &after, err)))
+            goto done;
+        if (changed)
+            for (int l = 0; l < head->nl; l++)
+                for (int a = 0; a < head->na; a++) {
+                    head->anchors[l][a][0] = anchors[(l * head->na + a) * 2];
+                    head->anchors[l][a][1] = anchors[(l * head->na + a) * 2 + 1];
+                }
+    }
+    ot_shape in = {4, {r->o.batch, 3, r->o.img, r->o.img}};
+    if ((st = ot_autograd_create(r->g, &in, NULL, false, &r->ag, err))) goto done;
+    if (!(r->loss = ot_yolo_loss_create())) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory"); goto done; }
+    ot_yolo_loss_cfg_init(&r->lcfg, head, &r->hyp, r->o.img);
+
+    /* loaders */
+    ot_loader_cfg lc;
+    ot_loader_cfg_train(&lc);
+    lc.img_size = r->o.img;
+    lc.batch_size = r->o.batch;
+    lc.workers = r->o.workers;
+    lc.seed = r->o.seed;
+    lc.stride = gs;
+    lc.cache_ram = r->o.cache_ram;
+    lc.hyp = r->hyp;
+    if (r->o.rect) { lc.rect = true; lc.shuffle = false; lc.pad = 0.0; }
+    if ((st = ot_loader_create(r->train_ds, &lc, &r->train_ld, err))) goto done;
+    ot_loader_cfg vc;
+    ot_loader_cfg_val(&vc);
+    vc.img_size = r->o.img;
+    vc.batch_size = r->o.batch * 2;
+    vc.workers = r->o.workers;
+    vc.seed = r->o.seed;
+    vc.stride = gs;
+    vc.cache_ram = r->o.cache_ram;
+    vc.hyp = r->hyp;
+    if ((st = ot_loader_create(r->val_ds, &vc, &r->val_ld, err))) goto done;
+
+    /* optimizer, schedule, EMA */
+    int64_t nb = ot_loader_num_batches(r->train_ld);
+    ot_schedule_init(&r->sch, &r->hyp, r->o.epochs, (int)nb, r->o.batch, r->o.cos_lr);
+    double wd = ot_schedule_weight_decay(&r->sch, &r->hyp);
+    if ((st = ot_optimizer_create(r->ag, r->o.optimizer, r->hyp.lr0, r->hyp.momentum, wd, &r->opt, err))) goto done;
+    unsigned char *frozen = calloc((size_t)r->ag->n_vars + 1, 1);
+    if (!frozen) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory"); goto done; }
+    for (int i = 0; i < r->ag->n_vars && r->o.freeze > 0; i++) {
+        const char *nm = r->g->values[r->ag->var_vid[i]].name;
+        int layer;
+        if (sscanf(nm, "model.%d.", &layer) == 1 && layer < r->o.freeze) {
+            frozen[i] = 1;
+            ot_optimizer_freeze(r->opt, i);
+        }
+    }
+    if ((st = ot_ema_create(r->ag, &r->ema, err))) { free(frozen); goto done; }
+    if (ck) {
+        if ((st = ot_ckpt_restore(ck, r->ag, r->ema, r->opt, err))) { free(frozen); goto done; }
+        csv_truncate(r, r->start_epoch - 1);
+    }
+    if (!r->o.quiet) {
+        printf("optimizer: %s(lr=%g) with parameter groups biases, weights (decay %g), BN weights\n", ot_opt_name(r->o.optimizer),
+               r->hyp.lr0, wd);
+        printf("Image sizes %d train, %d val\nUsing %d dataloader workers\nLogging results to %s\n"
+               "Starting training for %d epochs...\n",
+               r->o.img, r->o.img, r->o.workers, r->save_dir, r->o.epochs);
+    }
+
+    double t_start = now_s();
+    double results[7] = {0}; /* P, R, mAP50, mAP50-95, val box, obj, cls */
+    bool stop = false;
+    int epoch = r->start_epoch;
+    const char *kill_at = getenv("ONNXT_TEST_KILL_AT"); /* tests: "E:I" kills the process before batch I of epoch E */
+    int kill_e = -1, kill_i = -1;
+    if (kill_at && sscanf(kill_at, "%d:%d", &kill_e, &kill_i) != 2) kill_e = -1;
+    for (; epoch < r->o.epochs && !stop; epoch++) {
+        ot_schedule_epoch(&r->sch, r->opt, epoch);
+        if ((st = ot_loader_start(r->train_ld, epoch, err))) break;
+        double mloss[3] = {0, 0, 0};
+        if (!r->o.quiet)
+            printf("\n%11s%11s%11s%11s%11s%11s%11s\n", "Epoch", "RAM", "box_loss", "obj_loss", "cls_loss", "Instances", "Size");
+        double t0 = now_s();
+        for (int64_t i = 0;; i++) {
+            const ot_batch *b;
+            if ((st = ot_loader_next(r->train_ld, &b, err)) || !b) break;
+            if (epoch == kill_e && i == kill_i) raise(SIGKILL);
+            long ni = (long)(i + nb * epoch);
+            int acc = ot_schedule_iteration(&r->sch, r->opt, ni, epoch);
+            ot_loss_items it;
+            if ((st = train_batch(r, b, &it, err))) break;
+            double li[3] = {it.lbox, it.lobj, it.lcls};
+            for (int k = 0; k < 3; k++) mloss[k] = (mloss[k] * (double)i + li[k]) / (double)(i + 1);
+            if (r->loss_log) fprintf(r->loss_log, "%d %lld %.9g %.9g %.9g\n", epoch, (long long)i, li[0], li[1], li[2]);
+            if (!isfinite(it.loss)) {
+                st = ot_fail(err, OT_ERR_INVALID, "epoch %d batch %lld: the loss is not finite (%g); lower lr0 in the hyp file",
+                             epoch, (long long)i, it.loss);
+                break;
+            }
+            if (ni - r->last_opt_step >= acc) {
+                for (int k = 0; k < r->ag->n_vars; k++)
+                    if (frozen[k]) memset(r->ag->grad_slab + r->ag->var_off[k], 0, sizeof(float) * (size_t)ot_numel(&r->ag->p->shape[r->ag->var_vid[k]]));
+                ot_clip_grad_norm(r->ag, 10.0, NULL);
+                ot_optimizer_step(r->opt);
+                ot_autograd_zero_grad(r->ag);
+                ot_ema_update(r->ema, r->ag);
+                r->last_opt_step = ni;
+            }
+            if (ni < 3 && !r->o.noplots && !ck) {
+                char p[1300];
+                snprintf(p, sizeof p, "%s/train_batch%ld.jpg", r->save_dir, ni);
+                if ((st = ot_draw_batch(b->images, b->n, b->h, b->w, b->targets, b->n_targets, r->names, r->nc, 1920, p, err))) break;
+            }
+            progress(r, epoch, i, nb, mloss, b->n_targets, b->w, t0, i == nb - 1);
+        }
+        if (st) break;
+        if (r->loss_log) fflush(r->loss_log);
+        double lr[3] = {r->opt->lr[0], r->opt->lr[1], r->opt->lr[2]};
+        bool final_epoch = epoch + 1 == r->o.epochs;
+        if (!r->o.noval || final_epoch) {
+            ot_val_out vo;
+            if ((st = validate_ema(r, false, is_coco(&r->cfg) ? 0.65 : 0.6, &vo, err))) break;
+            results[0] = vo.ap.mp; results[1] = vo.ap.mr; results[2] = vo.ap.map50; results[3] = vo.ap.map;
+            for (int k = 0; k < 3; k++) results[4 + k] = vo.loss[k];
+            if (!r->o.quiet) ot_val_print_table(stdout, &vo.ap, r->names, 1);
+            ot_val_out_free(&vo);
+        }
+        double fi = 0.1 * results[2] + 0.9 * results[3];
+        /* EarlyStopping */
+        if (fi >= r->best_fitness) r->best_epoch = epoch;
+        stop = r->o.patience > 0 && epoch - r->best_epoch >= r->o.patience;
+        bool best = fi >= r->best_fitness; /* train.py: best_fitness == fi after the update */
+        if (fi > r->best_fitness) r->best_fitness = fi;
+        double row[NCSV] = {mloss[0], mloss[1], mloss[2], results[0], results[1], results[2], results[3],
+                            results[4], results[5], results[6], lr[0], lr[1], lr[2]};
+        if ((st = csv_row(r, epoch, row, err))) break;
+        if (!r->o.nosave || final_epoch || stop) {
+            char p[1300];
+            bool pending = r->last_opt_step != (long)(nb * (epoch + 1) - 1);
+            snprintf(p, sizeof p, "%s/last.ckpt", r->wdir);
+            if ((st = save_ckpt(r, p, epoch, fi, pending, err))) break;
+            if (best) {
+                snprintf(p, sizeof p, "%s/best.ckpt", r->wdir);
+                if ((st = save_ckpt(r, p, epoch, fi, pending, err))) break;
+            }
+        }
+        if (stop && !r->o.quiet)
+            printf("Stopping training early as no improvement observed in last %d epochs. Best results observed at epoch %d, "
+                   "best model saved as best.ckpt.\n",
+                   r->o.patience, r->best_epoch);
+        res->epochs_done = epoch + 1;
+    }
+    free(frozen);
+    if (st) goto done;
+    if (!r->o.quiet) printf("\n%d epochs completed in %.3f hours.\n", epoch - r->start_epoch, (now_s() - t_start) / 3600);
+
+    /* the best checkpoint: validation with plots, export */
+    {
+        char best[1300], onnx[1300];
+        snprintf(best, sizeof best, "%s/best.ckpt", r->wdir);
+        if (!exists(best)) snprintf(best, sizeof best, "%s/last.ckpt", r->wdir);
+        ot_ckpt *bc = NULL;
+        if ((st = ot_ckpt_load(best, &bc, err))) goto done;
+        st = ot_ckpt_restore(bc, r->ag, r->ema, NULL, err);
+        ot_ckpt_free(bc);
+        if (st) goto done;
+        if (!r->o.quiet) printf("\nValidating %s...\n", best);
+        ot_val_out vo;
+        if ((st = validate_ema(r, !r->o.noplots, is_coco(&r->cfg) ? 0.65 : 0.6, &vo, err))) goto done;
+        if (!r->o.quiet) ot_val_print_table(stdout, &vo.ap, r->names, r->nc);
+        res->map50 = vo.ap.map50;
+        res->map = vo.ap.map;
+        ot_val_out_free(&vo);
+        if (!r->o.noplots) {
+            char csv[1300], png[1300];
+            snprintf(csv, sizeof csv, "%s/results.csv", r->save_dir);
+            snprintf(png, sizeof png, "%s/results.png", r->save_dir);
+            if ((st = ot_plot_results(csv, png, err))) goto done;
+        }
+        if ((st = ot_ckpt_load(best, &bc, err))) goto done;
+        snprintf(onnx, sizeof onnx, "%s/best.onnx", r->wdir);
+        ot_export_req er = {0};
+        st = ot_export_checkpoint(bc, &er, onnx, err);
+        ot_ckpt_free(bc);
+        if (st) goto done;
+        if (!r->o.quiet)
+            printf("\nResults saved to %s\n  weights: %s/last.ckpt, %s/best.ckpt\n  exported: %s\n  metrics: %s/results.csv%s\n",
+                   r->save_dir, r->wdir, r->wdir, onnx, r->save_dir, r->o.noplots ? "" : " (results.png, PR_curve.png, confusion_matrix.png)");
+    }
+    res->best_fitness = r->best_fitness;
+    snprintf(res->save_dir, sizeof res->save_dir, "%s", r->save_dir);
+done:
+    ot_ckpt_free(ck);
+    run_free(r);
+    return st;
+}
