@@ -16,7 +16,9 @@
 #include "core/npy.h"
 #include "testutil.h"
 #include "train/checkpoint.h"
+#include "train/builtin.h"
 #include "train/detector.h"
+#include "train/prepare.h"
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -303,6 +305,51 @@ START_TEST(val_predict_and_errors) {
 }
 END_TEST
 
+/* The other flags: rect batches (several shapes, a short last batch), single
+ * class, AdamW, cosine LR, frozen layers (their weights must not move). */
+START_TEST(flags_rect_single_cls_freeze_adamw) {
+    setup();
+    sh("'%s' train --model yolov5n --data '%s' --img 64 --epochs 2 --batch-size 5 --workers 1 --quiet --noplots --exist-ok "
+       "--rect --single-cls --freeze 3 --optimizer AdamW --cos-lr --noautoanchor --project '%s/runs' --name flags",
+       OT_CLI, DATA, W);
+    char p[1300];
+    snprintf(p, sizeof p, "%s/runs/flags/weights/last.ckpt", W);
+    ot_ckpt *c;
+    ot_graph *g;
+    ot_error e;
+    ck_assert_msg(ot_ckpt_load(p, &c, &e) == OT_OK, "%s", e.msg);
+    ck_assert_msg(ot_ckpt_graph(c, &g, &e) == OT_OK, "%s", e.msg);
+    ck_assert_int_eq(g->head.nc, 1);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(c->header, "optimizer"), "kind")), "AdamW");
+    /* the same built-in model before training */
+    uint8_t *buf;
+    size_t len;
+    const char *names[1] = {"item"};
+    ck_assert_msg(ot_builtin_onnx("yolov5n", 1, 64, 0, names, &buf, &len, &e) == OT_OK, "%s", e.msg);
+    ot_model *m;
+    ck_assert_msg(ot_model_load_buffer(buf, len, ".", "yolov5n", &m, &e) == OT_OK, "%s", e.msg);
+    free(buf);
+    ot_graph *t0;
+    ck_assert_msg(ot_prepare_training_graph(m, NULL, &t0, &e) == OT_OK, "%s", e.msg);
+    int moved = 0, frozen = 0;
+    for (int v = 0; v < t0->n_values; v++) {
+        const ot_value *a = &t0->values[v];
+        if (!(a->flags & OT_V_INIT) || strncmp(a->name, "model.", 6) != 0 || strstr(a->name, "running_")) continue;
+        int layer = atoi(a->name + 6), w = ot_graph_find(g, a->name);
+        ck_assert_msg(w >= 0, "%s missing from the checkpoint", a->name);
+        bool same = g->values[w].init.nbytes == a->init.nbytes && memcmp(g->values[w].init.data, a->init.data, a->init.nbytes) == 0;
+        if (layer < 3) { ck_assert_msg(same, "frozen %s changed", a->name); frozen++; }
+        else if (!same) moved++;
+    }
+    ck_assert_int_gt(frozen, 0);
+    ck_assert_int_gt(moved, 10);
+    ot_graph_destroy(t0);
+    ot_model_destroy(m);
+    ot_graph_destroy(g);
+    ot_ckpt_free(c);
+}
+END_TEST
+
 /* One epoch from the real Ultralytics exports on 8 coco128 images, then export. */
 static void shared_case(const char *model, const char *name, const char *form) {
     const char *shd = tu_shared();
@@ -357,6 +404,7 @@ int main(void) {
     tcase_add_test(t, resume_after_kill_in_checkpoint_write);
     tcase_add_test(t, export_every_form_matches_checkpoint);
     tcase_add_test(t, val_predict_and_errors);
+    tcase_add_test(t, flags_rect_single_cls_freeze_adamw);
     tcase_add_test(t, shared_yolov5s_inference_export);
     tcase_add_test(t, shared_yolov5s_bn_export);
     suite_add_tcase(s, t);

@@ -11,14 +11,17 @@
 static void data_usage(FILE *f) {
     fprintf(f, "usage: onnx-train data check --data D.yaml [--split train|val|test|all] [--workers N]\n"
                "       onnx-train data show --data D.yaml --out batch.jpg [--img 640] [--batch-size 16]\n"
-               "                            [--seed 0] [--hyp H.yaml] [--epoch 0] [--val] [--workers N]\n\n"
+               "                            [--seed 0] [--hyp H.yaml] [--epoch 0] [--val] [--workers N]\n"
+               "       onnx-train data synth --out DIR [--train 320] [--val 64] [--img 256] [--nc 3] [--seed 0]\n\n"
                "check: scans a dataset as training would (every image decoded, every label\n"
                "line checked) and prints counts: images, label files, boxes per class,\n"
                "background images (no or empty label file), skipped corrupt images and label\n"
                "files with a bad line, duplicate rows removed. One warning per skipped file.\n"
                "show: writes the first batch of an epoch (training augmentation: mosaic,\n"
                "perspective, HSV, flips; --val: validation letterbox) as a grid of images with\n"
-               "boxes and class names: what the model is fed.\n\n"
+               "boxes and class names: what the model is fed.\n"
+               "synth: writes a synthetic detection dataset (shapes on textured backgrounds,\n"
+               "JPEG images, YOLO labels, data.yaml); see onnx-train data synth --help.\n\n"
                "example:\n  onnx-train data check --data coco128.yaml\n"
                "  onnx-train data show --data coco128.yaml --out batch.jpg --seed 1\n");
 }
@@ -128,7 +131,7 @@ int cmd_data(int argc, char **argv) {
     if (strcmp(argv[1], "check") == 0) return data_check(argc - 1, argv + 1);
     if (strcmp(argv[1], "show") == 0) return data_show(argc - 1, argv + 1);
     if (strcmp(argv[1], "synth") == 0) return cmd_data_synth(argc - 1, argv + 1);
-    return cli_fail("data: unknown subcommand '%s' (check or show; see onnx-train data --help)", argv[1]);
+    return cli_fail("data: unknown subcommand '%s' (check, show or synth; see onnx-train data --help)", argv[1]);
 }
 
 int cmd_coco2yolo(int argc, char **argv) {
