@@ -42,13 +42,13 @@ static void stem_of(const char *path, char *out, size_t cap, bool keep_ext) {
 }
 
 /* detect.py's box_label: a rectangle and a filled label above it. */
-static void box_label(ot_image *im, ot_font *font, const ot_det *d, const char *name, int lw) {
+static void box_label(ot_image *im, ot_font *font, int fs, const ot_det *d, const char *name, int lw) {
     const uint8_t *c = ot_class_color(d->cls);
     ot_draw_rect(im, (int)d->x1, (int)d->y1, (int)d->x2, (int)d->y2, c, lw);
     if (!font) return;
     char label[300];
     snprintf(label, sizeof label, "%s %.2f", name, d->conf);
-    int tw = ot_text_width(font, label), th = lw * 6 + 6;
+    int tw = ot_text_width(font, label), th = fs + 4;
     int x = (int)d->x1, y = (int)d->y1 - th;
     if (y < 0) y = (int)d->y1;
     ot_draw_fill(im, x, y, x + tw + 4, y + th - 1, c);
@@ -105,7 +105,8 @@ int cmd_predict(int argc, char **argv) {
     nms.conf_thres = conf;
     nms.iou_thres = iou;
     nms.max_det = (int)max_det;
-    ot_font *font = ot_font_open(16);
+    ot_font *font = NULL;
+    int font_px = 0;
     int64_t total = 0;
     for (int64_t f = 0; f < nfiles && !rc; f++) {
         ot_image im = {0};
@@ -143,8 +144,16 @@ int cmd_predict(int argc, char **argv) {
         snprintf(path, sizeof path, "%s/%s.txt", ldir, stem);
         FILE *tf = fopen(path, "w");
         if (!tf) { free(dets); ot_image_free(&im); rc = cli_fail("predict: cannot write %s (%s)", path, strerror(errno)); break; }
+        /* Annotator's sizes: line width and font from the image size */
         int lw = (int)lround((im.w + im.h) / 2.0 * 0.003);
         if (lw < 2) lw = 2;
+        int fs = (int)lround((im.w + im.h) / 2.0 * 0.035);
+        if (fs < 12) fs = 12;
+        if (fs != font_px) {
+            ot_font_close(font);
+            font = ot_font_open(fs);
+            font_px = fs;
+        }
         for (int k = nd - 1; k >= 0; k--) { /* detect.py writes and draws in reversed order */
             ot_det *d = &dets[k];
             float gx = (float)lb.ratio;
@@ -154,7 +163,7 @@ int cmd_predict(int argc, char **argv) {
             d->y2 = fminf(fmaxf((d->y2 - (float)lb.dh) / gx, 0), (float)im.h);
             fprintf(tf, "%d %g %g %g %g %g\n", d->cls, (d->x1 + d->x2) / 2 / im.w, (d->y1 + d->y2) / 2 / im.h,
                     (d->x2 - d->x1) / im.w, (d->y2 - d->y1) / im.h, d->conf);
-            box_label(&im, font, d, names[d->cls], lw);
+            box_label(&im, font, fs, d, names[d->cls], lw);
         }
         bool bad = fclose(tf) != 0;
         snprintf(path, sizeof path, "%s/%s", dir, base);

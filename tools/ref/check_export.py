@@ -66,11 +66,11 @@ def main():
         run([a.cli, "export", "--weights", ck, "--out", out, "--form", "inference", "--img", str(a.img)])
         model = onnx.load(out)
         onnx.checker.check_model(model, full_check=True)
-        x = pattern_input((1, 3, a.img, a.img), seed=7)
+        sess = ort_session(out)
+        x = pattern_input(sess.get_inputs()[0].shape, seed=7)  # the export keeps the source's batch
         np.save(os.path.join(work, "x.npy"), x)
         run([a.cli, "forward", ck, "--input", os.path.join(work, "x.npy"), "--out", os.path.join(work, "fo_" + name)])
         ours = np.load(os.path.join(work, "fo_" + name, "output0.npy"))
-        sess = ort_session(out)
         ref = sess.run(None, {sess.get_inputs()[0].name: x})[0]
         err = float(np.max(np.abs(ours - ref) / np.maximum(1.0, np.abs(ref))))
         rows.append((m, ref.shape, err))
