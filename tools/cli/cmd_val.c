@@ -161,7 +161,7 @@ static int val_predictions(const char *yaml, const char *dir, const char *split,
         int nd;
         if ((rc = read_predictions(file, d->nc, d->w0[i], d->h0[i], &dets, &nd))) break;
         if (access(file, F_OK) == 0) files++;
-        qsort(dets, (size_t)nd, sizeof *dets, cmp_conf); /* NMS order: decreasing confidence */
+        if (nd > 1) qsort(dets, (size_t)nd, sizeof *dets, cmp_conf); /* NMS order: decreasing confidence */
         int nl = d->n_labels[i];
         if (nl > lbcap) {
             float *t = realloc(lb, (size_t)nl * 5 * sizeof *lb);
