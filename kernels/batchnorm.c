@@ -78,6 +78,61 @@ static void bn_train_fwd(float *y, float *run_mean, float *run_var, float *saved
     }
 }
 
+/* ---- synchronised BatchNorm (data-parallel ranks, --sync-bn) ---- */
+static void (*g_bn_sum)(double *, int64_t); /* element-wise sum over ranks, in place */
+void ot_bn_set_sync(void (*sum)(double *buf, int64_t n)) { g_bn_sum = sum; }
+
+/* Training plans with statistics over every rank's batch (torch SyncBatchNorm):
+ * the global sum gives the mean, the global sum of squared deviations from it
+ * the biased variance; running statistics as bn_train_fwd. Every rank calls
+ * this for the same nodes in the same order (the same plan). */
+static void bn_train_fwd_sync(float *y, const float *x, const float *scale, const float *bias, const float *mean_in,
+                              const float *var_in, const bn_params *p) {
+    const int64_t C = p->c;
+    double *sum = calloc((size_t)(2 * C + 1), sizeof(double)), *sq = sum ? sum + C + 1 : NULL;
+    if (!sum) abort(); /* 2C+1 doubles; a failure here cannot be reported mid-step on one rank only */
+#pragma omp parallel for if (p->n * C * p->s > 32768)
+    for (int64_t ch = 0; ch < C; ch++) {
+        double t = 0;
+        for (int64_t n = 0; n < p->n; n++) {
+            const float *xs = x + (n * C + ch) * p->s;
+            for (int64_t i = 0; i < p->s; i++) t += xs[i];
+        }
+        sum[ch] = t;
+    }
+    sum[C] = (double)(p->n * p->s);
+    g_bn_sum(sum, C + 1);
+    const double cnt = sum[C];
+#pragma omp parallel for if (p->n * C * p->s > 32768)
+    for (int64_t ch = 0; ch < C; ch++) {
+        double mu = cnt > 0 ? sum[ch] / cnt : 0, t = 0;
+        for (int64_t n = 0; n < p->n; n++) {
+            const float *xs = x + (n * C + ch) * p->s;
+            for (int64_t i = 0; i < p->s; i++) { double d = xs[i] - mu; t += d * d; }
+        }
+        sq[ch] = t;
+    }
+    g_bn_sum(sq, C);
+#pragma omp parallel for if (p->n * C * p->s > 32768)
+    for (int64_t ch = 0; ch < C; ch++) {
+        double mu = cnt > 0 ? sum[ch] / cnt : 0, var = cnt > 0 ? sq[ch] / cnt : 0;
+        double inv = 1.0 / sqrt(var + (double)p->eps);
+        float a = (float)(scale[ch] * inv), b = (float)(bias[ch] - mu * scale[ch] * inv);
+        for (int64_t n = 0; n < p->n; n++) {
+            const float *xs = x + (n * C + ch) * p->s;
+            float *ys = y + (n * C + ch) * p->s;
+            for (int64_t i = 0; i < p->s; i++) ys[i] = xs[i] * a + b;
+        }
+        double m = 1.0 - (double)p->momentum, unbiased = cnt > 1 ? sq[ch] / (cnt - 1) : var;
+        float *rm = (float *)mean_in, *rv = (float *)var_in;
+        rm[ch] = (float)((1.0 - m) * rm[ch] + m * mu);
+        rv[ch] = (float)((1.0 - m) * rv[ch] + m * unbiased);
+        p->mean[ch] = (float)mu;
+        p->invstd[ch] = (float)inv;
+    }
+    free(sum);
+}
+
 /* ---- op table entry ---- */
 static ot_status bn_infer(ot_kctx *c) {
     bn_params *p = c->params;
@@ -123,7 +178,9 @@ static float *opt_out(ot_kctx *c, int i) { return ot_has_out(c, i) ? ot_outf(c, 
 
 static ot_status bn_fwd(ot_kctx *c) {
     const bn_params *p = c->params;
-    if (p->training)
+    if (p->inplace_stats && g_bn_sum)
+        bn_train_fwd_sync(ot_outf(c, 0), ot_inf(c, 0), ot_inf(c, 1), ot_inf(c, 2), ot_inf(c, 3), ot_inf(c, 4), p);
+    else if (p->training)
         bn_train_fwd(ot_outf(c, 0), opt_out(c, 1), opt_out(c, 2), opt_out(c, 3), opt_out(c, 4), ot_inf(c, 0),
                      ot_inf(c, 1), ot_inf(c, 2), ot_inf(c, 3), ot_inf(c, 4), p);
     else
@@ -156,13 +213,52 @@ static void bn_train_bwd(float *dx, float *dscale, float *dbias, const float *dy
     }
 }
 
+/* SyncBatchNorm backward: the input gradient needs the sums of dy and dy * xh
+ * over every rank; the scale and bias gradients stay local (the data-parallel
+ * step sums parameter gradients over ranks). */
+static void bn_train_bwd_sync(float *dx, float *dscale, float *dbias, const float *dy, const float *x, const float *scale,
+                              const bn_params *p) {
+    const int64_t C = p->c;
+    double *s = calloc((size_t)(2 * C + 1), sizeof(double));
+    if (!s) abort();
+#pragma omp parallel for if (p->n * C * p->s > 32768)
+    for (int64_t ch = 0; ch < C; ch++) {
+        const double mu = p->mean[ch], inv = p->invstd[ch];
+        double sdy = 0, sdyxh = 0;
+        for (int64_t n = 0; n < p->n; n++) {
+            const float *xs = x + (n * C + ch) * p->s, *d = dy + (n * C + ch) * p->s;
+            for (int64_t i = 0; i < p->s; i++) { sdy += d[i]; sdyxh += d[i] * ((xs[i] - mu) * inv); }
+        }
+        if (dbias) dbias[ch] += (float)sdy;
+        if (dscale) dscale[ch] += (float)sdyxh;
+        s[ch] = sdy;
+        s[C + ch] = sdyxh;
+    }
+    s[2 * C] = (double)(p->n * p->s);
+    g_bn_sum(s, 2 * C + 1);
+    const double cnt = s[2 * C];
+    if (dx && cnt > 0)
+#pragma omp parallel for if (p->n * C * p->s > 32768)
+        for (int64_t ch = 0; ch < C; ch++) {
+            const double mu = p->mean[ch], inv = p->invstd[ch], sdy = s[ch], sdyxh = s[C + ch];
+            const double k = scale[ch] * inv / cnt;
+            for (int64_t n = 0; n < p->n; n++) {
+                const float *xs = x + (n * C + ch) * p->s, *d = dy + (n * C + ch) * p->s;
+                float *g = dx + (n * C + ch) * p->s;
+                for (int64_t i = 0; i < p->s; i++) g[i] += (float)(k * (cnt * d[i] - sdy - (xs[i] - mu) * inv * sdyxh));
+            }
+        }
+    free(s);
+}
+
 static ot_status bn_bwd(ot_kctx *c) {
     const bn_params *p = c->params;
     const float *dy = ot_gout(c, 0);
     if (!dy) return OT_OK;
     if (!p->inplace_stats)
         return ot_fail(c->err, OT_ERR_UNSUPPORTED, "backward of the inference form is not supported (train with batch statistics)");
-    bn_train_bwd(ot_gin(c, 0), ot_gin(c, 1), ot_gin(c, 2), dy, ot_inf(c, 0), ot_inf(c, 1), p);
+    if (g_bn_sum) bn_train_bwd_sync(ot_gin(c, 0), ot_gin(c, 1), ot_gin(c, 2), dy, ot_inf(c, 0), ot_inf(c, 1), p);
+    else bn_train_bwd(ot_gin(c, 0), ot_gin(c, 1), ot_gin(c, 2), dy, ot_inf(c, 0), ot_inf(c, 1), p);
     return OT_OK;
 }
 

@@ -100,4 +100,9 @@ ot_status ot_const_ints(ot_kctx *c, int i, int64_t *v, int64_t max, int64_t *cou
 /* Normalise an axis in [-rank, rank) to [0, rank). */
 ot_status ot_axis(ot_kctx *c, int64_t axis, int rank, int64_t *out);
 
+/* Synchronised BatchNorm for data-parallel training (kernels/batchnorm.c):
+ * with a sum function set, BatchNormalization in training plans takes its
+ * batch statistics over every rank (NULL: local statistics). */
+void ot_bn_set_sync(void (*sum)(double *buf, int64_t n));
+
 #endif

@@ -17,6 +17,7 @@ pkgs=(
   libpng-dev                              # PNG decode
   libfreetype-dev libfontconfig-dev fonts-dejavu-core  # class names drawn by `data show`
   libcairo2-dev                           # plots: results.png, PR/F1 curves, confusion matrix
+  libopenmpi-dev openmpi-bin              # data-parallel CPU ranks under mpirun
   xz-utils                                # compressed test fixtures
 )
 # Extra tooling for `make fuzz` only.

@@ -39,7 +39,9 @@ struct ot_loader {
     const ot_dataset *d;
     ot_loader_cfg c;
     int64_t n, nb;
-    int64_t *order;          /* (n) dataset index of each epoch position */
+    int64_t ns;              /* samples this rank iterates an epoch (n when world == 1) */
+    int64_t *order;          /* (ns) dataset index of each epoch position */
+    int64_t *perm;           /* (n) the epoch's global order when world > 1 */
     int64_t *rect_order;     /* (n) rect: sorted by aspect ratio */
     int (*batch_hw)[2];      /* (nb) rect: (h, w) of each batch */
     int max_h, max_w;
@@ -426,6 +428,7 @@ void ot_loader_cfg_train(ot_loader_cfg *c) {
     c->shuffle = true;
     c->stride = 32;
     c->cache_mb = 1024;
+    c->world = 1;
     ot_hyp_default(&c->hyp);
 }
 
@@ -488,6 +491,7 @@ void ot_loader_destroy(ot_loader *L) {
         free((void *)L->cache);
     }
     free(L->order);
+    free(L->perm);
     free(L->rect_order);
     free(L->batch_hw);
     free(L);
@@ -507,20 +511,24 @@ ot_status ot_loader_create(const ot_dataset *d, const ot_loader_cfg *c, ot_loade
     if (c->batch_size < 1 || c->batch_size > 4096) return ot_fail(err, OT_ERR_INVALID, "loader: batch size %d must be 1..4096", c->batch_size);
     if (c->workers < 0 || c->workers > 256) return ot_fail(err, OT_ERR_INVALID, "loader: workers %d must be 0..256", c->workers);
     if (d->n < 1) return ot_fail(err, OT_ERR_INVALID, "loader: the dataset is empty");
+    if (c->world < 0 || c->rank < 0 || (c->world > 1 && (c->rank >= c->world || c->rect)) || (c->world <= 1 && c->rank > 0))
+        return ot_fail(err, OT_ERR_INVALID, "loader: rank %d of %d%s", c->rank, c->world, c->rect ? " (rect batches need one rank)" : "");
     ot_loader *L = calloc(1, sizeof *L);
     if (!L) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
     L->d = d;
     L->c = *c;
     L->n = d->n;
-    L->nb = (d->n + c->batch_size - 1) / c->batch_size;
+    L->ns = c->world > 1 ? (d->n + c->world - 1) / c->world : d->n; /* DistributedSampler: padded, then rank::world */
+    L->nb = (L->ns + c->batch_size - 1) / c->batch_size;
     L->K = c->prefetch < 2 ? 2 : c->prefetch;
     pthread_mutex_init(&L->mu, NULL);
     pthread_cond_init(&L->cv_work, NULL);
     pthread_cond_init(&L->cv_done, NULL);
     atomic_init(&L->load_errors, 0);
     atomic_init(&L->cache_left, c->cache_mb > 0 ? (long long)(c->cache_mb < ((int64_t)1 << 30) ? c->cache_mb : ((int64_t)1 << 30)) << 20 : 0);
-    L->order = malloc(sizeof(int64_t) * (size_t)L->n);
-    if (!L->order) goto nomem;
+    L->order = malloc(sizeof(int64_t) * (size_t)(L->n > L->ns ? L->n : L->ns));
+    L->perm = c->world > 1 ? malloc(sizeof(int64_t) * (size_t)L->n) : NULL;
+    if (!L->order || (c->world > 1 && !L->perm)) goto nomem;
     L->max_w = L->max_h = c->img_size;
     if (c->rect) {
         /* Ultralytics: sort by h/w, per batch shape [maxi, 1] or [1, 1/mini] (h, w),
@@ -592,22 +600,25 @@ ot_status ot_loader_start(ot_loader *L, int64_t epoch, ot_error *err) {
     pthread_mutex_lock(&L->mu);
     L->total_jobs = 0; /* stop handing out jobs, then wait for those running */
     while (L->busy) pthread_cond_wait(&L->cv_done, &L->mu);
-    for (int64_t i = 0; i < L->n; i++) L->order[i] = L->rect_order ? L->rect_order[i] : i;
+    int64_t *g = L->perm ? L->perm : L->order; /* the global order */
+    for (int64_t i = 0; i < L->n; i++) g[i] = L->rect_order ? L->rect_order[i] : i;
     if (L->c.shuffle) {
         ot_rng r;
         ot_rng_seed(&r, L->c.seed, (uint64_t)epoch, UINT64_MAX);
         for (int64_t i = L->n - 1; i > 0; i--) {
-            int64_t j = ot_rng_below(&r, i + 1), t = L->order[i];
-            L->order[i] = L->order[j];
-            L->order[j] = t;
+            int64_t j = ot_rng_below(&r, i + 1), t = g[i];
+            g[i] = g[j];
+            g[j] = t;
         }
     }
+    if (L->perm) /* this rank's shard: positions rank, rank + world, ... of the order padded by wrapping */
+        for (int64_t k = 0; k < L->ns; k++) L->order[k] = g[(L->c.rank + k * L->c.world) % L->n];
     for (int k = 0; k < L->K; k++) { L->slots[k].done = 0; L->slots[k].batch = -1; }
     L->epoch = epoch;
     L->next_job = 0;
     L->free_before = 0;
     L->consumed = 0;
-    L->total_jobs = L->n;
+    L->total_jobs = L->ns;
     pthread_cond_broadcast(&L->cv_work);
     pthread_mutex_unlock(&L->mu);
     (void)err;
@@ -626,7 +637,7 @@ ot_status ot_loader_next(ot_loader *L, const ot_batch **out, ot_error *err) {
         pthread_cond_broadcast(&L->cv_work);
     }
     slot *S = &L->slots[b % L->K];
-    int n = (int)((b + 1) * L->c.batch_size <= L->n ? L->c.batch_size : L->n - b * L->c.batch_size);
+    int n = (int)((b + 1) * L->c.batch_size <= L->ns ? L->c.batch_size : L->ns - b * L->c.batch_size);
     if (L->nth == 0) {
         /* no workers: build the batch here */
         while (L->next_job < (b + 1) * L->c.batch_size && L->next_job < L->total_jobs) {
@@ -662,7 +673,7 @@ ot_status ot_loader_next(ot_loader *L, const ot_batch **out, ot_error *err) {
 }
 
 ot_status ot_loader_sample(ot_loader *L, int64_t epoch, int64_t pos, ot_sample_out *o, ot_error *err) {
-    if (pos < 0 || pos >= L->n) return ot_fail(err, OT_ERR_INVALID, "loader: sample %lld out of range", (long long)pos);
+    if (pos < 0 || pos >= L->ns) return ot_fail(err, OT_ERR_INVALID, "loader: sample %lld out of range", (long long)pos);
     /* the caller's scratch; the epoch order must be the epoch's */
     if (L->epoch != epoch) OT_TRY(ot_loader_start(L, epoch, err));
     wctx *W = &L->wc[L->c.workers];

@@ -28,6 +28,9 @@ typedef struct ot_loader_cfg {
     bool cache_ram;   /* keep every decoded, resized image in memory (Ultralytics --cache ram) */
     int64_t cache_mb; /* else keep them up to this many MiB, first loaded first kept (0: none);
                        * default 1024. Cached or not, a sample is the same. */
+    int rank, world;  /* data parallel: this rank iterates positions rank, rank + world, ...
+                       * of each epoch's order padded to a multiple of world (torch
+                       * DistributedSampler); world 0 or 1: the whole dataset */
     ot_hyp hyp;
 } ot_loader_cfg;
 

@@ -1,6 +1,8 @@
 /* trainer.c: the training loop of Ultralytics YOLOv5 v7.0 train.py (train/trainer.h). */
 #include "trainer.h"
+#include "../core/dist.h"
 #include "../export/export_ckpt.h"
+#include "../kernels/ops.h"
 #include "autoanchor.h"
 #include "builtin.h"
 #include "checkpoint.h"
@@ -128,6 +130,7 @@ typedef struct run {
     long last_opt_step;
     FILE *loss_log;
     bool tty;
+    int rank, world;          /* data-parallel ranks (core/dist.h); rank 0 logs, validates and saves */
     char *own[2];             /* option strings read from a checkpoint */
 } run;
 
@@ -175,6 +178,7 @@ static json_t *args_json(const run *r) {
     json_object_set_new(j, "rect", json_boolean(o->rect));
     json_object_set_new(j, "single_cls", json_boolean(o->single_cls));
     json_object_set_new(j, "noplots", json_boolean(o->noplots));
+    json_object_set_new(j, "sync_bn", json_boolean(o->sync_bn));
     json_object_set_new(j, "optimizer", json_string(ot_opt_name(o->optimizer)));
     for (int i = 0; i < ot_hyp_count(); i++) json_object_set_new(h, ot_hyp_name(i), json_real(ot_hyp_get(&r->hyp, i)));
     json_object_set_new(j, "hyp", h);
@@ -200,6 +204,7 @@ static ot_status args_from_json(run *r, const json_t *j, ot_error *err) {
     o->rect = json_is_true(json_object_get(j, "rect"));
     o->single_cls = json_is_true(json_object_get(j, "single_cls"));
     o->noplots = json_is_true(json_object_get(j, "noplots"));
+    o->sync_bn = json_is_true(json_object_get(j, "sync_bn"));
     const char *opt = json_string_value(json_object_get(j, "optimizer"));
     o->optimizer = opt && strcmp(opt, "Adam") == 0 ? OT_OPT_ADAM : opt && strcmp(opt, "AdamW") == 0 ? OT_OPT_ADAMW : OT_OPT_SGD;
     const char *sd = json_string_value(json_object_get(j, "save_dir"));
@@ -562,6 +567,9 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
     ot_ckpt *ck = NULL;
     ot_status st = OT_OK;
     r->tty = isatty(1);
+    r->rank = ot_dist_rank();
+    r->world = ot_dist_world();
+    if (r->rank != 0) r->o.quiet = true;
     if (strcmp(r->o.device, "cpu") != 0) return ot_fail(err, OT_ERR_UNSUPPORTED, "--device %s: this build trains on the CPU only (--device cpu)", r->o.device);
     /* resume: the checkpoint's arguments */
     if (r->o.resume) {
@@ -572,10 +580,11 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
         } else snprintf(path, sizeof path, "%s", r->o.resume);
         OT_TRY(ot_ckpt_load(path, &ck, err));
         int workers = r->o.workers;
-        bool quiet = r->o.quiet;
+        bool quiet = r->o.quiet, sync_bn = r->o.sync_bn;
         if ((st = args_from_json(r, json_object_get(ck->header, "args"), err))) goto done;
         r->o.workers = workers;
         r->o.quiet = quiet;
+        r->o.sync_bn = r->o.sync_bn || sync_bn;
         r->start_epoch = (int)json_integer_value(json_object_get(ck->header, "epoch")) + 1;
         r->best_fitness = json_number_value(json_object_get(ck->header, "best_fitness"));
         r->best_epoch = (int)json_integer_value(json_object_get(ck->header, "best_epoch"));
@@ -600,6 +609,16 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
         printf("\n");
     }
 
+    /* data-parallel: --batch-size is the total, split over the ranks (train.py: batch_size // WORLD_SIZE) */
+    if (r->world > 1 && r->o.batch % r->world) {
+        st = ot_fail(err, OT_ERR_INVALID, "--batch-size %d must be a multiple of the %d ranks", r->o.batch, r->world);
+        goto done;
+    }
+    int bl = r->o.batch / r->world;
+    ot_bn_set_sync(r->world > 1 && r->o.sync_bn ? ot_dist_sum_f64 : NULL);
+    if (r->world > 1 && !r->o.quiet)
+        printf("data parallel: %d ranks, batch %d each%s\n", r->world, bl, r->o.sync_bn ? ", synchronised BatchNorm" : "");
+
     /* data */
     if ((st = ot_data_cfg_load(r->o.data, &r->cfg, err))) goto done;
     r->nc = r->o.single_cls ? 1 : r->cfg.nc;
@@ -619,7 +638,7 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
     /* model */
     if ((st = load_model(r, ck, err))) goto done;
     snprintf(r->wdir, sizeof r->wdir, "%s/weights", r->save_dir); /* created once data and model are good */
-    if (mkdirs(r->wdir) != 0) { st = ot_fail(err, OT_ERR_IO, "%s: cannot create (%s)", r->wdir, strerror(errno)); goto done; }
+    if (r->rank == 0 && mkdirs(r->wdir) != 0) { st = ot_fail(err, OT_ERR_IO, "%s: cannot create (%s)", r->wdir, strerror(errno)); goto done; }
     ot_yolo_head *head = &r->g->head;
     int gs = 32;
     for (int l = 0; l < head->nl; l++) if (head->stride[l] > gs) gs = (int)head->stride[l];
@@ -647,7 +666,7 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
                     head->anchors[l][a][1] = anchors[(l * head->na + a) * 2 + 1];
                 }
     }
-    ot_shape in = {4, {r->o.batch, 3, r->o.img, r->o.img}};
+    ot_shape in = {4, {bl, 3, r->o.img, r->o.img}};
     if ((st = ot_autograd_create(r->g, &in, NULL, false, &r->ag, err))) goto done;
     if (!(r->loss = ot_yolo_loss_create())) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory"); goto done; }
     ot_yolo_loss_cfg_init(&r->lcfg, head, &r->hyp, r->o.img);
@@ -656,7 +675,9 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
     ot_loader_cfg lc;
     ot_loader_cfg_train(&lc);
     lc.img_size = r->o.img;
-    lc.batch_size = r->o.batch;
+    lc.batch_size = bl;
+    lc.rank = r->rank;
+    lc.world = r->world;
     lc.workers = r->o.workers;
     lc.seed = r->o.seed;
     lc.stride = gs;
@@ -667,7 +688,7 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
     ot_loader_cfg vc;
     ot_loader_cfg_val(&vc);
     vc.img_size = r->o.img;
-    vc.batch_size = r->o.batch * 2;
+    vc.batch_size = bl * 2;
     vc.workers = r->o.workers;
     vc.seed = r->o.seed;
     vc.stride = gs;
@@ -693,6 +714,7 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
     if ((st = ot_ema_create(r->ag, &r->ema, err))) { free(frozen); goto done; }
     if (ck) {
         if ((st = ot_ckpt_restore(ck, r->ag, r->ema, r->opt, err))) { free(frozen); goto done; }
+        if (r->rank != 0) ot_autograd_zero_grad(r->ag); /* pending gradients were saved summed over ranks: rank 0 carries them */
         csv_truncate(r, r->start_epoch - 1);
     }
     if (!r->o.quiet) {
@@ -720,14 +742,17 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
         for (int64_t i = 0;; i++) {
             const ot_batch *b;
             if ((st = ot_loader_next(r->train_ld, &b, err)) || !b) break;
-            if (epoch == kill_e && i == kill_i) raise(SIGKILL);
+            if (epoch == kill_e && i == kill_i && (!getenv("ONNXT_TEST_KILL_RANK") || atoi(getenv("ONNXT_TEST_KILL_RANK")) == r->rank)) {
+                if (getenv("ONNXT_TEST_HANG")) for (;;) pause(); /* tests: a rank that hangs instead */
+                raise(SIGKILL);
+            }
             long ni = (long)(i + nb * epoch);
             int acc = ot_schedule_iteration(&r->sch, r->opt, ni, epoch);
             ot_loss_items it;
             if ((st = train_batch(r, b, &it, err))) break;
             double li[3] = {it.lbox, it.lobj, it.lcls};
             for (int k = 0; k < 3; k++) mloss[k] = (mloss[k] * (double)i + li[k]) / (double)(i + 1);
-            if (r->loss_log) fprintf(r->loss_log, "%d %lld %.9g %.9g %.9g\n", epoch, (long long)i, li[0], li[1], li[2]);
+            if (r->loss_log && r->rank == 0) fprintf(r->loss_log, "%d %lld %.9g %.9g %.9g\n", epoch, (long long)i, li[0], li[1], li[2]);
             if (!isfinite(it.loss)) {
                 st = ot_fail(err, OT_ERR_INVALID, "epoch %d batch %lld: the loss is not finite (%g); lower lr0 in the hyp file",
                              epoch, (long long)i, it.loss);
@@ -736,13 +761,14 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
             if (ni - r->last_opt_step >= acc) {
                 for (int k = 0; k < r->ag->n_vars; k++)
                     if (frozen[k]) memset(r->ag->grad_slab + r->ag->var_off[k], 0, sizeof(float) * (size_t)ot_numel(&r->ag->p->shape[r->ag->var_vid[k]]));
+                ot_dist_sum_f32(r->ag->grad_slab, (int64_t)r->ag->slab_floats); /* DDP: loss * world, gradients averaged */
                 ot_clip_grad_norm(r->ag, 10.0, NULL);
                 ot_optimizer_step(r->opt);
                 ot_autograd_zero_grad(r->ag);
                 ot_ema_update(r->ema, r->ag);
                 r->last_opt_step = ni;
             }
-            if (ni < 3 && !r->o.noplots && !ck) {
+            if (ni < 3 && !r->o.noplots && !ck && r->rank == 0) {
                 char p[1300];
                 snprintf(p, sizeof p, "%s/train_batch%ld.jpg", r->save_dir, ni);
                 if ((st = ot_draw_batch(b->images, b->n, b->h, b->w, b->targets, b->n_targets, r->names, r->nc, 1920, p, err))) break;
@@ -753,7 +779,7 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
         if (r->loss_log) fflush(r->loss_log);
         double lr[3] = {r->opt->lr[0], r->opt->lr[1], r->opt->lr[2]};
         bool final_epoch = epoch + 1 == r->o.epochs;
-        if (!r->o.noval || final_epoch) {
+        if (r->rank == 0 && (!r->o.noval || final_epoch)) {
             ot_val_out vo;
             if ((st = validate_ema(r, false, is_coco(&r->cfg) ? 0.65 : 0.6, &vo, err))) break;
             results[0] = vo.ap.mp; results[1] = vo.ap.mr; results[2] = vo.ap.map50; results[3] = vo.ap.map;
@@ -769,25 +795,41 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
         if (fi > r->best_fitness) r->best_fitness = fi;
         double row[NCSV] = {mloss[0], mloss[1], mloss[2], results[0], results[1], results[2], results[3],
                             results[4], results[5], results[6], lr[0], lr[1], lr[2]};
-        if ((st = csv_row(r, epoch, row, err))) break;
-        if (!r->o.nosave || final_epoch || stop) {
-            char p[1300];
-            bool pending = r->last_opt_step != (long)(nb * (epoch + 1) - 1);
-            snprintf(p, sizeof p, "%s/last.ckpt", r->wdir);
-            if ((st = save_ckpt(r, p, epoch, fi, pending, err))) break;
-            if (best) {
-                snprintf(p, sizeof p, "%s/best.ckpt", r->wdir);
-                if ((st = save_ckpt(r, p, epoch, fi, pending, err))) break;
-            }
+        bool pending = r->last_opt_step != (long)(nb * (epoch + 1) - 1);
+        float *local_grads = NULL; /* ranks > 1: the checkpoint keeps the sum of the pending gradients */
+        if (pending && r->world > 1) {
+            local_grads = r->ag->grad_slab;
+            float *sum = malloc(sizeof(float) * r->ag->slab_floats);
+            if (!sum) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory"); break; }
+            memcpy(sum, local_grads, sizeof(float) * r->ag->slab_floats);
+            ot_dist_sum_f32(sum, (int64_t)r->ag->slab_floats);
+            r->ag->grad_slab = sum;
         }
-        if (stop && !r->o.quiet)
-            printf("Stopping training early as no improvement observed in last %d epochs. Best results observed at epoch %d, "
-                   "best model saved as best.ckpt.\n",
-                   r->o.patience, r->best_epoch);
+        if (r->rank == 0) { /* before the other ranks go on: a rank dying next epoch leaves this checkpoint whole */
+            if ((st = csv_row(r, epoch, row, err))) break;
+            if (!r->o.nosave || final_epoch || stop) {
+                char p[1300];
+                snprintf(p, sizeof p, "%s/last.ckpt", r->wdir);
+                if ((st = save_ckpt(r, p, epoch, fi, pending, err))) break;
+                if (best) {
+                    snprintf(p, sizeof p, "%s/best.ckpt", r->wdir);
+                    if ((st = save_ckpt(r, p, epoch, fi, pending, err))) break;
+                }
+            }
+            if (stop && !r->o.quiet)
+                printf("Stopping training early as no improvement observed in last %d epochs. Best results observed at epoch %d, "
+                       "best model saved as best.ckpt.\n",
+                       r->o.patience, r->best_epoch);
+        }
+        if (local_grads) { free(r->ag->grad_slab); r->ag->grad_slab = local_grads; }
+        int32_t stop_flag = stop; /* rank 0 decides */
+        ot_dist_bcast_i32(&stop_flag, 1, 0);
+        stop = stop_flag != 0;
         res->epochs_done = epoch + 1;
     }
     free(frozen);
     if (st) goto done;
+    if (r->rank != 0) goto done; /* rank 0 validates, plots and exports */
     if (!r->o.quiet) printf("\n%d epochs completed in %.3f hours.\n", epoch - r->start_epoch, (now_s() - t_start) / 3600);
 
     /* the best checkpoint: validation with plots, export */

@@ -27,6 +27,7 @@ typedef struct ot_train_opts {
     bool exist_ok;
     const char *resume;       /* NULL: no; "": the latest last.ckpt under project; else a path */
     bool cache_ram, noval, nosave, cos_lr, rect, single_cls, noautoanchor, reset_head, no_bn, noplots;
+    bool sync_bn;             /* data-parallel ranks: BatchNorm statistics over every rank */
     ot_opt_kind optimizer;
     double label_smoothing;   /* < 0: the hyp's */
     const char *device;       /* "cpu" */

@@ -1,6 +1,7 @@
 /* cmd_train.c: `onnx-train train`, with Ultralytics train.py's flags and
  * defaults (train/trainer.h does the work). */
 #include "cli.h"
+#include "core/dist.h"
 #include "train/trainer.h"
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,7 @@ static void usage(FILE *f) {
             "                        [--resume [last.ckpt]] [--seed 0] [--cache [ram]] [--noval] [--nosave]\n"
             "                        [--cos-lr] [--optimizer SGD|Adam|AdamW] [--patience 100] [--freeze N]\n"
             "                        [--label-smoothing E] [--rect] [--single-cls] [--noautoanchor]\n"
-            "                        [--noplots] [--reset-head] [--no-bn]\n\n"
+            "                        [--noplots] [--reset-head] [--no-bn] [--sync-bn]\n\n"
             "Trains a YOLOv5 detector as Ultralytics YOLOv5 v7.0 train.py does: mosaic and\n"
             "the rest of hyp.scratch-low's augmentation, the v7.0 loss, SGD (Nesterov) with\n"
             "gradient accumulation to a nominal batch of 64, warmup, linear or cosine LR,\n"
@@ -28,7 +29,11 @@ static void usage(FILE *f) {
             "--resume continues the latest run under --project (or the given last.ckpt)\n"
             "exactly where its last finished epoch left off. --cache keeps decoded images\n"
             "in memory. --no-bn trains a folded export without re-inserting BatchNorm.\n"
-            "Only --device cpu exists in this build.\n\n"
+            "Only --device cpu exists in this build. Data parallel on CPU ranks:\n"
+            "mpirun -np N onnx-train train ... (--batch-size is the total, split over the\n"
+            "ranks; each rank reads its own shard of every epoch; gradients are summed over\n"
+            "ranks before each step; rank 0 logs, validates and saves; --sync-bn takes\n"
+            "BatchNorm statistics over all ranks).\n\n"
             "example:\n  onnx-train train --model yolov5n --data coco128.yaml --img 320 --epochs 30\n"
             "  onnx-train train --model yolov5s.onnx --data my.yaml --epochs 50 --batch-size 8\n"
             "  onnx-train train --resume\n");
@@ -73,6 +78,7 @@ int cmd_train(int argc, char **argv) {
         else if (strcmp(a, "--noplots") == 0) o.noplots = true;
         else if (strcmp(a, "--reset-head") == 0) o.reset_head = true;
         else if (strcmp(a, "--no-bn") == 0) o.no_bn = true;
+        else if (strcmp(a, "--sync-bn") == 0) o.sync_bn = true;
         else if (strcmp(a, "--quiet") == 0) o.quiet = true;
         else if (strcmp(a, "--optimizer") == 0 && i + 1 < argc) {
             const char *s = argv[++i];
@@ -98,6 +104,12 @@ int cmd_train(int argc, char **argv) {
         return cli_fail("train: --model and --data are required (see onnx-train train --help)");
     ot_error e;
     ot_train_result res;
-    if (ot_train(&o, &res, &e)) return cli_error(&e);
+    if (ot_dist_init(NULL, NULL, &e)) return cli_error(&e);
+    if (ot_train(&o, &res, &e)) {
+        if (ot_dist_world() > 1) fprintf(stderr, "onnx-train: rank %d: %s\n", ot_dist_rank(), e.msg);
+        else cli_error(&e);
+        ot_dist_abort(CLI_EXIT_BAD); /* every rank stops (one rank: exits 2) */
+    }
+    ot_dist_finalize();
     return 0;
 }

@@ -1,0 +1,30 @@
+/* dist.h: data-parallel ranks on the CPU through MPI (OpenMPI from Debian).
+ *
+ * `mpirun -np N onnx-train train ...` starts N processes; ot_dist_init sees the
+ * launcher's environment (OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_RANK) and joins
+ * MPI_COMM_WORLD. Without a launcher, or in a build without MPI, there is one
+ * rank and every call here is a no-op. MPI's default error handler aborts the
+ * whole job when a call fails, and mpirun stops every rank when one dies, so no
+ * rank waits forever for a dead peer. */
+#ifndef OT_DIST_H
+#define OT_DIST_H
+
+#include "status.h"
+#include <stdint.h>
+
+/* Joins the launcher's world when there is one (call once, early). */
+ot_status ot_dist_init(int *argc, char ***argv, ot_error *err);
+void ot_dist_finalize(void);
+int ot_dist_rank(void);
+int ot_dist_world(void);
+bool ot_dist_available(void);          /* built with MPI */
+/* In place over all ranks: element-wise sums. */
+void ot_dist_sum_f32(float *x, int64_t n);
+void ot_dist_sum_f64(double *x, int64_t n);
+/* root's values to every rank. */
+void ot_dist_bcast_i32(int32_t *x, int n, int root);
+void ot_dist_barrier(void);
+/* Stop every rank (a fatal error on one of them). */
+void ot_dist_abort(int code);
+
+#endif
