@@ -597,7 +597,11 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
     } else {
         ot_hyp_default(&r->hyp);
         if (r->o.hyp_path && (st = ot_hyp_load(r->o.hyp_path, &r->hyp, err))) goto done;
-        if (r->o.label_smoothing >= 0) r->hyp.label_smoothing = r->o.label_smoothing;
+        /* train.py: hyp['label_smoothing'] = opt.label_smoothing (default 0.0), whatever the hyp file says */
+        if (r->o.label_smoothing < 0 && r->hyp.label_smoothing != 0)
+            ot_warn("label_smoothing %g from %s is replaced by --label-smoothing (default 0.0), as train.py does",
+                    r->hyp.label_smoothing, r->o.hyp_path);
+        r->hyp.label_smoothing = r->o.label_smoothing >= 0 ? r->o.label_smoothing : 0.0;
         increment_path(r->o.project, r->o.name, r->o.exist_ok, r->save_dir, sizeof r->save_dir);
         r->last_opt_step = -1;
     }
@@ -781,7 +785,7 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
         bool final_epoch = epoch + 1 == r->o.epochs;
         if (r->rank == 0 && (!r->o.noval || final_epoch)) {
             ot_val_out vo;
-            if ((st = validate_ema(r, false, is_coco(&r->cfg) ? 0.65 : 0.6, &vo, err))) break;
+            if ((st = validate_ema(r, false, 0.6, &vo, err))) break; /* train.py: val.run's default IoU each epoch */
             results[0] = vo.ap.mp; results[1] = vo.ap.mr; results[2] = vo.ap.map50; results[3] = vo.ap.map;
             for (int k = 0; k < 3; k++) results[4 + k] = vo.loss[k];
             if (!r->o.quiet) ot_val_print_table(stdout, &vo.ap, r->names, 1);
