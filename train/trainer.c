@@ -287,6 +287,9 @@ static ot_status load_model(run *r, const ot_ckpt *resume, ot_error *err) {
             free(buf);
             if (st) return st;
         } else {
+            if (!exists(o->model) && !strchr(o->model, '/') && !strchr(o->model, '.'))
+                return ot_fail(err, OT_ERR_IO, "--model %s: no such file, and not a built-in size (yolov5n, yolov5s, yolov5m, yolov5l, yolov5x)",
+                               o->model);
             OT_TRY(ot_model_load(o->model, &m, err));
         }
         if (!m->head.found) {
