@@ -86,6 +86,12 @@ void ot_dist_bcast_i32(int32_t *x, int n, int root) {
     MPI_Ibcast(x, n, MPI_INT32_T, root, MPI_COMM_WORLD, &rq);
     wait_or_abort(&rq, "the end-of-epoch broadcast");
 }
+void ot_dist_bcast_bytes(void *x, int n, int root) {
+    if (g_world <= 1) return;
+    MPI_Request rq;
+    MPI_Ibcast(x, n, MPI_BYTE, root, MPI_COMM_WORLD, &rq);
+    wait_or_abort(&rq, "a broadcast");
+}
 void ot_dist_barrier(void) {
     if (g_world <= 1) return;
     MPI_Request rq;
@@ -108,6 +114,7 @@ void ot_dist_finalize(void) {}
 void ot_dist_sum_f32(float *x, int64_t n) { (void)x; (void)n; }
 void ot_dist_sum_f64(double *x, int64_t n) { (void)x; (void)n; }
 void ot_dist_bcast_i32(int32_t *x, int n, int root) { (void)x; (void)n; (void)root; }
+void ot_dist_bcast_bytes(void *x, int n, int root) { (void)x; (void)n; (void)root; }
 void ot_dist_barrier(void) {}
 void ot_dist_abort(int code) { exit(code); }
 #endif

@@ -23,6 +23,7 @@ void ot_dist_sum_f32(float *x, int64_t n);
 void ot_dist_sum_f64(double *x, int64_t n);
 /* root's values to every rank. */
 void ot_dist_bcast_i32(int32_t *x, int n, int root);
+void ot_dist_bcast_bytes(void *x, int n, int root);
 void ot_dist_barrier(void);
 /* Stop every rank (a fatal error on one of them). */
 void ot_dist_abort(int code);
