@@ -2,7 +2,7 @@
  * (export/detect_head.h).
  *
  * Mirrors what torch.onnx.export makes of models/yolo.py Detect.forward at
- * opset 12 (see /work/shared/models/yolov5s.onnx, tools/ref/README.md "where
+ * opset 12 (see ../shared/models/yolov5s.onnx, tools/ref/README.md "where
  * anchors and strides are"): per level
  *   Constant(shape5) Reshape Transpose(0,1,3,4,2)        -- raw form stops here
  *   Sigmoid Split(axis 4, [2, 2, nc+1])

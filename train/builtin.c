@@ -5,7 +5,7 @@
  * max(round(n * depth), 1), Conv = Conv2d(k, s, k // 2) + BN + SiLU, C3,
  * Bottleneck, SPPF(k 5), nn.Upsample(2, nearest), Concat, Detect. The graph is
  * what torch.onnx.export gives for the fused model at opset 12 (compare
- * /work/shared/models/yolov5s.onnx): same node order and names, Constant nodes
+ * ../shared/models/yolov5s.onnx): same node order and names, Constant nodes
  * for the Resize scales, one bias initializer per Conv (the torch exporter
  * would deduplicate the all-zero ones through Identity nodes; prepare.c reads
  * either). Then ot_graph_finalize and the ONNX writer. */

@@ -204,7 +204,7 @@ void ot_val_stats_free(ot_val_stats *s) {
 
 /* np.interp(x, xp, fp, left, right) for one x; xp non-decreasing. Index j
  * with xp[j] <= x < xp[j+1] (the last of equal xp), numpy's formula. */
-static double np_interp1(double x, const double *xp, const double *fp, int64_t n, double left, double right) {
+double ot_np_interp(double x, const double *xp, const double *fp, int64_t n, double left, double right) {
     if (x < xp[0]) return left;
     if (x > xp[n - 1]) return right;
     int64_t lo = 0, hi = n; /* first index with xp > x */
@@ -225,7 +225,7 @@ static double np_interp1(double x, const double *xp, const double *fp, int64_t n
 }
 
 /* np.linspace(0, 1, num)[k] */
-static double np_linspace01(int64_t k, int64_t num) { return k == num - 1 ? 1.0 : (double)k * (1.0 / (double)(num - 1)); }
+double ot_np_linspace01(int64_t k, int64_t num) { return k == num - 1 ? 1.0 : (double)k * (1.0 / (double)(num - 1)); }
 
 double ot_compute_ap(const double *recall, const double *precision, int64_t n, ot_error *err) {
     double *mrec = malloc((size_t)(n + 2) * sizeof *mrec), *mpre = malloc((size_t)(n + 2) * sizeof *mpre);
@@ -236,8 +236,8 @@ double ot_compute_ap(const double *recall, const double *precision, int64_t n, o
     for (int64_t i = n; i >= 0; i--) mpre[i] = fmax(mpre[i], mpre[i + 1]); /* precision envelope */
     double ap = 0, xprev = 0, yprev = 0;
     for (int k = 0; k <= 100; k++) { /* np.trapz(np.interp(x, mrec, mpre), x), x = linspace(0, 1, 101) */
-        double x = np_linspace01(k, 101);
-        double y = np_interp1(x, mrec, mpre, n + 2, mpre[0], mpre[n + 1]);
+        double x = ot_np_linspace01(k, 101);
+        double y = ot_np_interp(x, mrec, mpre, n + 2, mpre[0], mpre[n + 1]);
         if (k) ap += (x - xprev) * (y + yprev) / 2.0;
         xprev = x;
         yprev = y;
@@ -329,9 +329,9 @@ ot_status ot_ap_per_class(const ot_val_stats *s, ot_ap_result *res, ot_error *er
             }
         }
         for (int k = 0; k < NPX; k++) {
-            double x = -np_linspace01(k, NPX);
-            R[ci * NPX + k] = np_interp1(x, xp, rec, np_, 0.0, rec[np_ - 1]);
-            P[ci * NPX + k] = np_interp1(x, xp, pre, np_, 1.0, pre[np_ - 1]);
+            double x = -ot_np_linspace01(k, NPX);
+            R[ci * NPX + k] = ot_np_interp(x, xp, rec, np_, 0.0, rec[np_ - 1]);
+            P[ci * NPX + k] = ot_np_interp(x, xp, pre, np_, 1.0, pre[np_ - 1]);
         }
         for (int t = 0; t < OT_NIOU; t++) {
             res->ap[ci * OT_NIOU + t] = ot_compute_ap(rec + t * np_, pre + t * np_, np_, err);

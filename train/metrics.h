@@ -87,6 +87,11 @@ void ot_ap_result_free(ot_ap_result *res);
  * points); exposed for tests. */
 double ot_compute_ap(const double *recall, const double *precision, int64_t n, ot_error *err);
 
+/* numpy's interp(x, xp, fp, left, right) for one x (xp non-decreasing) and
+ * linspace(0, 1, num)[k], as ap_per_class uses them (shared with train/plots.c). */
+double ot_np_interp(double x, const double *xp, const double *fp, int64_t n, double left, double right);
+double ot_np_linspace01(int64_t k, int64_t num);
+
 /* ---- COCO detections (val.py save_one_json) ---- */
 /* image_id: the image's stem; written as a number when it is all digits.
  * Class mapped by coco80_to_coco91_class when coco91, else written as is;

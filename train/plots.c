@@ -763,29 +763,6 @@ ot_status ot_plot_results(const char *csv_path, const char *png_path, ot_error *
 
 /* ================= PR and metric-confidence curves ================= */
 
-/* np.interp(x, xp, fp, left, right) for one x; xp non-decreasing: the last j
- * with xp[j] <= x, fp[j] when x equals it, else the straight line to j + 1. */
-static double interp1(double x, const double *xp, const double *fp, int64_t n, double left, double right) {
-    if (x < xp[0]) return left;
-    if (x > xp[n - 1]) return right;
-    int64_t lo = 0, hi = n;
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (xp[mid] <= x) lo = mid + 1;
-        else hi = mid;
-    }
-    int64_t j = lo - 1;
-    if (j == n - 1 || xp[j] == x) return fp[j];
-    double slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j]);
-    double v = slope * (x - xp[j]) + fp[j];
-    if (isnan(v)) {
-        v = slope * (x - xp[j + 1]) + fp[j + 1];
-        if (isnan(v) && fp[j] == fp[j + 1]) v = fp[j];
-    }
-    return v;
-}
-
-static double linspace01(int k, int num) { return k == num - 1 ? 1.0 : (double)k * (1.0 / (double)(num - 1)); }
 
 void ot_pr_curves_free(ot_pr_curves *c) {
     if (!c) return;
@@ -813,7 +790,7 @@ ot_status ot_pr_curves_compute(const ot_val_stats *s, ot_pr_curves *c, ot_error 
     double *pre = malloc((size_t)(n + 2) * sizeof *pre);
     c->px = malloc(OT_PLOT_NPX * sizeof *c->px);
     if (!tc || !ord || !sel || !xp || !rec || !pre || !c->px) goto nomem;
-    for (int k = 0; k < OT_PLOT_NPX; k++) c->px[k] = linspace01(k, OT_PLOT_NPX);
+    for (int k = 0; k < OT_PLOT_NPX; k++) c->px[k] = ot_np_linspace01(k, OT_PLOT_NPX);
     if (s->nl) memcpy(tc, s->tcls, (size_t)s->nl * sizeof *tc);
     qsort(tc, (size_t)s->nl, sizeof *tc, cmp_int);
     int nu = 0;
@@ -853,8 +830,8 @@ ot_status ot_pr_curves_compute(const ot_val_stats *s, ot_pr_curves *c, ot_error 
         }
         double *P = c->p + (size_t)ci * OT_PLOT_NPX, *R = c->r + (size_t)ci * OT_PLOT_NPX;
         for (int k = 0; k < OT_PLOT_NPX; k++) {
-            R[k] = interp1(-c->px[k], xp, rec + 1, np_, 0.0, rec[np_]);
-            P[k] = interp1(-c->px[k], xp, pre + 1, np_, 1.0, pre[np_]);
+            R[k] = ot_np_interp(-c->px[k], xp, rec + 1, np_, 0.0, rec[np_]);
+            P[k] = ot_np_interp(-c->px[k], xp, pre + 1, np_, 1.0, pre[np_]);
             c->f1[(size_t)ci * OT_PLOT_NPX + k] = 2 * P[k] * R[k] / (P[k] + R[k] + eps);
         }
         c->ap50[ci] = ot_compute_ap(rec + 1, pre + 1, np_, err);
@@ -864,7 +841,7 @@ ot_status ot_pr_curves_compute(const ot_val_stats *s, ot_pr_curves *c, ot_error 
         rec[np_ + 1] = 1.0; pre[np_ + 1] = 0.0;
         for (int64_t k = np_; k >= 0; k--) pre[k] = fmax(pre[k], pre[k + 1]);
         for (int k = 0; k < OT_PLOT_NPX; k++)
-            c->py[(size_t)ci * OT_PLOT_NPX + k] = interp1(c->px[k], rec, pre, np_ + 2, pre[0], pre[np_ + 1]);
+            c->py[(size_t)ci * OT_PLOT_NPX + k] = ot_np_interp(c->px[k], rec, pre, np_ + 2, pre[0], pre[np_ + 1]);
     }
     free(tc); free(ord); free(sel); free(xp); free(rec); free(pre);
     return OT_OK;
