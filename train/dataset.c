@@ -221,6 +221,13 @@ void ot_data_cfg_free(ot_data_cfg *c) {
     memset(c, 0, sizeof *c);
 }
 
+bool ot_data_is_coco(const ot_data_cfg *cfg) {
+    if (cfg->n_split[OT_SPLIT_VAL] != 1) return false;
+    const char *v = cfg->split[OT_SPLIT_VAL][0];
+    size_t n = strlen(v), k = strlen("coco/val2017.txt");
+    return n >= k && strcmp(v + n - k, "coco/val2017.txt") == 0;
+}
+
 int ot_split_index(const char *name) {
     static const char *const n[] = {"train", "val", "test"};
     for (int i = 0; i < 3; i++) if (strcmp(name, n[i]) == 0) return i;

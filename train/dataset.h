@@ -35,6 +35,8 @@ ot_status ot_data_cfg_load(const char *yaml_path, ot_data_cfg *cfg, ot_error *er
 void ot_data_cfg_free(ot_data_cfg *cfg);
 /* "train", "val", "test" -> OT_SPLIT_*; -1 when unknown */
 int ot_split_index(const char *name);
+/* val.py's is_coco: the val entry is one path ending in coco/val2017.txt. */
+bool ot_data_is_coco(const ot_data_cfg *cfg);
 
 /* ---- path rules ---- */
 /* Ultralytics img2label_paths: the last '/images/' becomes '/labels/', the

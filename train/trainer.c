@@ -553,12 +553,6 @@ static void progress(run *r, int epoch, int64_t i, int64_t nb, const double *mlo
     }
 }
 
-static bool is_coco(const ot_data_cfg *cfg) {
-    if (cfg->n_split[OT_SPLIT_VAL] != 1) return false;
-    const char *v = cfg->split[OT_SPLIT_VAL][0];
-    size_t n = strlen(v), k = strlen("coco/val2017.txt");
-    return n >= k && strcmp(v + n - k, "coco/val2017.txt") == 0;
-}
 
 /* ---- the run ---- */
 ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *err) {
@@ -851,7 +845,7 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
         if (st) goto done;
         if (!r->o.quiet) printf("\nValidating %s...\n", best);
         ot_val_out vo;
-        if ((st = validate_ema(r, !r->o.noplots, is_coco(&r->cfg) ? 0.65 : 0.6, &vo, err))) goto done;
+        if ((st = validate_ema(r, !r->o.noplots, ot_data_is_coco(&r->cfg) ? 0.65 : 0.6, &vo, err))) goto done;
         if (!r->o.quiet) ot_val_print_table(stdout, &vo.ap, r->names, r->nc);
         res->map50 = vo.ap.map50;
         res->map = vo.ap.map;

@@ -125,13 +125,6 @@ static void print_json(const ot_ap_result *r, const ot_data_cfg *cfg, int64_t fi
     json_decref(o);
 }
 
-/* val.py is_coco: the val entry ends with coco/val2017.txt */
-static bool is_coco(const ot_data_cfg *cfg) {
-    if (cfg->n_split[OT_SPLIT_VAL] != 1) return false;
-    const char *v = cfg->split[OT_SPLIT_VAL][0];
-    size_t n = strlen(v), k = strlen("coco/val2017.txt");
-    return n >= k && strcmp(v + n - k, "coco/val2017.txt") == 0;
-}
 
 static int val_predictions(const char *yaml, const char *dir, const char *split, bool as_json, const char *save_json) {
     ot_data_cfg cfg;
@@ -198,7 +191,7 @@ static int val_predictions(const char *yaml, const char *dir, const char *split,
         if (as_json) print_json(&res, &cfg, files);
         else print_table(&res, &cfg);
         if (save_json) {
-            if (ot_coco_json_write(save_json, cj, ncj, is_coco(&cfg), &e)) rc = cli_error(&e);
+            if (ot_coco_json_write(save_json, cj, ncj, ot_data_is_coco(&cfg), &e)) rc = cli_error(&e);
             else if (!as_json) printf("COCO detections: %s (%lld)\n", save_json, (long long)ncj);
         }
     }
@@ -300,7 +293,7 @@ static int val_model(const char *model, const char *yaml, const char *split, lon
     }
     ot_val_out_free(&vo);
     if (save_json) {
-        if (ot_coco_json_write(save_json, m.cd, m.n, is_coco(&cfg), &e)) { rc = cli_error(&e); goto done; }
+        if (ot_coco_json_write(save_json, m.cd, m.n, ot_data_is_coco(&cfg), &e)) { rc = cli_error(&e); goto done; }
         if (!as_json) printf("COCO detections: %s (%lld)\n", save_json, (long long)m.n);
     }
 done:
