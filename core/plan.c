@@ -3,6 +3,7 @@
  * constants with their own CPU kernels, and assigns arena offsets first-fit by
  * liveness. ot_plan_run then calls the CPU kernels in topological order. */
 #include "plan.h"
+#include <time.h>
 #include "../kernels/ops.h"
 #include "layout.h"
 #include <string.h>
@@ -238,11 +239,29 @@ ot_status ot_plan_run(ot_plan *p, const float *const *inputs, ot_error *err) {
         const ot_op_def *def = ot_op_get(n->op);
         if ((def->flags & OT_OPF_ALIAS) && n->out[0] >= 0 && n->in[0] >= 0) p->data[n->out[0]] = p->data[n->in[0]];
         ot_kctx c = {p, n, (int)g->opset, p->params[p->steps[s]], err};
+        double t0 = p->prof ? ot_plan_clock() : 0;
         ot_status st = def->fwd_cpu(&c);
+        if (p->prof) p->prof[2 * p->steps[s]] += ot_plan_clock() - t0;
         if (st) {
             char label[600];
             return ot_fail_prefix(err, "%s", ot_node_label(g, n, label, sizeof label));
         }
     }
     return OT_OK;
+}
+
+bool ot_plan_unstep(ot_plan *p, int node) {
+    for (int s = p->n_steps - 1; s >= 0; s--)
+        if (p->steps[s] == node) {
+            memmove(p->steps + s, p->steps + s + 1, sizeof(int) * (size_t)(p->n_steps - s - 1));
+            p->n_steps--;
+            return true;
+        }
+    return false;
+}
+
+double ot_plan_clock(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }

@@ -32,7 +32,13 @@ typedef struct ot_plan {
     int n_state, cap_state;
     size_t ws_bytes;       /* one scratch workspace shared by all ops (im2col, ...) */
     void *ws;              /* an op raises ws_bytes in infer and uses ws in fwd_cpu */
+    double *prof;          /* NULL, or 2 per node: forward and backward seconds, summed (bench --profile) */
 } ot_plan;
+
+double ot_plan_clock(void); /* monotonic seconds */
+/* During infer: takes an earlier runtime node off the steps (a later node
+ * computes what it did, fused); false if it is not a step. */
+bool ot_plan_unstep(ot_plan *p, int node);
 
 /* shapes: one per graph input (NULL: declared shapes, which must be static). */
 ot_status ot_plan_create(const ot_graph *g, const ot_shape *shapes, ot_plan **out, ot_error *err);

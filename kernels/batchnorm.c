@@ -22,6 +22,54 @@ typedef struct bn_params {
     float *mean, *invstd; /* (C) batch statistics kept for the backward (training plans) */
 } bn_params;
 
+/* ---- per-channel row kernels ----
+ * Sums in double with 8 independent accumulators: one accumulator serialises
+ * every add on its latency and cannot vectorize; eight lanes in a fixed order
+ * do, and the order depends only on the row length, never on the machine or
+ * the thread count. */
+#define LANES 8
+static inline double lanes_total(const double *a) { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
+
+OT_KERNEL_CLONES static double row_sum(const float *x, int64_t n) {
+    double a[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int k = 0; k < LANES; k++) a[k] += x[i + k];
+    for (int k = 0; i < n; i++, k++) a[k] += x[i];
+    return lanes_total(a);
+}
+
+OT_KERNEL_CLONES static double row_sqdev(const float *x, int64_t n, double mu) {
+    double a[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int k = 0; k < LANES; k++) { double d = x[i + k] - mu; a[k] += d * d; }
+    for (int k = 0; i < n; i++, k++) { double d = x[i] - mu; a[k] += d * d; }
+    return lanes_total(a);
+}
+
+/* sdy += sum d, sdyxh += sum d * (x - mu) * inv */
+OT_KERNEL_CLONES static void row_bwd_sums(const float *d, const float *x, int64_t n, double mu, double inv, double *sdy,
+                                          double *sdyxh) {
+    double a[LANES] = {0}, b[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int k = 0; k < LANES; k++) { a[k] += d[i + k]; b[k] += d[i + k] * ((x[i + k] - mu) * inv); }
+    for (int k = 0; i < n; i++, k++) { a[k] += d[i]; b[k] += d[i] * ((x[i] - mu) * inv); }
+    *sdy += lanes_total(a);
+    *sdyxh += lanes_total(b);
+}
+
+OT_KERNEL_CLONES static void row_affine(float *y, const float *x, int64_t n, float a, float b) {
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * a + b;
+}
+
+/* g += k * (cnt * d - sdy - (x - mu) * inv * sdyxh), in double */
+OT_KERNEL_CLONES static void row_bwd_dx(float *g, const float *d, const float *x, int64_t n, double k, double cnt, double sdy,
+                                        double mu, double inv, double sdyxh) {
+    for (int64_t i = 0; i < n; i++) g[i] += (float)(k * (cnt * d[i] - sdy - (x[i] - mu) * inv * sdyxh));
+}
+
 /* ---- forward ---- */
 /* y, x: (N, C, S); scale, bias, mean, var: (C) */
 static void bn_infer_fwd(float *y, const float *x, const float *scale, const float *bias, const float *mean,
@@ -31,8 +79,7 @@ static void bn_infer_fwd(float *y, const float *x, const float *scale, const flo
         float a = scale[ch] / sqrtf(var[ch] + p->eps), b = bias[ch] - mean[ch] * a;
         for (int64_t n = 0; n < p->n; n++) {
             const float *xs = x + (n * p->c + ch) * p->s;
-            float *ys = y + (n * p->c + ch) * p->s;
-            for (int64_t i = 0; i < p->s; i++) ys[i] = xs[i] * a + b;
+            row_affine(y + (n * p->c + ch) * p->s, xs, p->s, a, b);
         }
     }
 }
@@ -46,23 +93,13 @@ static void bn_train_fwd(float *y, float *run_mean, float *run_var, float *saved
 #pragma omp parallel for if (p->n * p->c * p->s > 32768)
     for (int64_t ch = 0; ch < p->c; ch++) {
         double sum = 0, sq = 0;
-        for (int64_t n = 0; n < p->n; n++) {
-            const float *xs = x + (n * p->c + ch) * p->s;
-            for (int64_t i = 0; i < p->s; i++) sum += xs[i];
-        }
+        for (int64_t n = 0; n < p->n; n++) sum += row_sum(x + (n * p->c + ch) * p->s, p->s);
         double mu = cnt > 0 ? sum / cnt : 0;
-        for (int64_t n = 0; n < p->n; n++) {
-            const float *xs = x + (n * p->c + ch) * p->s;
-            for (int64_t i = 0; i < p->s; i++) { double d = xs[i] - mu; sq += d * d; }
-        }
+        for (int64_t n = 0; n < p->n; n++) sq += row_sqdev(x + (n * p->c + ch) * p->s, p->s, mu);
         double var = cnt > 0 ? sq / cnt : 0;
         double inv = 1.0 / sqrt(var + (double)p->eps);
         float a = (float)(scale[ch] * inv), b = (float)(bias[ch] - mu * scale[ch] * inv);
-        for (int64_t n = 0; n < p->n; n++) {
-            const float *xs = x + (n * p->c + ch) * p->s;
-            float *ys = y + (n * p->c + ch) * p->s;
-            for (int64_t i = 0; i < p->s; i++) ys[i] = xs[i] * a + b;
-        }
+        for (int64_t n = 0; n < p->n; n++) row_affine(y + (n * p->c + ch) * p->s, x + (n * p->c + ch) * p->s, p->s, a, b);
         if (run_mean) run_mean[ch] = (float)(mean_in[ch] * p->momentum + mu * (1.0 - p->momentum));
         if (run_var) run_var[ch] = (float)(var_in[ch] * p->momentum + var * (1.0 - p->momentum));
         if (saved_mean) saved_mean[ch] = (float)mu;
@@ -94,10 +131,7 @@ static void bn_train_fwd_sync(float *y, const float *x, const float *scale, cons
 #pragma omp parallel for if (p->n * C * p->s > 32768)
     for (int64_t ch = 0; ch < C; ch++) {
         double t = 0;
-        for (int64_t n = 0; n < p->n; n++) {
-            const float *xs = x + (n * C + ch) * p->s;
-            for (int64_t i = 0; i < p->s; i++) t += xs[i];
-        }
+        for (int64_t n = 0; n < p->n; n++) t += row_sum(x + (n * C + ch) * p->s, p->s);
         sum[ch] = t;
     }
     sum[C] = (double)(p->n * p->s);
@@ -106,10 +140,7 @@ static void bn_train_fwd_sync(float *y, const float *x, const float *scale, cons
 #pragma omp parallel for if (p->n * C * p->s > 32768)
     for (int64_t ch = 0; ch < C; ch++) {
         double mu = cnt > 0 ? sum[ch] / cnt : 0, t = 0;
-        for (int64_t n = 0; n < p->n; n++) {
-            const float *xs = x + (n * C + ch) * p->s;
-            for (int64_t i = 0; i < p->s; i++) { double d = xs[i] - mu; t += d * d; }
-        }
+        for (int64_t n = 0; n < p->n; n++) t += row_sqdev(x + (n * C + ch) * p->s, p->s, mu);
         sq[ch] = t;
     }
     g_bn_sum(sq, C);
@@ -118,11 +149,7 @@ static void bn_train_fwd_sync(float *y, const float *x, const float *scale, cons
         double mu = cnt > 0 ? sum[ch] / cnt : 0, var = cnt > 0 ? sq[ch] / cnt : 0;
         double inv = 1.0 / sqrt(var + (double)p->eps);
         float a = (float)(scale[ch] * inv), b = (float)(bias[ch] - mu * scale[ch] * inv);
-        for (int64_t n = 0; n < p->n; n++) {
-            const float *xs = x + (n * C + ch) * p->s;
-            float *ys = y + (n * C + ch) * p->s;
-            for (int64_t i = 0; i < p->s; i++) ys[i] = xs[i] * a + b;
-        }
+        for (int64_t n = 0; n < p->n; n++) row_affine(y + (n * C + ch) * p->s, x + (n * C + ch) * p->s, p->s, a, b);
         double m = 1.0 - (double)p->momentum, unbiased = cnt > 1 ? sq[ch] / (cnt - 1) : var;
         float *rm = (float *)mean_in, *rv = (float *)var_in;
         rm[ch] = (float)((1.0 - m) * rm[ch] + m * mu);
@@ -197,19 +224,15 @@ static void bn_train_bwd(float *dx, float *dscale, float *dbias, const float *dy
     for (int64_t ch = 0; ch < p->c; ch++) {
         const double mu = p->mean[ch], inv = p->invstd[ch];
         double sdy = 0, sdyxh = 0;
-        for (int64_t n = 0; n < p->n; n++) {
-            const float *xs = x + (n * p->c + ch) * p->s, *d = dy + (n * p->c + ch) * p->s;
-            for (int64_t i = 0; i < p->s; i++) { sdy += d[i]; sdyxh += d[i] * ((xs[i] - mu) * inv); }
-        }
+        for (int64_t n = 0; n < p->n; n++)
+            row_bwd_sums(dy + (n * p->c + ch) * p->s, x + (n * p->c + ch) * p->s, p->s, mu, inv, &sdy, &sdyxh);
         if (dbias) dbias[ch] += (float)sdy;
         if (dscale) dscale[ch] += (float)sdyxh;
         if (!dx || cnt == 0) continue;
         const double k = scale[ch] * inv / cnt;
-        for (int64_t n = 0; n < p->n; n++) {
-            const float *xs = x + (n * p->c + ch) * p->s, *d = dy + (n * p->c + ch) * p->s;
-            float *g = dx + (n * p->c + ch) * p->s;
-            for (int64_t i = 0; i < p->s; i++) g[i] += (float)(k * (cnt * d[i] - sdy - (xs[i] - mu) * inv * sdyxh));
-        }
+            for (int64_t n = 0; n < p->n; n++)
+            row_bwd_dx(dx + (n * p->c + ch) * p->s, dy + (n * p->c + ch) * p->s, x + (n * p->c + ch) * p->s, p->s, k, cnt, sdy, mu,
+                       inv, sdyxh);
     }
 }
 
@@ -225,10 +248,8 @@ static void bn_train_bwd_sync(float *dx, float *dscale, float *dbias, const floa
     for (int64_t ch = 0; ch < C; ch++) {
         const double mu = p->mean[ch], inv = p->invstd[ch];
         double sdy = 0, sdyxh = 0;
-        for (int64_t n = 0; n < p->n; n++) {
-            const float *xs = x + (n * C + ch) * p->s, *d = dy + (n * C + ch) * p->s;
-            for (int64_t i = 0; i < p->s; i++) { sdy += d[i]; sdyxh += d[i] * ((xs[i] - mu) * inv); }
-        }
+        for (int64_t n = 0; n < p->n; n++)
+            row_bwd_sums(dy + (n * C + ch) * p->s, x + (n * C + ch) * p->s, p->s, mu, inv, &sdy, &sdyxh);
         if (dbias) dbias[ch] += (float)sdy;
         if (dscale) dscale[ch] += (float)sdyxh;
         s[ch] = sdy;
@@ -242,11 +263,9 @@ static void bn_train_bwd_sync(float *dx, float *dscale, float *dbias, const floa
         for (int64_t ch = 0; ch < C; ch++) {
             const double mu = p->mean[ch], inv = p->invstd[ch], sdy = s[ch], sdyxh = s[C + ch];
             const double k = scale[ch] * inv / cnt;
-            for (int64_t n = 0; n < p->n; n++) {
-                const float *xs = x + (n * C + ch) * p->s, *d = dy + (n * C + ch) * p->s;
-                float *g = dx + (n * C + ch) * p->s;
-                for (int64_t i = 0; i < p->s; i++) g[i] += (float)(k * (cnt * d[i] - sdy - (xs[i] - mu) * inv * sdyxh));
-            }
+            for (int64_t n = 0; n < p->n; n++)
+                row_bwd_dx(dx + (n * C + ch) * p->s, dy + (n * C + ch) * p->s, x + (n * C + ch) * p->s, p->s, k, cnt, sdy, mu,
+                           inv, sdyxh);
         }
     free(s);
 }

@@ -18,6 +18,7 @@
  * walks the same merged space; see its banner. CUDA twin: elementwise.cu. */
 #include "ops.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- parameters ---- */
@@ -32,6 +33,7 @@ typedef struct bin_params {
     int64_t sa[OT_MAX_RANK];         /* element strides of A per merged dim (0: broadcast) */
     int64_t sb[OT_MAX_RANK];         /* same for B */
     int64_t numel;
+    int silu;                        /* Mul fused with the Sigmoid of one operand: 0, or 1 + the side of x */
 } bin_params;
 
 #define ROW_CHUNK 8192   /* elements per parallel task within one row */
@@ -112,7 +114,36 @@ static ot_status bin_infer(ot_kctx *c, int kind) {
 
 static ot_status add_infer(ot_kctx *c) { return bin_infer(c, BIN_ADD); }
 static ot_status sub_infer(ot_kctx *c) { return bin_infer(c, BIN_SUB); }
-static ot_status mul_infer(ot_kctx *c) { return bin_infer(c, BIN_MUL); }
+/* SiLU: Mul(x, Sigmoid(x)) (either order), where the Sigmoid's output feeds
+ * only this Mul, is computed here in one pass and the Sigmoid node is taken off
+ * the plan's steps: no sigmoid tensor is written, kept for the backward or
+ * zeroed as a gradient. The arithmetic is the unfused ops', in their order, so
+ * the results are the same bits. ONNXT_FUSE_SILU=0 keeps the two nodes. */
+static int silu_side(ot_kctx *c) {
+    const ot_graph *g = c->p->g;
+    const ot_node *n = c->n;
+    const char *env = getenv("ONNXT_FUSE_SILU");
+    if ((env && strcmp(env, "0") == 0) || n->n_in != 2 || n->in[0] < 0 || n->in[1] < 0 || n->in[0] == n->in[1]) return -1;
+    if (ot_idtype(c, 0) != OT_F32 || !ot_shape_eq(ot_ishape(c, 0), ot_ishape(c, 1))) return -1;
+    for (int side = 0; side < 2; side++) {
+        int x = n->in[side], sv = n->in[1 - side], pn = g->values[sv].producer;
+        if (pn < 0 || strcmp(g->nodes[pn].op_type, "Sigmoid") != 0 || g->nodes[pn].n_in < 1 || g->nodes[pn].in[0] != x) continue;
+        if (c->p->is_const[sv] || (g->values[sv].flags & OT_V_OUTPUT)) continue;
+        int uses = 0;
+        for (int i = 0; i < g->n_nodes; i++)
+            for (int k = 0; k < g->nodes[i].n_in; k++) uses += g->nodes[i].in[k] == sv;
+        if (uses != 1 || !ot_plan_unstep(c->p, pn)) continue;
+        return side;
+    }
+    return -1;
+}
+
+static ot_status mul_infer(ot_kctx *c) {
+    OT_TRY(bin_infer(c, BIN_MUL));
+    int side = silu_side(c);
+    ((bin_params *)c->params)->silu = side + 1;
+    return OT_OK;
+}
 static ot_status div_infer(ot_kctx *c) { return bin_infer(c, BIN_DIV); }
 static ot_status pow_infer(ot_kctx *c) { return bin_infer(c, BIN_POW); }
 
@@ -123,11 +154,11 @@ static ot_status pow_infer(ot_kctx *c) { return bin_infer(c, BIN_POW); }
  * Cephes expf reduction and polynomial (about 1 ulp); |x| > 87 flushes e to 0.
  * Selects work on bit patterns because gcc will not if-convert float selects
  * under -ftrapping-math. Max error ~3 ulp against double precision. */
-static inline float f_of(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
-static inline uint32_t u_of(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
-static inline uint32_t bsel(uint32_t m, uint32_t a, uint32_t b) { return (a & m) | (b & ~m); }   /* m ? a : b */
+static inline __attribute__((always_inline)) float f_of(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
+static inline __attribute__((always_inline)) uint32_t u_of(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
+static inline __attribute__((always_inline)) uint32_t bsel(uint32_t m, uint32_t a, uint32_t b) { return (a & m) | (b & ~m); }   /* m ? a : b */
 
-static inline float sigmoid1(float v) {
+static inline __attribute__((always_inline)) float sigmoid1(float v) {
     uint32_t u = u_of(v), abits = u & 0x7fffffffu;
     uint32_t tiny = 0u - (uint32_t)(abits > 0x42ae0000u);   /* |v| > 87 */
     uint32_t neg = 0u - (u >> 31), nan = 0u - (uint32_t)(abits > 0x7f800000u);
@@ -147,12 +178,36 @@ static inline float sigmoid1(float v) {
     return f_of(bsel(nan, u, u_of(q)));
 }
 
-static ot_status sigmoid_fwd(ot_kctx *c) {
-    const float *x = ot_inf(c, 0); /* any shape */
-    float *y = ot_outf(c, 0);      /* same shape */
-    int64_t n = ot_numel(ot_oshape(c, 0));
-#pragma omp parallel for simd if(n > 32768)
+#define EW_CHUNK 16384 /* elements per parallel task of the unary kernels */
+
+OT_KERNEL_CLONES static void sigmoid_run(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = sigmoid1(x[i]);
+}
+
+OT_KERNEL_CLONES static void silu_run(float *y, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoid1(x[i]);
+}
+
+/* gx += dy * s, then gx += dy * x * (1 - s) * s: Mul's then Sigmoid's backward */
+OT_KERNEL_CLONES static void silu_bwd_run(float *gx, const float *dy, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float s = sigmoid1(x[i]), g = gx[i] + dy[i] * s;
+        gx[i] = g + dy[i] * x[i] * (1.0f - s) * s;
+    }
+}
+
+static void unary_chunks(void (*run)(float *, const float *, int64_t), float *y, const float *x, int64_t n) {
+    int64_t nch = (n + EW_CHUNK - 1) / EW_CHUNK;
+#pragma omp parallel for if(nch > 2)
+    for (int64_t k = 0; k < nch; k++) {
+        int64_t i0 = k * EW_CHUNK;
+        run(y + i0, x + i0, n - i0 < EW_CHUNK ? n - i0 : EW_CHUNK);
+    }
+}
+
+static ot_status sigmoid_fwd(ot_kctx *c) {
+    /* x, y: any shape, the same */
+    unary_chunks(sigmoid_run, ot_outf(c, 0), ot_inf(c, 0), ot_numel(ot_oshape(c, 0)));
     return OT_OK;
 }
 
@@ -219,6 +274,10 @@ static ot_status bin_fwd(ot_kctx *c) {
     const unsigned char *B = (const unsigned char *)ot_in(c, 1);
     unsigned char *O = (unsigned char *)ot_out(c, 0);   /* (merged dims d) */
     if (bp->numel == 0) return OT_OK;
+    if (bp->silu) {
+        unary_chunks(silu_run, (float *)O, (const float *)(bp->silu == 1 ? A : B), bp->numel);
+        return OT_OK;
+    }
     size_t ea = ot_dtype_size(bp->ta), eb = ot_dtype_size(bp->tb);
     size_t eo = ea;   /* output type is A's type for every op here */
     int r = bp->rank;
@@ -436,6 +495,18 @@ static ot_status bin_bwd(ot_kctx *c) {
     const bin_params *bp = (const bin_params *)c->params;
     const float *gy = ot_gout(c, 0);   /* (merged dims d) */
     if (!gy || bp->numel == 0 || bp->ta != OT_F32) return OT_OK;   /* int64 arithmetic has no gradient */
+    if (bp->silu) {
+        float *gx = ot_gin(c, bp->silu - 1);
+        const float *x = ot_inf(c, bp->silu - 1);
+        int64_t n = bp->numel, nch = (n + EW_CHUNK - 1) / EW_CHUNK;
+        if (!gx) return OT_OK;
+#pragma omp parallel for if(nch > 2)
+        for (int64_t k = 0; k < nch; k++) {
+            int64_t i0 = k * EW_CHUNK;
+            silu_bwd_run(gx + i0, gy + i0, x + i0, n - i0 < EW_CHUNK ? n - i0 : EW_CHUNK);
+        }
+        return OT_OK;
+    }
     bool reads = bp->kind == BIN_MUL || bp->kind == BIN_DIV || bp->kind == BIN_POW;
     const unsigned char *A = reads ? (const unsigned char *)ot_in(c, 0) : NULL;
     const unsigned char *B = reads ? (const unsigned char *)ot_in(c, 1) : NULL;

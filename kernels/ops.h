@@ -22,6 +22,15 @@ typedef struct ot_kctx {
     ot_error *err;
 } ot_kctx;
 
+/* Hot element loops compiled also for AVX-512 and AVX2, picked at load time
+ * (gcc's target_clones). C11 mode keeps -ffp-contract=off, so every clone
+ * rounds the same way: results do not depend on the machine. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(OT_NO_TARGET_CLONES)
+#define OT_KERNEL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define OT_KERNEL_CLONES
+#endif
+
 enum {
     OT_OPF_ALIAS = 1u,       /* output 0 is a view of input 0 (same bytes) */
     OT_OPF_FOLD_ONLY = 2u,   /* must be folded at plan time (inputs constant) */

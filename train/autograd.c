@@ -282,7 +282,9 @@ ot_status ot_autograd_backward(ot_autograd *a, ot_error *err) {
         int ni = a->bsteps[b];
         const ot_node *n = &g->nodes[ni];
         ot_kctx c = {p, n, (int)g->opset, p->params[ni], err};
+        double t0 = p->prof ? ot_plan_clock() : 0;
         ot_status st = ot_op_get(n->op)->bwd_cpu(&c);
+        if (p->prof) p->prof[2 * ni + 1] += ot_plan_clock() - t0;
         if (st) {
             char label[600];
             return ot_fail_prefix(err, "%s", ot_node_label(g, n, label, sizeof label));

@@ -19,13 +19,16 @@ static double now_ms(void) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: onnx-train bench train --model M.onnx [--batch-size 16] [--img 320] [--steps 10]\n"
-               "                              [--device cpu] [--json]\n\n"
+               "                              [--device cpu] [--json] [--profile]\n\n"
                "Times full training steps on a synthetic batch (images: the test pattern;\n"
                "targets: 8 fixed boxes an image): forward (BN in training mode), YOLOv5 loss,\n"
                "backward, clip_grad_norm(10), SGD step, EMA update, after one warm-up step.\n"
                "Prints images/s (from the median step) and milliseconds per phase, and the\n"
                "process's peak memory; --json prints one JSON object (keys images_per_s,\n"
                "ms: {forward, loss, backward, optimizer, ema, step}, peak_rss_mb).\n"
+               "--profile adds, per op type, the forward and backward milliseconds a step\n"
+               "(summed over the timed steps' nodes, divided by the steps) and the 12\n"
+               "slowest nodes.\n"
                "Only --device cpu exists in this build.\n\n"
                "example:\n  onnx-train bench train --model yolov5s.onnx --batch-size 16 --img 320\n");
 }
@@ -35,15 +38,64 @@ static int cmp_d(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* Per op type and slowest nodes, ms per step, from the plan's per-node clock. */
+static void print_profile(const ot_step *st, long steps) {
+    const ot_graph *g = st->graph;
+    const double *pr = st->ag->p->prof;
+    enum { MAXT = 64 };
+    const char *op[MAXT];
+    double tf[MAXT] = {0}, tb[MAXT] = {0};
+    int cnt[MAXT] = {0}, nt = 0;
+    double sf = 0, sb = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        int k = 0;
+        while (k < nt && strcmp(op[k], g->nodes[i].op_type) != 0) k++;
+        if (k == nt) { if (nt == MAXT) continue; op[nt++] = g->nodes[i].op_type; }
+        tf[k] += pr[2 * i]; tb[k] += pr[2 * i + 1]; cnt[k]++;
+        sf += pr[2 * i]; sb += pr[2 * i + 1];
+    }
+    double sc = 1e3 / (double)steps;
+    printf("profile, ms per step (node clocks; backward excludes gradient zeroing):\n  %-20s %6s %9s %9s\n", "op", "nodes", "forward", "backward");
+    for (int k = 0; k < nt; k++)
+        if (tf[k] + tb[k] > 0) printf("  %-20s %6d %9.1f %9.1f\n", op[k], cnt[k], tf[k] * sc, tb[k] * sc);
+    printf("  %-20s %6d %9.1f %9.1f\n", "total", g->n_nodes, sf * sc, sb * sc);
+    int *idx = malloc(sizeof(int) * (size_t)g->n_nodes);
+    if (!idx) return;
+    for (int i = 0; i < g->n_nodes; i++) idx[i] = i;
+    for (int r = 0; r < 12 && r < g->n_nodes; r++) { /* partial selection sort: the 12 slowest */
+        int b = r;
+        for (int j = r + 1; j < g->n_nodes; j++)
+            if (pr[2 * idx[j]] + pr[2 * idx[j] + 1] > pr[2 * idx[b]] + pr[2 * idx[b] + 1]) b = j;
+        int tmp = idx[r]; idx[r] = idx[b]; idx[b] = tmp;
+        const ot_node *nd = &g->nodes[idx[r]];
+        const ot_shape *ys = nd->n_out ? &st->ag->p->shape[nd->out[0]] : NULL;
+        char sb2[160] = "";
+        if (ys) ot_shape_str(ys, sb2, sizeof sb2);
+        printf("  %-28s %-12s %-20s %8.1f %8.1f\n", nd->name ? nd->name : "", nd->op_type, sb2, pr[2 * idx[r]] * sc,
+               pr[2 * idx[r] + 1] * sc);
+    }
+    free(idx);
+    if (getenv("ONNXT_PROF_CONV"))
+        for (int i = 0; i < g->n_nodes; i++) {
+            const ot_node *nd = &g->nodes[i];
+            if (strcmp(nd->op_type, "Conv")) continue;
+            const ot_shape *xs = &st->ag->p->shape[nd->in[0]], *ws = &st->ag->p->shape[nd->in[1]], *ys = &st->ag->p->shape[nd->out[0]];
+            double fl = 2.0 * (double)ot_numel(ys) * (double)(ws->d[1] * ws->d[2] * ws->d[3]);
+            fprintf(stderr, "CONV %d %lld %lld %lld %lld %lld %lld k%lld %.3f %.2f %.2f %.1f %.1f %d\n", i, (long long)xs->d[1], (long long)xs->d[2], (long long)ys->d[1], (long long)ys->d[2],
+                (long long)ws->d[2], (long long)ws->d[3], (long long)(ws->d[1]*ws->d[2]*ws->d[3]), fl / 1e9, pr[2*i]*sc, pr[2*i+1]*sc, fl/1e9/(pr[2*i]/steps), 2*fl/1e9/(pr[2*i+1]/steps), st->ag->p->grad[nd->in[0]] != NULL);
+        }
+}
+
 int bench_train(int argc, char **argv) {
     const char *model = NULL, *device = "cpu";
     long bs = 16, img = 320, steps = 10;
-    bool json = false;
+    bool json = false, profile = false;
     for (int i = 1; i < argc; i++) {
         if (cli_is_help(argv[i])) { usage(stdout); return 0; }
         if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) model = argv[++i];
         else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = argv[++i];
         else if (strcmp(argv[i], "--json") == 0) json = true;
+        else if (strcmp(argv[i], "--profile") == 0) profile = true;
         else if (cli_int_arg(argc, argv, &i, "--batch-size", 1, 1024, &bs)) { if (bs == LONG_MIN) return cli_fail("bench train: bad --batch-size"); }
         else if (cli_int_arg(argc, argv, &i, "--img", 32, 4096, &img)) { if (img == LONG_MIN || img % 32) return cli_fail("bench train: --img must be a multiple of 32"); }
         else if (cli_int_arg(argc, argv, &i, "--steps", 1, 100000, &steps)) { if (steps == LONG_MIN) return cli_fail("bench train: bad --steps"); }
@@ -80,6 +132,10 @@ int bench_train(int argc, char **argv) {
     double ph[6][1024];
     long n = steps > 1024 ? 1024 : steps;
     for (long it = -1; it < n; it++) { /* it -1: warm-up */
+        if (profile && it == 0 && !(st->ag->p->prof = calloc(2 * (size_t)st->graph->n_nodes, sizeof(double)))) {
+            rc = cli_fail("out of memory");
+            goto done;
+        }
         double t0 = now_ms();
         const float *in = x;
         if (ot_autograd_forward(st->ag, &in, &e)) { rc = cli_error(&e); goto done; }
@@ -134,7 +190,9 @@ int bench_train(int argc, char **argv) {
         printf("  %.2f images/s, peak memory %.0f MiB (activations and gradients arena %.0f MiB)\n", ips, rss,
                (double)st->ag->arena_bytes / (1 << 20));
     }
+    if (profile) print_profile(st, n);
 done:
+    if (st && st->ag->p->prof) { free(st->ag->p->prof); st->ag->p->prof = NULL; }
     ot_ema_destroy(ema);
     ot_optimizer_destroy(o);
     ot_step_destroy(st);
