@@ -25,7 +25,7 @@ void ot_plan_destroy(ot_plan *p) {
     free(p->owned); free(p->params); free(p->dtype); free(p->shape); free(p->data); free(p->is_const);
     for (int i = 0; i < p->n_state; i++) free(p->state[i]);
     free(p->state); free(p->grad);
-    free(p->steps); free(p->alias); free(p->offset); free(p->arena); free(p->ws);
+    free(p->steps); free(p->gset); free(p->alias); free(p->offset); free(p->arena); free(p->ws);
     free(p);
 }
 

@@ -28,11 +28,13 @@ typedef struct ot_plan {
     size_t const_bytes;    /* folded constant bytes */
     unsigned flags;
     void **grad;           /* per value gradient buffer (training plans), NULL otherwise */
+    unsigned *gset;        /* training plans: per node, the input slots whose gradient its backward
+                            * writes (=) instead of adding (the only writer; not zeroed beforehand) */
     void **state;          /* blocks from ot_plan_state, freed with the plan */
     int n_state, cap_state;
     size_t ws_bytes;       /* one scratch workspace shared by all ops (im2col, ...) */
     void *ws;              /* an op raises ws_bytes in infer and uses ws in fwd_cpu */
-    double *prof;          /* NULL, or 2 per node: forward and backward seconds, summed (bench --profile) */
+    double *prof;          /* NULL, or 2 per node (forward, backward seconds, summed) + 1 (gradient zeroing): bench --profile */
 } ot_plan;
 
 double ot_plan_clock(void); /* monotonic seconds */

@@ -64,10 +64,13 @@ OT_KERNEL_CLONES static void row_affine(float *y, const float *x, int64_t n, flo
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * a + b;
 }
 
-/* g += k * (cnt * d - sdy - (x - mu) * inv * sdyxh), in double */
+/* g += k * (cnt * d - sdy - (x - mu) * inv * sdyxh), in double; set: g = ... */
 OT_KERNEL_CLONES static void row_bwd_dx(float *g, const float *d, const float *x, int64_t n, double k, double cnt, double sdy,
-                                        double mu, double inv, double sdyxh) {
-    for (int64_t i = 0; i < n; i++) g[i] += (float)(k * (cnt * d[i] - sdy - (x[i] - mu) * inv * sdyxh));
+                                        double mu, double inv, double sdyxh, bool set) {
+    if (set)
+        for (int64_t i = 0; i < n; i++) g[i] = (float)(k * (cnt * d[i] - sdy - (x[i] - mu) * inv * sdyxh));
+    else
+        for (int64_t i = 0; i < n; i++) g[i] += (float)(k * (cnt * d[i] - sdy - (x[i] - mu) * inv * sdyxh));
 }
 
 /* ---- forward ---- */
@@ -217,7 +220,7 @@ static ot_status bn_fwd(ot_kctx *c) {
 
 /* ---- backward (training form) ---- */
 /* dx, dscale, dbias accumulate (any may be NULL); x, dy: (N, C, S). */
-static void bn_train_bwd(float *dx, float *dscale, float *dbias, const float *dy, const float *x, const float *scale,
+static void bn_train_bwd(float *dx, bool set, float *dscale, float *dbias, const float *dy, const float *x, const float *scale,
                          const bn_params *p) {
     const double cnt = (double)(p->n * p->s);
 #pragma omp parallel for if (p->n * p->c * p->s > 32768)
@@ -232,15 +235,15 @@ static void bn_train_bwd(float *dx, float *dscale, float *dbias, const float *dy
         const double k = scale[ch] * inv / cnt;
             for (int64_t n = 0; n < p->n; n++)
             row_bwd_dx(dx + (n * p->c + ch) * p->s, dy + (n * p->c + ch) * p->s, x + (n * p->c + ch) * p->s, p->s, k, cnt, sdy, mu,
-                       inv, sdyxh);
+                       inv, sdyxh, set);
     }
 }
 
 /* SyncBatchNorm backward: the input gradient needs the sums of dy and dy * xh
  * over every rank; the scale and bias gradients stay local (the data-parallel
  * step sums parameter gradients over ranks). */
-static void bn_train_bwd_sync(float *dx, float *dscale, float *dbias, const float *dy, const float *x, const float *scale,
-                              const bn_params *p) {
+static void bn_train_bwd_sync(float *dx, bool set, float *dscale, float *dbias, const float *dy, const float *x,
+                              const float *scale, const bn_params *p) {
     const int64_t C = p->c;
     double *s = calloc((size_t)(2 * C + 1), sizeof(double));
     if (!s) abort();
@@ -265,7 +268,7 @@ static void bn_train_bwd_sync(float *dx, float *dscale, float *dbias, const floa
             const double k = scale[ch] * inv / cnt;
             for (int64_t n = 0; n < p->n; n++)
                 row_bwd_dx(dx + (n * C + ch) * p->s, dy + (n * C + ch) * p->s, x + (n * C + ch) * p->s, p->s, k, cnt, sdy, mu,
-                           inv, sdyxh);
+                           inv, sdyxh, set);
         }
     free(s);
 }
@@ -276,10 +279,10 @@ static ot_status bn_bwd(ot_kctx *c) {
     if (!dy) return OT_OK;
     if (!p->inplace_stats)
         return ot_fail(c->err, OT_ERR_UNSUPPORTED, "backward of the inference form is not supported (train with batch statistics)");
-    if (g_bn_sum) bn_train_bwd_sync(ot_gin(c, 0), ot_gin(c, 1), ot_gin(c, 2), dy, ot_inf(c, 0), ot_inf(c, 1), p);
-    else bn_train_bwd(ot_gin(c, 0), ot_gin(c, 1), ot_gin(c, 2), dy, ot_inf(c, 0), ot_inf(c, 1), p);
+    if (g_bn_sum) bn_train_bwd_sync(ot_gin(c, 0), ot_gin_set(c, 0), ot_gin(c, 1), ot_gin(c, 2), dy, ot_inf(c, 0), ot_inf(c, 1), p);
+    else bn_train_bwd(ot_gin(c, 0), ot_gin_set(c, 0), ot_gin(c, 1), ot_gin(c, 2), dy, ot_inf(c, 0), ot_inf(c, 1), p);
     return OT_OK;
 }
 
-const ot_op_def ot_op_batchnormalization = {"BatchNormalization", 5, 5, 1, 5, sizeof(bn_params), bn_infer, bn_fwd, 0,
-                                            bn_bwd, OT_BWD_IN(0) | OT_BWD_IN(1)};
+const ot_op_def ot_op_batchnormalization = {"BatchNormalization", 5, 5, 1, 5, sizeof(bn_params), bn_infer, bn_fwd,
+                                            OT_OPF_GRAD_SET, bn_bwd, OT_BWD_IN(0) | OT_BWD_IN(1)};

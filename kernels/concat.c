@@ -128,6 +128,7 @@ static ot_status concat_bwd(ot_kctx *c) {
             const float *src = gy + off;
             off += len;
             if (!gx) continue;
+            if (ot_gin_set(c, i)) { memcpy(gx, src, sizeof(float) * (size_t)len); continue; }
 #pragma omp parallel for simd if(total > 32768)
             for (int64_t j = 0; j < len; j++) gx[j] += src[j];
         }
@@ -142,7 +143,8 @@ static ot_status concat_bwd(ot_kctx *c) {
             float *gx = ot_gin(c, i);
             if (gx) {
                 float *dst = gx + o * blk;
-                for (int64_t j = 0; j < blk; j++) dst[j] += src[j];
+                if (ot_gin_set(c, i)) memcpy(dst, src, sizeof(float) * (size_t)blk);
+                else for (int64_t j = 0; j < blk; j++) dst[j] += src[j];
             }
             src += blk;
         }
@@ -152,4 +154,4 @@ static ot_status concat_bwd(ot_kctx *c) {
 
 /* ---- op table row ---- */
 
-const ot_op_def ot_op_concat = {"Concat", 1, -1, 1, 1, sizeof(concat_params), concat_infer, concat_fwd, 0, concat_bwd, 0};
+const ot_op_def ot_op_concat = {"Concat", 1, -1, 1, 1, sizeof(concat_params), concat_infer, concat_fwd, OT_OPF_GRAD_SET, concat_bwd, 0};

@@ -88,8 +88,8 @@ static void col2im_add(float *dx, const float *dcol, int64_t c, const ot_conv_pa
     }
 }
 
-void ot_conv2d_bwd_cpu(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, float *ws,
-                       const ot_conv_params *p) {
+void ot_conv2d_bwd_cpu(float *dx, bool dx_set, float *dw, float *db, const float *dy, const float *x, const float *w,
+                       float *ws, const ot_conv_params *p) {
     const int64_t cg = p->c / p->group, mg = p->m / p->group, ohw = p->oh * p->ow, k = cg * p->kh * p->kw;
     if (db) {
 #pragma omp parallel for if (p->m * p->n * ohw > 32768)
@@ -115,9 +115,10 @@ void ot_conv2d_bwd_cpu(float *dx, float *dw, float *db, const float *dy, const f
             if (dx) { /* dcol (k, ohw) = W^T (k, mg) . dY (mg, ohw), then col2im */
                 float *dxg = dx + (n * p->c + g * cg) * p->h * p->w;
                 if (is_pointwise(p)) {
-                    ot_sgemm(true, false, k, ohw, mg, 1.0f, w + g * mg * k, k, dyg, ohw, 1.0f, dxg, ohw);
+                    ot_sgemm(true, false, k, ohw, mg, 1.0f, w + g * mg * k, k, dyg, ohw, dx_set ? 0.0f : 1.0f, dxg, ohw);
                 } else {
                     ot_sgemm(true, false, k, ohw, mg, 1.0f, w + g * mg * k, k, dyg, ohw, 0.0f, ws, ohw);
+                    if (dx_set) memset(dxg, 0, sizeof(float) * (size_t)(cg * p->h * p->w));
                     col2im_add(dxg, ws, cg, p);
                 }
             }
@@ -152,8 +153,8 @@ typedef struct dnn_arg {
     bool out, acc;           /* written by the primitive; added into the user buffer */
     dnnl_memory_t user;      /* plain, handle set per call */
     dnnl_memory_t inner;     /* the primitive's layout in the workspace, or NULL: user is passed */
-    dnnl_primitive_desc_t rpd;
-    dnnl_primitive_t reorder;
+    dnnl_primitive_desc_t rpd, rpd_set;   /* rpd_set: an accumulating output's plain copy (ot_gin_set) */
+    dnnl_primitive_t reorder, reorder_set;
     size_t off;              /* workspace offset of inner */
 } dnn_arg;
 
@@ -180,6 +181,8 @@ static void stage_free(dnn_stage *s) {
         dnn_arg *a = &s->a[i];
         if (a->reorder) dnnl_primitive_destroy(a->reorder);
         if (a->rpd) dnnl_primitive_desc_destroy(a->rpd);
+        if (a->reorder_set) dnnl_primitive_destroy(a->reorder_set);
+        if (a->rpd_set) dnnl_primitive_desc_destroy(a->rpd_set);
         if (a->inner) dnnl_memory_destroy(a->inner);
         if (a->user) dnnl_memory_destroy(a->user);
     }
@@ -222,6 +225,10 @@ static bool stage_arg(dnn_stage *s, dnnl_engine_t eng, int arg, const dnnl_memor
     }
     ok = ok && dnnl_reorder_primitive_desc_create(&a->rpd, out ? imd : umd, eng, out ? umd : imd, eng, attr) == dnnl_success;
     if (!ok) a->rpd = NULL;
+    if (ok && acc && out && dnnl_reorder_primitive_desc_create(&a->rpd_set, imd, eng, umd, eng, NULL) != dnnl_success) {
+        a->rpd_set = NULL;
+        ok = false;
+    }
     if (po) dnnl_post_ops_destroy(po);
     if (attr) dnnl_primitive_attr_destroy(attr);
     return ok;
@@ -238,11 +245,9 @@ static bool stage_scratch(dnn_stage *s, dnnl_engine_t eng) {
 
 /* Builds the stages; NULL when oneDNN refuses the forward (fallback to im2col).
  * A refused backward stage is left empty (that part falls back). */
-static struct ot_conv_dnn *conv_dnn_create(const ot_conv_params *p, bool train) {
+static struct ot_conv_dnn *conv_dnn_create(const ot_conv_params *p, bool train, bool any) {
     dnnl_engine_t eng = ot_dnnl_engine();
     if (!eng) return NULL;
-    const char *mode = getenv("ONNXT_CONV_DNN");
-    bool any = mode && strcmp(mode, "any") == 0;
     struct ot_conv_dnn *d = calloc(1, sizeof *d);
     if (!d) return NULL;
     dnnl_memory_desc_t xmd, wmd, bmd, ymd, xa, wa, ya;
@@ -311,15 +316,15 @@ static bool run_prim(dnnl_primitive_t prim, int na, const dnnl_exec_arg_t *args)
 
 /* Runs stage k with the user buffers ptr[i] (in the order its arguments were
  * added); false (and nothing written to outputs) when it cannot run. */
-static bool stage_run(struct ot_conv_dnn *d, int k, void *const *ptr, void *ws) {
+static bool stage_run(struct ot_conv_dnn *d, int k, void *const *ptr, void *ws, unsigned set_mask) {
     dnn_stage *s = &d->st[k];
     if (!s->pd || s->failed) return false;
     if (!s->prim) {
         bool ok = dnnl_primitive_create(&s->prim, s->pd) == dnnl_success;
         if (!ok) s->prim = NULL;
         for (int i = 0; ok && i < s->na; i++)
-            if (s->a[i].rpd && dnnl_primitive_create(&s->a[i].reorder, s->a[i].rpd) != dnnl_success) {
-                s->a[i].reorder = NULL;
+            if ((s->a[i].rpd && dnnl_primitive_create(&s->a[i].reorder, s->a[i].rpd) != dnnl_success) ||
+                (s->a[i].rpd_set && dnnl_primitive_create(&s->a[i].reorder_set, s->a[i].rpd_set) != dnnl_success)) {
                 ok = false;
             }
         if (!ok) { s->failed = true; return false; }
@@ -348,7 +353,8 @@ static bool stage_run(struct ot_conv_dnn *d, int k, void *const *ptr, void *ws) 
         dnn_arg *a = &s->a[i];
         if (!a->out || !a->inner) continue;
         dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, a->inner}, {DNNL_ARG_TO, a->user}};
-        if (!run_prim(a->reorder, 2, r)) return false;
+        bool set = ((set_mask >> i) & 1u) && a->reorder_set;
+        if (!run_prim(set ? a->reorder_set : a->reorder, 2, r)) return false;
     }
     return dnnl_stream_wait(ot_dnnl_stream()) == dnnl_success;
 }
@@ -356,23 +362,23 @@ static bool stage_run(struct ot_conv_dnn *d, int k, void *const *ptr, void *ws) 
 static bool conv_dnn_fwd(ot_conv_params *p, float *y, const float *x, const float *w, const float *b, void *ws) {
     if (!p->dnn) return false;
     void *ptr[4] = {(void *)x, (void *)w, p->has_bias ? (void *)b : y, y};
-    return stage_run(p->dnn, DNN_FWD, ptr, ws);
+    return stage_run(p->dnn, DNN_FWD, ptr, ws, 0);
 }
 
 /* Backward by oneDNN where it has the stage; *dx / *dw / *db are set to NULL
  * for the parts done, what remains is left to the im2col path. */
-static void conv_dnn_bwd(ot_conv_params *p, float **dx, float **dw, float **db, const float *dy, const float *x,
+static void conv_dnn_bwd(ot_conv_params *p, float **dx, bool dx_set, float **dw, float **db, const float *dy, const float *x,
                          const float *w, void *ws) {
     struct ot_conv_dnn *d = p->dnn;
     if (!d) return;
     if (*dx) {
         void *ptr[3] = {*dx, (void *)w, (void *)dy};
-        if (stage_run(d, DNN_BWD_D, ptr, ws)) *dx = NULL;
+        if (stage_run(d, DNN_BWD_D, ptr, ws, dx_set ? 1u : 0u)) *dx = NULL;
     }
     /* the bias gradient comes with the weights' (the stage always writes both) */
     if (*dw && (!p->has_bias || *db)) {
         void *ptr[4] = {(void *)x, *dw, p->has_bias ? (void *)*db : (void *)dy, (void *)dy};
-        if (stage_run(d, DNN_BWD_W, ptr, ws)) { *dw = NULL; *db = NULL; }
+        if (stage_run(d, DNN_BWD_W, ptr, ws, 0)) { *dw = NULL; *db = NULL; }
     }
 }
 #endif
@@ -448,9 +454,14 @@ static ot_status conv_infer(ot_kctx *c) {
     if ((size_t)wsf * sizeof(float) > c->p->ws_bytes) c->p->ws_bytes = (size_t)wsf * sizeof(float);
 #ifdef ONNXT_GEMM_ONEDNN
     const char *dm = getenv("ONNXT_CONV_DNN"), *dt = getenv("ONNXT_CONV_DNN_TRAIN");
-    bool dnn_on = !(dm && strcmp(dm, "off") == 0) && (!ot_training(c) || (dt && strcmp(dt, "1") == 0));
+    bool dnn_on, any = dm && strcmp(dm, "any") == 0;
+    if (dm && strcmp(dm, "off") == 0) dnn_on = false;
+    else if (!ot_training(c)) dnn_on = true;
+    else if (dt && strcmp(dt, "0") == 0) dnn_on = false;
+    else if (dt && strcmp(dt, "1") == 0) dnn_on = true;
+    else { dnn_on = !is_pointwise(p); any = any || !(dm && strcmp(dm, "plain") == 0); } /* training default */
     if (!(c->p->flags & OT_PLAN_NO_MEMORY) && dnn_on) {
-        p->dnn = conv_dnn_create(p, ot_training(c));
+        p->dnn = conv_dnn_create(p, ot_training(c), any);
         if (p->dnn && conv_dnn_ws_bytes(p->dnn) > c->p->ws_bytes) c->p->ws_bytes = conv_dnn_ws_bytes(p->dnn);
     }
 #endif
@@ -472,15 +483,16 @@ static ot_status conv_bwd(ot_kctx *c) {
     const float *dy = ot_gout(c, 0);
     if (!dy) return OT_OK;
     float *dx = ot_gin(c, 0), *dw = ot_gin(c, 1), *db = p->has_bias ? ot_gin(c, 2) : NULL;
+    bool dx_set = ot_gin_set(c, 0);
 #ifdef ONNXT_GEMM_ONEDNN
-    conv_dnn_bwd(p, &dx, &dw, &db, dy, ot_inf(c, 0), ot_inf(c, 1), c->p->ws);
+    conv_dnn_bwd(p, &dx, dx_set, &dw, &db, dy, ot_inf(c, 0), ot_inf(c, 1), c->p->ws);
     if (!dx && !dw && !db) return OT_OK;
 #endif
-    ot_conv2d_bwd_cpu(dx, dw, db, dy, ot_inf(c, 0), ot_inf(c, 1), c->p->ws, p);
+    ot_conv2d_bwd_cpu(dx, dx_set, dw, db, dy, ot_inf(c, 0), ot_inf(c, 1), c->p->ws, p);
     return OT_OK;
 }
 
-const ot_op_def ot_op_conv = {"Conv", 2, 3, 1, 1, sizeof(ot_conv_params), conv_infer, conv_fwd, 0,
+const ot_op_def ot_op_conv = {"Conv", 2, 3, 1, 1, sizeof(ot_conv_params), conv_infer, conv_fwd, OT_OPF_GRAD_SET,
                               conv_bwd, OT_BWD_IN(0) | OT_BWD_IN(1),
 #ifdef ONNXT_GEMM_ONEDNN
                               conv_params_free

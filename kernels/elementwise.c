@@ -188,12 +188,19 @@ OT_KERNEL_CLONES static void silu_run(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoid1(x[i]);
 }
 
-/* gx += dy * s, then gx += dy * x * (1 - s) * s: Mul's then Sigmoid's backward */
-OT_KERNEL_CLONES static void silu_bwd_run(float *gx, const float *dy, const float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        float s = sigmoid1(x[i]), g = gx[i] + dy[i] * s;
-        gx[i] = g + dy[i] * x[i] * (1.0f - s) * s;
-    }
+/* gx += dy * s, then gx += dy * x * (1 - s) * s: Mul's then Sigmoid's backward;
+ * set: gx = dy * s + ... (the same bits as adding to zero) */
+OT_KERNEL_CLONES static void silu_bwd_run(float *gx, const float *dy, const float *x, int64_t n, bool set) {
+    if (set)
+        for (int64_t i = 0; i < n; i++) {
+            float s = sigmoid1(x[i]), g = dy[i] * s;
+            gx[i] = g + dy[i] * x[i] * (1.0f - s) * s;
+        }
+    else
+        for (int64_t i = 0; i < n; i++) {
+            float s = sigmoid1(x[i]), g = gx[i] + dy[i] * s;
+            gx[i] = g + dy[i] * x[i] * (1.0f - s) * s;
+        }
 }
 
 static void unary_chunks(void (*run)(float *, const float *, int64_t), float *y, const float *x, int64_t n) {
@@ -499,11 +506,12 @@ static ot_status bin_bwd(ot_kctx *c) {
         float *gx = ot_gin(c, bp->silu - 1);
         const float *x = ot_inf(c, bp->silu - 1);
         int64_t n = bp->numel, nch = (n + EW_CHUNK - 1) / EW_CHUNK;
+        bool set = ot_gin_set(c, bp->silu - 1);
         if (!gx) return OT_OK;
 #pragma omp parallel for if(nch > 2)
         for (int64_t k = 0; k < nch; k++) {
             int64_t i0 = k * EW_CHUNK;
-            silu_bwd_run(gx + i0, gy + i0, x + i0, n - i0 < EW_CHUNK ? n - i0 : EW_CHUNK);
+            silu_bwd_run(gx + i0, gy + i0, x + i0, n - i0 < EW_CHUNK ? n - i0 : EW_CHUNK, set);
         }
         return OT_OK;
     }
@@ -513,6 +521,8 @@ static ot_status bin_bwd(ot_kctx *c) {
     for (int side = 0; side < 2; side++) {
         float *gx = ot_gin(c, side);
         if (!gx || (side == 1 && bp->tb != OT_F32)) continue;
+        if (ot_gin_set(c, side)) /* the only writer: the general path adds, so zero first */
+            memset(gx, 0, sizeof(float) * (size_t)ot_numel(ot_ishape(c, side)));
         bin_grad(bp, side, gx, gy, A, B);   /* A then B: an operand used twice (x * x) gets both */
     }
     return OT_OK;
@@ -524,6 +534,6 @@ static ot_status bin_bwd(ot_kctx *c) {
 const ot_op_def ot_op_sigmoid = {"Sigmoid", 1, 1, 1, 1, 0, sigmoid_infer, sigmoid_fwd, 0, sigmoid_bwd, OT_BWD_OUT(0)};
 const ot_op_def ot_op_add = {"Add", 2, 2, 1, 1, sizeof(bin_params), add_infer, bin_fwd, 0, bin_bwd, 0};
 const ot_op_def ot_op_sub = {"Sub", 2, 2, 1, 1, sizeof(bin_params), sub_infer, bin_fwd, 0, bin_bwd, 0};
-const ot_op_def ot_op_mul = {"Mul", 2, 2, 1, 1, sizeof(bin_params), mul_infer, bin_fwd, 0, bin_bwd, BIN_READS};
+const ot_op_def ot_op_mul = {"Mul", 2, 2, 1, 1, sizeof(bin_params), mul_infer, bin_fwd, OT_OPF_GRAD_SET, bin_bwd, BIN_READS};
 const ot_op_def ot_op_div = {"Div", 2, 2, 1, 1, sizeof(bin_params), div_infer, bin_fwd, 0, bin_bwd, BIN_READS};
 const ot_op_def ot_op_pow = {"Pow", 2, 2, 1, 1, sizeof(bin_params), pow_infer, bin_fwd, 0, bin_bwd, BIN_READS};

@@ -35,6 +35,7 @@ enum {
     OT_OPF_ALIAS = 1u,       /* output 0 is a view of input 0 (same bytes) */
     OT_OPF_FOLD_ONLY = 2u,   /* must be folded at plan time (inputs constant) */
     OT_OPF_SHAPE_ONLY = 4u,  /* reads only its input's shape (Shape): always foldable */
+    OT_OPF_GRAD_SET = 8u,    /* bwd_cpu honours ot_gin_set (the autograd then skips zeroing those gradients) */
 };
 
 /* Values an op's backward reads (ot_op_def.bwd_reads): activations kept alive for it. */
@@ -53,7 +54,8 @@ typedef struct ot_op_def {
      * bwd_cpu(c): given the gradients of the outputs (ot_gout, NULL when an
      * output gets none: treat as zero), ADD the gradients of the inputs that
      * need one (ot_gin non-NULL) -- backward accumulates, so a value used twice
-     * gets the sum. Runs after the forward of the same plan; may read the
+     * gets the sum (unless ot_gin_set says it is the only writer: see
+     * OT_OPF_GRAD_SET). Runs after the forward of the same plan; may read the
      * inputs/outputs named in bwd_reads and anything infer saved in params or
      * plan state (ot_plan_state). For OT_OPF_ALIAS ops the input and output
      * gradients may share bytes: then there is nothing to do. */
@@ -88,6 +90,12 @@ static inline const ot_shape *ot_oshape(const ot_kctx *c, int i) { return &c->p-
 /* Gradient buffers (training plans only; NULL when none is needed). */
 static inline float *ot_gin(const ot_kctx *c, int i) {
     return ot_has_in(c, i) && c->p->grad ? (float *)c->p->grad[c->n->in[i]] : NULL;
+}
+/* True when this node is the only writer of input i's gradient and its op has
+ * OT_OPF_GRAD_SET: the backward must then WRITE (=) every element of ot_gin(c, i)
+ * instead of adding (the buffer was not zeroed). */
+static inline bool ot_gin_set(const ot_kctx *c, int i) {
+    return c->p->gset && i < 32 && ((c->p->gset[c->n - c->p->g->nodes] >> i) & 1u);
 }
 static inline const float *ot_gout(const ot_kctx *c, int k) {
     return ot_has_out(c, k) && c->p->grad ? (const float *)c->p->grad[c->n->out[k]] : NULL;

@@ -240,18 +240,56 @@ ot_status ot_autograd_create(const ot_graph *g, const ot_shape *shapes, const un
     }
     for (int v = 0; v < nv; v++)
         if (galias[v] != v && p->grad[galias[v]]) p->grad[v] = p->grad[galias[v]];
+    /* gradients written, not added: a gradient with one writer (one input slot
+     * of one backward step), not shared with a view, not the caller's (graph
+     * input or output), whose op can write it (OT_OPF_GRAD_SET), is not zeroed:
+     * the writer sets it. ONNXT_GRAD_SET=0 zeroes every gradient. */
+    unsigned char *nozero = calloc(nvs, 1);
+    int *writers = calloc(nvs, sizeof(int)), *views = calloc(nvs, sizeof(int));
+    p->gset = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof(unsigned));
+    if (!nozero || !writers || !views || !p->gset) {
+        free(nozero); free(writers); free(views);
+        st = ot_fail(err, OT_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    const char *gs_env = getenv("ONNXT_GRAD_SET");
+    if (!(gs_env && strcmp(gs_env, "0") == 0)) {
+        for (int v = 0; v < nv; v++) views[galias[v]]++;
+        for (int b = 0; b < a->n_bsteps; b++) {
+            const ot_node *n = &g->nodes[a->bsteps[b]];
+            for (int k = 0; k < n->n_in; k++) {
+                int v = n->in[k];
+                if (v >= 0 && a->requires_grad[v] && a->kind[v] != OT_VAR_PARAM) writers[galias[v]]++;
+            }
+        }
+        for (int b = 0; b < a->n_bsteps; b++) {
+            int ni = a->bsteps[b];
+            const ot_node *n = &g->nodes[ni];
+            if (!(ot_op_get(n->op)->flags & OT_OPF_GRAD_SET)) continue;
+            for (int k = 0; k < n->n_in && k < 32; k++) {
+                int v = n->in[k];
+                if (v < 0 || !a->requires_grad[v] || a->kind[v] == OT_VAR_PARAM || galias[v] != v || writers[v] != 1 ||
+                    views[v] != 1 || (g->values[v].flags & (OT_V_INPUT | OT_V_OUTPUT)) || !p->grad[v])
+                    continue;
+                p->gset[ni] |= 1u << k;
+                nozero[v] = 1;
+            }
+        }
+    }
+    free(writers); free(views);
     /* gradients to zero before each backward step: those born at its time */
     a->zero_start = calloc((size_t)a->n_bsteps + 1, sizeof(int));
     a->zero_vid = malloc(sizeof(int) * nvs);
-    if (!a->zero_start || !a->zero_vid) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory"); goto fail; }
+    if (!a->zero_start || !a->zero_vid) { free(nozero); st = ot_fail(err, OT_ERR_NOMEM, "out of memory"); goto fail; }
     int nz = 0;
     for (int b = 0; b < a->n_bsteps; b++) {
         a->zero_start[b] = nz;
         int t = TB(a->bsteps[b]);
         for (int v = 0; v < nv; v++)
-            if (birth[nv + v] == t) a->zero_vid[nz++] = v;
+            if (birth[nv + v] == t && !nozero[v]) a->zero_vid[nz++] = v;
     }
     a->zero_start[a->n_bsteps] = nz;
+    free(nozero);
     /* input gradients that no backward step births (unused inputs): zero once */
 #undef TB
     free(birth); free(death); free(size); free(off); free(galias); free(tfwd);
@@ -275,10 +313,12 @@ ot_status ot_autograd_backward(ot_autograd *a, ot_error *err) {
     ot_plan *p = a->p;
     const ot_graph *g = a->g;
     for (int b = 0; b < a->n_bsteps; b++) {
+        double tz = p->prof ? ot_plan_clock() : 0;
         for (int z = a->zero_start[b]; z < a->zero_start[b + 1]; z++) {
             int v = a->zero_vid[z];
             memset(p->grad[v], 0, (size_t)ot_numel(&p->shape[v]) * sizeof(float));
         }
+        if (p->prof) p->prof[2 * g->n_nodes] += ot_plan_clock() - tz;
         int ni = a->bsteps[b];
         const ot_node *n = &g->nodes[ni];
         ot_kctx c = {p, n, (int)g->opset, p->params[ni], err};

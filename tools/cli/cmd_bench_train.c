@@ -55,10 +55,11 @@ static void print_profile(const ot_step *st, long steps) {
         sf += pr[2 * i]; sb += pr[2 * i + 1];
     }
     double sc = 1e3 / (double)steps;
-    printf("profile, ms per step (node clocks; backward excludes gradient zeroing):\n  %-20s %6s %9s %9s\n", "op", "nodes", "forward", "backward");
+    printf("profile, ms per step (node clocks):\n  %-20s %6s %9s %9s\n", "op", "nodes", "forward", "backward");
     for (int k = 0; k < nt; k++)
         if (tf[k] + tb[k] > 0) printf("  %-20s %6d %9.1f %9.1f\n", op[k], cnt[k], tf[k] * sc, tb[k] * sc);
-    printf("  %-20s %6d %9.1f %9.1f\n", "total", g->n_nodes, sf * sc, sb * sc);
+    printf("  %-20s %6s %9s %9.1f\n", "(gradient zeroing)", "", "", pr[2 * g->n_nodes] * sc);
+    printf("  %-20s %6d %9.1f %9.1f\n", "total", g->n_nodes, sf * sc, sb * sc + pr[2 * g->n_nodes] * sc);
     int *idx = malloc(sizeof(int) * (size_t)g->n_nodes);
     if (!idx) return;
     for (int i = 0; i < g->n_nodes; i++) idx[i] = i;
@@ -132,7 +133,7 @@ int bench_train(int argc, char **argv) {
     double ph[6][1024];
     long n = steps > 1024 ? 1024 : steps;
     for (long it = -1; it < n; it++) { /* it -1: warm-up */
-        if (profile && it == 0 && !(st->ag->p->prof = calloc(2 * (size_t)st->graph->n_nodes, sizeof(double)))) {
+        if (profile && it == 0 && !(st->ag->p->prof = calloc(2 * (size_t)st->graph->n_nodes + 1, sizeof(double)))) {
             rc = cli_fail("out of memory");
             goto done;
         }
