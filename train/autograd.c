@@ -309,6 +309,8 @@ float *ot_autograd_output_grad(ot_autograd *a, int k) { return a->p->grad[a->g->
 float *ot_autograd_data(ot_autograd *a, int vid) { return a->p->data[vid]; }
 float *ot_autograd_grad(ot_autograd *a, int vid) { return a->p->grad[vid]; }
 
+#define ZERO_CHUNK 65536 /* floats a thread zeroes at a time */
+
 ot_status ot_autograd_backward(ot_autograd *a, ot_error *err) {
     ot_plan *p = a->p;
     const ot_graph *g = a->g;
@@ -316,7 +318,11 @@ ot_status ot_autograd_backward(ot_autograd *a, ot_error *err) {
         double tz = p->prof ? ot_plan_clock() : 0;
         for (int z = a->zero_start[b]; z < a->zero_start[b + 1]; z++) {
             int v = a->zero_vid[z];
-            memset(p->grad[v], 0, (size_t)ot_numel(&p->shape[v]) * sizeof(float));
+            float *gv = p->grad[v];
+            int64_t n = ot_numel(&p->shape[v]), nch = (n + ZERO_CHUNK - 1) / ZERO_CHUNK;
+#pragma omp parallel for if(nch > 4)
+            for (int64_t k = 0; k < nch; k++)
+                memset(gv + k * ZERO_CHUNK, 0, sizeof(float) * (size_t)(n - k * ZERO_CHUNK < ZERO_CHUNK ? n - k * ZERO_CHUNK : ZERO_CHUNK));
         }
         if (p->prof) p->prof[2 * g->n_nodes] += ot_plan_clock() - tz;
         int ni = a->bsteps[b];
