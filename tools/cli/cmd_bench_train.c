@@ -4,6 +4,8 @@
  * synthetic batch (the shared test pattern and fixed boxes), as
  * tools/bench/torch_train_step.py measures PyTorch. */
 #include "cli.h"
+#include "core/dist.h"
+#include "kernels/ops.h"
 #include "train/optim.h"
 #include "train/step.h"
 #include <jansson.h>
@@ -30,7 +32,12 @@ static void usage(FILE *f) {
                "(summed over the timed steps' nodes, divided by the steps) and the 12\n"
                "slowest nodes.\n"
                "Only --device cpu exists in this build.\n\n"
-               "example:\n  onnx-train bench train --model yolov5s.onnx --batch-size 16 --img 320\n");
+               "Under mpirun -np N (CPU ranks, as `train`): each rank runs --batch-size/N\n"
+               "images with BatchNorm statistics over all ranks (SyncBatchNorm) and the\n"
+               "gradients summed over ranks before clipping, the same step as one rank\n"
+               "with the whole batch; rank 0 prints, images/s counts the whole batch.\n\n"
+               "example:\n  onnx-train bench train --model yolov5s.onnx --batch-size 16 --img 320\n"
+               "  OMP_NUM_THREADS=1 mpirun -np 2 onnx-train bench train --model yolov5s.onnx\n");
 }
 
 static int cmp_d(const void *a, const void *b) {
@@ -105,6 +112,12 @@ int bench_train(int argc, char **argv) {
     if (!model) return cli_fail("bench train: --model M.onnx is required (see onnx-train bench train --help)");
     if (strcmp(device, "cpu") != 0) return cli_fail("bench train: --device %s: this build trains on the CPU only", device);
     ot_error e;
+    if (ot_dist_init(NULL, NULL, &e)) return cli_error(&e);
+    int world = ot_dist_world(), rank = ot_dist_rank();
+    const long total_bs = bs;
+    if (bs % world) return cli_fail("bench train: --batch-size %ld is not a multiple of the %d ranks", bs, world);
+    bs /= world;
+    ot_bn_set_sync(world > 1 ? ot_dist_sum_f64 : NULL);
     ot_model *m;
     if (ot_model_load(model, &m, &e)) return cli_error(&e);
     if (!m->head.found) { ot_model_destroy(m); return cli_fail("%s: no YOLOv5 Detect head found", model); }
@@ -153,6 +166,7 @@ int bench_train(int argc, char **argv) {
         if (ot_yolo_loss_compute(st->loss, &st->cfg, outs, shp, t, nt, douts, &li, &e)) { rc = cli_error(&e); goto done; }
         double t2 = now_ms();
         if (ot_autograd_backward(st->ag, &e)) { rc = cli_error(&e); goto done; }
+        if (world > 1) ot_dist_sum_f32(st->ag->grad_slab, (int64_t)st->ag->slab_floats);
         double t3 = now_ms();
         ot_clip_grad_norm(st->ag, 10.0, NULL);
         ot_optimizer_step(o);
@@ -167,13 +181,20 @@ int bench_train(int argc, char **argv) {
     for (int k = 0; k < 6; k++) { qsort(ph[k], (size_t)n, sizeof(double), cmp_d); med[k] = ph[k][n / 2]; }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double ips = (double)bs / (med[5] / 1e3), rss = (double)ru.ru_maxrss / 1024.0;
+    double ips = (double)total_bs / (med[5] / 1e3), rss = (double)ru.ru_maxrss / 1024.0;
+    if (world > 1) { /* the collectives keep the ranks in step; memory: all ranks together */
+        double v = rss;
+        ot_dist_sum_f64(&v, 1);
+        rss = v;
+    }
+    if (rank != 0) goto done;
     static const char *names[6] = {"forward", "loss", "backward", "optimizer", "ema", "step"};
     if (json) {
         json_t *j = json_object(), *ms = json_object();
         json_object_set_new(j, "model", json_string(model));
         json_object_set_new(j, "device", json_string(device));
-        json_object_set_new(j, "batch_size", json_integer(bs));
+        json_object_set_new(j, "batch_size", json_integer(total_bs));
+        json_object_set_new(j, "ranks", json_integer(world));
         json_object_set_new(j, "img", json_integer(img));
         json_object_set_new(j, "steps", json_integer(n));
         json_object_set_new(j, "images_per_s", json_real(ips));
@@ -186,7 +207,8 @@ int bench_train(int argc, char **argv) {
         free(js);
         json_decref(j);
     } else {
-        printf("%s, batch %ld at %ld px on the CPU, %ld steps (median):\n", model, bs, img, n);
+        printf("%s, batch %ld at %ld px on the CPU (%d rank%s), %ld steps (median):\n", model, total_bs, img, world,
+               world > 1 ? "s" : "", n);
         for (int k = 0; k < 6; k++) printf("  %-10s %9.1f ms\n", names[k], med[k]);
         printf("  %.2f images/s, peak memory %.0f MiB (activations and gradients arena %.0f MiB)\n", ips, rss,
                (double)st->ag->arena_bytes / (1 << 20));
@@ -200,5 +222,8 @@ done:
     free(x);
     free(t);
     ot_model_destroy(m);
+    ot_bn_set_sync(NULL);
+    if (rc && world > 1) ot_dist_abort(rc); /* the other ranks would wait in a collective */
+    ot_dist_finalize();
     return rc;
 }
