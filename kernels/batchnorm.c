@@ -10,7 +10,8 @@
  * running = (1 - m) * running + m * batch, m = 1 - ONNX momentum, with the
  * unbiased batch variance. Backward (training form): with xh = (x - mean) * invstd,
  * dB = sum dy, dscale = sum dy * xh, dx = scale * invstd / M * (M dy - dB - xh dscale).
- * Sums in double. CUDA twin: batchnorm.cu (cuDNN), later. */
+ * Sums in double, the variance from squared deviations (two passes).
+ * CUDA twin: batchnorm.cu (cuDNN), later. */
 #include "ops.h"
 #include <math.h>
 

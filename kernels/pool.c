@@ -7,10 +7,12 @@
  * bottom/right padding (onnx/onnx#5741); SAME_* pads use the undilated kernel like
  * ORT. Padded positions never win: a window's maximum is taken over its in-image
  * positions only, starting from the lowest float (as ORT/MLAS). The Indices output
- * and storage_order=1 are not supported. The backward recomputes each window's
- * argmax (first maximum, like PyTorch). CUDA twin: pool.cu. */
+ * and storage_order=1 are not supported. The gradient goes to each window's
+ * first maximum (like PyTorch): saved by the forward of training plans with
+ * unit strides and dilations (separable max), recomputed otherwise. CUDA twin: pool.cu. */
 #include "ops.h"
 #include <float.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct pool_params {
@@ -18,6 +20,9 @@ typedef struct pool_params {
     int64_t sh, sw;          /* strides */
     int64_t dh, dw;          /* dilations */
     int64_t pt, pl;          /* top / left padding actually used */
+    bool sep;                /* unit strides and dilations: separable forward */
+    int32_t *arg;            /* training plans with sep: each output's argmax (offset in its
+                              * plane), written by the forward for the backward */
 } pool_params;
 
 /* ---- shape inference ---- */
@@ -114,6 +119,11 @@ static ot_status maxpool_infer(ot_kctx *c) {
     pp->kh = k[0]; pp->kw = k[1];
     pp->sh = s[0]; pp->sw = s[1];
     pp->dh = d[0]; pp->dw = d[1];
+    pp->sep = pp->sh == 1 && pp->sw == 1 && pp->dh == 1 && pp->dw == 1 && x->d[2] * x->d[3] <= INT32_MAX;
+    if (ot_training(c) && pp->sep) {
+        pp->arg = ot_plan_state(c, sizeof(int32_t) * (size_t)ot_numel(&o));
+        if (!pp->arg) return ot_fail(c->err, OT_ERR_NOMEM, "out of memory");
+    }
     return ot_set_out(c, 0, OT_F32, &o);
 }
 
@@ -128,12 +138,74 @@ static inline void taps(int64_t start, int64_t k, int64_t d, int64_t in, int64_t
     *k1 = b < a ? a : b;
 }
 
+/* Unit strides and dilations (YOLOv5's SPPF): the window maximum as a row pass
+ * then a column pass (kh + kw compares instead of kh * kw), and the argmax the
+ * backward uses: the first maximum in scan order (rows, then columns), found
+ * from the first in-image tap with strict '>' like the recomputing backward
+ * below; rv/rav/ra: H*OW scratch. */
+static void plane_separable(const pool_params *pp, const float *xp, float *yp, int32_t *ap, int64_t H, int64_t W,
+                            int64_t OH, int64_t OW, float *rv, float *rav, int32_t *ra) {
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t ow = 0; ow < OW; ow++) {
+            int64_t w0 = ow - pp->pl, b0, b1, o = h * OW + ow;
+            taps(w0, pp->kw, 1, W, &b0, &b1);
+            const float *r = xp + h * W + w0;
+            float m = -FLT_MAX, am = b0 < b1 ? r[b0] : -FLT_MAX;
+            int64_t best = b0;
+            for (int64_t j = b0; j < b1; j++) {
+                float v = r[j];
+                m = v > m ? v : m;
+                if (v > am) { am = v; best = j; }
+            }
+            rv[o] = m;
+            rav[o] = am;
+            ra[o] = b0 < b1 ? (int32_t)(h * W + w0 + best) : -1;
+        }
+    for (int64_t oh = 0; oh < OH; oh++) {
+        int64_t h0 = oh - pp->pt, a0, a1;
+        taps(h0, pp->kh, 1, H, &a0, &a1);
+        for (int64_t ow = 0; ow < OW; ow++) {
+            float m = -FLT_MAX, am = 0;
+            int32_t best = -1;
+            for (int64_t i = a0; i < a1; i++) {
+                int64_t o = (h0 + i) * OW + ow;
+                m = rv[o] > m ? rv[o] : m;
+                if (ra[o] >= 0 && (best < 0 || rav[o] > am)) { am = rav[o]; best = ra[o]; }
+            }
+            yp[oh * OW + ow] = m;
+            if (ap) ap[oh * OW + ow] = best;
+        }
+    }
+}
+
 static ot_status maxpool_fwd(ot_kctx *c) {
     const pool_params *pp = (const pool_params *)c->params;
     const ot_shape *xs = ot_ishape(c, 0), *ys = ot_oshape(c, 0);
     const float *x = ot_inf(c, 0);   /* (N, C, H, W) */
     float *y = ot_outf(c, 0);        /* (N, C, OH, OW) */
     int64_t H = xs->d[2], W = xs->d[3], OH = ys->d[2], OW = ys->d[3];
+    if (pp->sep) {
+        int64_t planes = ys->d[0] * ys->d[1];
+        bool ok = true;
+#pragma omp parallel if(planes * OH * OW > 32768)
+        {
+            float *rv = malloc(sizeof(float) * 2 * (size_t)(H * OW));
+            int32_t *ra = malloc(sizeof(int32_t) * (size_t)(H * OW));
+            if (!rv || !ra) {
+#pragma omp atomic write
+                ok = false;
+            }
+#pragma omp for
+            for (int64_t pl = 0; pl < planes; pl++)
+                if (rv && ra)
+                    plane_separable(pp, x + pl * H * W, y + pl * OH * OW, pp->arg ? pp->arg + pl * OH * OW : NULL, H, W,
+                                    OH, OW, rv, rv + H * OW, ra);
+            free(rv);
+            free(ra);
+        }
+        if (!ok) return ot_fail(c->err, OT_ERR_NOMEM, "out of memory (pooling scratch)");
+        return OT_OK;
+    }
     int64_t planes = ys->d[0] * ys->d[1], rows = planes * OH, total = rows * OW;
 #pragma omp parallel for if(total > 32768)
     for (int64_t r = 0; r < rows; r++) {
@@ -160,7 +232,7 @@ static ot_status maxpool_fwd(ot_kctx *c) {
 }
 
 /* ---- backward ----
- * The argmax is recomputed from the input (no state kept): the gradient of each
+ * Without a saved argmax it is recomputed from the input: the gradient of each
  * output goes to the first maximum of its window in scan order (rows, then
  * columns), as PyTorch's CPU max_pool2d (strict '>' from the first in-image tap);
  * padded positions never get any. Windows overlap, so the work is split by
@@ -175,6 +247,17 @@ static ot_status maxpool_bwd(ot_kctx *c) {
     const float *x = ot_inf(c, 0);
     int64_t H = xs->d[2], W = xs->d[3], OH = ys->d[2], OW = ys->d[3];
     int64_t planes = ys->d[0] * ys->d[1], total = planes * OH * OW * pp->kh * pp->kw;
+    if (pp->arg) { /* argmax saved by the forward */
+#pragma omp parallel for if(planes * OH * OW > 32768)
+        for (int64_t pl = 0; pl < planes; pl++) {
+            float *gp = gx + pl * H * W;
+            const float *gyp = gy + pl * OH * OW;
+            const int32_t *ap = pp->arg + pl * OH * OW;
+            for (int64_t o = 0; o < OH * OW; o++)
+                if (ap[o] >= 0) gp[ap[o]] += gyp[o];
+        }
+        return OT_OK;
+    }
 #pragma omp parallel for if(total > 32768)
     for (int64_t pl = 0; pl < planes; pl++) {
         const float *xp = x + pl * H * W;

@@ -131,12 +131,92 @@ START_TEST(yolov5n_folded_directional) {
 }
 END_TEST
 
+/* The speed-ups that must not change a bit: SiLU fused into one kernel
+ * (Sigmoid taken off the steps) and gradients written by their only writer
+ * instead of zeroed then added. The same forward and backward with both
+ * switched off (ONNXT_FUSE_SILU=0, ONNXT_GRAD_SET=0) give the same outputs
+ * and parameter gradients, bit for bit; and the switches did switch. */
+static void run_once(const ot_graph *g, const float *x, float **outs, float *grads, int *steps, int *zeroed) {
+    ot_shape s = {4, {2, 3, 128, 128}};
+    ot_autograd *a;
+    ot_error e;
+    ck_assert_msg(ot_autograd_create(g, &s, NULL, false, &a, &e) == OT_OK, "%s", e.msg);
+    ck_assert_msg(ot_autograd_forward(a, &x, &e) == OT_OK, "%s", e.msg);
+    for (int k = 0; k < g->n_outputs; k++) {
+        int v = g->outputs[k];
+        int64_t n = ot_numel(&a->p->shape[v]);
+        memcpy(outs[k], a->p->data[v], sizeof(float) * (size_t)n);
+        float *go = ot_autograd_output_grad(a, k);
+        for (int64_t i = 0; i < n; i++) go[i] = (float)(0.001 * (double)((i * 7919) % 2001 - 1000));
+    }
+    ot_autograd_zero_grad(a);
+    ck_assert_msg(ot_autograd_backward(a, &e) == OT_OK, "%s", e.msg);
+    memcpy(grads, a->grad_slab, sizeof(float) * a->slab_floats);
+    *steps = a->p->n_steps;
+    *zeroed = a->zero_start[a->n_bsteps];
+    ot_autograd_destroy(a);
+}
+
+START_TEST(fusions_change_nothing) {
+    char cmd[8192], path[4096];
+    snprintf(cmd, sizeof cmd, "tar -xJf '%s/yolov5n-c3-416.tar.xz' -C '%s'", OT_FIXTURES, tu_work());
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/yolov5n-c3-416.onnx", tu_work());
+    ot_model *m;
+    ot_graph *g;
+    ot_error e;
+    ck_assert_msg(ot_model_load(path, &m, &e) == OT_OK, "%s", e.msg);
+    ck_assert_msg(ot_prepare_training_graph(m, NULL, &g, &e) == OT_OK, "%s", e.msg);
+    int64_t nx = 2 * 3 * 128 * 128;
+    float *x = malloc(sizeof(float) * (size_t)nx);
+    ot_fill_pattern(x, nx, 9);
+    ot_shape s = {4, {2, 3, 128, 128}};
+    ot_autograd *probe;
+    ck_assert_msg(ot_autograd_create(g, &s, NULL, false, &probe, &e) == OT_OK, "%s", e.msg);
+    size_t nf = probe->slab_floats;
+    float *outs[2][OT_MAX_HEADS], *grads[2];
+    for (int r = 0; r < 2; r++) {
+        grads[r] = malloc(sizeof(float) * nf);
+        for (int k = 0; k < g->n_outputs; k++) outs[r][k] = malloc(sizeof(float) * (size_t)ot_numel(&probe->p->shape[g->outputs[k]]));
+    }
+    int steps[2], zeroed[2];
+    run_once(g, x, outs[0], grads[0], &steps[0], &zeroed[0]);
+    setenv("ONNXT_FUSE_SILU", "0", 1);
+    setenv("ONNXT_GRAD_SET", "0", 1);
+    run_once(g, x, outs[1], grads[1], &steps[1], &zeroed[1]);
+    unsetenv("ONNXT_FUSE_SILU");
+    unsetenv("ONNXT_GRAD_SET");
+    printf("fused: %d steps, %d gradients zeroed; unfused: %d steps, %d zeroed\n", steps[0], zeroed[0], steps[1], zeroed[1]);
+    ck_assert_int_lt(steps[0], steps[1]);
+    ck_assert_int_lt(zeroed[0], zeroed[1]);
+    for (int k = 0; k < g->n_outputs; k++)
+        ck_assert_msg(memcmp(outs[0][k], outs[1][k], sizeof(float) * (size_t)ot_numel(&probe->p->shape[g->outputs[k]])) == 0,
+                      "output %d differs with the fusions", k);
+    for (int i = 0; i < probe->n_vars; i++) {
+        int v = probe->var_vid[i];
+        if (probe->kind[v] != OT_VAR_PARAM) continue;
+        ck_assert_msg(memcmp(grads[0] + probe->var_off[i], grads[1] + probe->var_off[i],
+                             sizeof(float) * (size_t)ot_numel(&probe->p->shape[v])) == 0,
+                      "gradient of %s differs with the fusions", g->values[v].name);
+    }
+    for (int r = 0; r < 2; r++) {
+        free(grads[r]);
+        for (int k = 0; k < g->n_outputs; k++) free(outs[r][k]);
+    }
+    free(x);
+    ot_autograd_destroy(probe);
+    ot_graph_destroy(g);
+    ot_model_destroy(m);
+}
+END_TEST
+
 int main(void) {
     ot_set_quiet(true);
     Suite *s = suite_create("train_grad");
     TCase *t = tcase_create("train_grad");
     tcase_set_timeout(t, 600);
     tcase_add_test(t, yolov5n_folded_directional);
+    tcase_add_test(t, fusions_change_nothing);
     tcase_add_test(t, yolov5s_bn_directional);
     suite_add_tcase(s, t);
     return tu_main(s);

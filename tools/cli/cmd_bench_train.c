@@ -29,8 +29,8 @@ static void usage(FILE *f) {
                "process's peak memory; --json prints one JSON object (keys images_per_s,\n"
                "ms: {forward, loss, backward, optimizer, ema, step}, peak_rss_mb).\n"
                "--profile adds, per op type, the forward and backward milliseconds a step\n"
-               "(summed over the timed steps' nodes, divided by the steps) and the 12\n"
-               "slowest nodes.\n"
+               "(summed over the timed steps' nodes, divided by the steps), the gradient\n"
+               "zeroing, and the 12 slowest nodes (GFLOP/s forward and backward for Conv).\n"
                "Only --device cpu exists in this build.\n\n"
                "Under mpirun -np N (CPU ranks, as `train`): each rank runs --batch-size/N\n"
                "images with BatchNorm statistics over all ranks (SyncBatchNorm) and the\n"
@@ -79,19 +79,18 @@ static void print_profile(const ot_step *st, long steps) {
         const ot_shape *ys = nd->n_out ? &st->ag->p->shape[nd->out[0]] : NULL;
         char sb2[160] = "";
         if (ys) ot_shape_str(ys, sb2, sizeof sb2);
-        printf("  %-28s %-12s %-20s %8.1f %8.1f\n", nd->name ? nd->name : "", nd->op_type, sb2, pr[2 * idx[r]] * sc,
+        printf("  %-34s %-10s %-18s %8.1f %8.1f", nd->name ? nd->name : "", nd->op_type, sb2, pr[2 * idx[r]] * sc,
                pr[2 * idx[r] + 1] * sc);
+        if (strcmp(nd->op_type, "Conv") == 0 && ys && pr[2 * idx[r]] > 0 && pr[2 * idx[r] + 1] > 0) {
+            const ot_shape *wsh = &st->ag->p->shape[nd->in[1]];
+            double fl = 2.0 * (double)ot_numel(ys) * (double)(wsh->d[1] * wsh->d[2] * wsh->d[3]); /* forward FLOPs */
+            bool dx = st->ag->p->grad[nd->in[0]] != NULL;
+            printf("  %5.0f %5.0f GFLOP/s", fl / (pr[2 * idx[r]] / (double)steps) / 1e9,
+                   (dx ? 2 : 1) * fl / (pr[2 * idx[r] + 1] / (double)steps) / 1e9);
+        }
+        printf("\n");
     }
     free(idx);
-    if (getenv("ONNXT_PROF_CONV"))
-        for (int i = 0; i < g->n_nodes; i++) {
-            const ot_node *nd = &g->nodes[i];
-            if (strcmp(nd->op_type, "Conv")) continue;
-            const ot_shape *xs = &st->ag->p->shape[nd->in[0]], *ws = &st->ag->p->shape[nd->in[1]], *ys = &st->ag->p->shape[nd->out[0]];
-            double fl = 2.0 * (double)ot_numel(ys) * (double)(ws->d[1] * ws->d[2] * ws->d[3]);
-            fprintf(stderr, "CONV %d %lld %lld %lld %lld %lld %lld k%lld %.3f %.2f %.2f %.1f %.1f %d\n", i, (long long)xs->d[1], (long long)xs->d[2], (long long)ys->d[1], (long long)ys->d[2],
-                (long long)ws->d[2], (long long)ws->d[3], (long long)(ws->d[1]*ws->d[2]*ws->d[3]), fl / 1e9, pr[2*i]*sc, pr[2*i+1]*sc, fl/1e9/(pr[2*i]/steps), 2*fl/1e9/(pr[2*i+1]/steps), st->ag->p->grad[nd->in[0]] != NULL);
-        }
 }
 
 int bench_train(int argc, char **argv) {
