@@ -1,9 +1,10 @@
 /* conv.c: Conv (ONNX opset 1-18, 2-D) on the CPU: im2col + one GEMM per
  * image and group (Chellapilla et al. 2006; darknet, Caffe). 1x1 stride-1
  * unpadded convolutions skip im2col. Backward: dW = dY . col^T, dX = col2im(W^T . dY),
- * db = sum dY, accumulated. Inference plans run oneDNN convolution primitives
- * instead where oneDNN accepts the geometry (see "oneDNN convolution
- * primitives" below); im2col stays the fallback. CUDA twin: conv.cu (cuDNN), later. */
+ * db = sum dY, accumulated (dX written instead when the op is its only writer,
+ * ot_gin_set). Inference plans, and the k>1 convolutions of training plans, run
+ * oneDNN convolution primitives instead where oneDNN accepts the geometry (see
+ * "oneDNN convolution primitives" below); im2col stays the fallback. CUDA twin: conv.cu (cuDNN), later. */
 #include "conv.h"
 #include "gemm.h"
 #include "ops.h"
@@ -137,10 +138,12 @@ void ot_conv2d_bwd_cpu(float *dx, bool dx_set, float *dw, float *db, const float
  * ONNXT_CONV_DNN=off keeps im2col + GEMM everywhere. oneDNN overwrites its
  * outputs: gradients go through a reorder with a sum post-op, which adds them.
  *
- * Training plans use im2col + GEMM unless ONNXT_CONV_DNN_TRAIN=1: the oneDNN
- * backward is correct (test_grad_ops, test_loss pass with it) but its different
- * summation order makes the chaotic test_train_steps drift past its tolerance
- * (max(1e-4, 2x PyTorch's own spread)). Inference plans use oneDNN by default. */
+ * Training plans run the k>1 convolutions (the 6x6 stem, the 3x3 layers) as
+ * oneDNN primitives in blocked layouts (its direct JIT kernels, as PyTorch's
+ * mkldnn does: 25-70 % faster than im2col there, docs/PERF.md) and keep 1x1
+ * layers on GEMM, which is as fast or faster once reorders count.
+ * ONNXT_CONV_DNN_TRAIN=0 keeps im2col everywhere, =1 uses oneDNN for all (plain
+ * layouts unless ONNXT_CONV_DNN=any). Inference plans use oneDNN, plain, by default. */
 #ifdef ONNXT_GEMM_ONEDNN
 #include "onednn.h"
 #include <stdint.h>
