@@ -30,7 +30,8 @@ fuzz:
 sanitize: deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DONNXT_SANITIZE=ON >/dev/null
 	@cmake --build build-asan -j$(JOBS)
-	@cd build-asan && LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp ASAN_OPTIONS=detect_leaks=1 \
+	@cd build-asan && LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
+	  OMPI_MCA_mca_base_component_disable_dlclose=1 \
 	  ctest --output-on-failure -j$(JOBS)
 
 clean:
