@@ -5,13 +5,13 @@
 #   3. the exported best.onnx validated again,
 #   4. predictions drawn on a few validation images.
 # The README states the time and mAP50 it reaches on 2 CPU cores.
-# DEMO_EPOCHS (default 40) shortens or lengthens the training.
+# DEMO_EPOCHS (default 55) shortens or lengthens the training.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 CLI="$BUILD/onnx-train"
 OUT="$BUILD/demo"
-EPOCHS=${DEMO_EPOCHS:-40}
+EPOCHS=${DEMO_EPOCHS:-55}
 rm -rf "$OUT"
 mkdir -p "$OUT"
 start=$(date +%s)
