@@ -300,10 +300,40 @@ START_TEST(val_predict_and_errors) {
     rc = tu_run(cmd, err, sizeof err);
     ck_assert_int_eq(rc, 2);
     ck_assert_msg(strstr(err, "bad.ckpt") && strstr(err, "truncated"), "%s", err);
-    ck_assert(!tu_exists(bad + 0) || true);
     char xo[1300];
     snprintf(xo, sizeof xo, "%s/x.onnx", W);
     ck_assert_msg(!tu_exists(xo), "no output may be written for a bad checkpoint");
+}
+END_TEST
+
+/* bench train: a built-in size, its JSON keys, the --profile table, bad
+ * arguments (exit 2 with the reason). */
+START_TEST(bench_train_cli) {
+    setup();
+    char out[1300], cmd[8192], err[4096];
+    snprintf(out, sizeof out, "%s/bench.json", W);
+    sh("OMP_NUM_THREADS=2 '%s' bench train --model yolov5n --nc 3 --batch-size 2 --img 64 --steps 2 --json > '%s'", OT_CLI, out);
+    json_error_t je;
+    json_t *j = json_load_file(out, 0, &je);
+    ck_assert_msg(j != NULL, "%s: %s", out, je.text);
+    ck_assert(json_number_value(json_object_get(j, "images_per_s")) > 0);
+    ck_assert(json_number_value(json_object_get(j, "peak_rss_mb")) > 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "batch_size")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "ranks")), 1);
+    json_t *ms = json_object_get(j, "ms");
+    static const char *keys[] = {"forward", "loss", "backward", "optimizer", "ema", "step"};
+    for (int k = 0; k < 6; k++) ck_assert_msg(json_is_number(json_object_get(ms, keys[k])), "ms.%s missing", keys[k]);
+    ck_assert(json_number_value(json_object_get(ms, "forward")) > 0 && json_number_value(json_object_get(ms, "backward")) > 0);
+    json_decref(j);
+    sh("OMP_NUM_THREADS=2 '%s' bench train --model yolov5n --nc 3 --batch-size 2 --img 64 --steps 1 --profile > '%s/prof.txt'", OT_CLI, W);
+    sh("grep -q 'profile, ms per step' '%s/prof.txt' && grep -q '^  Conv  *60 ' '%s/prof.txt' && grep -q '(gradient zeroing)' '%s/prof.txt' && "
+       "grep -q 'GFLOP/s' '%s/prof.txt'", W, W, W, W);
+    snprintf(cmd, sizeof cmd, "'%s' bench train --model yolov5n --img 65", OT_CLI);
+    ck_assert_int_eq(tu_run(cmd, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "multiple of 32"), "%s", err);
+    snprintf(cmd, sizeof cmd, "'%s' bench train --model '%s/none.onnx'", OT_CLI, W);
+    ck_assert_int_eq(tu_run(cmd, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "none.onnx"), "%s", err);
 }
 END_TEST
 
@@ -407,6 +437,7 @@ int main(void) {
     tcase_add_test(t, export_every_form_matches_checkpoint);
     tcase_add_test(t, val_predict_and_errors);
     tcase_add_test(t, flags_rect_single_cls_freeze_adamw);
+    tcase_add_test(t, bench_train_cli);
     tcase_add_test(t, shared_yolov5s_inference_export);
     tcase_add_test(t, shared_yolov5s_bn_export);
     suite_add_tcase(s, t);

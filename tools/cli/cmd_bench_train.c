@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "core/dist.h"
 #include "kernels/ops.h"
+#include "train/builtin.h"
 #include "train/optim.h"
 #include "train/step.h"
 #include <jansson.h>
@@ -20,14 +21,16 @@ static double now_ms(void) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: onnx-train bench train --model M.onnx [--batch-size 16] [--img 320] [--steps 10]\n"
-               "                              [--device cpu] [--json] [--profile]\n\n"
+    fprintf(f, "usage: onnx-train bench train --model M.onnx|yolov5n..x [--batch-size 16] [--img 320] [--steps 10]\n"
+               "                              [--nc 80] [--device cpu] [--json] [--profile]\n\n"
                "Times full training steps on a synthetic batch (images: the test pattern;\n"
                "targets: 8 fixed boxes an image): forward (BN in training mode), YOLOv5 loss,\n"
                "backward, clip_grad_norm(10), SGD step, EMA update, after one warm-up step.\n"
-               "Prints images/s (from the median step) and milliseconds per phase, and the\n"
-               "process's peak memory; --json prints one JSON object (keys images_per_s,\n"
-               "ms: {forward, loss, backward, optimizer, ema, step}, peak_rss_mb).\n"
+               "--model takes an ONNX export or a built-in size (yolov5n, s, m, l, x: freshly\n"
+               "initialised, --nc classes). Prints images/s (from the median step),\n"
+               "milliseconds per phase and the process's peak memory; --json prints one\n"
+               "JSON object (keys images_per_s, ms: {forward, loss, backward, optimizer,\n"
+               "ema, step}, peak_rss_mb, ranks).\n"
                "--profile adds, per op type, the forward and backward milliseconds a step\n"
                "(summed over the timed steps' nodes, divided by the steps), the gradient\n"
                "zeroing, and the 12 slowest nodes (GFLOP/s forward and backward for Conv).\n"
@@ -95,7 +98,7 @@ static void print_profile(const ot_step *st, long steps) {
 
 int bench_train(int argc, char **argv) {
     const char *model = NULL, *device = "cpu";
-    long bs = 16, img = 320, steps = 10;
+    long bs = 16, img = 320, steps = 10, nc = 80;
     bool json = false, profile = false;
     for (int i = 1; i < argc; i++) {
         if (cli_is_help(argv[i])) { usage(stdout); return 0; }
@@ -106,6 +109,7 @@ int bench_train(int argc, char **argv) {
         else if (cli_int_arg(argc, argv, &i, "--batch-size", 1, 1024, &bs)) { if (bs == LONG_MIN) return cli_fail("bench train: bad --batch-size"); }
         else if (cli_int_arg(argc, argv, &i, "--img", 32, 4096, &img)) { if (img == LONG_MIN || img % 32) return cli_fail("bench train: --img must be a multiple of 32"); }
         else if (cli_int_arg(argc, argv, &i, "--steps", 1, 100000, &steps)) { if (steps == LONG_MIN) return cli_fail("bench train: bad --steps"); }
+        else if (cli_int_arg(argc, argv, &i, "--nc", 1, 10000, &nc)) { if (nc == LONG_MIN) return cli_fail("bench train: --nc needs 1..10000"); }
         else return cli_fail("bench train: unknown argument '%s' (see onnx-train bench train --help)", argv[i]);
     }
     if (!model) return cli_fail("bench train: --model M.onnx is required (see onnx-train bench train --help)");
@@ -118,7 +122,16 @@ int bench_train(int argc, char **argv) {
     bs /= world;
     ot_bn_set_sync(world > 1 ? ot_dist_sum_f64 : NULL);
     ot_model *m;
-    if (ot_model_load(model, &m, &e)) return cli_error(&e);
+    if (ot_builtin_known(model)) { /* a built-in size, as `train --model yolov5s` */
+        uint8_t *buf;
+        size_t len;
+        if (ot_builtin_onnx(model, (int)nc, (int)img, 0, NULL, &buf, &len, &e)) return cli_error(&e);
+        ot_status ls = ot_model_load_buffer(buf, len, ".", model, &m, &e);
+        free(buf);
+        if (ls) return cli_error(&e);
+    } else if (ot_model_load(model, &m, &e)) {
+        return cli_error(&e);
+    }
     if (!m->head.found) { ot_model_destroy(m); return cli_fail("%s: no YOLOv5 Detect head found", model); }
     ot_hyp hyp;
     ot_hyp_default(&hyp);
