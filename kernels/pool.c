@@ -12,7 +12,6 @@
  * unit strides and dilations (separable max), recomputed otherwise. CUDA twin: pool.cu. */
 #include "ops.h"
 #include <float.h>
-#include <stdlib.h>
 #include <string.h>
 
 typedef struct pool_params {
@@ -24,6 +23,11 @@ typedef struct pool_params {
     int32_t *arg;            /* training plans with sep: each output's argmax (offset in its
                               * plane), written by the forward for the backward */
 } pool_params;
+
+#define SEP_TASKS 16 /* parallel tasks of the separable forward, each with a workspace slice */
+static size_t sep_scratch_bytes(int64_t H, int64_t OW) { /* rv, rav (float), ra (int32): H*OW each, 64-byte rounded */
+    return ((size_t)(H * OW) * 12 + 63) & ~(size_t)63;
+}
 
 /* ---- shape inference ---- */
 
@@ -119,7 +123,13 @@ static ot_status maxpool_infer(ot_kctx *c) {
     pp->kh = k[0]; pp->kw = k[1];
     pp->sh = s[0]; pp->sw = s[1];
     pp->dh = d[0]; pp->dw = d[1];
-    pp->sep = pp->sh == 1 && pp->sw == 1 && pp->dh == 1 && pp->dw == 1 && x->d[2] * x->d[3] <= INT32_MAX;
+    pp->sep = pp->sh == 1 && pp->sw == 1 && pp->dh == 1 && pp->dw == 1 && x->d[2] * x->d[3] <= INT32_MAX &&
+              x->d[2] * o.d[3] <= ((int64_t)1 << 24);
+    if (pp->sep) {
+        int64_t planes = o.d[0] * o.d[1];
+        size_t need = (size_t)(planes < SEP_TASKS ? planes : SEP_TASKS) * sep_scratch_bytes(x->d[2], o.d[3]);
+        if (need > c->p->ws_bytes) c->p->ws_bytes = need;
+    }
     if (ot_training(c) && pp->sep) {
         pp->arg = ot_plan_state(c, sizeof(int32_t) * (size_t)ot_numel(&o));
         if (!pp->arg) return ot_fail(c->err, OT_ERR_NOMEM, "out of memory");
@@ -184,26 +194,17 @@ static ot_status maxpool_fwd(ot_kctx *c) {
     const float *x = ot_inf(c, 0);   /* (N, C, H, W) */
     float *y = ot_outf(c, 0);        /* (N, C, OH, OW) */
     int64_t H = xs->d[2], W = xs->d[3], OH = ys->d[2], OW = ys->d[3];
-    if (pp->sep) {
-        int64_t planes = ys->d[0] * ys->d[1];
-        bool ok = true;
-#pragma omp parallel if(planes * OH * OW > 32768)
-        {
-            float *rv = malloc(sizeof(float) * 2 * (size_t)(H * OW));
-            int32_t *ra = malloc(sizeof(int32_t) * (size_t)(H * OW));
-            if (!rv || !ra) {
-#pragma omp atomic write
-                ok = false;
-            }
-#pragma omp for
-            for (int64_t pl = 0; pl < planes; pl++)
-                if (rv && ra)
-                    plane_separable(pp, x + pl * H * W, y + pl * OH * OW, pp->arg ? pp->arg + pl * OH * OW : NULL, H, W,
-                                    OH, OW, rv, rv + H * OW, ra);
-            free(rv);
-            free(ra);
+    if (pp->sep) { /* SEP_TASKS tasks, each with its scratch slice of the plan workspace */
+        int64_t planes = ys->d[0] * ys->d[1], tasks = planes < SEP_TASKS ? planes : SEP_TASKS;
+        unsigned char *ws = c->p->ws;
+#pragma omp parallel for if(planes * OH * OW > 32768)
+        for (int64_t k = 0; k < tasks; k++) {
+            float *rv = (float *)(ws + (size_t)k * sep_scratch_bytes(H, OW));
+            int32_t *ra = (int32_t *)(rv + 2 * H * OW);
+            for (int64_t pl = k; pl < planes; pl += tasks)
+                plane_separable(pp, x + pl * H * W, y + pl * OH * OW, pp->arg ? pp->arg + pl * OH * OW : NULL, H, W, OH,
+                                OW, rv, rv + H * OW, ra);
         }
-        if (!ok) return ot_fail(c->err, OT_ERR_NOMEM, "out of memory (pooling scratch)");
         return OT_OK;
     }
     int64_t planes = ys->d[0] * ys->d[1], rows = planes * OH, total = rows * OW;
