@@ -131,10 +131,10 @@ void ot_conv2d_bwd_cpu(float *dx, bool dx_set, float *dw, float *db, const float
  * Per node, infer builds the primitive descriptors (forward; backward data and
  * weights in training plans) and raises the plan workspace to what they need;
  * the primitives (JIT code) are created on first use. The user tensors are
- * plain NCHW / (G)OIHW. By default (ONNXT_CONV_DNN unset or "plain") the
- * primitives take them as they are (oneDNN then runs its gemm convolution);
- * with ONNXT_CONV_DNN=any oneDNN picks its layout (blocked, direct JIT kernels)
- * and the arguments it wants blocked are reordered through the workspace;
+ * plain NCHW / (G)OIHW. In plain mode the primitives take them as they are
+ * (oneDNN then runs its gemm convolution); in "any" mode oneDNN picks its
+ * layout (blocked, direct JIT kernels) and the arguments it wants blocked are
+ * reordered through the workspace (the default for k>1 convolutions, below);
  * ONNXT_CONV_DNN=off keeps im2col + GEMM everywhere. oneDNN overwrites its
  * outputs: gradients go through a reorder with a sum post-op, which adds them.
  *
@@ -143,7 +143,9 @@ void ot_conv2d_bwd_cpu(float *dx, bool dx_set, float *dw, float *db, const float
  * mkldnn does: 25-70 % faster than im2col there, docs/PERF.md) and keep 1x1
  * layers on GEMM, which is as fast or faster once reorders count.
  * ONNXT_CONV_DNN_TRAIN=0 keeps im2col everywhere, =1 uses oneDNN for all (plain
- * layouts unless ONNXT_CONV_DNN=any). Inference plans use oneDNN, plain, by default. */
+ * layouts unless ONNXT_CONV_DNN=any). Inference plans use oneDNN too, blocked for
+ * k>1 and plain (its gemm kernel) for 1x1; ONNXT_CONV_DNN=plain|any sets one
+ * layout for all. */
 #ifdef ONNXT_GEMM_ONEDNN
 #include "onednn.h"
 #include <stdint.h>
@@ -459,7 +461,7 @@ static ot_status conv_infer(ot_kctx *c) {
     const char *dm = getenv("ONNXT_CONV_DNN"), *dt = getenv("ONNXT_CONV_DNN_TRAIN");
     bool dnn_on, any = dm && strcmp(dm, "any") == 0;
     if (dm && strcmp(dm, "off") == 0) dnn_on = false;
-    else if (!ot_training(c)) dnn_on = true;
+    else if (!ot_training(c)) { dnn_on = true; any = any || (!is_pointwise(p) && !(dm && strcmp(dm, "plain") == 0)); }
     else if (dt && strcmp(dt, "0") == 0) dnn_on = false;
     else if (dt && strcmp(dt, "1") == 0) dnn_on = true;
     else { dnn_on = !is_pointwise(p); any = any || !(dm && strcmp(dm, "plain") == 0); } /* training default */
