@@ -33,7 +33,8 @@ static void usage(FILE *f) {
                "ema, step}, peak_rss_mb, ranks).\n"
                "--profile adds, per op type, the forward and backward milliseconds a step\n"
                "(summed over the timed steps' nodes, divided by the steps), the gradient\n"
-               "zeroing, and the 12 slowest nodes (GFLOP/s forward and backward for Conv).\n"
+               "zeroing, the convolutions' GFLOP a step and rate, and the 12 slowest nodes\n"
+               "(GFLOP/s forward and backward for Conv).\n"
                "Only --device cpu exists in this build.\n\n"
                "Under mpirun -np N (CPU ranks, as `train`): each rank runs --batch-size/N\n"
                "images with BatchNorm statistics over all ranks (SyncBatchNorm) and the\n"
@@ -69,7 +70,19 @@ static void print_profile(const ot_step *st, long steps) {
     for (int k = 0; k < nt; k++)
         if (tf[k] + tb[k] > 0) printf("  %-20s %6d %9.1f %9.1f\n", op[k], cnt[k], tf[k] * sc, tb[k] * sc);
     printf("  %-20s %6s %9s %9.1f\n", "(gradient zeroing)", "", "", pr[2 * g->n_nodes] * sc);
+    double cfl = 0, ct = 0; /* convolution work a step: forward, input and weight gradients */
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ot_node *nd = &g->nodes[i];
+        if (strcmp(nd->op_type, "Conv") != 0 || nd->n_out < 1 || nd->out[0] < 0) continue;
+        const ot_shape *ys = &st->ag->p->shape[nd->out[0]], *wsh = &st->ag->p->shape[nd->in[1]];
+        double fl = 2.0 * (double)ot_numel(ys) * (double)(wsh->d[1] * wsh->d[2] * wsh->d[3]);
+        cfl += fl * (st->ag->p->grad[nd->in[0]] ? 3 : 2);
+        ct += pr[2 * i] + pr[2 * i + 1];
+    }
     printf("  %-20s %6d %9.1f %9.1f\n", "total", g->n_nodes, sf * sc, sb * sc + pr[2 * g->n_nodes] * sc);
+    if (ct > 0)
+        printf("  convolutions: %.1f GFLOP a step (forward and backward), %.0f GFLOP/s over their time\n", cfl / 1e9,
+               cfl / 1e9 / (ct / (double)steps));
     int *idx = malloc(sizeof(int) * (size_t)g->n_nodes);
     if (!idx) return;
     for (int i = 0; i < g->n_nodes; i++) idx[i] = i;
