@@ -49,6 +49,12 @@ static int cmp_d(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* Forward multiply-adds x 2 of a Conv node (output elements x weight fan-in). */
+static double conv_fwd_flops(const ot_plan *p, const ot_node *nd) {
+    const ot_shape *ys = &p->shape[nd->out[0]], *wsh = &p->shape[nd->in[1]];
+    return 2.0 * (double)ot_numel(ys) * (double)(wsh->d[1] * wsh->d[2] * wsh->d[3]);
+}
+
 /* Per op type and slowest nodes, ms per step, from the plan's per-node clock. */
 static void print_profile(const ot_step *st, long steps) {
     const ot_graph *g = st->graph;
@@ -74,8 +80,7 @@ static void print_profile(const ot_step *st, long steps) {
     for (int i = 0; i < g->n_nodes; i++) {
         const ot_node *nd = &g->nodes[i];
         if (strcmp(nd->op_type, "Conv") != 0 || nd->n_out < 1 || nd->out[0] < 0) continue;
-        const ot_shape *ys = &st->ag->p->shape[nd->out[0]], *wsh = &st->ag->p->shape[nd->in[1]];
-        double fl = 2.0 * (double)ot_numel(ys) * (double)(wsh->d[1] * wsh->d[2] * wsh->d[3]);
+        double fl = conv_fwd_flops(st->ag->p, nd);
         cfl += fl * (st->ag->p->grad[nd->in[0]] ? 3 : 2);
         ct += pr[2 * i] + pr[2 * i + 1];
     }
@@ -98,8 +103,7 @@ static void print_profile(const ot_step *st, long steps) {
         printf("  %-34s %-10s %-18s %8.1f %8.1f", nd->name ? nd->name : "", nd->op_type, sb2, pr[2 * idx[r]] * sc,
                pr[2 * idx[r] + 1] * sc);
         if (strcmp(nd->op_type, "Conv") == 0 && ys && pr[2 * idx[r]] > 0 && pr[2 * idx[r] + 1] > 0) {
-            const ot_shape *wsh = &st->ag->p->shape[nd->in[1]];
-            double fl = 2.0 * (double)ot_numel(ys) * (double)(wsh->d[1] * wsh->d[2] * wsh->d[3]); /* forward FLOPs */
+            double fl = conv_fwd_flops(st->ag->p, nd);
             bool dx = st->ag->p->grad[nd->in[0]] != NULL;
             printf("  %5.0f %5.0f GFLOP/s", fl / (pr[2 * idx[r]] / (double)steps) / 1e9,
                    (dx ? 2 : 1) * fl / (pr[2 * idx[r] + 1] / (double)steps) / 1e9);
