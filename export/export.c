@@ -1,6 +1,6 @@
 /* export.c: training graph -> deployable graph (export/export.h). */
 #include "export.h"
-#include "detect_head.h"
+#include "../import/detect_head.h"
 #include <math.h>
 #include <string.h>
 

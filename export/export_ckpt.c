@@ -1,29 +1,8 @@
 /* export_ckpt.c: checkpoint -> ONNX file (export/export_ckpt.h). */
 #include "export_ckpt.h"
 #include "export.h"
-#include "onnx_write.h"
+#include "../import/onnx_write.h"
 #include <string.h>
-
-json_t *ot_source_json(const ot_graph *src, int train_img) {
-    json_t *j = json_object(), *outs = json_array(), *meta = json_object();
-    const ot_yolo_head *h = &src->head;
-    ot_form f = h->form == OT_FORM_UNKNOWN ? OT_FORM_INFERENCE : h->form;
-    json_object_set_new(j, "form", json_string(ot_form_name(f)));
-    const ot_value *in = &src->values[src->inputs[0]];
-    json_object_set_new(j, "input", json_string(in->name));
-    int64_t b = in->shape.rank == 4 && in->shape.d[0] > 0 ? in->shape.d[0] : 1;
-    int64_t ih = in->shape.rank == 4 && in->shape.d[2] > 0 ? in->shape.d[2] : train_img;
-    int64_t iw = in->shape.rank == 4 && in->shape.d[3] > 0 ? in->shape.d[3] : train_img;
-    json_object_set_new(j, "batch", json_integer(b));
-    json_object_set_new(j, "img_h", json_integer(ih));
-    json_object_set_new(j, "img_w", json_integer(iw));
-    json_object_set_new(j, "opset", json_integer(src->opset));
-    for (int k = 0; k < src->n_outputs; k++) json_array_append_new(outs, json_string(src->values[src->outputs[k]].name));
-    json_object_set_new(j, "outputs", outs);
-    for (int k = 0; k < src->n_meta; k++) json_object_set_new(meta, src->meta[k].key, json_string(src->meta[k].value));
-    json_object_set_new(j, "meta", meta);
-    return j;
-}
 
 static ot_form form_from_name(const char *s) {
     if (!s) return OT_FORM_UNKNOWN;

@@ -14,8 +14,4 @@ typedef struct ot_export_req {
 /* Loads nothing but c; writes out_path atomically. Prints nothing. */
 ot_status ot_export_checkpoint(const ot_ckpt *c, const ot_export_req *r, const char *out_path, ot_error *err);
 
-/* The "source" header object the trainer stores: form, input and output
- * names, fixed batch and size, opset and metadata of the model trained from. */
-json_t *ot_source_json(const ot_graph *src, int train_img);
-
 #endif

@@ -12,8 +12,8 @@
  *   (architecture and decode equal);
  * - write/re-load round trips of real exports keep the forward bit-identical;
  * - ot_file_write_atomic leaves nothing behind on failure. */
-#include "export/detect_head.h"
-#include "export/onnx_write.h"
+#include "import/detect_head.h"
+#include "import/onnx_write.h"
 #include "testutil.h"
 #include "train/builtin.h"
 #include "train/prepare.h"

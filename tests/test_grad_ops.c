@@ -1,5 +1,5 @@
 /* test_grad_ops.c: every op's backward (bwd_cpu) against central finite
- * differences, through the autograd plan (train/autograd.h).
+ * differences, through the autograd plan (core/runtime/autograd.h).
  *
  * Graphs: the single-op ONNX fixtures (tests/fixtures/ops, made by ONNX Runtime:
  * attribute variants of every op), random-shape broadcasting binary ops built
@@ -39,7 +39,7 @@
  * zero_grad doubles the parameter gradients (relative 1e-6). */
 #include "core/npy.h"
 #include "kernels/ops.h"
-#include "train/autograd.h"
+#include "core/runtime/autograd.h"
 #include "testutil.h"
 #include <math.h>
 #include <string.h>

@@ -14,7 +14,7 @@
  * YOLOv5s directions are checked against PyTorch's autograd instead
  * (test_loss.c), per-op backwards with finite differences in test_grad_ops.c. */
 #include "testutil.h"
-#include "train/autograd.h"
+#include "core/runtime/autograd.h"
 #include "train/prepare.h"
 #include <math.h>
 #include <string.h>

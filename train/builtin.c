@@ -10,8 +10,8 @@
  * would deduplicate the all-zero ones through Identity nodes; prepare.c reads
  * either). Then ot_graph_finalize and the ONNX writer. */
 #include "builtin.h"
-#include "../export/detect_head.h"
-#include "../export/onnx_write.h"
+#include "../import/detect_head.h"
+#include "../import/onnx_write.h"
 #include "../kernels/ops.h"
 #include <math.h>
 #include <string.h>

@@ -50,4 +50,8 @@ ot_status ot_ckpt_apply_ema(const ot_ckpt *c, ot_graph *g, ot_error *err);
 json_t *ot_head_to_json(const ot_yolo_head *h);
 ot_status ot_head_from_json(const json_t *j, ot_yolo_head *h, ot_error *err);
 
+/* The "source" header object the trainer stores: form, input and output
+ * names, fixed batch and size, opset and metadata of the model trained from. */
+json_t *ot_source_json(const ot_graph *src, int train_img);
+
 #endif

@@ -4,7 +4,7 @@
 #ifndef OT_OPTIM_H
 #define OT_OPTIM_H
 
-#include "autograd.h"
+#include "../core/runtime/autograd.h"
 
 typedef enum ot_opt_kind { OT_OPT_SGD = 0, OT_OPT_ADAM, OT_OPT_ADAMW } ot_opt_kind;
 

@@ -2,7 +2,7 @@
 #ifndef OT_STEP_H
 #define OT_STEP_H
 
-#include "autograd.h"
+#include "../core/runtime/autograd.h"
 #include "loss.h"
 #include "prepare.h"
 

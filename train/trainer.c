@@ -1,7 +1,6 @@
 /* trainer.c: the training loop of Ultralytics YOLOv5 v7.0 train.py (train/trainer.h). */
 #include "trainer.h"
 #include "../core/dist.h"
-#include "../export/export_ckpt.h"
 #include "../kernels/ops.h"
 #include "autoanchor.h"
 #include "builtin.h"
@@ -830,12 +829,12 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
     }
     free(frozen);
     if (st) goto done;
-    if (r->rank != 0) goto done; /* rank 0 validates, plots and exports */
+    if (r->rank != 0) goto done; /* rank 0 validates and plots */
     if (!r->o.quiet) printf("\n%d epochs completed in %.3f hours.\n", epoch - r->start_epoch, (now_s() - t_start) / 3600);
 
-    /* the best checkpoint: validation with plots, export */
+    /* the best checkpoint: validation with plots (the CLI exports it: tools/cli/cmd_train.c) */
     {
-        char best[1300], onnx[1300];
+        char best[1300];
         snprintf(best, sizeof best, "%s/best.ckpt", r->wdir);
         if (!exists(best)) snprintf(best, sizeof best, "%s/last.ckpt", r->wdir);
         ot_ckpt *bc = NULL;
@@ -856,15 +855,8 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
             snprintf(png, sizeof png, "%s/results.png", r->save_dir);
             if ((st = ot_plot_results(csv, png, err))) goto done;
         }
-        if ((st = ot_ckpt_load(best, &bc, err))) goto done;
-        snprintf(onnx, sizeof onnx, "%s/best.onnx", r->wdir);
-        ot_export_req er = {0};
-        st = ot_export_checkpoint(bc, &er, onnx, err);
-        ot_ckpt_free(bc);
-        if (st) goto done;
-        if (!r->o.quiet)
-            printf("\nResults saved to %s\n  weights: %s/last.ckpt, %s/best.ckpt\n  exported: %s\n  metrics: %s/results.csv%s\n",
-                   r->save_dir, r->wdir, r->wdir, onnx, r->save_dir, r->o.noplots ? "" : " (results.png, PR_curve.png, confusion_matrix.png)");
+        snprintf(res->best_ckpt, sizeof res->best_ckpt, "%s", best);
+        snprintf(res->weights_dir, sizeof res->weights_dir, "%s", r->wdir);
     }
     res->best_fitness = r->best_fitness;
     snprintf(res->save_dir, sizeof res->save_dir, "%s", r->save_dir);

@@ -40,6 +40,8 @@ typedef struct ot_train_result {
     char save_dir[1024];
     int epochs_done;
     double best_fitness, map50, map;  /* of the best checkpoint's final validation */
+    char best_ckpt[1300];     /* rank 0: the checkpoint validated at the end (best, else last); "" otherwise */
+    char weights_dir[1100];
 } ot_train_result;
 
 ot_status ot_train(const ot_train_opts *o, ot_train_result *res, ot_error *err);

@@ -2,6 +2,7 @@
  * defaults (train/trainer.h does the work). */
 #include "cli.h"
 #include "core/dist.h"
+#include "export/export_ckpt.h"
 #include "train/trainer.h"
 #include <stdlib.h>
 #include <string.h>
@@ -103,12 +104,26 @@ int cmd_train(int argc, char **argv) {
     if (!o.resume && (!o.model || !o.data))
         return cli_fail("train: --model and --data are required (see onnx-train train --help)");
     ot_error e;
-    ot_train_result res;
+    ot_train_result res = {0};
     if (ot_dist_init(NULL, NULL, &e)) return cli_error(&e);
     if (ot_train(&o, &res, &e)) {
         if (ot_dist_world() > 1) fprintf(stderr, "onnx-train: rank %d: %s\n", ot_dist_rank(), e.msg);
         else cli_error(&e);
         ot_dist_abort(CLI_EXIT_BAD); /* every rank stops (one rank: exits 2) */
+    }
+    if (res.best_ckpt[0]) { /* rank 0: the validated checkpoint exported in the form of the model given */
+        char onnx[1300];
+        snprintf(onnx, sizeof onnx, "%s/best.onnx", res.weights_dir);
+        ot_ckpt *bc = NULL;
+        ot_export_req er = {0};
+        ot_status st = ot_ckpt_load(res.best_ckpt, &bc, &e);
+        if (!st) st = ot_export_checkpoint(bc, &er, onnx, &e);
+        ot_ckpt_free(bc);
+        if (st) { cli_error(&e); ot_dist_abort(CLI_EXIT_BAD); }
+        if (!o.quiet)
+            printf("\nResults saved to %s\n  weights: %s/last.ckpt, %s/best.ckpt\n  exported: %s\n  metrics: %s/results.csv%s\n",
+                   res.save_dir, res.weights_dir, res.weights_dir, onnx, res.save_dir,
+                   o.noplots ? "" : " (results.png, PR_curve.png, confusion_matrix.png)");
     }
     ot_dist_finalize();
     return 0;

@@ -1,5 +1,5 @@
 /* session.c: the public ot_session API over a plan (core/plan.h). */
-#include "plan.h"
+#include "../plan.h"
 #include <string.h>
 
 struct ot_session {

@@ -2,10 +2,10 @@
  * input shapes (core/plan.h). Runs each node's infer once, folds nodes fed by
  * constants with their own CPU kernels, and assigns arena offsets first-fit by
  * liveness. ot_plan_run then calls the CPU kernels in topological order. */
-#include "plan.h"
+#include "../plan.h"
 #include <time.h>
-#include "../kernels/ops.h"
-#include "layout.h"
+#include "../../kernels/ops.h"
+#include "../layout.h"
 #include <string.h>
 #include <unistd.h>
 

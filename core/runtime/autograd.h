@@ -11,7 +11,7 @@
 #ifndef OT_AUTOGRAD_H
 #define OT_AUTOGRAD_H
 
-#include "../core/plan.h"
+#include "../plan.h"
 
 typedef enum ot_var_kind { OT_VAR_CONST = 0, OT_VAR_PARAM = 1, OT_VAR_BUFFER = 2 } ot_var_kind;
 

@@ -7,8 +7,8 @@
  * its producer. View ops (OT_OPF_ALIAS) share the bytes of their input, for
  * values and for gradients. */
 #include "autograd.h"
-#include "../core/layout.h"
-#include "../kernels/ops.h"
+#include "../layout.h"
+#include "../../kernels/ops.h"
 #include <string.h>
 #include <unistd.h>
 

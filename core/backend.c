@@ -1,0 +1,200 @@
+/* backend.c: the CPU and guarded CPU devices, and --device names (core/backend.h). */
+#include "backend.h"
+#include "device.h"
+#include <ctype.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+void *ot_be_alloc_zero(ot_backend *be, size_t bytes) {
+    void *p = ot_be_alloc(be, bytes);
+    if (p) ot_be_memset(be, p, 0, bytes ? bytes : 1);
+    return p;
+}
+
+/* ---- cpu: plain host memory ---- */
+static void *cpu_alloc(ot_backend *be, size_t bytes) {
+    (void)be;
+    return aligned_alloc(OT_BE_ALIGN, (bytes + OT_BE_ALIGN - 1) / OT_BE_ALIGN * OT_BE_ALIGN);
+}
+static void cpu_free(ot_backend *be, void *p) { (void)be; free(p); }
+static void cpu_memset(ot_backend *be, void *d, int b, size_t n) { (void)be; memset(d, b, n); }
+static void cpu_upload(ot_backend *be, ot_stream s, void *d, const void *src, size_t n) { (void)be; (void)s; memcpy(d, src, n); }
+static void cpu_download(ot_backend *be, ot_stream s, void *d, const void *src, size_t n) { (void)be; (void)s; memcpy(d, src, n); }
+static void cpu_copy(ot_backend *be, void *d, const void *src, size_t n) { (void)be; memmove(d, src, n); }
+static void cpu_nop(ot_backend *be) { (void)be; }
+static void cpu_record(ot_backend *be, ot_stream s, ot_event *e) { (void)be; (void)s; e->seq++; } /* in order: done at once */
+static void cpu_wait(ot_backend *be, ot_stream s, const ot_event *e) { (void)be; (void)s; (void)e; }
+
+static const ot_backend_vtbl cpu_vtbl = {
+    .alloc = cpu_alloc, .free = cpu_free, .memset = cpu_memset, .upload = cpu_upload, .download = cpu_download,
+    .copy = cpu_copy, .enter = cpu_nop, .leave = cpu_nop, .record = cpu_record, .wait = cpu_wait, .sync = cpu_nop,
+};
+
+static ot_backend cpu_backend = {.v = &cpu_vtbl, .kind = OT_DEV_CPU, .name = "cpu"};
+ot_backend *ot_backend_cpu(void) { return &cpu_backend; }
+
+/* ---- cpu-guard: one mapping per buffer, PROT_NONE outside the backend's calls ----
+ * The registry is kept sorted by address so frees and ot_guard_owns are
+ * binary searches; a mutex guards it (loader threads may free pinned batches
+ * while the main thread runs). enter/leave flip every live mapping. */
+typedef struct gbuf { unsigned char *p; size_t len; } gbuf;
+static struct {
+    pthread_mutex_t mu;
+    gbuf *b;
+    int n, cap;
+    bool open;            /* between enter and leave: mappings are readable and writable */
+} G = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static size_t page_round(size_t n) {
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    return (n + pg - 1) / pg * pg;
+}
+
+static int guard_find(const void *p) { /* index of the buffer containing p, or -1 (G.mu held) */
+    int lo = 0, hi = G.n - 1;
+    const unsigned char *c = p;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (c < G.b[mid].p) hi = mid - 1;
+        else if (c >= G.b[mid].p + G.b[mid].len) lo = mid + 1;
+        else return mid;
+    }
+    return -1;
+}
+
+static void guard_protect(gbuf *b, bool open) {
+    if (mprotect(b->p, b->len, open ? PROT_READ | PROT_WRITE : PROT_NONE) != 0) {
+        fprintf(stderr, "onnx-train: cpu-guard: mprotect failed on a %zu-byte buffer\n", b->len);
+        abort();
+    }
+}
+
+static void *guard_alloc(ot_backend *be, size_t bytes) {
+    (void)be;
+    size_t len = page_round(bytes);
+    void *m = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    pthread_mutex_lock(&G.mu);
+    if (G.n == G.cap) {
+        int cap = G.cap ? 2 * G.cap : 64;
+        gbuf *nb = realloc(G.b, sizeof *nb * (size_t)cap);
+        if (!nb) { pthread_mutex_unlock(&G.mu); munmap(m, len); return NULL; }
+        G.b = nb;
+        G.cap = cap;
+    }
+    int at = G.n;
+    while (at > 0 && G.b[at - 1].p > (unsigned char *)m) at--;
+    memmove(G.b + at + 1, G.b + at, sizeof *G.b * (size_t)(G.n - at));
+    G.b[at] = (gbuf){m, len};
+    G.n++;
+    if (G.open) guard_protect(&G.b[at], true);
+    pthread_mutex_unlock(&G.mu);
+    return m;
+}
+
+static void guard_free(ot_backend *be, void *p) {
+    (void)be;
+    pthread_mutex_lock(&G.mu);
+    int i = guard_find(p);
+    if (i < 0 || G.b[i].p != p) {
+        pthread_mutex_unlock(&G.mu);
+        fprintf(stderr, "onnx-train: cpu-guard: free of %p, which is not a guard buffer\n", p);
+        abort();
+    }
+    munmap(G.b[i].p, G.b[i].len);
+    memmove(G.b + i, G.b + i + 1, sizeof *G.b * (size_t)(G.n - i - 1));
+    G.n--;
+    pthread_mutex_unlock(&G.mu);
+}
+
+static void guard_enter(ot_backend *be) {
+    (void)be;
+    pthread_mutex_lock(&G.mu);
+    for (int i = 0; i < G.n; i++) guard_protect(&G.b[i], true);
+    G.open = true;
+    pthread_mutex_unlock(&G.mu);
+}
+
+static void guard_leave(ot_backend *be) {
+    (void)be;
+    pthread_mutex_lock(&G.mu);
+    for (int i = 0; i < G.n; i++) guard_protect(&G.b[i], false);
+    G.open = false;
+    pthread_mutex_unlock(&G.mu);
+}
+
+/* The transfers open only the buffer they touch. */
+static void guard_span(const void *p, size_t n, bool open) {
+    if (G.open) return; /* inside a bracket: already open */
+    pthread_mutex_lock(&G.mu);
+    const unsigned char *c = p;
+    int i = guard_find(c);
+    if (i < 0 || c + n > G.b[i].p + G.b[i].len) {
+        pthread_mutex_unlock(&G.mu);
+        fprintf(stderr, "onnx-train: cpu-guard: a %zu-byte transfer at %p is not inside one guard buffer\n", n, p);
+        abort();
+    }
+    guard_protect(&G.b[i], open);
+    pthread_mutex_unlock(&G.mu);
+}
+
+static void guard_memset(ot_backend *be, void *d, int b, size_t n) {
+    (void)be;
+    guard_span(d, n, true); memset(d, b, n); guard_span(d, n, false);
+}
+static void guard_upload(ot_backend *be, ot_stream s, void *d, const void *src, size_t n) {
+    (void)be; (void)s;
+    guard_span(d, n, true); memcpy(d, src, n); guard_span(d, n, false);
+}
+static void guard_download(ot_backend *be, ot_stream s, void *d, const void *src, size_t n) {
+    (void)be; (void)s;
+    guard_span(src, n, true); memcpy(d, src, n); guard_span(src, n, false);
+}
+static void guard_copy(ot_backend *be, void *d, const void *src, size_t n) {
+    ot_be_enter(be); memmove(d, src, n); ot_be_leave(be);
+}
+
+static const ot_backend_vtbl guard_vtbl = {
+    .alloc = guard_alloc, .free = guard_free, .memset = guard_memset, .upload = guard_upload, .download = guard_download,
+    .copy = guard_copy, .enter = guard_enter, .leave = guard_leave, .record = cpu_record, .wait = cpu_wait, .sync = cpu_nop,
+};
+
+static ot_backend guard_backend = {.v = &guard_vtbl, .kind = OT_DEV_CPU_GUARD, .name = "cpu-guard"};
+ot_backend *ot_backend_cpu_guard(void) { return &guard_backend; }
+
+bool ot_guard_owns(const void *p) {
+    pthread_mutex_lock(&G.mu);
+    bool r = guard_find(p) >= 0;
+    pthread_mutex_unlock(&G.mu);
+    return r;
+}
+
+int ot_guard_live(void) {
+    pthread_mutex_lock(&G.mu);
+    int n = G.n;
+    pthread_mutex_unlock(&G.mu);
+    return n;
+}
+
+/* ---- names ---- */
+const char *ot_backend_list(void) { return "cpu, cpu-guard"; }
+
+ot_status ot_backend_get(const char *device, ot_backend **out, ot_error *err) {
+    *out = NULL;
+    if (!device || !device[0] || strcmp(device, "cpu") == 0) { /* "": the first GPU when there is one; no CUDA backend yet */
+        *out = ot_backend_cpu();
+        return OT_OK;
+    }
+    if (strcmp(device, "cpu-guard") == 0) { *out = ot_backend_cpu_guard(); return OT_OK; }
+    bool digits = true;
+    for (const char *c = device; *c; c++) if (!isdigit((unsigned char)*c) && *c != ',') digits = false;
+    if (digits || strncmp(device, "cuda", 4) == 0) {
+        char why[256];
+        int n = ot_cuda_device_count(why, sizeof why);
+        return ot_fail(err, OT_ERR_UNSUPPORTED, "--device %s: this build has no CUDA training backend yet (%d CUDA device%s%s%s); "
+                       "devices here: %s", device, n, n == 1 ? "" : "s", n ? "" : ": ", n ? "" : why, ot_backend_list());
+    }
+    return ot_fail(err, OT_ERR_INVALID, "--device '%s': expected one of %s", device, ot_backend_list());
+}

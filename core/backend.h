@@ -1,0 +1,81 @@
+/* backend.h: the device interface. Every tensor buffer (plan arenas, the
+ * workspace, op state, parameter / gradient / optimizer / EMA slabs, loss and
+ * decode scratch, the batch slot) is allocated by a backend, and data crosses
+ * between host and backend memory only through the calls below (ggml's way:
+ * ggml_backend_tensor_set / _get). Host code never dereferences backend memory;
+ * kernels do, between ot_be_enter and ot_be_leave (the runtime brackets every
+ * kernel launch, plan run and slab kernel that way). See docs/BACKENDS.md.
+ *
+ * Devices:
+ *   cpu        ordinary aligned host memory; every call is a plain memcpy/memset.
+ *   cpu-guard  the CPU kernels over memory that host code cannot touch: each
+ *              buffer is its own mapping, PROT_NONE except while one of this
+ *              backend's calls (or a bracketed kernel) runs, so a stray host
+ *              dereference crashes at once (tests, `--device cpu-guard`). The
+ *              CUDA backend's CPU executor uses the same guard.
+ * A backend has a compute stream and a copy stream; events order them. The CPU
+ * devices run everything in order, so their streams and events are trivial. */
+#ifndef OT_BACKEND_H
+#define OT_BACKEND_H
+
+#include "status.h"
+
+typedef enum ot_device_kind { OT_DEV_CPU = 0, OT_DEV_CPU_GUARD = 1, OT_DEV_CUDA = 2, OT_DEV_KINDS } ot_device_kind;
+typedef enum ot_stream { OT_STREAM_COMPUTE = 0, OT_STREAM_COPY = 1 } ot_stream;
+
+typedef struct ot_backend ot_backend;
+typedef struct ot_event { uint64_t seq; void *impl; } ot_event;
+
+typedef struct ot_backend_vtbl {
+    void *(*alloc)(ot_backend *be, size_t bytes);             /* uninitialised, OT_BE_ALIGN-aligned; NULL: out of memory */
+    void (*free)(ot_backend *be, void *ptr);
+    void (*memset)(ot_backend *be, void *dst, int byte, size_t bytes);
+    void (*upload)(ot_backend *be, ot_stream s, void *dst, const void *src, size_t bytes);   /* host -> backend */
+    void (*download)(ot_backend *be, ot_stream s, void *dst, const void *src, size_t bytes); /* backend -> host, complete on return */
+    void (*copy)(ot_backend *be, void *dst, const void *src, size_t bytes);                 /* backend -> backend */
+    void (*enter)(ot_backend *be);                             /* kernels may now touch this backend's memory */
+    void (*leave)(ot_backend *be);
+    void (*record)(ot_backend *be, ot_stream s, ot_event *e);  /* e completes when s reaches this point */
+    void (*wait)(ot_backend *be, ot_stream s, const ot_event *e); /* s waits for e */
+    void (*sync)(ot_backend *be);                              /* every stream drained */
+} ot_backend_vtbl;
+
+struct ot_backend {
+    const ot_backend_vtbl *v;
+    ot_device_kind kind;
+    int ordinal;                /* the device number (CUDA), 0 otherwise */
+    char name[32];              /* "cpu", "cpu-guard", "cuda:0" */
+    int depth;                  /* ot_be_enter nesting */
+    void *impl;
+};
+
+#define OT_BE_ALIGN 64
+
+/* The device named by --device: "cpu", "cpu-guard", or a GPU number ("0");
+ * "" picks Ultralytics' default (the first GPU when this build and machine have
+ * one, else the CPU). Backends are process-wide and never destroyed. */
+ot_status ot_backend_get(const char *device, ot_backend **out, ot_error *err);
+ot_backend *ot_backend_cpu(void);
+ot_backend *ot_backend_cpu_guard(void);
+/* What this build offers, for --help and `info`: "cpu, cpu-guard[, 0 (CUDA)]". */
+const char *ot_backend_list(void);
+
+/* ---- calls (inline: the CPU path stays a direct call) ---- */
+static inline void *ot_be_alloc(ot_backend *be, size_t bytes) { return be->v->alloc(be, bytes ? bytes : 1); }
+void *ot_be_alloc_zero(ot_backend *be, size_t bytes);
+static inline void ot_be_free(ot_backend *be, void *p) { if (p) be->v->free(be, p); }
+static inline void ot_be_memset(ot_backend *be, void *dst, int byte, size_t n) { if (n) be->v->memset(be, dst, byte, n); }
+static inline void ot_be_upload(ot_backend *be, void *dst, const void *src, size_t n) { if (n) be->v->upload(be, OT_STREAM_COMPUTE, dst, src, n); }
+static inline void ot_be_download(ot_backend *be, void *dst, const void *src, size_t n) { if (n) be->v->download(be, OT_STREAM_COMPUTE, dst, src, n); }
+static inline void ot_be_copy(ot_backend *be, void *dst, const void *src, size_t n) { if (n && dst != src) be->v->copy(be, dst, src, n); }
+static inline void ot_be_sync(ot_backend *be) { be->v->sync(be); }
+static inline void ot_be_enter(ot_backend *be) { if (be->depth++ == 0) be->v->enter(be); }
+static inline void ot_be_leave(ot_backend *be) { if (--be->depth == 0) be->v->leave(be); }
+
+/* ---- the guard, for tests ---- */
+/* True when p lies in a live cpu-guard buffer. */
+bool ot_guard_owns(const void *p);
+/* Buffers the guard holds now (leak checks in tests). */
+int ot_guard_live(void);
+
+#endif
