@@ -1,4 +1,5 @@
 /* backend.c: the CPU and guarded CPU devices, and --device names (core/backend.h). */
+#define _DEFAULT_SOURCE 1 /* MAP_ANONYMOUS, MAP_NORESERVE */
 #include "backend.h"
 #include "device.h"
 #include <ctype.h>
