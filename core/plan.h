@@ -8,10 +8,12 @@
 #ifndef OT_PLAN_H
 #define OT_PLAN_H
 
+#include "backend.h"
 #include "graph.h"
 
 typedef struct ot_plan {
     const ot_graph *g;
+    ot_backend *be;        /* the device that owns the plan's memory and runs its kernels */
     int nv;
     ot_dtype *dtype;       /* per value */
     ot_shape *shape;       /* per value, concrete */

@@ -174,6 +174,7 @@ ot_status ot_plan_create_vars(const ot_graph *g, const ot_shape *shapes, unsigne
     ot_plan *p = calloc(1, sizeof *p);
     if (!p) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
     p->g = g;
+    p->be = ot_backend_cpu();
     p->flags = flags;
     p->nv = g->n_values;
     size_t nv = (size_t)(g->n_values ? g->n_values : 1), nn = (size_t)(g->n_nodes ? g->n_nodes : 1);
