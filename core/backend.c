@@ -20,7 +20,14 @@ static void *cpu_alloc(ot_backend *be, size_t bytes) {
     return aligned_alloc(OT_BE_ALIGN, (bytes + OT_BE_ALIGN - 1) / OT_BE_ALIGN * OT_BE_ALIGN);
 }
 static void cpu_free(ot_backend *be, void *p) { (void)be; free(p); }
-static void cpu_memset(ot_backend *be, void *d, int b, size_t n) { (void)be; memset(d, b, n); }
+#define MEMSET_CHUNK ((size_t)256 << 10) /* bytes a thread sets at a time */
+static void cpu_memset(ot_backend *be, void *d, int b, size_t n) {
+    (void)be;
+    size_t nch = (n + MEMSET_CHUNK - 1) / MEMSET_CHUNK;
+    unsigned char *c = d;
+#pragma omp parallel for if (nch > 4)
+    for (size_t k = 0; k < nch; k++) memset(c + k * MEMSET_CHUNK, b, n - k * MEMSET_CHUNK < MEMSET_CHUNK ? n - k * MEMSET_CHUNK : MEMSET_CHUNK);
+}
 static void cpu_upload(ot_backend *be, ot_stream s, void *d, const void *src, size_t n) { (void)be; (void)s; memcpy(d, src, n); }
 static void cpu_download(ot_backend *be, ot_stream s, void *d, const void *src, size_t n) { (void)be; (void)s; memcpy(d, src, n); }
 static void cpu_copy(ot_backend *be, void *d, const void *src, size_t n) { (void)be; memmove(d, src, n); }

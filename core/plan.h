@@ -17,7 +17,8 @@ typedef struct ot_plan {
     int nv;
     ot_dtype *dtype;       /* per value */
     ot_shape *shape;       /* per value, concrete */
-    void **data;           /* per value: constant data or arena pointer */
+    void **data;           /* per value: backend memory (arena, constant copy, caller's variable); host only while planning */
+    void **host;           /* per value: host data of constants (initializers, folded values), for infer; NULL otherwise */
     unsigned char *is_const;
     void **owned;          /* per value: folded data owned by the plan */
     void **params;         /* per node: op-specific parsed attributes */
@@ -25,19 +26,42 @@ typedef struct ot_plan {
     int *steps;            /* node ids run at run time, in order */
     int *alias;            /* per value: value whose storage it shares, or itself */
     size_t *offset;        /* per value: byte offset in the arena (roots only) */
-    unsigned char *arena;
+    unsigned char *arena;  /* backend memory: activations (and, in training plans, gradients) laid out by lifetime */
     size_t arena_bytes;
+    unsigned char *consts; /* backend memory: the constants runtime steps read */
+    size_t consts_bytes;
     size_t const_bytes;    /* folded constant bytes */
     unsigned flags;
     void **grad;           /* per value gradient buffer (training plans), NULL otherwise */
     unsigned *gset;        /* training plans: per node, the input slots whose gradient its backward
                             * writes (=) instead of adding (the only writer; not zeroed beforehand) */
-    void **state;          /* blocks from ot_plan_state, freed with the plan */
+    void **state;          /* backend blocks from ot_plan_state, freed with the plan */
     int n_state, cap_state;
     size_t ws_bytes;       /* one scratch workspace shared by all ops (im2col, ...) */
-    void *ws;              /* an op raises ws_bytes in infer and uses ws in fwd_cpu */
+    void *ws;              /* an op raises ws_bytes in infer (or prepare) and uses ws in its kernels */
     double *prof;          /* NULL, or 2 per node (forward, backward seconds, summed) + 1 (gradient zeroing): bench --profile */
 } ot_plan;
+
+/* The plan's one memory timeline. Items 0..nv-1 are the values' activations
+ * (times are forward steps 0..n_steps-1); a training plan appends its gradient
+ * items and backward times (core/runtime/autograd.c) and commits once. */
+typedef struct ot_timeline {
+    int n, end;            /* items; the last time (graph outputs live to it) */
+    int *birth, *death;    /* inclusive; birth < 0: no storage of its own */
+    size_t *size, *off;
+} ot_timeline;
+
+ot_status ot_timeline_init(ot_timeline *t, int n_items, ot_error *err);
+void ot_timeline_free(ot_timeline *t);
+/* Activation lifetimes over the forward steps: views alias their input
+ * (p->alias), graph inputs are born at step 0 (the batch slot), a value dies
+ * at the last step that reads it, graph outputs live to t->end. */
+void ot_plan_lifetimes(ot_plan *p, ot_timeline *t);
+/* Place every item first-fit, allocate the arena from the plan's backend,
+ * point the activations at it (item offsets stay in t->off), run each step's
+ * prepare, then allocate the workspace and upload the constants runtime steps
+ * read. what: "activations" or "activations and gradients", for messages. */
+ot_status ot_plan_commit(ot_plan *p, ot_timeline *t, const char *what, ot_error *err);
 
 double ot_plan_clock(void); /* monotonic seconds */
 /* During infer: takes an earlier runtime node off the steps (a later node
@@ -57,8 +81,17 @@ ot_status ot_plan_create_ex(const ot_graph *g, const ot_shape *shapes, unsigned 
  * folded; p->data[v] is NULL until the caller points it at its storage. */
 ot_status ot_plan_create_vars(const ot_graph *g, const ot_shape *shapes, unsigned flags, const unsigned char *variable,
                               ot_plan **out, ot_error *err);
-/* inputs: one float32 buffer per graph input, of the planned shape. */
+/* Same, on a backend (NULL: the CPU). */
+ot_status ot_plan_create_on(ot_backend *be, const ot_graph *g, const ot_shape *shapes, unsigned flags, const unsigned char *variable,
+                            ot_plan **out, ot_error *err);
+/* inputs: one host float32 buffer per graph input, of the planned shape,
+ * uploaded into the plan's fixed input slots (NULL: the slots already hold
+ * the batch, e.g. from ot_plan_set_input); then every step runs on the backend. */
 ot_status ot_plan_run(ot_plan *p, const float *const *inputs, ot_error *err);
+/* Upload host data into graph input i's slot. */
+void ot_plan_set_input(ot_plan *p, int i, const float *host);
+/* Download value v (its planned shape and dtype) into host memory. */
+void ot_plan_download(ot_plan *p, int v, void *host);
 void ot_plan_destroy(ot_plan *p);
 
 #endif

@@ -61,7 +61,7 @@ static const float *find_anchor_grid(const ot_graph *g, const ot_plan *p, int st
                     const ot_shape *s = &p->shape[c];
                     if (s->rank == 5 && s->d[0] == 1 && s->d[1] == na && s->d[4] == 2) {
                         *stride_w = (int)(s->d[2] * s->d[3]);
-                        return p->data[c];
+                        return p->host[c];
                     }
                 }
             }

@@ -78,7 +78,7 @@ static inline const ot_shape *ot_ishape(const ot_kctx *c, int i) { return &c->p-
 static inline ot_dtype ot_idtype(const ot_kctx *c, int i) { return c->p->dtype[c->n->in[i]]; }
 /* Constant data of input i, or NULL when it is computed at run time. */
 static inline const void *ot_iconst(const ot_kctx *c, int i) {
-    return ot_has_in(c, i) && c->p->is_const[c->n->in[i]] ? c->p->data[c->n->in[i]] : NULL;
+    return ot_has_in(c, i) && c->p->is_const[c->n->in[i]] ? c->p->host[c->n->in[i]] : NULL;
 }
 static inline const void *ot_in(const ot_kctx *c, int i) { return c->p->data[c->n->in[i]]; }
 static inline const float *ot_inf(const ot_kctx *c, int i) { return (const float *)c->p->data[c->n->in[i]]; }

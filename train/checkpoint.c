@@ -91,7 +91,7 @@ ot_status ot_ckpt_save(const char *path, json_t *header, ot_graph *g, const ot_y
     for (int i = 0; i < ag->n_vars; i++) {
         ot_value *v = &g->values[ag->var_vid[i]];
         if (v->init.dtype != OT_F32 || !v->init.data) return ot_fail(err, OT_ERR_INTERNAL, "checkpoint: variable '%s' is not float32", v->name);
-        memcpy(v->init.data, ag->slab + ag->var_off[i], v->init.nbytes);
+        ot_be_download(ag->be, v->init.data, ag->slab + ag->var_off[i], v->init.nbytes);
     }
     uint8_t *onnx = NULL;
     size_t onnx_len = 0;
@@ -144,12 +144,15 @@ ot_status ot_ckpt_save(const char *path, json_t *header, ot_graph *g, const ot_y
     put(&b, onnx, onnx_len);
     free(hs);
     free(onnx);
-    for (int cp = 0; cp < CP_N; cp++) {
+    float *host = malloc(sizeof(float) * (ag->slab_floats + 1)); /* each backend slab copied once */
+    if (!host) b.oom = true;
+    for (int cp = 0; cp < CP_N && host; cp++) {
         if (!have[cp]) continue;
-        const float *src = copy_src(cp, ag, ema, o);
+        ot_be_download(ag->be, host, copy_src(cp, ag, ema, o), sizeof(float) * ag->slab_floats);
         for (int i = 0; i < ag->n_vars; i++)
-            put(&b, src + ag->var_off[i], g->values[ag->var_vid[i]].init.nbytes);
+            put(&b, host + ag->var_off[i], g->values[ag->var_vid[i]].init.nbytes);
     }
+    free(host);
     if (!b.oom) put_u64(&b, fnv1a(b.p, b.n));
     put(&b, CK_END, 8);
     ot_status st = b.oom ? ot_fail(err, OT_ERR_NOMEM, "%s: out of memory", path) : ot_file_write_atomic(path, b.p, b.n, err);
@@ -273,7 +276,7 @@ static ot_status restore_copy(const ot_ckpt *c, const char *which, const ot_auto
         if (ne != ot_numel(&ag->p->shape[ag->var_vid[i]]))
             return ot_fail(err, OT_ERR_SHAPE, "%s: tensor '%s' has %lld elements, the model wants %lld", c->path, v->name,
                            (long long)ne, (long long)ot_numel(&ag->p->shape[ag->var_vid[i]]));
-        memcpy(dst + ag->var_off[i], src, (size_t)ne * sizeof(float));
+        ot_be_upload(ag->be, dst + ag->var_off[i], src, (size_t)ne * sizeof(float));
     }
     return OT_OK;
 }

@@ -3,6 +3,7 @@
 #include "detector.h"
 #include "checkpoint.h"
 #include "prepare.h"
+#include "../kernels/decode.h"
 #include <math.h>
 #include <string.h>
 
@@ -12,18 +13,27 @@ void ot_detector_destroy(ot_detector *d) {
     free(d->variable);
     free(d->var_data);
     free(d->pred);
+    ot_be_free(d->be, d->dpred);
     free(d);
 }
 
 ot_status ot_detector_create(const ot_graph *g, const ot_yolo_head *head, const unsigned char *variable,
                              ot_detector **out, ot_error *err) {
+    return ot_detector_create_on(NULL, g, head, variable, out, err);
+}
+
+ot_status ot_detector_create_on(ot_backend *be, const ot_graph *g, const ot_yolo_head *head, const unsigned char *variable,
+                                ot_detector **out, ot_error *err) {
     *out = NULL;
+    be = be ? be : ot_backend_cpu();
+    if (!ot_decode_kernels_for(be->kind)) return ot_fail(err, OT_ERR_UNSUPPORTED, "no Detect decode for device %s", be->name);
     if (!head->found || head->nl != g->n_outputs || g->n_inputs != 1)
         return ot_fail(err, OT_ERR_INVALID, "%s: not a YOLOv5 training graph (one input, one output per detection layer)",
                        g->path ? g->path : "model");
     ot_detector *d = calloc(1, sizeof *d);
     if (!d) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
     d->g = g;
+    d->be = be;
     d->head = *head;
     if (variable) {
         d->variable = malloc((size_t)g->n_values);
@@ -57,7 +67,7 @@ static ot_status get_plan(ot_detector *d, const ot_shape *s, ot_plan **out, ot_e
     ot_plan_destroy(d->plan[victim]);
     d->plan[victim] = NULL;
     ot_plan *p = NULL;
-    OT_TRY(ot_plan_create_vars(d->g, s, 0, d->variable, &p, err));
+    OT_TRY(ot_plan_create_on(d->be, d->g, s, 0, d->variable, &p, err));
     if (d->variable)
         for (int v = 0; v < d->g->n_values; v++)
             if (d->variable[v]) {
@@ -73,8 +83,6 @@ static ot_status get_plan(ot_detector *d, const ot_shape *s, ot_plan **out, ot_e
     return OT_OK;
 }
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 ot_status ot_detector_run(ot_detector *d, const float *images, int n, int h, int w, const float **pred,
                           int64_t *rows, ot_error *err) {
     const ot_yolo_head *hd = &d->head;
@@ -87,50 +95,37 @@ ot_status ot_detector_run(ot_detector *d, const float *images, int n, int h, int
     OT_TRY(get_plan(d, &s, &p, err));
     OT_TRY(ot_plan_run(p, &images, err));
     d->last = p;
-    const int na = hd->na, no = hd->nc + 5;
-    int64_t total = 0;
+    ot_decode_args a = {.n = n, .nl = hd->nl, .na = hd->na, .no = hd->nc + 5};
+    const float *maps[OT_MAX_HEADS];
     for (int l = 0; l < hd->nl; l++) {
         const ot_shape *ms = &p->shape[d->g->outputs[l]];
-        if (ms->rank != 4 || ms->d[1] != (int64_t)na * no)
-            return ot_fail(err, OT_ERR_SHAPE, "detection layer %d: expected %d channels, got a map of rank %d", l, na * no,
+        if (ms->rank != 4 || ms->d[1] != (int64_t)a.na * a.no)
+            return ot_fail(err, OT_ERR_SHAPE, "detection layer %d: expected %d channels, got a map of rank %d", l, a.na * a.no,
                            ms->rank);
-        total += (int64_t)na * ms->d[2] * ms->d[3];
+        a.ny[l] = ms->d[2];
+        a.nx[l] = ms->d[3];
+        a.stride[l] = (float)hd->stride[l];
+        for (int k = 0; k < a.na && k < 16; k++) { a.anchors[l][k][0] = hd->anchors[l][k][0]; a.anchors[l][k][1] = hd->anchors[l][k][1]; }
+        a.total += (int64_t)a.na * ms->d[2] * ms->d[3];
+        maps[l] = p->data[d->g->outputs[l]];
     }
-    size_t need = (size_t)n * (size_t)total * (size_t)no;
+    size_t need = (size_t)n * (size_t)a.total * (size_t)a.no;
     if (need > d->pred_cap) {
         float *np = realloc(d->pred, need * sizeof(float));
         if (!np) return ot_fail(err, OT_ERR_NOMEM, "out of memory for %zu predictions", need);
         d->pred = np;
+        ot_be_free(d->be, d->dpred);
+        d->pred_cap = 0;
+        if (!(d->dpred = ot_be_alloc(d->be, need * sizeof(float))))
+            return ot_fail(err, OT_ERR_NOMEM, "out of memory for %zu predictions on %s", need, d->be->name);
         d->pred_cap = need;
     }
-    int64_t base = 0;
-    for (int l = 0; l < hd->nl; l++) {
-        const ot_shape *ms = &p->shape[d->g->outputs[l]];
-        const int64_t ny = ms->d[2], nx = ms->d[3], hw = ny * nx;
-        const float *m = p->data[d->g->outputs[l]];
-        const float stride = (float)hd->stride[l];
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int b = 0; b < n; b++)
-            for (int a = 0; a < na; a++) {
-                const float aw = hd->anchors[l][a][0], ah = hd->anchors[l][a][1];
-                const float *src = m + ((int64_t)b * na * no + (int64_t)a * no) * hw;
-                float *dst = d->pred + ((int64_t)b * total + base + (int64_t)a * hw) * no;
-                for (int64_t y = 0; y < ny; y++)
-                    for (int64_t x = 0; x < nx; x++) {
-                        int64_t cell = y * nx + x;
-                        float *r = dst + cell * no;
-                        for (int k = 0; k < no; k++) r[k] = sigmoidf(src[(int64_t)k * hw + cell]);
-                        r[0] = (r[0] * 2 + ((float)x - 0.5f)) * stride;
-                        r[1] = (r[1] * 2 + ((float)y - 0.5f)) * stride;
-                        float tw = r[2] * 2, th = r[3] * 2;
-                        r[2] = tw * tw * aw;
-                        r[3] = th * th * ah;
-                    }
-            }
-        base += (int64_t)na * hw;
-    }
+    ot_be_enter(d->be);
+    ot_decode_kernels_for(d->be->kind)->decode(maps, &a, d->dpred);
+    ot_be_leave(d->be);
+    ot_be_download(d->be, d->pred, d->dpred, need * sizeof(float));
     *pred = d->pred;
-    *rows = d->rows = total;
+    *rows = d->rows = a.total;
     return OT_OK;
 }
 

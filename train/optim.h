@@ -5,6 +5,7 @@
 #define OT_OPTIM_H
 
 #include "../core/runtime/autograd.h"
+#include "../kernels/slab.h"
 
 typedef enum ot_opt_kind { OT_OPT_SGD = 0, OT_OPT_ADAM, OT_OPT_ADAMW } ot_opt_kind;
 
@@ -17,7 +18,12 @@ typedef struct ot_optimizer {
     int n;                  /* parameter tensors */
     int *var;               /* index into ag's variables */
     int *group;             /* per tensor */
-    float *m1, *m2;         /* momentum buffer / Adam moments, slab layout */
+    float *m1, *m2;         /* momentum buffer / Adam moments, slab layout (backend memory) */
+    const ot_slab_kernels *k; /* the device's multi-tensor kernels */
+    ot_slab_seg *seg;       /* backend memory: the stepped tensors (n), then every parameter (n_params, for clipping) */
+    int n_params;
+    bool seg_dirty;         /* o->var changed (freeze): upload the table before the next step */
+    float *clip;            /* backend memory: clip_grad_norm's total norm and coefficient */
     long steps;             /* optimizer steps taken */
     double lr[OT_NGROUPS], initial_lr[OT_NGROUPS], momentum[OT_NGROUPS], weight_decay[OT_NGROUPS];
     double beta2, eps;
@@ -31,16 +37,21 @@ void ot_optimizer_destroy(ot_optimizer *o);
 /* Leave variable var_index (index into ag's variables) out of every step
  * (train.py --freeze: requires_grad False). */
 void ot_optimizer_freeze(ot_optimizer *o, int var_index);
-/* One step from the accumulated gradients (torch.optim semantics, float32). */
+/* One step from the accumulated gradients (torch.optim semantics, float32):
+ * one multi-tensor kernel on the device. */
 void ot_optimizer_step(ot_optimizer *o);
-/* torch.nn.utils.clip_grad_norm_(params, max_norm) as train.py calls it before
- * every step: total = L2 norm of the per-tensor L2 norms; every gradient is
- * multiplied by min(1, max_norm / (total + 1e-6)). Returns total. */
-double ot_clip_grad_norm(ot_autograd *ag, double max_norm, double *coef);
+/* torch.nn.utils.clip_grad_norm_(params, max_norm) over every parameter, as
+ * train.py calls it before every step: total = L2 norm of the per-tensor L2
+ * norms; every gradient is multiplied by min(1, max_norm / (total + 1e-6)).
+ * The total and the coefficient stay in backend memory (o->clip). */
+void ot_optimizer_clip_grad_norm(ot_optimizer *o, double max_norm);
+/* The last clip's total norm and coefficient, copied to the host (tests, logs). */
+void ot_optimizer_grad_norm(const ot_optimizer *o, double *total, double *coef);
 const char *ot_opt_name(ot_opt_kind k);
 
 typedef struct ot_ema {
-    float *slab;            /* EMA copy of every variable (parameters and BN buffers) */
+    ot_backend *be;
+    float *slab;            /* EMA copy of every variable (parameters and BN buffers), backend memory */
     size_t n;
     long updates;
     double decay, tau;      /* 0.9999, 2000 */

@@ -762,7 +762,7 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
                 for (int k = 0; k < r->ag->n_vars; k++)
                     if (frozen[k]) memset(r->ag->grad_slab + r->ag->var_off[k], 0, sizeof(float) * (size_t)ot_numel(&r->ag->p->shape[r->ag->var_vid[k]]));
                 ot_dist_sum_f32(r->ag->grad_slab, (int64_t)r->ag->slab_floats); /* DDP: loss * world, gradients averaged */
-                ot_clip_grad_norm(r->ag, 10.0, NULL);
+                ot_optimizer_clip_grad_norm(r->opt, 10.0);
                 ot_optimizer_step(r->opt);
                 ot_autograd_zero_grad(r->ag);
                 ot_ema_update(r->ema, r->ag);

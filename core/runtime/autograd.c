@@ -32,15 +32,16 @@ void ot_autograd_destroy(ot_autograd *a) {
     if (!a) return;
     ot_plan_destroy(a->p);
     free(a->var_vid); free(a->kind); free(a->var_off);
-    if (!a->shared_vars) { free(a->slab); free(a->grad_slab); }
-    free(a->bsteps); free(a->zero_start); free(a->zero_vid); free(a->arena); free(a->requires_grad);
+    if (!a->shared_vars) { ot_be_free(a->be, a->slab); ot_be_free(a->be, a->grad_slab); }
+    free(a->bsteps); free(a->zero_start); free(a->zero_vid); free(a->requires_grad);
     free(a);
 }
 
 ot_status ot_autograd_share_vars(ot_autograd *dst, ot_autograd *src, ot_error *err) {
     if (dst->g != src->g || dst->n_vars != src->n_vars || dst->slab_floats != src->slab_floats)
         return ot_fail(err, OT_ERR_INTERNAL, "autograd: sharing variables between different graphs");
-    if (!dst->shared_vars) { free(dst->slab); free(dst->grad_slab); }
+    if (dst->be != src->be) return ot_fail(err, OT_ERR_INTERNAL, "autograd: sharing variables across devices");
+    if (!dst->shared_vars) { ot_be_free(dst->be, dst->slab); ot_be_free(dst->be, dst->grad_slab); }
     dst->slab = src->slab;
     dst->grad_slab = src->grad_slab;
     dst->shared_vars = true;
@@ -70,15 +71,16 @@ static ot_status make_slabs(ot_autograd *a, ot_error *err) {
         total += ((size_t)ot_numel(&p->shape[v]) + 15) & ~(size_t)15; /* 64-byte aligned tensors */
     }
     a->slab_floats = total;
-    a->slab = aligned_alloc(OT_ARENA_ALIGN, (total ? total : 16) * sizeof(float));
-    a->grad_slab = aligned_alloc(OT_ARENA_ALIGN, (total ? total : 16) * sizeof(float));
-    if (!a->slab || !a->grad_slab) return ot_fail(err, OT_ERR_NOMEM, "out of memory for %zu parameters", total);
-    memset(a->slab, 0, (total ? total : 16) * sizeof(float));
-    memset(a->grad_slab, 0, (total ? total : 16) * sizeof(float));
+    size_t bytes = (total ? total : 16) * sizeof(float);
+    a->slab = ot_be_alloc(a->be, bytes);
+    a->grad_slab = ot_be_alloc(a->be, bytes);
+    if (!a->slab || !a->grad_slab) return ot_fail(err, OT_ERR_NOMEM, "out of memory for %zu parameters on %s", total, a->be->name);
+    ot_be_memset(a->be, a->slab, 0, bytes);
+    ot_be_memset(a->be, a->grad_slab, 0, bytes);
     for (int i = 0; i < a->n_vars; i++) {
         int v = a->var_vid[i];
         float *d = a->slab + a->var_off[i];
-        memcpy(d, g->values[v].init.data, vbytes(p, v));
+        ot_be_upload(a->be, d, g->values[v].init.data, vbytes(p, v));
         p->data[v] = d;
         if (a->kind[v] == OT_VAR_PARAM) p->grad[v] = a->grad_slab + a->var_off[i];
     }
@@ -87,19 +89,27 @@ static ot_status make_slabs(ot_autograd *a, ot_error *err) {
 
 ot_status ot_autograd_create(const ot_graph *g, const ot_shape *shapes, const unsigned char *kind, bool input_grads,
                              ot_autograd **out, ot_error *err) {
+    return ot_autograd_create_on(NULL, g, shapes, kind, input_grads, out, err);
+}
+
+ot_status ot_autograd_create_on(ot_backend *be, const ot_graph *g, const ot_shape *shapes, const unsigned char *kind, bool input_grads,
+                                ot_autograd **out, ot_error *err) {
     *out = NULL;
     ot_autograd *a = calloc(1, sizeof *a);
     if (!a) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
     a->g = g;
+    a->be = be ? be : ot_backend_cpu();
     int nv = g->n_values;
     size_t nvs = (size_t)(nv ? nv : 1);
     a->kind = calloc(nvs, 1);
     a->requires_grad = calloc(nvs, 1);
-    int *birth = malloc(sizeof(int) * 2 * nvs), *death = malloc(sizeof(int) * 2 * nvs);
-    size_t *size = calloc(2 * nvs, sizeof(size_t)), *off = calloc(2 * nvs, sizeof(size_t));
+    ot_timeline tl = {0};
+    ot_status st = ot_timeline_init(&tl, 2 * nv, err);
+    if (st) { ot_autograd_destroy(a); return st; }
+    int *birth = tl.birth, *death = tl.death;
+    size_t *size = tl.size;
     int *galias = malloc(sizeof(int) * nvs), *tfwd = NULL;
-    ot_status st = OT_OK;
-    if (!a->kind || !a->requires_grad || !birth || !death || !size || !off || !galias) {
+    if (!a->kind || !a->requires_grad || !galias) {
         st = ot_fail(err, OT_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -108,7 +118,7 @@ ot_status ot_autograd_create(const ot_graph *g, const ot_shape *shapes, const un
     unsigned char *var = malloc(nvs);
     if (!var) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory"); goto fail; }
     for (int v = 0; v < nv; v++) var[v] = a->kind[v] != OT_VAR_CONST;
-    st = ot_plan_create_vars(g, shapes, OT_PLAN_TRAIN, var, &a->p, err);
+    st = ot_plan_create_on(a->be, g, shapes, OT_PLAN_TRAIN, var, &a->p, err);
     free(var);
     if (st) goto fail;
     ot_plan *p = a->p;
@@ -147,24 +157,19 @@ ot_status ot_autograd_create(const ot_graph *g, const ot_shape *shapes, const un
         if (any) a->bsteps[a->n_bsteps++] = p->steps[s];
     }
 #define TB(node) (2 * ns - 1 - tfwd[node])
-    /* ---- lifetimes: items 0..nv-1 activations, nv..2nv-1 gradients ---- */
-    for (int i = 0; i < 2 * nv; i++) { birth[i] = -1; death[i] = -1; }
-    for (int v = 0; v < nv; v++) { p->alias[v] = v; galias[v] = v; }
+    /* ---- one timeline: items 0..nv-1 activations (the plan's forward
+     * lifetimes, extended to the backward steps that read them), nv..2nv-1
+     * gradients; times 0..ns-1 forward, ns..2ns-1 backward ---- */
+    tl.end = 2 * ns;
+    ot_plan_lifetimes(p, &tl);
+    for (int v = 0; v < nv; v++) galias[v] = v;
     for (int s = 0; s < ns; s++) {
         const ot_node *n = &g->nodes[p->steps[s]];
         const ot_op_def *def = ot_op_get(n->op);
-        for (int k = 0; k < n->n_out; k++) {
-            int v = n->out[k];
-            if (v < 0) continue;
-            if (k == 0 && (def->flags & OT_OPF_ALIAS) && n->in[0] >= 0) {
-                p->alias[v] = p->alias[n->in[0]];
-                /* a graph output's gradient is the caller's: its own buffer, added into the input's by the view's backward */
-                galias[v] = (g->values[v].flags & OT_V_OUTPUT) ? v : galias[n->in[0]];
-            } else {
-                birth[v] = s;
-                size[v] = vbytes(p, v);
-            }
-        }
+        int v = n->n_out > 0 ? n->out[0] : -1;
+        /* a graph output's gradient is the caller's: its own buffer, added into the input's by the view's backward */
+        if (v >= 0 && (def->flags & OT_OPF_ALIAS) && n->in[0] >= 0)
+            galias[v] = (g->values[v].flags & OT_V_OUTPUT) ? v : galias[n->in[0]];
     }
     for (int s = 0; s < ns; s++) {
         int ni = p->steps[s];
@@ -213,31 +218,15 @@ ot_status ot_autograd_create(const ot_graph *g, const ot_shape *shapes, const un
             if (birth[nv + gr] >= 0) death[nv + gr] = 2 * ns;
         }
     for (int v = 0; v < nv; v++) {
-        if (birth[v] >= 0 && p->alias[v] != v) birth[v] = -1;
         if (galias[v] != v || !a->requires_grad[v] || a->kind[v] == OT_VAR_PARAM) birth[nv + v] = -1;
         if (birth[nv + v] >= 0) size[nv + v] = (size_t)ot_numel(&p->shape[v]) * sizeof(float);
         /* a gradient of an input or parameter-free value that no backward touches */
         if (birth[nv + v] >= 0 && death[nv + v] < birth[nv + v]) death[nv + v] = birth[nv + v];
     }
-    size_t top = ot_layout_first_fit(2 * nv, birth, death, size, off);
-    if (top == (size_t)-1) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory planning memory"); goto fail; }
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0 && top + p->ws_bytes > (size_t)pages * (size_t)page) {
-        st = ot_fail(err, OT_ERR_NOMEM, "%s: training at these shapes needs %.1f GiB of activations and gradients, more than this machine's %.1f GiB",
-                     g->path, (double)(top + p->ws_bytes) / (1 << 30), (double)pages * (double)page / (1 << 30));
-        goto fail;
-    }
-    a->arena_bytes = top;
-    a->arena = aligned_alloc(OT_ARENA_ALIGN, top ? top : OT_ARENA_ALIGN);
-    p->ws = p->ws_bytes ? malloc(p->ws_bytes) : NULL;
-    if (!a->arena || (p->ws_bytes && !p->ws)) {
-        st = ot_fail(err, OT_ERR_NOMEM, "%s: cannot allocate %zu bytes for training", g->path, top + p->ws_bytes);
-        goto fail;
-    }
-    for (int v = 0; v < nv; v++) {
-        if (birth[v] >= 0) p->data[v] = a->arena + off[v];
-        if (birth[nv + v] >= 0) p->grad[v] = a->arena + off[nv + v];
-    }
+    if ((st = ot_plan_commit(p, &tl, "activations and gradients", err))) goto fail;
+    a->arena_bytes = p->arena_bytes;
+    for (int v = 0; v < nv; v++)
+        if (birth[nv + v] >= 0) p->grad[v] = p->arena + tl.off[nv + v];
     for (int v = 0; v < nv; v++)
         if (galias[v] != v && p->grad[galias[v]]) p->grad[v] = p->grad[galias[v]];
     /* gradients written, not added: a gradient with one writer (one input slot
@@ -292,11 +281,11 @@ ot_status ot_autograd_create(const ot_graph *g, const ot_shape *shapes, const un
     free(nozero);
     /* input gradients that no backward step births (unused inputs): zero once */
 #undef TB
-    free(birth); free(death); free(size); free(off); free(galias); free(tfwd);
+    ot_timeline_free(&tl); free(galias); free(tfwd);
     *out = a;
     return OT_OK;
 fail:
-    free(birth); free(death); free(size); free(off); free(galias); free(tfwd);
+    ot_timeline_free(&tl); free(galias); free(tfwd);
     ot_autograd_destroy(a);
     return st;
 }
@@ -309,34 +298,37 @@ float *ot_autograd_output_grad(ot_autograd *a, int k) { return a->p->grad[a->g->
 float *ot_autograd_data(ot_autograd *a, int vid) { return a->p->data[vid]; }
 float *ot_autograd_grad(ot_autograd *a, int vid) { return a->p->grad[vid]; }
 
-#define ZERO_CHUNK 65536 /* floats a thread zeroes at a time */
+void ot_autograd_download(ot_autograd *a, int vid, float *host) { ot_plan_download(a->p, vid, host); }
+
+void ot_autograd_download_grad(ot_autograd *a, int vid, float *host) {
+    ot_be_download(a->be, host, a->p->grad[vid], (size_t)ot_numel(&a->p->shape[vid]) * sizeof(float));
+}
 
 ot_status ot_autograd_backward(ot_autograd *a, ot_error *err) {
     ot_plan *p = a->p;
     const ot_graph *g = a->g;
-    for (int b = 0; b < a->n_bsteps; b++) {
+    ot_status st = OT_OK;
+    ot_be_enter(a->be);
+    for (int b = 0; b < a->n_bsteps && !st; b++) {
         double tz = p->prof ? ot_plan_clock() : 0;
         for (int z = a->zero_start[b]; z < a->zero_start[b + 1]; z++) {
             int v = a->zero_vid[z];
-            float *gv = p->grad[v];
-            int64_t n = ot_numel(&p->shape[v]), nch = (n + ZERO_CHUNK - 1) / ZERO_CHUNK;
-#pragma omp parallel for if(nch > 4)
-            for (int64_t k = 0; k < nch; k++)
-                memset(gv + k * ZERO_CHUNK, 0, sizeof(float) * (size_t)(n - k * ZERO_CHUNK < ZERO_CHUNK ? n - k * ZERO_CHUNK : ZERO_CHUNK));
+            ot_be_memset(a->be, p->grad[v], 0, sizeof(float) * (size_t)ot_numel(&p->shape[v]));
         }
         if (p->prof) p->prof[2 * g->n_nodes] += ot_plan_clock() - tz;
         int ni = a->bsteps[b];
         const ot_node *n = &g->nodes[ni];
         ot_kctx c = {p, n, (int)g->opset, p->params[ni], err};
         double t0 = p->prof ? ot_plan_clock() : 0;
-        ot_status st = ot_op_get(n->op)->bwd_cpu(&c);
+        st = ot_op_get(n->op)->bwd_cpu(&c);
         if (p->prof) p->prof[2 * ni + 1] += ot_plan_clock() - t0;
         if (st) {
             char label[600];
-            return ot_fail_prefix(err, "%s", ot_node_label(g, n, label, sizeof label));
+            ot_fail_prefix(err, "%s", ot_node_label(g, n, label, sizeof label));
         }
     }
-    return OT_OK;
+    ot_be_leave(a->be);
+    return st;
 }
 
-void ot_autograd_zero_grad(ot_autograd *a) { memset(a->grad_slab, 0, a->slab_floats * sizeof(float)); }
+void ot_autograd_zero_grad(ot_autograd *a) { ot_be_memset(a->be, a->grad_slab, 0, a->slab_floats * sizeof(float)); }

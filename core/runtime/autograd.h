@@ -16,6 +16,7 @@
 typedef enum ot_var_kind { OT_VAR_CONST = 0, OT_VAR_PARAM = 1, OT_VAR_BUFFER = 2 } ot_var_kind;
 
 typedef struct ot_autograd {
+    ot_backend *be;        /* owns the slabs and the plan's memory */
     ot_plan *p;
     const ot_graph *g;
     /* variables (params and buffers), in graph value order */
@@ -23,16 +24,15 @@ typedef struct ot_autograd {
     int *var_vid;          /* value id of each variable */
     unsigned char *kind;   /* per value: ot_var_kind */
     size_t *var_off;       /* float offset of each variable in the slab */
-    float *slab;           /* all variable data */
-    float *grad_slab;      /* gradients, same layout (buffers' entries stay zero) */
+    float *slab;           /* all variable data (backend memory) */
+    float *grad_slab;      /* gradients, same layout (buffers' entries stay zero; backend memory) */
     size_t slab_floats;
     /* backward schedule */
     int n_bsteps;
     int *bsteps;           /* node ids, reverse of the forward */
     int *zero_start;       /* CSR per backward step: gradient roots to zero first */
     int *zero_vid;
-    unsigned char *arena;
-    size_t arena_bytes;
+    size_t arena_bytes;    /* the plan's arena: activations and gradients on one timeline */
     unsigned char *requires_grad; /* per value */
     bool shared_vars;      /* slab and grad_slab belong to another autograd */
 } ot_autograd;
@@ -45,24 +45,32 @@ void ot_autograd_default_kinds(const ot_graph *g, unsigned char *kind);
  * graph inputs (for tests). Variable data starts as the initializers' values. */
 ot_status ot_autograd_create(const ot_graph *g, const ot_shape *shapes, const unsigned char *kind, bool input_grads,
                              ot_autograd **out, ot_error *err);
+/* The same on a backend (NULL: the CPU): slabs, arena and kernels there. */
+ot_status ot_autograd_create_on(ot_backend *be, const ot_graph *g, const ot_shape *shapes, const unsigned char *kind,
+                                bool input_grads, ot_autograd **out, ot_error *err);
 void ot_autograd_destroy(ot_autograd *a);
 /* Make dst (same graph, another input shape) use src's variable and gradient
  * slabs, so batches of different shapes (a short last batch, rect batches)
  * train one set of weights. src must outlive dst. */
 ot_status ot_autograd_share_vars(ot_autograd *dst, ot_autograd *src, ot_error *err);
 
-/* Forward (BN in training mode). inputs: one float32 buffer per graph input. */
+/* Forward (BN in training mode). inputs: one host float32 buffer per graph
+ * input, uploaded into the plan's input slots (NULL: already there). */
 ot_status ot_autograd_forward(ot_autograd *a, const float *const *inputs, ot_error *err);
-/* Gradient buffer of graph output k: fill it completely after the forward and
- * before ot_autograd_backward (a forward reuses its bytes). */
+/* Gradient buffer of graph output k (backend memory): fill it completely
+ * after the forward and before ot_autograd_backward (a forward reuses its bytes). */
 float *ot_autograd_output_grad(ot_autograd *a, int k);
 /* Backward: accumulates into the parameter gradients; input gradients (with
  * input_grads) are recomputed by each backward. */
 ot_status ot_autograd_backward(ot_autograd *a, ot_error *err);
 void ot_autograd_zero_grad(ot_autograd *a);
 
-/* Data / gradient of any value (NULL when it has none). */
+/* Data / gradient of any value (NULL when it has none): backend memory, for
+ * kernels and backend calls only. */
 float *ot_autograd_data(ot_autograd *a, int vid);
 float *ot_autograd_grad(ot_autograd *a, int vid);
+/* Copies of a value's data / gradient in host memory (its planned size). */
+void ot_autograd_download(ot_autograd *a, int vid, float *host);
+void ot_autograd_download_grad(ot_autograd *a, int vid, float *host);
 
 #endif

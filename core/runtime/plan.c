@@ -22,10 +22,13 @@ void ot_plan_destroy(ot_plan *p) {
             if (def && def->params_free) def->params_free(p->params[i]);
             free(p->params[i]);
         }
-    free(p->owned); free(p->params); free(p->dtype); free(p->shape); free(p->data); free(p->is_const);
-    for (int i = 0; i < p->n_state; i++) free(p->state[i]);
+    free(p->owned); free(p->params); free(p->dtype); free(p->shape); free(p->data); free(p->host); free(p->is_const);
+    for (int i = 0; i < p->n_state; i++) ot_be_free(p->be, p->state[i]);
     free(p->state); free(p->grad);
-    free(p->steps); free(p->gset); free(p->alias); free(p->offset); free(p->arena); free(p->ws);
+    free(p->steps); free(p->gset); free(p->alias); free(p->offset);
+    ot_be_free(p->be, p->arena);
+    ot_be_free(p->be, p->consts);
+    ot_be_free(p->be, p->ws);
     free(p);
 }
 
@@ -69,18 +72,18 @@ static ot_status infer_nodes(ot_plan *p, ot_error *err) {
                                    MAX_FOLD_BYTES >> 20);
                 p->owned[v] = calloc(1, b ? b : 1);
                 if (!p->owned[v]) return ot_fail(err, OT_ERR_NOMEM, "%sout of memory folding %zu bytes", label, b);
-                p->data[v] = p->owned[v];
+                p->data[v] = p->host[v] = p->owned[v];
                 p->is_const[v] = 1;
                 p->const_bytes += b;
             }
-            if (p->ws_bytes && !p->ws) {
-                p->ws = malloc(p->ws_bytes);
-                if (!p->ws) return ot_fail(err, OT_ERR_NOMEM, "%sout of memory (workspace)", label);
-            }
+            /* folding is planning: the CPU kernel on host memory, with a host workspace */
+            void *fold_ws = p->ws_bytes ? malloc(p->ws_bytes) : NULL;
+            if (p->ws_bytes && !fold_ws) return ot_fail(err, OT_ERR_NOMEM, "%sout of memory (workspace)", label);
+            p->ws = fold_ws;
             s = def->fwd_cpu(&c);
+            p->ws = NULL;
+            free(fold_ws);
             if (s) return ot_fail_prefix(err, "%s", label);
-            /* a fold may have grown the workspace need: reallocate lazily next time */
-            if (p->ws) { free(p->ws); p->ws = NULL; }
         } else if (def->flags & OT_OPF_FOLD_ONLY) {
             return ot_fail(err, OT_ERR_UNSUPPORTED, "%sits inputs are computed at run time; onnx-train evaluates %s only on constants",
                            label, n->op_type);
@@ -91,15 +94,36 @@ static ot_status infer_nodes(ot_plan *p, ot_error *err) {
     return OT_OK;
 }
 
-/* ---- arena layout by liveness (core/layout.c) ---- */
-static ot_status layout(ot_plan *p, ot_error *err) {
+/* ---- one memory timeline (core/layout.c places it) ---- */
+ot_status ot_timeline_init(ot_timeline *t, int n, ot_error *err) {
+    memset(t, 0, sizeof *t);
+    size_t m = (size_t)(n ? n : 1);
+    t->n = n;
+    t->birth = malloc(sizeof(int) * m);
+    t->death = malloc(sizeof(int) * m);
+    t->size = calloc(m, sizeof(size_t));
+    t->off = calloc(m, sizeof(size_t));
+    if (!t->birth || !t->death || !t->size || !t->off) { ot_timeline_free(t); return ot_fail(err, OT_ERR_NOMEM, "out of memory planning memory"); }
+    for (int i = 0; i < n; i++) t->birth[i] = t->death[i] = -1;
+    return OT_OK;
+}
+
+void ot_timeline_free(ot_timeline *t) {
+    free(t->birth); free(t->death); free(t->size); free(t->off);
+    memset(t, 0, sizeof *t);
+}
+
+void ot_plan_lifetimes(ot_plan *p, ot_timeline *t) {
     const ot_graph *g = p->g;
     int nv = p->nv, ns = p->n_steps;
-    int *birth = malloc(sizeof(int) * (size_t)nv), *death = malloc(sizeof(int) * (size_t)nv);
-    size_t *size = malloc(sizeof(size_t) * (size_t)nv);
-    ot_status st = OT_OK;
-    if (!birth || !death || !size) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory planning memory"); goto done; }
-    for (int v = 0; v < nv; v++) { p->alias[v] = v; birth[v] = -1; death[v] = -1; size[v] = 0; }
+    for (int v = 0; v < nv; v++) p->alias[v] = v;
+    /* graph inputs: a fixed slot from the first step (addresses stay put from batch to batch) */
+    for (int i = 0; i < g->n_inputs; i++) {
+        int v = g->inputs[i];
+        t->birth[v] = 0;
+        t->death[v] = 0;
+        t->size[v] = value_bytes(p, v);
+    }
     /* aliases and births */
     for (int s = 0; s < ns; s++) {
         const ot_node *n = &g->nodes[p->steps[s]];
@@ -108,41 +132,79 @@ static ot_status layout(ot_plan *p, ot_error *err) {
             int v = n->out[k];
             if (v < 0) continue;
             if (k == 0 && (def->flags & OT_OPF_ALIAS) && n->in[0] >= 0) p->alias[v] = p->alias[n->in[0]];
-            else { birth[v] = s; size[v] = value_bytes(p, v); }
+            else { t->birth[v] = s; t->size[v] = value_bytes(p, v); }
         }
     }
     /* deaths: last step that reads any view of a root; graph outputs live to the end */
     for (int s = 0; s < ns; s++) {
         const ot_node *n = &g->nodes[p->steps[s]];
         for (int k = 0; k < n->n_in; k++)
-            if (n->in[k] >= 0 && death[p->alias[n->in[k]]] < s) death[p->alias[n->in[k]]] = s;
+            if (n->in[k] >= 0 && t->death[p->alias[n->in[k]]] < s) t->death[p->alias[n->in[k]]] = s;
         for (int k = 0; k < n->n_out; k++)
-            if (n->out[k] >= 0 && death[p->alias[n->out[k]]] < s) death[p->alias[n->out[k]]] = s;
+            if (n->out[k] >= 0 && t->death[p->alias[n->out[k]]] < s) t->death[p->alias[n->out[k]]] = s;
     }
-    for (int k = 0; k < g->n_outputs; k++) death[p->alias[g->outputs[k]]] = ns;
-    for (int v = 0; v < nv; v++) if (birth[v] >= 0 && p->alias[v] != v) birth[v] = -1;
-    size_t top = ot_layout_first_fit(nv, birth, death, size, p->offset);
-    if (top == (size_t)-1) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory planning memory"); goto done; }
+    for (int k = 0; k < g->n_outputs; k++) t->death[p->alias[g->outputs[k]]] = t->end;
+    for (int v = 0; v < nv; v++) {
+        if (t->birth[v] >= 0 && p->alias[v] != v) t->birth[v] = -1;
+    }
+}
+
+/* Constants read by runtime steps: one backend block, uploaded once. */
+static ot_status upload_consts(ot_plan *p, ot_error *err) {
+    const ot_graph *g = p->g;
+    size_t *at = calloc((size_t)(p->nv ? p->nv : 1), sizeof(size_t));
+    if (!at) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
+    size_t total = 0;
+    for (int s = 0; s < p->n_steps; s++) {
+        const ot_node *n = &g->nodes[p->steps[s]];
+        for (int k = 0; k < n->n_in; k++) {
+            int v = n->in[k];
+            if (v < 0 || !p->is_const[v] || at[v]) continue;
+            at[v] = total + 1;
+            total += (value_bytes(p, v) + OT_ARENA_ALIGN - 1) / OT_ARENA_ALIGN * OT_ARENA_ALIGN;
+        }
+    }
+    if (total) {
+        p->consts = ot_be_alloc(p->be, total);
+        if (!p->consts) { free(at); return ot_fail(err, OT_ERR_NOMEM, "%s: cannot allocate %zu bytes of constants on %s", g->path, total, p->be->name); }
+        p->consts_bytes = total;
+        for (int v = 0; v < p->nv; v++)
+            if (at[v]) {
+                p->data[v] = p->consts + at[v] - 1;
+                ot_be_upload(p->be, p->data[v], p->host[v], value_bytes(p, v));
+            }
+    }
+    free(at);
+    return OT_OK;
+}
+
+ot_status ot_plan_commit(ot_plan *p, ot_timeline *t, const char *what, ot_error *err) {
+    const ot_graph *g = p->g;
+    size_t top = ot_layout_first_fit(t->n, t->birth, t->death, t->size, t->off);
+    if (top == (size_t)-1) return ot_fail(err, OT_ERR_NOMEM, "out of memory planning memory");
     p->arena_bytes = top;
-    p->arena = NULL;
-    if (p->flags & OT_PLAN_NO_MEMORY) goto done;
+    for (int v = 0; v < p->nv; v++) p->offset[v] = t->birth[v] >= 0 ? t->off[v] : 0;
+    if (p->flags & OT_PLAN_NO_MEMORY) return OT_OK;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0 && top + p->ws_bytes > (size_t)pages * (size_t)page) {
-        st = ot_fail(err, OT_ERR_NOMEM, "%s: these input shapes need %.1f GiB of activations, more than this machine's %.1f GiB",
-                     g->path, (double)(top + p->ws_bytes) / (1 << 30), (double)pages * (double)page / (1 << 30));
-        goto done;
-    }
-    if (top) {
-        p->arena = aligned_alloc(OT_ARENA_ALIGN, top);
-        if (!p->arena) { st = ot_fail(err, OT_ERR_NOMEM, "%s: cannot allocate %zu bytes of activations", g->path, top); goto done; }
-    }
-    for (int v = 0; v < nv; v++) if (birth[v] >= 0) p->data[v] = p->arena + p->offset[v];
-    if (p->ws_bytes) {
-        p->ws = malloc(p->ws_bytes);
-        if (!p->ws) st = ot_fail(err, OT_ERR_NOMEM, "%s: cannot allocate a %zu-byte workspace", g->path, p->ws_bytes);
-    }
-done:
-    free(birth); free(death); free(size);
+    if (p->be->kind != OT_DEV_CUDA && pages > 0 && page > 0 && top + p->ws_bytes > (size_t)pages * (size_t)page)
+        return ot_fail(err, OT_ERR_NOMEM, "%s: these input shapes need %.1f GiB of %s, more than this machine's %.1f GiB", g->path,
+                       (double)(top + p->ws_bytes) / (1 << 30), what, (double)pages * (double)page / (1 << 30));
+    if (top && !(p->arena = ot_be_alloc(p->be, top)))
+        return ot_fail(err, OT_ERR_NOMEM, "%s: cannot allocate %zu bytes of %s on %s", g->path, top, what, p->be->name);
+    for (int v = 0; v < p->nv; v++) if (t->birth[v] >= 0) p->data[v] = p->arena + t->off[v];
+    for (int v = 0; v < p->nv; v++) if (p->alias[v] != v && t->birth[p->alias[v]] >= 0) p->data[v] = p->data[p->alias[v]];
+    if (p->ws_bytes && !(p->ws = ot_be_alloc(p->be, p->ws_bytes)))
+        return ot_fail(err, OT_ERR_NOMEM, "%s: cannot allocate a %zu-byte workspace on %s", g->path, p->ws_bytes, p->be->name);
+    return upload_consts(p, err);
+}
+
+static ot_status layout(ot_plan *p, ot_error *err) {
+    ot_timeline t;
+    OT_TRY(ot_timeline_init(&t, p->nv, err));
+    t.end = p->n_steps;
+    ot_plan_lifetimes(p, &t);
+    ot_status st = ot_plan_commit(p, &t, "activations", err);
+    ot_timeline_free(&t);
     return st;
 }
 
@@ -163,31 +225,38 @@ void *ot_plan_state(ot_kctx *c, size_t bytes) {
         p->state = ns;
         p->cap_state = cap;
     }
-    void *b = calloc(1, bytes ? bytes : 1);
+    if (p->flags & OT_PLAN_NO_MEMORY) bytes = 0; /* nothing runs: a placeholder */
+    void *b = ot_be_alloc_zero(p->be, bytes ? bytes : 1);
     if (b) p->state[p->n_state++] = b;
     return b;
 }
 
 ot_status ot_plan_create_vars(const ot_graph *g, const ot_shape *shapes, unsigned flags, const unsigned char *variable,
                               ot_plan **out, ot_error *err) {
+    return ot_plan_create_on(NULL, g, shapes, flags, variable, out, err);
+}
+
+ot_status ot_plan_create_on(ot_backend *be, const ot_graph *g, const ot_shape *shapes, unsigned flags, const unsigned char *variable,
+                            ot_plan **out, ot_error *err) {
     *out = NULL;
     ot_plan *p = calloc(1, sizeof *p);
     if (!p) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
     p->g = g;
-    p->be = ot_backend_cpu();
+    p->be = be ? be : ot_backend_cpu();
     p->flags = flags;
     p->nv = g->n_values;
     size_t nv = (size_t)(g->n_values ? g->n_values : 1), nn = (size_t)(g->n_nodes ? g->n_nodes : 1);
     p->dtype = calloc(nv, sizeof *p->dtype);
     p->shape = calloc(nv, sizeof *p->shape);
     p->data = calloc(nv, sizeof *p->data);
+    p->host = calloc(nv, sizeof *p->host);
     p->is_const = calloc(nv, 1);
     p->owned = calloc(nv, sizeof *p->owned);
     p->alias = calloc(nv, sizeof *p->alias);
     p->offset = calloc(nv, sizeof *p->offset);
     p->params = calloc(nn, sizeof *p->params);
     p->steps = calloc(nn, sizeof *p->steps);
-    if (!p->dtype || !p->shape || !p->data || !p->is_const || !p->owned || !p->alias || !p->offset || !p->params || !p->steps) {
+    if (!p->dtype || !p->shape || !p->data || !p->host || !p->is_const || !p->owned || !p->alias || !p->offset || !p->params || !p->steps) {
         ot_plan_destroy(p);
         return ot_fail(err, OT_ERR_NOMEM, "out of memory");
     }
@@ -198,7 +267,7 @@ ot_status ot_plan_create_vars(const ot_graph *g, const ot_shape *shapes, unsigne
             p->dtype[v] = val->init.dtype;
             p->shape[v] = val->init.shape;
             bool var = variable && variable[v];
-            p->data[v] = var ? NULL : val->init.data;
+            p->data[v] = p->host[v] = var ? NULL : val->init.data;
             p->is_const[v] = !var;
         }
     }
@@ -231,24 +300,37 @@ ot_status ot_plan_create_vars(const ot_graph *g, const ot_shape *shapes, unsigne
     return OT_OK;
 }
 
+static size_t value_bytes_c(const ot_plan *p, int v) { return value_bytes(p, v); }
+
+void ot_plan_set_input(ot_plan *p, int i, const float *host) {
+    int v = p->g->inputs[i];
+    ot_be_upload(p->be, p->data[v], host, value_bytes_c(p, v));
+}
+
+void ot_plan_download(ot_plan *p, int v, void *host) { ot_be_download(p->be, host, p->data[v], value_bytes_c(p, v)); }
+
 ot_status ot_plan_run(ot_plan *p, const float *const *inputs, ot_error *err) {
     const ot_graph *g = p->g;
     if (p->flags & OT_PLAN_NO_MEMORY) return ot_fail(err, OT_ERR_INTERNAL, "a plan made without memory cannot run");
-    for (int i = 0; i < g->n_inputs; i++) p->data[g->inputs[i]] = (void *)inputs[i];
-    for (int s = 0; s < p->n_steps; s++) {
+    if (inputs) for (int i = 0; i < g->n_inputs; i++) ot_plan_set_input(p, i, inputs[i]);
+    ot_status st = OT_OK;
+    ot_be_enter(p->be);
+    for (int s = 0; s < p->n_steps && !st; s++) {
         const ot_node *n = &g->nodes[p->steps[s]];
         const ot_op_def *def = ot_op_get(n->op);
+        /* a view of a caller's variable follows wherever the caller points it */
         if ((def->flags & OT_OPF_ALIAS) && n->out[0] >= 0 && n->in[0] >= 0) p->data[n->out[0]] = p->data[n->in[0]];
         ot_kctx c = {p, n, (int)g->opset, p->params[p->steps[s]], err};
         double t0 = p->prof ? ot_plan_clock() : 0;
-        ot_status st = def->fwd_cpu(&c);
+        st = def->fwd_cpu(&c);
         if (p->prof) p->prof[2 * p->steps[s]] += ot_plan_clock() - t0;
         if (st) {
             char label[600];
-            return ot_fail_prefix(err, "%s", ot_node_label(g, n, label, sizeof label));
+            ot_fail_prefix(err, "%s", ot_node_label(g, n, label, sizeof label));
         }
     }
-    return OT_OK;
+    ot_be_leave(p->be);
+    return st;
 }
 
 bool ot_plan_unstep(ot_plan *p, int node) {

@@ -197,7 +197,7 @@ int bench_train(int argc, char **argv) {
         if (ot_autograd_backward(st->ag, &e)) { rc = cli_error(&e); goto done; }
         if (world > 1) ot_dist_sum_f32(st->ag->grad_slab, (int64_t)st->ag->slab_floats);
         double t3 = now_ms();
-        ot_clip_grad_norm(st->ag, 10.0, NULL);
+        ot_optimizer_clip_grad_norm(o, 10.0);
         ot_optimizer_step(o);
         ot_autograd_zero_grad(st->ag);
         double t4 = now_ms();

@@ -1,0 +1,109 @@
+/* slab.c: the CPU implementation of the multi-tensor training kernels
+ * (kernels/slab.h), used by the cpu and cpu-guard devices. */
+#include "slab.h"
+#include "ops.h"
+#include <math.h>
+
+static void sgd_tensor(float *p, const float *g, float *buf, int64_t n, float lr, float mom, float wd, bool first) {
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        float d = g[i];
+        if (wd != 0.0f) d = d + wd * p[i];
+        float b = first ? d : buf[i] * mom + d;
+        buf[i] = b;
+        d = d + mom * b; /* nesterov */
+        p[i] = p[i] + (-lr) * d;
+    }
+}
+
+static void cpu_sgd(const ot_slab_seg *seg, int nseg, float *p, const float *g, float *buf, const ot_sgd_args *a) {
+    for (int t = 0; t < nseg; t++) {
+        int64_t o = seg[t].off;
+        int grp = seg[t].group;
+        sgd_tensor(p + o, g + o, buf + o, seg[t].n, a->lr[grp], a->momentum[grp], a->weight_decay[grp], a->first);
+    }
+}
+
+static void adam_tensor(float *p, const float *g, float *m, float *v, int64_t n, float lr, float b1, float b2, float eps,
+                        float wd, bool decoupled, long step) {
+    double bc1 = 1.0 - pow(b1, (double)step), bc2 = 1.0 - pow(b2, (double)step);
+    float step_size = (float)(lr / bc1), bc2s = (float)sqrt(bc2);
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i];
+        if (decoupled) p[i] = p[i] * (1.0f - lr * wd);
+        else if (wd != 0.0f) gi = gi + wd * p[i];
+        m[i] = m[i] + (gi - m[i]) * (1.0f - b1); /* lerp, as torch */
+        v[i] = v[i] * b2 + (1.0f - b2) * gi * gi;
+        float denom = sqrtf(v[i]) / bc2s + eps;
+        p[i] = p[i] + (-step_size) * (m[i] / denom);
+    }
+}
+
+static void cpu_adam(const ot_slab_seg *seg, int nseg, float *p, const float *g, float *m, float *v, const ot_adam_args *a) {
+    for (int t = 0; t < nseg; t++) {
+        int64_t o = seg[t].off;
+        int grp = seg[t].group;
+        adam_tensor(p + o, g + o, m + o, v + o, seg[t].n, a->lr[grp], a->beta1[grp], a->beta2, a->eps, a->weight_decay[grp],
+                    a->decoupled, a->step);
+    }
+}
+
+static void cpu_ema(float *e, const float *m, int64_t n, float df, float omd) {
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        float v = e[i] * df;
+        float t = omd * m[i];
+        e[i] = v + t;
+    }
+}
+
+/* Sum of squares in double: 8 independent lanes (vectorizable; one
+ * accumulator waits on every add), over fixed chunks summed in order, so the
+ * result depends on n only, not on the machine or the thread count. */
+OT_KERNEL_CLONES static double sumsq_run(const float *g, int64_t n) {
+    double a[8] = {0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) a[k] += (double)g[j + k] * g[j + k];
+    for (int k = 0; j < n; j++, k++) a[k] += (double)g[j] * g[j];
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+#define NORM_PARTS 256
+static double tensor_sumsq(const float *g, int64_t n) {
+    int64_t chunk = (n + NORM_PARTS - 1) / NORM_PARTS;
+    if (chunk < 8192) chunk = 8192;
+    int64_t parts = (n + chunk - 1) / chunk;
+    double part[NORM_PARTS];
+#pragma omp parallel for if (parts > 2)
+    for (int64_t k = 0; k < parts; k++) part[k] = sumsq_run(g + k * chunk, n - k * chunk < chunk ? n - k * chunk : chunk);
+    double s = 0;
+    for (int64_t k = 0; k < parts; k++) s += part[k];
+    return s;
+}
+
+static void cpu_clip(const ot_slab_seg *seg, int nseg, float *g, float max_norm, float *out) {
+    double total2 = 0;
+    for (int t = 0; t < nseg; t++) {
+        float tn = (float)sqrt(tensor_sumsq(g + seg[t].off, seg[t].n)); /* per-tensor norms are float32 tensors in torch */
+        total2 += (double)tn * tn;
+    }
+    float total = (float)sqrt(total2);
+    float c = max_norm / (total + 1e-6f);
+    if (c > 1.0f) c = 1.0f;
+    out[0] = total;
+    out[1] = c;
+    for (int t = 0; t < nseg; t++) {
+        float *x = g + seg[t].off;
+        int64_t n = seg[t].n;
+#pragma omp parallel for if (n > 65536)
+        for (int64_t j = 0; j < n; j++) x[j] *= c;
+    }
+}
+
+static const ot_slab_kernels cpu_slab = {.sgd = cpu_sgd, .adam = cpu_adam, .ema = cpu_ema, .clip = cpu_clip};
+
+const ot_slab_kernels *ot_slab_kernels_for(ot_device_kind k) {
+    return k == OT_DEV_CPU || k == OT_DEV_CPU_GUARD ? &cpu_slab : NULL;
+}

@@ -1,0 +1,50 @@
+/* slab.h: the multi-tensor kernels of training (optimizer steps, the model
+ * EMA, clip_grad_norm) over the autograd's slabs (core/runtime/autograd.h).
+ * One call covers every tensor: a segment table in backend memory says where
+ * each tensor starts, how long it is and which parameter group it is in, so a
+ * device launches once for the whole model (no per-tensor argument limit).
+ * All pointers are backend memory; the caller brackets a call with
+ * ot_be_enter/ot_be_leave. The arithmetic is torch.optim's (PyTorch 1.13
+ * single-tensor paths) in float32, element by element, so any device and any
+ * thread count give the same bits. */
+#ifndef OT_SLAB_H
+#define OT_SLAB_H
+
+#include "../core/backend.h"
+
+typedef struct ot_slab_seg {
+    int64_t off, n;        /* floats: start in the slab, count */
+    int32_t group, pad;    /* parameter group (train/optim.h: 0 biases, 1 weights, 2 BN weights) */
+} ot_slab_seg;
+
+#define OT_SLAB_GROUPS 3
+
+typedef struct ot_sgd_args {
+    float lr[OT_SLAB_GROUPS], momentum[OT_SLAB_GROUPS], weight_decay[OT_SLAB_GROUPS];
+    bool first;            /* the first step: the momentum buffer starts as the gradient */
+} ot_sgd_args;
+
+typedef struct ot_adam_args {
+    float lr[OT_SLAB_GROUPS], beta1[OT_SLAB_GROUPS], weight_decay[OT_SLAB_GROUPS];
+    float beta2, eps;
+    long step;             /* 1-based, for the bias corrections */
+    bool decoupled;        /* AdamW */
+} ot_adam_args;
+
+typedef struct ot_slab_kernels {
+    /* SGD with Nesterov momentum and per-group weight decay: p, g, buf slabs. */
+    void (*sgd)(const ot_slab_seg *seg, int nseg, float *p, const float *g, float *buf, const ot_sgd_args *a);
+    /* Adam / AdamW: m, v moment slabs. */
+    void (*adam)(const ot_slab_seg *seg, int nseg, float *p, const float *g, float *m, float *v, const ot_adam_args *a);
+    /* ema = d * ema + (1 - d) * model over n floats (omd = 1 - d, rounded by the caller as ModelEMA does). */
+    void (*ema)(float *ema, const float *model, int64_t n, float d, float omd);
+    /* torch.nn.utils.clip_grad_norm_: total = L2 norm of the per-tensor float
+     * norms; every gradient *= min(1, max_norm / (total + 1e-6)). out[0] = total,
+     * out[1] = the coefficient (backend memory: it stays on the device). */
+    void (*clip)(const ot_slab_seg *seg, int nseg, float *g, float max_norm, float *out);
+} ot_slab_kernels;
+
+/* The device's implementation; NULL when it has none. */
+const ot_slab_kernels *ot_slab_kernels_for(ot_device_kind k);
+
+#endif
