@@ -11,13 +11,19 @@ void ot_step_destroy(ot_step *s) {
 
 ot_status ot_step_create(const ot_model *m, const ot_prepare_opts *opts, const ot_hyp *hyp, ot_shape in_shape, int imgsz,
                          ot_step **out, ot_error *err) {
+    return ot_step_create_on(NULL, m, opts, hyp, in_shape, imgsz, out, err);
+}
+
+ot_status ot_step_create_on(ot_backend *be, const ot_model *m, const ot_prepare_opts *opts, const ot_hyp *hyp, ot_shape in_shape,
+                            int imgsz, ot_step **out, ot_error *err) {
     *out = NULL;
+    be = be ? be : ot_backend_cpu();
     ot_step *s = calloc(1, sizeof *s);
     if (!s) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
     s->in_shape = in_shape;
     ot_status st = ot_prepare_training_graph(m, opts, &s->graph, err);
-    if (!st) st = ot_autograd_create(s->graph, &in_shape, NULL, false, &s->ag, err);
-    if (!st && !(s->loss = ot_yolo_loss_create())) st = ot_fail(err, OT_ERR_NOMEM, "out of memory");
+    if (!st) st = ot_autograd_create_on(be, s->graph, &in_shape, NULL, false, &s->ag, err);
+    if (!st && !(s->loss = ot_yolo_loss_create_on(be))) st = ot_fail(err, OT_ERR_NOMEM, "out of memory");
     if (st) { ot_step_destroy(s); return st; }
     ot_yolo_loss_cfg_init(&s->cfg, &s->graph->head, hyp, imgsz);
     *out = s;

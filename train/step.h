@@ -17,9 +17,13 @@ typedef struct ot_step {
 /* imgsz: the size the obj gain uses (train.py's --img). */
 ot_status ot_step_create(const ot_model *m, const ot_prepare_opts *opts, const ot_hyp *hyp, ot_shape in_shape, int imgsz,
                          ot_step **out, ot_error *err);
+/* The same on a backend (NULL: the CPU). */
+ot_status ot_step_create_on(ot_backend *be, const ot_model *m, const ot_prepare_opts *opts, const ot_hyp *hyp, ot_shape in_shape,
+                            int imgsz, ot_step **out, ot_error *err);
 void ot_step_destroy(ot_step *s);
 /* Forward (BN in training mode), the YOLOv5 loss and, when backward, the
- * backward: parameter gradients accumulate. */
+ * backward: parameter gradients accumulate. images and targets: host memory
+ * (the images are uploaded into the plan's input slot). */
 ot_status ot_step_run(ot_step *s, const float *images, const float *targets, int nt, bool backward, ot_loss_items *items,
                       ot_error *err);
 

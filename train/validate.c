@@ -42,7 +42,7 @@ static double now_s(void) {
 ot_status ot_validate(ot_detector *det, ot_loader *loader, const ot_val_cfg *c, ot_val_out *out, ot_error *err) {
     memset(out, 0, sizeof *out);
     const int nc = det->head.nc;
-    ot_yolo_loss *L = c->loss_cfg ? ot_yolo_loss_create() : NULL;
+    ot_yolo_loss *L = c->loss_cfg ? ot_yolo_loss_create_on(det->be) : NULL;
     if (c->loss_cfg && !L) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
     float *labels = NULL;
     int lcap = 0;

@@ -17,7 +17,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: onnx-train predict --model M.onnx|M.ckpt --source IMG|DIR [--conf 0.25] [--iou 0.45]\n"
-               "                          [--img 640] [--max-det 1000] [--out DIR]\n\n"
+               "                          [--img 640] [--max-det 1000] [--out DIR] [--device cpu|cpu-guard]\n\n"
                "Detects objects in an image or every image of a folder as Ultralytics detect.py\n"
                "does, and writes DIR/<image>.jpg with the boxes, class names and scores drawn,\n"
                "and DIR/labels/<image>.txt with one line `class cx cy w h conf` (normalised)\n"
@@ -57,7 +57,7 @@ static void box_label(ot_image *im, ot_font *font, int fs, const ot_det *d, cons
 }
 
 int cmd_predict(int argc, char **argv) {
-    const char *model = NULL, *source = NULL, *outdir = NULL;
+    const char *model = NULL, *source = NULL, *outdir = NULL, *device = ""; /* "": the first GPU when there is one, else the CPU */
     double conf = 0.25, iou = 0.45;
     long img = 640, max_det = 1000;
     for (int i = 1; i < argc; i++) {
@@ -66,6 +66,7 @@ int cmd_predict(int argc, char **argv) {
         if ((strcmp(argv[i], "--model") == 0 || strcmp(argv[i], "--weights") == 0) && i + 1 < argc) model = argv[++i];
         else if (strcmp(argv[i], "--source") == 0 && i + 1 < argc) source = argv[++i];
         else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) outdir = argv[++i];
+        else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = argv[++i];
         else if (dbl(argc, argv, &i, "--conf", 0, 1, &conf, &bad) || dbl(argc, argv, &i, "--iou", 0, 1, &iou, &bad)) {
             if (bad) return cli_fail("predict: %s needs a number in 0..1", argv[i - 1]);
         }
@@ -94,7 +95,9 @@ int cmd_predict(int argc, char **argv) {
     char **names = NULL;
     ot_detector *det = NULL;
     int rc = 0;
-    if (ot_open_inference_model(model, &g, &names, &e) || ot_detector_create(g, &g->head, NULL, &det, &e)) {
+    ot_backend *be = NULL;
+    if (ot_backend_get(device, &be, &e) || ot_open_inference_model(model, &g, &names, &e) ||
+        ot_detector_create_on(be, g, &g->head, NULL, &det, &e)) {
         rc = cli_error(&e);
         goto done;
     }

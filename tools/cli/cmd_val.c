@@ -16,9 +16,11 @@
 #include <string.h>
 #include <unistd.h>
 
+static const char *val_device = ""; /* --device: "" is the first GPU when there is one, else the CPU */
+
 static void val_usage(FILE *f) {
     fprintf(f, "usage: onnx-train val --model M.onnx|M.ckpt --data D.yaml [--img 640] [--batch-size 32] [--conf 0.001]\n"
-               "                      [--iou 0.6] [--split val] [--workers 8] [--save-json [FILE]] [--json]\n"
+               "                      [--iou 0.6] [--split val] [--workers 8] [--device cpu|cpu-guard] [--save-json [FILE]] [--json]\n"
                "       onnx-train val --data D.yaml --predictions DIR [--split val] [--json] [--save-json FILE]\n\n"
                "--model: validates a model (an ONNX export of any form, or a checkpoint's EMA\n"
                "weights) as val.py does: letterboxed rect batches (pad 0.5), per-class NMS\n"
@@ -266,7 +268,11 @@ static int val_model(const char *model, const char *yaml, const char *split, lon
     lc.batch_size = (int)bs;
     lc.workers = (int)workers;
     lc.stride = stride;
-    if (ot_loader_create(d, &lc, &ld, &e) || ot_detector_create(g, &g->head, NULL, &det, &e)) { rc = cli_error(&e); goto done; }
+    ot_backend *be = NULL;
+    if (ot_backend_get(val_device, &be, &e) || ot_loader_create(d, &lc, &ld, &e) || ot_detector_create_on(be, g, &g->head, NULL, &det, &e)) {
+        rc = cli_error(&e);
+        goto done;
+    }
     ot_val_cfg vc;
     ot_val_cfg_default(&vc);
     vc.nms.conf_thres = conf;
@@ -323,6 +329,7 @@ int cmd_val(int argc, char **argv) {
         else if (strcmp(argv[i], "--save-json") == 0) save_json = (i + 1 < argc && argv[i + 1][0] != '-') ? argv[++i] : "predictions.json";
         else if ((strcmp(argv[i], "--model") == 0 || strcmp(argv[i], "--weights") == 0) && i + 1 < argc) model = argv[++i];
         else if (strcmp(argv[i], "--json") == 0) as_json = true;
+        else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) val_device = argv[++i];
         else if (strcmp(argv[i], "--conf") == 0 && i + 1 < argc) {
             conf = strtod(argv[++i], &end);
             if (*end || !(conf >= 0 && conf <= 1)) return cli_fail("val: --conf needs a number in 0..1");
