@@ -1,5 +1,6 @@
 /* dist.c: MPI ranks (core/dist.h). */
 #include "dist.h"
+#include "backend.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -121,3 +122,14 @@ void ot_dist_abort(int code) { exit(code); }
 
 int ot_dist_rank(void) { return g_rank; }
 int ot_dist_world(void) { return g_world; }
+
+void ot_dist_sum_f32_on(ot_backend *be, float *x, int64_t n) {
+    if (ot_dist_world() <= 1) return;
+    if (be->kind == OT_DEV_CPU) { ot_dist_sum_f32(x, n); return; } /* the CPU backend's memory is the host's */
+    float *h = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    if (!h) { fprintf(stderr, "onnx-train: out of memory staging %lld gradients for the all-reduce\n", (long long)n); ot_dist_abort(2); return; }
+    ot_be_download(be, h, x, sizeof(float) * (size_t)n);
+    ot_dist_sum_f32(h, n);
+    ot_be_upload(be, x, h, sizeof(float) * (size_t)n);
+    free(h);
+}

@@ -21,6 +21,10 @@ bool ot_dist_available(void);          /* built with MPI */
 /* In place over all ranks: element-wise sums. */
 void ot_dist_sum_f32(float *x, int64_t n);
 void ot_dist_sum_f64(double *x, int64_t n);
+/* The same over backend memory (gradient slabs): in place on the CPU backend,
+ * through a host copy on others (a device all-reduce takes its place with NCCL). */
+struct ot_backend;
+void ot_dist_sum_f32_on(struct ot_backend *be, float *x, int64_t n);
 /* root's values to every rank. */
 void ot_dist_bcast_i32(int32_t *x, int n, int root);
 void ot_dist_bcast_bytes(void *x, int n, int root);

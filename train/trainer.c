@@ -34,7 +34,7 @@ void ot_train_opts_default(ot_train_opts *o) {
     o->name = "exp";
     o->optimizer = OT_OPT_SGD;
     o->label_smoothing = -1;
-    o->device = "cpu";
+    o->device = ""; /* Ultralytics' default: the first GPU when there is one, else the CPU */
 }
 
 static double now_s(void) {
@@ -115,6 +115,7 @@ typedef struct run {
     ot_loader *train_ld, *val_ld;
     ot_graph *g;              /* training graph */
     json_t *source;           /* the model trained from (for export) */
+    ot_backend *be;           /* --device: owns every buffer of the run */
     ot_autograd *ag;          /* full batches */
     ot_autograd *alt;         /* another batch shape (short last batch, rect), sharing ag's variables */
     ot_shape alt_shape;
@@ -131,7 +132,52 @@ typedef struct run {
     bool tty;
     int rank, world;          /* data-parallel ranks (core/dist.h); rank 0 logs, validates and saves */
     char *own[2];             /* option strings read from a checkpoint */
+    ot_ckpt *ck;              /* the checkpoint resumed from; NULL for a fresh run */
+    int batch_local;          /* images a rank takes per batch: --batch-size / world */
+    int gs;                   /* grid size: the largest head stride, at least 32 */
+    int64_t nb;               /* batches per epoch */
+    double wd;                /* the optimizer's weight decay */
+    unsigned char *frozen;    /* per variable: 1 when --freeze holds it */
+    double t_start;           /* when the first epoch began */
+    int epoch;                /* the epoch being trained; after the loop, one past the last one done */
+    double mloss[3];          /* this epoch's mean box, obj, cls losses */
+    double lr[3];             /* the groups' learning rates at the end of this epoch */
+    double results[7];        /* the latest validation: P, R, mAP50, mAP50-95, val box, obj, cls */
+    double fitness;           /* this epoch's fitness: 0.1 mAP50 + 0.9 mAP50-95 */
+    bool best;                /* this epoch's fitness is the best so far */
+    bool stop;                /* EarlyStopping: no more epochs */
+    struct {                  /* the test hooks, read once at setup (test_hooks_read) */
+        const char *loss_log; /* ONNXT_LOSS_LOG: the file the per-batch losses are appended to */
+        int kill_epoch, kill_batch; /* ONNXT_TEST_KILL_AT "E:I"; -1 when unset */
+        bool kill_any_rank;   /* ONNXT_TEST_KILL_RANK unset: every rank dies */
+        int kill_rank;        /* ONNXT_TEST_KILL_RANK: only this rank dies */
+        bool hang;            /* ONNXT_TEST_HANG: the rank hangs instead of dying */
+        int kill_ckpt_epoch;  /* ONNXT_TEST_KILL_IN_CKPT: the epoch whose last.ckpt is left half written; -1 when unset */
+    } test;
 } run;
+
+/* ---- test hooks: every switch the tests pull, read here and nowhere else ---- */
+static void test_hooks_read(run *r) {
+    const char *s;
+    r->test.loss_log = getenv("ONNXT_LOSS_LOG"); /* per-batch losses, %.9g (resume tests) */
+    r->test.kill_epoch = r->test.kill_batch = -1;
+    s = getenv("ONNXT_TEST_KILL_AT"); /* "E:I" kills the process before batch I of epoch E */
+    if (s && sscanf(s, "%d:%d", &r->test.kill_epoch, &r->test.kill_batch) != 2) r->test.kill_epoch = -1;
+    s = getenv("ONNXT_TEST_KILL_RANK");
+    r->test.kill_any_rank = !s;
+    r->test.kill_rank = s ? atoi(s) : 0;
+    r->test.hang = getenv("ONNXT_TEST_HANG") != NULL;
+    s = getenv("ONNXT_TEST_KILL_IN_CKPT"); /* die in the middle of writing last.ckpt of this epoch */
+    r->test.kill_ckpt_epoch = s ? atoi(s) : -1;
+}
+
+/* Before batch i of an epoch: the process dies (or hangs) where ONNXT_TEST_KILL_AT says. */
+static void test_kill_point(const run *r, int epoch, int64_t i) {
+    if (epoch != r->test.kill_epoch || i != r->test.kill_batch) return;
+    if (!r->test.kill_any_rank && r->test.kill_rank != r->rank) return;
+    if (r->test.hang) for (;;) pause();
+    raise(SIGKILL);
+}
 
 static void run_free(run *r) {
     ot_detector_destroy(r->det);
@@ -145,6 +191,8 @@ static void run_free(run *r) {
     ot_loader_destroy(r->val_ld);
     ot_dataset_destroy(r->train_ds);
     ot_dataset_destroy(r->val_ds);
+    ot_ckpt_free(r->ck);
+    free(r->frozen);
     if (r->names) {
         for (int i = 0; i < r->nc; i++) free(r->names[i]);
         free(r->names);
@@ -312,36 +360,67 @@ static ot_status load_model(run *r, const ot_ckpt *resume, ot_error *err) {
     return OT_OK;
 }
 
-/* ---- one batch ---- */
+/* ---- the trainer's direct reads and writes of the slabs ---- */
+/* The head's outputs after a forward pass, their shapes, and the buffers their loss gradients go to. */
+static void head_outputs(const run *r, ot_autograd *ag, const float **outs, ot_shape *shapes, float **douts) {
+    for (int l = 0; l < r->g->n_outputs; l++) {
+        outs[l] = ag->p->data[r->g->outputs[l]];
+        shapes[l] = ag->p->shape[r->g->outputs[l]];
+        douts[l] = ot_autograd_output_grad(ag, l);
+    }
+}
+
+/* --freeze: the frozen variables' gradients set to zero. */
+static void grads_freeze(run *r) {
+    for (int k = 0; k < r->ag->n_vars; k++)
+        if (r->frozen[k])
+            ot_be_memset(r->be, r->ag->grad_slab + r->ag->var_off[k], 0, sizeof(float) * (size_t)ot_numel(&r->ag->p->shape[r->ag->var_vid[k]]));
+}
+
+/* The gradients summed over the ranks, in place. */
+static void grads_allreduce(run *r) {
+    ot_dist_sum_f32_on(r->be, r->ag->grad_slab, (int64_t)r->ag->slab_floats); /* DDP: loss * world, gradients averaged */
+}
+
+/* Ranks > 1 with gradients pending (accumulated, not yet stepped): the checkpoint keeps their sum over the ranks.
+ * grads_swap_summed puts a summed copy in the place of this rank's gradients and returns this rank's own in
+ * *local (NULL when nothing was swapped); grads_swap_back puts them back and frees the copy. */
+static ot_status grads_swap_summed(run *r, bool pending, float **local, ot_error *err) {
+    *local = NULL;
+    if (!pending || r->world <= 1) return OT_OK;
+    float *sum = ot_be_alloc(r->be, sizeof(float) * r->ag->slab_floats);
+    if (!sum) return ot_fail(err, OT_ERR_NOMEM, "out of memory on %s", r->be->name);
+    ot_be_copy(r->be, sum, r->ag->grad_slab, sizeof(float) * r->ag->slab_floats);
+    ot_dist_sum_f32_on(r->be, sum, (int64_t)r->ag->slab_floats);
+    *local = r->ag->grad_slab;
+    r->ag->grad_slab = sum;
+    return OT_OK;
+}
+
+static void grads_swap_back(run *r, float *local) {
+    if (!local) return;
+    ot_be_free(r->be, r->ag->grad_slab);
+    r->ag->grad_slab = local;
+}
+
+/* The detector reads the EMA's weights where they are, in the EMA slab. */
+static void detector_bind_ema(run *r) {
+    for (int i = 0; i < r->ag->n_vars; i++) ot_detector_set_var(r->det, r->ag->var_vid[i], r->ema->slab + r->ag->var_off[i]);
+}
+
+/* ---- the autograd for a batch's shape (full batches, or a short or rect one) ---- */
 static ot_status get_autograd(run *r, const ot_batch *b, ot_autograd **out, ot_error *err) {
     ot_shape s = {4, {b->n, 3, b->h, b->w}};
     if (ot_shape_eq(&r->ag->p->shape[r->g->inputs[0]], &s)) { *out = r->ag; return OT_OK; }
     if (!r->alt || !ot_shape_eq(&r->alt_shape, &s)) {
         ot_autograd_destroy(r->alt);
         r->alt = NULL;
-        OT_TRY(ot_autograd_create(r->g, &s, r->ag->kind, false, &r->alt, err));
+        OT_TRY(ot_autograd_create_on(r->be, r->g, &s, r->ag->kind, false, &r->alt, err));
         OT_TRY(ot_autograd_share_vars(r->alt, r->ag, err));
         r->alt_shape = s;
     }
     *out = r->alt;
     return OT_OK;
-}
-
-static ot_status train_batch(run *r, const ot_batch *b, ot_loss_items *it, ot_error *err) {
-    ot_autograd *ag;
-    OT_TRY(get_autograd(r, b, &ag, err));
-    const float *in = b->images;
-    OT_TRY(ot_autograd_forward(ag, &in, err));
-    const float *outs[OT_MAX_HEADS];
-    float *douts[OT_MAX_HEADS];
-    ot_shape shapes[OT_MAX_HEADS];
-    for (int l = 0; l < r->g->n_outputs; l++) {
-        outs[l] = ag->p->data[r->g->outputs[l]];
-        shapes[l] = ag->p->shape[r->g->outputs[l]];
-        douts[l] = ot_autograd_output_grad(ag, l);
-    }
-    OT_TRY(ot_yolo_loss_compute(r->loss, &r->lcfg, outs, shapes, b->targets, (int)b->n_targets, douts, it, err));
-    return ot_autograd_backward(ag, err);
 }
 
 /* ---- validation of the EMA weights ---- */
@@ -403,10 +482,10 @@ static ot_status validate_ema(run *r, bool plots, double iou, ot_val_out *out, o
         unsigned char *var = malloc((size_t)r->g->n_values);
         if (!var) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
         for (int v = 0; v < r->g->n_values; v++) var[v] = r->ag->kind[v] != OT_VAR_CONST;
-        ot_status st = ot_detector_create(r->g, &r->g->head, var, &r->det, err);
+        ot_status st = ot_detector_create_on(r->be, r->g, &r->g->head, var, &r->det, err);
         free(var);
         if (st) return st;
-        for (int i = 0; i < r->ag->n_vars; i++) ot_detector_set_var(r->det, r->ag->var_vid[i], r->ema->slab + r->ag->var_off[i]);
+        detector_bind_ema(r);
     }
     ot_val_cfg c;
     ot_val_cfg_default(&c);
@@ -459,8 +538,7 @@ static ot_status save_ckpt(run *r, const char *path, int epoch, double fitness, 
     for (int i = 0; i < r->nc; i++) json_array_append_new(nm, json_string(r->names[i]));
     json_object_set_new(h, "names", nm);
     json_object_set_new(h, "date", json_integer((json_int_t)time(NULL)));
-    const char *kill = getenv("ONNXT_TEST_KILL_IN_CKPT"); /* tests: die in the middle of writing this checkpoint */
-    if (kill && atoi(kill) == epoch && strstr(path, "last")) {
+    if (epoch == r->test.kill_ckpt_epoch && strstr(path, "last")) { /* tests: die in the middle of writing this checkpoint */
         char tmp[1400];
         snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
         FILE *f = fopen(tmp, "wb");
@@ -553,101 +631,90 @@ static void progress(run *r, int epoch, int64_t i, int64_t nb, const double *mlo
 }
 
 
-/* ---- the run ---- */
-ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *err) {
-    run R;
-    memset(&R, 0, sizeof R);
-    run *r = &R;
-    r->o = *opts;
-    memset(res, 0, sizeof *res);
-    ot_ckpt *ck = NULL;
-    ot_status st = OT_OK;
-    r->tty = isatty(1);
-    r->rank = ot_dist_rank();
-    r->world = ot_dist_world();
-    if (r->rank != 0) r->o.quiet = true;
-    if (strcmp(r->o.device, "cpu") != 0) return ot_fail(err, OT_ERR_UNSUPPORTED, "--device %s: this build trains on the CPU only (--device cpu)", r->o.device);
-    /* resume: the checkpoint's arguments */
-    if (r->o.resume) {
-        char path[4096];
-        if (!*r->o.resume) {
-            if (!latest_ckpt(r->o.project, path, sizeof path))
-                return ot_fail(err, OT_ERR_IO, "--resume: no %s/*/weights/last.ckpt to resume from", r->o.project);
-        } else snprintf(path, sizeof path, "%s", r->o.resume);
-        OT_TRY(ot_ckpt_load(path, &ck, err));
-        int workers = r->o.workers;
-        bool quiet = r->o.quiet, sync_bn = r->o.sync_bn;
-        if ((st = args_from_json(r, json_object_get(ck->header, "args"), err))) goto done;
-        r->o.workers = workers;
-        r->o.quiet = quiet;
-        r->o.sync_bn = r->o.sync_bn || sync_bn;
-        r->start_epoch = (int)json_integer_value(json_object_get(ck->header, "epoch")) + 1;
-        r->best_fitness = json_number_value(json_object_get(ck->header, "best_fitness"));
-        r->best_epoch = (int)json_integer_value(json_object_get(ck->header, "best_epoch"));
-        r->last_opt_step = (long)json_integer_value(json_object_get(ck->header, "last_opt_step"));
-        if (r->start_epoch >= r->o.epochs) {
-            st = ot_fail(err, OT_ERR_INVALID, "%s: training to %d epochs is finished, nothing to resume", path, r->o.epochs);
-            goto done;
-        }
-        if (!r->o.quiet) printf("Resuming training from %s from epoch %d to %d total epochs\n", path, r->start_epoch, r->o.epochs);
-    } else {
-        ot_hyp_default(&r->hyp);
-        if (r->o.hyp_path && (st = ot_hyp_load(r->o.hyp_path, &r->hyp, err))) goto done;
-        /* train.py: hyp['label_smoothing'] = opt.label_smoothing (default 0.0), whatever the hyp file says */
-        if (r->o.label_smoothing < 0 && r->hyp.label_smoothing != 0)
-            ot_warn("label_smoothing %g from %s is replaced by --label-smoothing (default 0.0), as train.py does",
-                    r->hyp.label_smoothing, r->o.hyp_path);
-        r->hyp.label_smoothing = r->o.label_smoothing >= 0 ? r->o.label_smoothing : 0.0;
-        increment_path(r->o.project, r->o.name, r->o.exist_ok, r->save_dir, sizeof r->save_dir);
-        r->last_opt_step = -1;
-    }
-    const char *loss_log = getenv("ONNXT_LOSS_LOG"); /* per-batch losses, %.9g (resume tests) */
-    if (loss_log && !(r->loss_log = fopen(loss_log, "a"))) { st = ot_fail(err, OT_ERR_IO, "%s: cannot write", loss_log); goto done; }
-    if (!r->o.quiet) {
-        printf("hyperparameters: ");
-        for (int i = 0; i < ot_hyp_count(); i++) printf("%s%s=%g", i ? ", " : "", ot_hyp_name(i), ot_hyp_get(&r->hyp, i));
-        printf("\n");
-    }
+/* ---- the phases of a run: setup (its steps first), resume, the epochs (step, epoch, validate, checkpoint), finish ---- */
 
-    /* data-parallel: --batch-size is the total, split over the ranks (train.py: batch_size // WORLD_SIZE) */
-    if (r->world > 1 && r->o.batch % r->world) {
-        st = ot_fail(err, OT_ERR_INVALID, "--batch-size %d must be a multiple of the %d ranks", r->o.batch, r->world);
-        goto done;
-    }
-    int bl = r->o.batch / r->world;
+/* --resume: the checkpoint (the one named, else the newest last.ckpt under --project) and the run arguments it keeps. */
+static ot_status setup_resume_args(run *r, ot_error *err) {
+    char path[4096];
+    if (!*r->o.resume) {
+        if (!latest_ckpt(r->o.project, path, sizeof path))
+            return ot_fail(err, OT_ERR_IO, "--resume: no %s/*/weights/last.ckpt to resume from", r->o.project);
+    } else snprintf(path, sizeof path, "%s", r->o.resume);
+    OT_TRY(ot_ckpt_load(path, &r->ck, err));
+    int workers = r->o.workers;
+    bool quiet = r->o.quiet, sync_bn = r->o.sync_bn;
+    OT_TRY(args_from_json(r, json_object_get(r->ck->header, "args"), err));
+    r->o.workers = workers;
+    r->o.quiet = quiet;
+    r->o.sync_bn = r->o.sync_bn || sync_bn;
+    r->start_epoch = (int)json_integer_value(json_object_get(r->ck->header, "epoch")) + 1;
+    r->best_fitness = json_number_value(json_object_get(r->ck->header, "best_fitness"));
+    r->best_epoch = (int)json_integer_value(json_object_get(r->ck->header, "best_epoch"));
+    r->last_opt_step = (long)json_integer_value(json_object_get(r->ck->header, "last_opt_step"));
+    if (r->start_epoch >= r->o.epochs)
+        return ot_fail(err, OT_ERR_INVALID, "%s: training to %d epochs is finished, nothing to resume", path, r->o.epochs);
+    if (!r->o.quiet) printf("Resuming training from %s from epoch %d to %d total epochs\n", path, r->start_epoch, r->o.epochs);
+    return OT_OK;
+}
+
+/* A fresh run: the hyperparameters and the save directory. */
+static ot_status setup_fresh_args(run *r, ot_error *err) {
+    ot_hyp_default(&r->hyp);
+    if (r->o.hyp_path) OT_TRY(ot_hyp_load(r->o.hyp_path, &r->hyp, err));
+    /* train.py: hyp['label_smoothing'] = opt.label_smoothing (default 0.0), whatever the hyp file says */
+    if (r->o.label_smoothing < 0 && r->hyp.label_smoothing != 0)
+        ot_warn("label_smoothing %g from %s is replaced by --label-smoothing (default 0.0), as train.py does",
+                r->hyp.label_smoothing, r->o.hyp_path);
+    r->hyp.label_smoothing = r->o.label_smoothing >= 0 ? r->o.label_smoothing : 0.0;
+    increment_path(r->o.project, r->o.name, r->o.exist_ok, r->save_dir, sizeof r->save_dir);
+    r->last_opt_step = -1;
+    return OT_OK;
+}
+
+/* Data-parallel ranks: --batch-size is the total, split over the ranks (train.py: batch_size // WORLD_SIZE). */
+static ot_status setup_ranks(run *r, ot_error *err) {
+    if (r->world > 1 && r->o.batch % r->world)
+        return ot_fail(err, OT_ERR_INVALID, "--batch-size %d must be a multiple of the %d ranks", r->o.batch, r->world);
+    r->batch_local = r->o.batch / r->world;
     ot_bn_set_sync(r->world > 1 && r->o.sync_bn ? ot_dist_sum_f64 : NULL);
     if (r->world > 1 && !r->o.quiet)
-        printf("data parallel: %d ranks, batch %d each%s\n", r->world, bl, r->o.sync_bn ? ", synchronised BatchNorm" : "");
+        printf("data parallel: %d ranks, batch %d each%s\n", r->world, r->batch_local, r->o.sync_bn ? ", synchronised BatchNorm" : "");
+    return OT_OK;
+}
 
-    /* data */
-    if ((st = ot_data_cfg_load(r->o.data, &r->cfg, err))) goto done;
+/* The class names and the train and val datasets (--single-cls: every label class 0). */
+static ot_status setup_data(run *r, ot_error *err) {
+    OT_TRY(ot_data_cfg_load(r->o.data, &r->cfg, err));
     r->nc = r->o.single_cls ? 1 : r->cfg.nc;
     r->names = calloc((size_t)r->nc, sizeof *r->names);
-    if (!r->names) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory"); goto done; }
+    if (!r->names) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
     for (int i = 0; i < r->nc; i++) r->names[i] = ot_strdup(r->o.single_cls ? "item" : r->cfg.names[i]);
     int threads = r->o.workers > 0 ? r->o.workers : 1;
-    if ((st = ot_dataset_open_split(&r->cfg, OT_SPLIT_TRAIN, threads, r->o.quiet, &r->train_ds, err))) goto done;
-    if ((st = ot_dataset_open_split(&r->cfg, OT_SPLIT_VAL, threads, r->o.quiet, &r->val_ds, err))) goto done;
+    OT_TRY(ot_dataset_open_split(&r->cfg, OT_SPLIT_TRAIN, threads, r->o.quiet, &r->train_ds, err));
+    OT_TRY(ot_dataset_open_split(&r->cfg, OT_SPLIT_VAL, threads, r->o.quiet, &r->val_ds, err));
     if (r->o.single_cls)
         for (ot_dataset *d = r->train_ds; d; d = d == r->train_ds ? r->val_ds : NULL) {
             for (int64_t i = 0; i < d->n; i++)
                 for (int k = 0; k < d->n_labels[i]; k++) d->labels[i][5 * k] = 0;
             d->nc = 1;
         }
+    return OT_OK;
+}
 
-    /* model */
-    if ((st = load_model(r, ck, err))) goto done;
+/* The model, the weights directory, --img fitted to the grid, AutoAnchor (fresh runs), the autograd and the loss. */
+static ot_status setup_model(run *r, ot_error *err) {
+    OT_TRY(load_model(r, r->ck, err));
     snprintf(r->wdir, sizeof r->wdir, "%s/weights", r->save_dir); /* created once data and model are good */
-    if (r->rank == 0 && mkdirs(r->wdir) != 0) { st = ot_fail(err, OT_ERR_IO, "%s: cannot create (%s)", r->wdir, strerror(errno)); goto done; }
+    if (r->rank == 0 && mkdirs(r->wdir) != 0) return ot_fail(err, OT_ERR_IO, "%s: cannot create (%s)", r->wdir, strerror(errno));
     ot_yolo_head *head = &r->g->head;
-    int gs = 32;
-    for (int l = 0; l < head->nl; l++) if (head->stride[l] > gs) gs = (int)head->stride[l];
-    if (r->o.img % gs) {
-        int ni = (r->o.img + gs - 1) / gs * gs;
-        ot_warn("--img %d must be a multiple of max stride %d, updating to %d", r->o.img, gs, ni);
+    r->gs = 32;
+    for (int l = 0; l < head->nl; l++) if (head->stride[l] > r->gs) r->gs = (int)head->stride[l];
+    if (r->o.img % r->gs) {
+        int ni = (r->o.img + r->gs - 1) / r->gs * r->gs;
+        ot_warn("--img %d must be a multiple of max stride %d, updating to %d", r->o.img, r->gs, ni);
         r->o.img = ni;
     }
-    if (!ck && !r->o.noautoanchor) {
+    if (!r->ck && !r->o.noautoanchor) {
         float anchors[OT_MAX_HEADS * 16 * 2];
         for (int l = 0; l < head->nl; l++)
             for (int a = 0; a < head->na; a++) {
@@ -656,9 +723,8 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
             }
         bool changed = false;
         ot_anchor_fit before, after;
-        if ((st = ot_autoanchor(r->train_ds, r->o.img, anchors, head->nl, head->na, r->hyp.anchor_t, r->o.seed,
-                                r->o.quiet ? NULL : stdout, &changed, &before, &after, err)))
-            goto done;
+        OT_TRY(ot_autoanchor(r->train_ds, r->o.img, anchors, head->nl, head->na, r->hyp.anchor_t, r->o.seed,
+                             r->o.quiet ? NULL : stdout, &changed, &before, &after, err));
         if (changed)
             for (int l = 0; l < head->nl; l++)
                 for (int a = 0; a < head->na; a++) {
@@ -666,202 +732,269 @@ ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *er
                     head->anchors[l][a][1] = anchors[(l * head->na + a) * 2 + 1];
                 }
     }
-    ot_shape in = {4, {bl, 3, r->o.img, r->o.img}};
-    if ((st = ot_autograd_create(r->g, &in, NULL, false, &r->ag, err))) goto done;
-    if (!(r->loss = ot_yolo_loss_create())) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory"); goto done; }
+    ot_shape in = {4, {r->batch_local, 3, r->o.img, r->o.img}};
+    OT_TRY(ot_autograd_create_on(r->be, r->g, &in, NULL, false, &r->ag, err));
+    if (!(r->loss = ot_yolo_loss_create_on(r->be))) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
     ot_yolo_loss_cfg_init(&r->lcfg, head, &r->hyp, r->o.img);
+    return OT_OK;
+}
 
-    /* loaders */
+/* The train loader (this rank's share of each batch) and the val loader (batches twice as large). */
+static ot_status setup_loaders(run *r, ot_error *err) {
     ot_loader_cfg lc;
     ot_loader_cfg_train(&lc);
     lc.img_size = r->o.img;
-    lc.batch_size = bl;
+    lc.batch_size = r->batch_local;
     lc.rank = r->rank;
     lc.world = r->world;
     lc.workers = r->o.workers;
     lc.seed = r->o.seed;
-    lc.stride = gs;
+    lc.stride = r->gs;
     lc.cache_ram = r->o.cache_ram;
     lc.hyp = r->hyp;
     if (r->o.rect) { lc.rect = true; lc.shuffle = false; lc.pad = 0.0; }
-    if ((st = ot_loader_create(r->train_ds, &lc, &r->train_ld, err))) goto done;
+    OT_TRY(ot_loader_create(r->train_ds, &lc, &r->train_ld, err));
     ot_loader_cfg vc;
     ot_loader_cfg_val(&vc);
     vc.img_size = r->o.img;
-    vc.batch_size = bl * 2;
+    vc.batch_size = r->batch_local * 2;
     vc.workers = r->o.workers;
     vc.seed = r->o.seed;
-    vc.stride = gs;
+    vc.stride = r->gs;
     vc.cache_ram = r->o.cache_ram;
     vc.hyp = r->hyp;
-    if ((st = ot_loader_create(r->val_ds, &vc, &r->val_ld, err))) goto done;
+    return ot_loader_create(r->val_ds, &vc, &r->val_ld, err);
+}
 
-    /* optimizer, schedule, EMA */
-    int64_t nb = ot_loader_num_batches(r->train_ld);
-    ot_schedule_init(&r->sch, &r->hyp, r->o.epochs, (int)nb, r->o.batch, r->o.cos_lr);
-    double wd = ot_schedule_weight_decay(&r->sch, &r->hyp);
-    if ((st = ot_optimizer_create(r->ag, r->o.optimizer, r->hyp.lr0, r->hyp.momentum, wd, &r->opt, err))) goto done;
-    unsigned char *frozen = calloc((size_t)r->ag->n_vars + 1, 1);
-    if (!frozen) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory"); goto done; }
+/* The schedule, the optimizer (--freeze: layers below it frozen) and the EMA. */
+static ot_status setup_optimizer(run *r, ot_error *err) {
+    r->nb = ot_loader_num_batches(r->train_ld);
+    ot_schedule_init(&r->sch, &r->hyp, r->o.epochs, (int)r->nb, r->o.batch, r->o.cos_lr);
+    r->wd = ot_schedule_weight_decay(&r->sch, &r->hyp);
+    OT_TRY(ot_optimizer_create(r->ag, r->o.optimizer, r->hyp.lr0, r->hyp.momentum, r->wd, &r->opt, err));
+    r->frozen = calloc((size_t)r->ag->n_vars + 1, 1);
+    if (!r->frozen) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
     for (int i = 0; i < r->ag->n_vars && r->o.freeze > 0; i++) {
         const char *nm = r->g->values[r->ag->var_vid[i]].name;
         int layer;
         if (sscanf(nm, "model.%d.", &layer) == 1 && layer < r->o.freeze) {
-            frozen[i] = 1;
+            r->frozen[i] = 1;
             ot_optimizer_freeze(r->opt, i);
         }
     }
-    if ((st = ot_ema_create(r->ag, &r->ema, err))) { free(frozen); goto done; }
-    if (ck) {
-        if ((st = ot_ckpt_restore(ck, r->ag, r->ema, r->opt, err))) { free(frozen); goto done; }
-        if (r->rank != 0) ot_autograd_zero_grad(r->ag); /* pending gradients were saved summed over ranks: rank 0 carries them */
-        csv_truncate(r, r->start_epoch - 1);
-    }
+    return ot_ema_create(r->ag, &r->ema, err);
+}
+
+/* Options, hyperparameters, ranks, save directory, datasets, model, AutoAnchor, loaders, autograd, optimizer, EMA. */
+static ot_status train_setup(run *r, const ot_train_opts *opts, ot_error *err) {
+    r->o = *opts;
+    test_hooks_read(r);
+    r->tty = isatty(1);
+    r->rank = ot_dist_rank();
+    r->world = ot_dist_world();
+    if (r->rank != 0) r->o.quiet = true;
+    OT_TRY(ot_backend_get(r->o.device, &r->be, err));
+    OT_TRY(r->o.resume ? setup_resume_args(r, err) : setup_fresh_args(r, err));
+    if (r->test.loss_log && !(r->loss_log = fopen(r->test.loss_log, "a"))) return ot_fail(err, OT_ERR_IO, "%s: cannot write", r->test.loss_log);
     if (!r->o.quiet) {
-        printf("optimizer: %s(lr=%g) with parameter groups biases, weights (decay %g), BN weights\n", ot_opt_name(r->o.optimizer),
-               r->hyp.lr0, wd);
-        printf("Image sizes %d train, %d val\nUsing %d dataloader workers\nLogging results to %s\n"
-               "Starting training for %d epochs...\n",
-               r->o.img, r->o.img, r->o.workers, r->save_dir, r->o.epochs);
+        printf("hyperparameters: ");
+        for (int i = 0; i < ot_hyp_count(); i++) printf("%s%s=%g", i ? ", " : "", ot_hyp_name(i), ot_hyp_get(&r->hyp, i));
+        printf("\n");
     }
+    OT_TRY(setup_ranks(r, err));
+    OT_TRY(setup_data(r, err));
+    OT_TRY(setup_model(r, err));
+    OT_TRY(setup_loaders(r, err));
+    return setup_optimizer(r, err);
+}
 
-    double t_start = now_s();
-    double results[7] = {0}; /* P, R, mAP50, mAP50-95, val box, obj, cls */
-    bool stop = false;
-    int epoch = r->start_epoch;
-    const char *kill_at = getenv("ONNXT_TEST_KILL_AT"); /* tests: "E:I" kills the process before batch I of epoch E */
-    int kill_e = -1, kill_i = -1;
-    if (kill_at && sscanf(kill_at, "%d:%d", &kill_e, &kill_i) != 2) kill_e = -1;
-    for (; epoch < r->o.epochs && !stop; epoch++) {
-        ot_schedule_epoch(&r->sch, r->opt, epoch);
-        if ((st = ot_loader_start(r->train_ld, epoch, err))) break;
-        double mloss[3] = {0, 0, 0};
-        if (!r->o.quiet)
-            printf("\n%11s%11s%11s%11s%11s%11s%11s\n", "Epoch", "RAM", "box_loss", "obj_loss", "cls_loss", "Instances", "Size");
-        double t0 = now_s();
-        for (int64_t i = 0;; i++) {
-            const ot_batch *b;
-            if ((st = ot_loader_next(r->train_ld, &b, err)) || !b) break;
-            if (epoch == kill_e && i == kill_i && (!getenv("ONNXT_TEST_KILL_RANK") || atoi(getenv("ONNXT_TEST_KILL_RANK")) == r->rank)) {
-                if (getenv("ONNXT_TEST_HANG")) for (;;) pause(); /* tests: a rank that hangs instead */
-                raise(SIGKILL);
-            }
-            long ni = (long)(i + nb * epoch);
-            int acc = ot_schedule_iteration(&r->sch, r->opt, ni, epoch);
-            ot_loss_items it;
-            if ((st = train_batch(r, b, &it, err))) break;
-            double li[3] = {it.lbox, it.lobj, it.lcls};
-            for (int k = 0; k < 3; k++) mloss[k] = (mloss[k] * (double)i + li[k]) / (double)(i + 1);
-            if (r->loss_log && r->rank == 0) fprintf(r->loss_log, "%d %lld %.9g %.9g %.9g\n", epoch, (long long)i, li[0], li[1], li[2]);
-            if (!isfinite(it.loss)) {
-                st = ot_fail(err, OT_ERR_INVALID, "epoch %d batch %lld: the loss is not finite (%g); lower lr0 in the hyp file",
-                             epoch, (long long)i, it.loss);
-                break;
-            }
-            if (ni - r->last_opt_step >= acc) {
-                for (int k = 0; k < r->ag->n_vars; k++)
-                    if (frozen[k]) memset(r->ag->grad_slab + r->ag->var_off[k], 0, sizeof(float) * (size_t)ot_numel(&r->ag->p->shape[r->ag->var_vid[k]]));
-                ot_dist_sum_f32(r->ag->grad_slab, (int64_t)r->ag->slab_floats); /* DDP: loss * world, gradients averaged */
-                ot_optimizer_clip_grad_norm(r->opt, 10.0);
-                ot_optimizer_step(r->opt);
-                ot_autograd_zero_grad(r->ag);
-                ot_ema_update(r->ema, r->ag);
-                r->last_opt_step = ni;
-            }
-            if (ni < 3 && !r->o.noplots && !ck && r->rank == 0) {
-                char p[1300];
-                snprintf(p, sizeof p, "%s/train_batch%ld.jpg", r->save_dir, ni);
-                if ((st = ot_draw_batch(b->images, b->n, b->h, b->w, b->targets, b->n_targets, r->names, r->nc, 1920, p, err))) break;
-            }
-            progress(r, epoch, i, nb, mloss, b->n_targets, b->w, t0, i == nb - 1);
-        }
-        if (st) break;
-        if (r->loss_log) fflush(r->loss_log);
-        double lr[3] = {r->opt->lr[0], r->opt->lr[1], r->opt->lr[2]};
-        bool final_epoch = epoch + 1 == r->o.epochs;
-        if (r->rank == 0 && (!r->o.noval || final_epoch)) {
-            ot_val_out vo;
-            if ((st = validate_ema(r, false, 0.6, &vo, err))) break; /* train.py: val.run's default IoU each epoch */
-            results[0] = vo.ap.mp; results[1] = vo.ap.mr; results[2] = vo.ap.map50; results[3] = vo.ap.map;
-            for (int k = 0; k < 3; k++) results[4 + k] = vo.loss[k];
-            if (!r->o.quiet) ot_val_print_table(stdout, &vo.ap, r->names, 1);
-            ot_val_out_free(&vo);
-        }
-        double fi = 0.1 * results[2] + 0.9 * results[3];
-        /* EarlyStopping */
-        if (fi >= r->best_fitness) r->best_epoch = epoch;
-        stop = r->o.patience > 0 && epoch - r->best_epoch >= r->o.patience;
-        bool best = fi >= r->best_fitness; /* train.py: best_fitness == fi after the update */
-        if (fi > r->best_fitness) r->best_fitness = fi;
-        double row[NCSV] = {mloss[0], mloss[1], mloss[2], results[0], results[1], results[2], results[3],
-                            results[4], results[5], results[6], lr[0], lr[1], lr[2]};
-        bool pending = r->last_opt_step != (long)(nb * (epoch + 1) - 1);
-        float *local_grads = NULL; /* ranks > 1: the checkpoint keeps the sum of the pending gradients */
-        if (pending && r->world > 1) {
-            local_grads = r->ag->grad_slab;
-            float *sum = malloc(sizeof(float) * r->ag->slab_floats);
-            if (!sum) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory"); break; }
-            memcpy(sum, local_grads, sizeof(float) * r->ag->slab_floats);
-            ot_dist_sum_f32(sum, (int64_t)r->ag->slab_floats);
-            r->ag->grad_slab = sum;
-        }
-        if (r->rank == 0) { /* before the other ranks go on: a rank dying next epoch leaves this checkpoint whole */
-            if ((st = csv_row(r, epoch, row, err))) break;
-            if (!r->o.nosave || final_epoch || stop) {
-                char p[1300];
-                snprintf(p, sizeof p, "%s/last.ckpt", r->wdir);
-                if ((st = save_ckpt(r, p, epoch, fi, pending, err))) break;
-                if (best) {
-                    snprintf(p, sizeof p, "%s/best.ckpt", r->wdir);
-                    if ((st = save_ckpt(r, p, epoch, fi, pending, err))) break;
-                }
-            }
-            if (stop && !r->o.quiet)
-                printf("Stopping training early as no improvement observed in last %d epochs. Best results observed at epoch %d, "
-                       "best model saved as best.ckpt.\n",
-                       r->o.patience, r->best_epoch);
-        }
-        if (local_grads) { free(r->ag->grad_slab); r->ag->grad_slab = local_grads; }
-        int32_t stop_flag = stop; /* rank 0 decides */
-        ot_dist_bcast_i32(&stop_flag, 1, 0);
-        stop = stop_flag != 0;
-        res->epochs_done = epoch + 1;
+/* --resume: the checkpoint's weights, EMA, optimizer state and pending gradients; results.csv cut back to its epoch. */
+static ot_status train_resume(run *r, ot_error *err) {
+    if (!r->ck) return OT_OK;
+    OT_TRY(ot_ckpt_restore(r->ck, r->ag, r->ema, r->opt, err));
+    if (r->rank != 0) ot_autograd_zero_grad(r->ag); /* pending gradients were saved summed over ranks: rank 0 carries them */
+    csv_truncate(r, r->start_epoch - 1);
+    return OT_OK;
+}
+
+/* The optimizer and the run's sizes, before the first epoch. */
+static void print_start(const run *r) {
+    if (r->o.quiet) return;
+    printf("optimizer: %s(lr=%g) with parameter groups biases, weights (decay %g), BN weights\n", ot_opt_name(r->o.optimizer),
+           r->hyp.lr0, r->wd);
+    printf("Image sizes %d train, %d val\nUsing %d dataloader workers\nLogging results to %s\n"
+           "Starting training for %d epochs...\n",
+           r->o.img, r->o.img, r->o.workers, r->save_dir, r->o.epochs);
+}
+
+/* One batch (iteration ni of the run): warmup, forward, loss, backward; once the batches to accumulate have gathered
+ * since the last step: frozen gradients zeroed, gradients summed over the ranks, clipped to norm 10, the optimizer
+ * step and the EMA update. */
+static ot_status train_step(run *r, const ot_batch *b, int64_t i, long ni, ot_loss_items *it, ot_error *err) {
+    int acc = ot_schedule_iteration(&r->sch, r->opt, ni, r->epoch);
+    ot_autograd *ag;
+    OT_TRY(get_autograd(r, b, &ag, err));
+    const float *in = b->images;
+    OT_TRY(ot_autograd_forward(ag, &in, err));
+    const float *outs[OT_MAX_HEADS];
+    float *douts[OT_MAX_HEADS];
+    ot_shape shapes[OT_MAX_HEADS];
+    head_outputs(r, ag, outs, shapes, douts);
+    OT_TRY(ot_yolo_loss_compute(r->loss, &r->lcfg, outs, shapes, b->targets, (int)b->n_targets, douts, it, err));
+    OT_TRY(ot_autograd_backward(ag, err));
+    if (r->loss_log && r->rank == 0)
+        fprintf(r->loss_log, "%d %lld %.9g %.9g %.9g\n", r->epoch, (long long)i, it->lbox, it->lobj, it->lcls);
+    if (!isfinite(it->loss))
+        return ot_fail(err, OT_ERR_INVALID, "epoch %d batch %lld: the loss is not finite (%g); lower lr0 in the hyp file",
+                       r->epoch, (long long)i, it->loss);
+    if (ni - r->last_opt_step >= acc) {
+        grads_freeze(r);
+        grads_allreduce(r);
+        ot_optimizer_clip_grad_norm(r->opt, 10.0);
+        ot_optimizer_step(r->opt);
+        ot_autograd_zero_grad(r->ag);
+        ot_ema_update(r->ema, r->ag);
+        r->last_opt_step = ni;
     }
-    free(frozen);
-    if (st) goto done;
-    if (r->rank != 0) goto done; /* rank 0 validates and plots */
-    if (!r->o.quiet) printf("\n%d epochs completed in %.3f hours.\n", epoch - r->start_epoch, (now_s() - t_start) / 3600);
+    return OT_OK;
+}
 
-    /* the best checkpoint: validation with plots (the CLI exports it: tools/cli/cmd_train.c) */
-    {
-        char best[1300];
-        snprintf(best, sizeof best, "%s/best.ckpt", r->wdir);
-        if (!exists(best)) snprintf(best, sizeof best, "%s/last.ckpt", r->wdir);
-        ot_ckpt *bc = NULL;
-        if ((st = ot_ckpt_load(best, &bc, err))) goto done;
-        st = ot_ckpt_restore(bc, r->ag, r->ema, NULL, err);
-        ot_ckpt_free(bc);
-        if (st) goto done;
-        if (!r->o.quiet) printf("\nValidating %s...\n", best);
+/* One epoch: the batch loop, the mean losses and the progress lines (and train_batch0..2.jpg on a fresh run). */
+static ot_status train_epoch(run *r, ot_error *err) {
+    ot_schedule_epoch(&r->sch, r->opt, r->epoch);
+    OT_TRY(ot_loader_start(r->train_ld, r->epoch, err));
+    double *mloss = r->mloss;
+    mloss[0] = mloss[1] = mloss[2] = 0;
+    if (!r->o.quiet)
+        printf("\n%11s%11s%11s%11s%11s%11s%11s\n", "Epoch", "RAM", "box_loss", "obj_loss", "cls_loss", "Instances", "Size");
+    double t0 = now_s();
+    for (int64_t i = 0;; i++) {
+        const ot_batch *b;
+        OT_TRY(ot_loader_next(r->train_ld, &b, err));
+        if (!b) break;
+        test_kill_point(r, r->epoch, i);
+        long ni = (long)(i + r->nb * r->epoch);
+        ot_loss_items it;
+        OT_TRY(train_step(r, b, i, ni, &it, err));
+        double li[3] = {it.lbox, it.lobj, it.lcls};
+        for (int k = 0; k < 3; k++) mloss[k] = (mloss[k] * (double)i + li[k]) / (double)(i + 1);
+        if (ni < 3 && !r->o.noplots && !r->ck && r->rank == 0) {
+            char p[1300];
+            snprintf(p, sizeof p, "%s/train_batch%ld.jpg", r->save_dir, ni);
+            OT_TRY(ot_draw_batch(b->images, b->n, b->h, b->w, b->targets, b->n_targets, r->names, r->nc, 1920, p, err));
+        }
+        progress(r, r->epoch, i, r->nb, mloss, b->n_targets, b->w, t0, i == r->nb - 1);
+    }
+    if (r->loss_log) fflush(r->loss_log);
+    for (int k = 0; k < 3; k++) r->lr[k] = r->opt->lr[k];
+    return OT_OK;
+}
+
+/* After an epoch: rank 0 validates the EMA weights (unless --noval, and always after the last epoch);
+ * the fitness, the best so far, and EarlyStopping. */
+static ot_status train_validate(run *r, ot_error *err) {
+    bool final_epoch = r->epoch + 1 == r->o.epochs;
+    if (r->rank == 0 && (!r->o.noval || final_epoch)) {
         ot_val_out vo;
-        if ((st = validate_ema(r, !r->o.noplots, ot_data_is_coco(&r->cfg) ? 0.65 : 0.6, &vo, err))) goto done;
-        if (!r->o.quiet) ot_val_print_table(stdout, &vo.ap, r->names, r->nc);
-        res->map50 = vo.ap.map50;
-        res->map = vo.ap.map;
+        OT_TRY(validate_ema(r, false, 0.6, &vo, err)); /* train.py: val.run's default IoU each epoch */
+        r->results[0] = vo.ap.mp; r->results[1] = vo.ap.mr; r->results[2] = vo.ap.map50; r->results[3] = vo.ap.map;
+        for (int k = 0; k < 3; k++) r->results[4 + k] = vo.loss[k];
+        if (!r->o.quiet) ot_val_print_table(stdout, &vo.ap, r->names, 1);
         ot_val_out_free(&vo);
-        if (!r->o.noplots) {
-            char csv[1300], png[1300];
-            snprintf(csv, sizeof csv, "%s/results.csv", r->save_dir);
-            snprintf(png, sizeof png, "%s/results.png", r->save_dir);
-            if ((st = ot_plot_results(csv, png, err))) goto done;
-        }
-        snprintf(res->best_ckpt, sizeof res->best_ckpt, "%s", best);
-        snprintf(res->weights_dir, sizeof res->weights_dir, "%s", r->wdir);
     }
+    double fi = 0.1 * r->results[2] + 0.9 * r->results[3];
+    /* EarlyStopping */
+    if (fi >= r->best_fitness) r->best_epoch = r->epoch;
+    r->stop = r->o.patience > 0 && r->epoch - r->best_epoch >= r->o.patience;
+    r->best = fi >= r->best_fitness; /* train.py: best_fitness == fi after the update */
+    if (fi > r->best_fitness) r->best_fitness = fi;
+    r->fitness = fi;
+    return OT_OK;
+}
+
+/* Rank 0 appends the epoch to results.csv and writes last.ckpt (and best.ckpt when best) while the other ranks
+ * wait; then every rank takes rank 0's EarlyStopping decision. */
+static ot_status train_checkpoint(run *r, ot_error *err) {
+    bool final_epoch = r->epoch + 1 == r->o.epochs;
+    double row[NCSV] = {r->mloss[0], r->mloss[1], r->mloss[2], r->results[0], r->results[1], r->results[2], r->results[3],
+                        r->results[4], r->results[5], r->results[6], r->lr[0], r->lr[1], r->lr[2]};
+    bool pending = r->last_opt_step != (long)(r->nb * (r->epoch + 1) - 1);
+    float *local_grads;
+    OT_TRY(grads_swap_summed(r, pending, &local_grads, err));
+    ot_status st = OT_OK;
+    if (r->rank == 0) { /* before the other ranks go on: a rank dying next epoch leaves this checkpoint whole */
+        st = csv_row(r, r->epoch, row, err);
+        if (!st && (!r->o.nosave || final_epoch || r->stop)) {
+            char p[1300];
+            snprintf(p, sizeof p, "%s/last.ckpt", r->wdir);
+            st = save_ckpt(r, p, r->epoch, r->fitness, pending, err);
+            if (!st && r->best) {
+                snprintf(p, sizeof p, "%s/best.ckpt", r->wdir);
+                st = save_ckpt(r, p, r->epoch, r->fitness, pending, err);
+            }
+        }
+        if (!st && r->stop && !r->o.quiet)
+            printf("Stopping training early as no improvement observed in last %d epochs. Best results observed at epoch %d, "
+                   "best model saved as best.ckpt.\n",
+                   r->o.patience, r->best_epoch);
+    }
+    grads_swap_back(r, local_grads);
+    if (st) return st;
+    int32_t stop_flag = r->stop; /* rank 0 decides */
+    ot_dist_bcast_i32(&stop_flag, 1, 0);
+    r->stop = stop_flag != 0;
+    return OT_OK;
+}
+
+/* Rank 0, after the last epoch: the best checkpoint (else the last) validated with plots, results.png, and the
+ * result (the CLI exports best.onnx: tools/cli/cmd_train.c). */
+static ot_status train_finish(run *r, ot_train_result *res, ot_error *err) {
+    if (!r->o.quiet) printf("\n%d epochs completed in %.3f hours.\n", r->epoch - r->start_epoch, (now_s() - r->t_start) / 3600);
+    char best[1300];
+    snprintf(best, sizeof best, "%s/best.ckpt", r->wdir);
+    if (!exists(best)) snprintf(best, sizeof best, "%s/last.ckpt", r->wdir);
+    ot_ckpt *bc = NULL;
+    OT_TRY(ot_ckpt_load(best, &bc, err));
+    ot_status st = ot_ckpt_restore(bc, r->ag, r->ema, NULL, err);
+    ot_ckpt_free(bc);
+    if (st) return st;
+    if (!r->o.quiet) printf("\nValidating %s...\n", best);
+    ot_val_out vo;
+    OT_TRY(validate_ema(r, !r->o.noplots, ot_data_is_coco(&r->cfg) ? 0.65 : 0.6, &vo, err));
+    if (!r->o.quiet) ot_val_print_table(stdout, &vo.ap, r->names, r->nc);
+    res->map50 = vo.ap.map50;
+    res->map = vo.ap.map;
+    ot_val_out_free(&vo);
+    if (!r->o.noplots) {
+        char csv[1300], png[1300];
+        snprintf(csv, sizeof csv, "%s/results.csv", r->save_dir);
+        snprintf(png, sizeof png, "%s/results.png", r->save_dir);
+        OT_TRY(ot_plot_results(csv, png, err));
+    }
+    snprintf(res->best_ckpt, sizeof res->best_ckpt, "%s", best);
+    snprintf(res->weights_dir, sizeof res->weights_dir, "%s", r->wdir);
     res->best_fitness = r->best_fitness;
     snprintf(res->save_dir, sizeof res->save_dir, "%s", r->save_dir);
-done:
-    ot_ckpt_free(ck);
+    return OT_OK;
+}
+
+/* ---- the run ---- */
+ot_status ot_train(const ot_train_opts *opts, ot_train_result *res, ot_error *err) {
+    run R;
+    memset(&R, 0, sizeof R);
+    run *r = &R;
+    memset(res, 0, sizeof *res);
+    ot_status st = train_setup(r, opts, err);
+    if (!st) st = train_resume(r, err);
+    if (!st) {
+        print_start(r);
+        r->t_start = now_s();
+        for (r->epoch = r->start_epoch; r->epoch < r->o.epochs && !r->stop; r->epoch++) {
+            if ((st = train_epoch(r, err)) || (st = train_validate(r, err)) || (st = train_checkpoint(r, err))) break;
+            res->epochs_done = r->epoch + 1;
+        }
+    }
+    if (!st && r->rank == 0) st = train_finish(r, res, err); /* rank 0 validates and plots */
     run_free(r);
     return st;
 }

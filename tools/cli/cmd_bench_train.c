@@ -195,7 +195,7 @@ int bench_train(int argc, char **argv) {
         if (ot_yolo_loss_compute(st->loss, &st->cfg, outs, shp, t, nt, douts, &li, &e)) { rc = cli_error(&e); goto done; }
         double t2 = now_ms();
         if (ot_autograd_backward(st->ag, &e)) { rc = cli_error(&e); goto done; }
-        if (world > 1) ot_dist_sum_f32(st->ag->grad_slab, (int64_t)st->ag->slab_floats);
+        if (world > 1) ot_dist_sum_f32_on(st->ag->be, st->ag->grad_slab, (int64_t)st->ag->slab_floats);
         double t3 = now_ms();
         ot_optimizer_clip_grad_norm(o, 10.0);
         ot_optimizer_step(o);

@@ -10,7 +10,7 @@
 
 static void loss_usage(FILE *f) {
     fprintf(f, "usage: onnx-train loss MODEL.onnx --input X.npy --targets T.txt [--hyp H.yaml] [--img N]\n"
-               "                        [--grads DIR] [--no-bn] [--json]\n\n"
+               "                        [--grads DIR] [--no-bn] [--device cpu|cpu-guard] [--json]\n\n"
                "One training forward (BatchNormalization with batch statistics), the YOLOv5 v7.0\n"
                "loss (ComputeLoss) and the backward for one batch. The model may be any YOLOv5\n"
                "export: the Detect decode is cut and, in folded exports, BatchNormalization is\n"
@@ -21,12 +21,13 @@ static void loss_usage(FILE *f) {
                "--json prints one JSON object with exactly those keys. --grads DIR writes the\n"
                "gradient of every trainable initializer as DIR/<name>.npy. --hyp reads an\n"
                "Ultralytics hyp YAML (default: hyp.scratch-low.yaml's values); --img sets the\n"
-               "image size of the obj gain (default: the input's width).\n\n"
+               "image size of the obj gain (default: the input's width). --device picks the\n"
+               "backend (default: the first GPU when this build has one, else the CPU).\n\n"
                "example:\n  onnx-train loss yolov5s.onnx --input batch.npy --targets batch.txt --json\n");
 }
 
 int cmd_loss(int argc, char **argv) {
-    const char *model = NULL, *input = NULL, *tfile = NULL, *hypf = NULL, *grads = NULL;
+    const char *model = NULL, *input = NULL, *tfile = NULL, *hypf = NULL, *grads = NULL, *device = "";
     int img = 0;
     bool json = false, no_bn = false;
     for (int i = 1; i < argc; i++) {
@@ -37,6 +38,7 @@ int cmd_loss(int argc, char **argv) {
         else if (strcmp(a, "--targets") == 0 && v) tfile = argv[++i];
         else if (strcmp(a, "--hyp") == 0 && v) hypf = argv[++i];
         else if (strcmp(a, "--grads") == 0 && v) grads = argv[++i];
+        else if (strcmp(a, "--device") == 0 && v) device = argv[++i];
         else if (strcmp(a, "--img") == 0 && v) {
             char *end;
             img = (int)strtol(argv[++i], &end, 10);
@@ -67,20 +69,29 @@ int cmd_loss(int argc, char **argv) {
     if (!m->head.found) { rc = cli_fail("%s: no YOLOv5 Detect head found; `loss` needs a YOLOv5 detector", model); goto done; }
     if (ot_targets_read(tfile, (int)x.shape.d[0], m->head.nc, &targets, &nt, &e)) { rc = cli_error(&e); goto done; }
     ot_prepare_opts po = {no_bn};
-    if (ot_step_create(m, &po, &hyp, x.shape, img ? img : (int)x.shape.d[3], &s, &e)) { rc = cli_error(&e); goto done; }
+    ot_backend *be = NULL;
+    if (ot_backend_get(device, &be, &e) || ot_step_create_on(be, m, &po, &hyp, x.shape, img ? img : (int)x.shape.d[3], &s, &e)) {
+        rc = cli_error(&e);
+        goto done;
+    }
     ot_loss_items it;
     if (ot_step_run(s, x.data, targets, nt, true, &it, &e)) { rc = cli_error(&e); goto done; }
     if (grads) {
         if (cli_mkdirs(grads) != 0) { rc = cli_fail("loss: cannot create folder '%s'", grads); goto done; }
-        const ot_autograd *ag = s->ag;
-        for (int i = 0; i < ag->n_vars; i++) {
+        ot_autograd *ag = s->ag;
+        float *host = malloc(sizeof(float) * (ag->slab_floats + 1)); /* the gradients, copied from the backend once */
+        if (!host) { rc = cli_fail("loss: out of memory"); goto done; }
+        ot_be_download(ag->be, host, ag->grad_slab, sizeof(float) * ag->slab_floats);
+        for (int i = 0; i < ag->n_vars && !rc; i++) {
             int v = ag->var_vid[i];
             if (ag->kind[v] != OT_VAR_PARAM) continue;
             char fn[4096];
             snprintf(fn, sizeof fn, "%s/%s.npy", grads, s->graph->values[v].name);
-            ot_tensor t = {OT_F32, s->ag->p->shape[v], ag->grad_slab + ag->var_off[i]};
-            if (ot_npy_write(fn, &t, &e)) { rc = cli_error(&e); goto done; }
+            ot_tensor t = {OT_F32, s->ag->p->shape[v], host + ag->var_off[i]};
+            if (ot_npy_write(fn, &t, &e)) rc = cli_error(&e);
         }
+        free(host);
+        if (rc) goto done;
     }
     if (json) {
         json_t *o = json_object();

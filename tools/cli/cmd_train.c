@@ -10,7 +10,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: onnx-train train --model M.onnx|M.ckpt|yolov5n|yolov5s|yolov5m|yolov5l|yolov5x --data D.yaml\n"
-            "                        [--epochs 100] [--batch-size 16] [--img 640] [--device cpu] [--hyp H.yaml]\n"
+            "                        [--epochs 100] [--batch-size 16] [--img 640] [--device cpu|cpu-guard] [--hyp H.yaml]\n"
             "                        [--workers 8] [--project runs/train] [--name exp] [--exist-ok]\n"
             "                        [--resume [last.ckpt]] [--seed 0] [--cache [ram]] [--noval] [--nosave]\n"
             "                        [--cos-lr] [--optimizer SGD|Adam|AdamW] [--patience 100] [--freeze N]\n"
@@ -30,7 +30,9 @@ static void usage(FILE *f) {
             "--resume continues the latest run under --project (or the given last.ckpt)\n"
             "exactly where its last finished epoch left off. --cache keeps decoded images\n"
             "in memory. --no-bn trains a folded export without re-inserting BatchNorm.\n"
-            "Only --device cpu exists in this build. Data parallel on CPU ranks:\n"
+            "--device: cpu or cpu-guard (the CPU kernels over memory the host cannot touch,\n"
+            "docs/BACKENDS.md); the default is the first GPU when this build has a CUDA\n"
+            "backend, else the CPU. Data parallel on CPU ranks:\n"
             "mpirun -np N onnx-train train ... (--batch-size is the total, split over the\n"
             "ranks; each rank reads its own shard of every epoch; gradients are summed over\n"
             "ranks before each step; rank 0 logs, validates and saves; --sync-bn takes\n"
