@@ -22,7 +22,7 @@ static double now_ms(void) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: onnx-train bench train --model M.onnx|yolov5n..x [--batch-size 16] [--img 320] [--steps 10]\n"
-               "                              [--nc 80] [--device cpu] [--json] [--profile]\n\n"
+               "                              [--nc 80] [--device cpu|cpu-guard] [--json] [--profile]\n\n"
                "Times full training steps on a synthetic batch (images: the test pattern;\n"
                "targets: 8 fixed boxes an image): forward (BN in training mode), YOLOv5 loss,\n"
                "backward, clip_grad_norm(10), SGD step, EMA update, after one warm-up step.\n"
@@ -35,7 +35,8 @@ static void usage(FILE *f) {
                "(summed over the timed steps' nodes, divided by the steps), the gradient\n"
                "zeroing, the convolutions' GFLOP a step and rate, and the 12 slowest nodes\n"
                "(GFLOP/s forward and backward for Conv).\n"
-               "Only --device cpu exists in this build.\n\n"
+               "--device: cpu or cpu-guard (default: the first GPU when this build has one,\n"
+               "else the CPU).\n\n"
                "Under mpirun -np N (CPU ranks, as `train`): each rank runs --batch-size/N\n"
                "images with BatchNorm statistics over all ranks (SyncBatchNorm) and the\n"
                "gradients summed over ranks before clipping, the same step as one rank\n"
@@ -114,7 +115,7 @@ static void print_profile(const ot_step *st, long steps) {
 }
 
 int bench_train(int argc, char **argv) {
-    const char *model = NULL, *device = "cpu";
+    const char *model = NULL, *device = "";
     long bs = 16, img = 320, steps = 10, nc = 80;
     bool json = false, profile = false;
     for (int i = 1; i < argc; i++) {
@@ -130,8 +131,9 @@ int bench_train(int argc, char **argv) {
         else return cli_fail("bench train: unknown argument '%s' (see onnx-train bench train --help)", argv[i]);
     }
     if (!model) return cli_fail("bench train: --model M.onnx is required (see onnx-train bench train --help)");
-    if (strcmp(device, "cpu") != 0) return cli_fail("bench train: --device %s: this build trains on the CPU only", device);
     ot_error e;
+    ot_backend *be = NULL;
+    if (ot_backend_get(device, &be, &e)) return cli_error(&e);
     if (ot_dist_init(NULL, NULL, &e)) return cli_error(&e);
     int world = ot_dist_world(), rank = ot_dist_rank();
     const long total_bs = bs;
@@ -167,7 +169,7 @@ int bench_train(int argc, char **argv) {
             r[2] = 0.1f + 0.1f * (float)k; r[3] = 0.15f + 0.09f * (float)((k * 3 + b) % 8);
             r[4] = 0.03f + 0.05f * (float)(k % 5); r[5] = 0.04f + 0.06f * (float)((k + b) % 4);
         }
-    if (ot_step_create(m, NULL, &hyp, s, (int)img, &st, &e) || ot_optimizer_create(st->ag, OT_OPT_SGD, hyp.lr0, hyp.momentum, hyp.weight_decay, &o, &e) ||
+    if (ot_step_create_on(be, m, NULL, &hyp, s, (int)img, &st, &e) || ot_optimizer_create(st->ag, OT_OPT_SGD, hyp.lr0, hyp.momentum, hyp.weight_decay, &o, &e) ||
         ot_ema_create(st->ag, &ema, &e)) {
         rc = cli_error(&e);
         goto done;
@@ -221,7 +223,7 @@ int bench_train(int argc, char **argv) {
     if (json) {
         json_t *j = json_object(), *ms = json_object();
         json_object_set_new(j, "model", json_string(model));
-        json_object_set_new(j, "device", json_string(device));
+        json_object_set_new(j, "device", json_string(be->name));
         json_object_set_new(j, "batch_size", json_integer(total_bs));
         json_object_set_new(j, "ranks", json_integer(world));
         json_object_set_new(j, "img", json_integer(img));
