@@ -12,8 +12,14 @@
  * fixtures also hold the same 64 values from PyTorch's other CPU convolution
  * path (mkldnn off), and a tensor's tolerance is max(1e-4, 2 x that spread).
  * We require |norm - ref| <= tol * ref, ||sampled - ref|| <= tol * ||ref|| and
- * |dot - ref| <= tol * ||g|| * ||u||. */
+ * |dot - ref| <= tol * ||g|| * ||u||.
+ *
+ * The loss on the cpu-guard backend (head outputs and gradients in memory the
+ * host cannot touch outside the backend's calls) gives the same items and the
+ * same gradient bits as on the CPU backend. */
+#include "core/backend.h"
 #include "core/npy.h"
+#include "kernels/yolo_loss.h"
 #include "testutil.h"
 #include "train/step.h"
 #include "train/targets.h"
@@ -143,6 +149,129 @@ START_TEST(loss_matches_ultralytics) {
 }
 END_TEST
 
+/* One fixture case's head outputs (host copies) after the training forward. */
+static void guard_case(const char *sh, const char *name) {
+    char path[4096];
+    ot_error e;
+    tu_refcase rc;
+    tu_refcase_load(&rc, sh, "loss", name);
+    ot_hyp hyp;
+    ot_hyp_default(&hyp);
+    json_t *hf = json_object_get(rc.ref, "hyp_file");
+    if (hf && json_is_string(hf)) {
+        snprintf(path, sizeof path, "%s/loss/%s", OT_FIXTURES, json_string_value(hf));
+        ck_assert_msg(ot_hyp_load(path, &hyp, &e) == OT_OK, "%s", e.msg);
+    }
+    float *t;
+    int nt;
+    snprintf(path, sizeof path, "%s/loss/%s", OT_FIXTURES, json_string_value(json_object_get(rc.ref, "targets")));
+    ck_assert_msg(ot_targets_read(path, (int)rc.shape.d[0], 80, &t, &nt, &e) == OT_OK, "%s", e.msg);
+    ot_step *st;
+    ck_assert_msg(ot_step_create(rc.model, NULL, &hyp, rc.shape, (int)tu_jnum(rc.ref, "img"), &st, &e) == OT_OK, "%s", e.msg);
+    ot_loss_items it0;
+    ck_assert_msg(ot_step_run(st, rc.x, t, nt, false, &it0, &e) == OT_OK, "%s", e.msg);
+    const ot_graph *g = st->graph;
+    int nl = g->n_outputs;
+    ot_shape shapes[OT_MAX_HEADS];
+    size_t bytes[OT_MAX_HEADS];
+    float *host_p[OT_MAX_HEADS], *cpu_dp[OT_MAX_HEADS], *guard_dp[OT_MAX_HEADS];
+    const float *cp[OT_MAX_HEADS], *gp[OT_MAX_HEADS];
+    float *cdp[OT_MAX_HEADS], *gdp[OT_MAX_HEADS];
+    ot_backend *cpu = ot_backend_cpu(), *guard = ot_backend_cpu_guard();
+    int live = ot_guard_live();
+    for (int l = 0; l < nl; l++) {
+        shapes[l] = st->ag->p->shape[g->outputs[l]];
+        bytes[l] = sizeof(float) * (size_t)ot_numel(&shapes[l]);
+        host_p[l] = malloc(bytes[l]);
+        memcpy(host_p[l], st->ag->p->data[g->outputs[l]], bytes[l]);
+        float *c = ot_be_alloc(cpu, bytes[l]), *q = ot_be_alloc(guard, bytes[l]);
+        ck_assert(c && q && ot_guard_owns(q));
+        ot_be_upload(cpu, c, host_p[l], bytes[l]);
+        ot_be_upload(guard, q, host_p[l], bytes[l]);
+        cp[l] = c;
+        gp[l] = q;
+        cdp[l] = ot_be_alloc(cpu, bytes[l]);
+        gdp[l] = ot_be_alloc(guard, bytes[l]);
+        cpu_dp[l] = malloc(bytes[l]);
+        guard_dp[l] = malloc(bytes[l]);
+    }
+    ot_yolo_loss *lc = ot_yolo_loss_create(), *lg = ot_yolo_loss_create_on(guard);
+    ck_assert(lc && lg);
+    /* twice on each (the second call reuses the scratch), then without gradients */
+    for (int rep = 0; rep < 3; rep++) {
+        bool bwd = rep < 2;
+        ot_loss_items ic, ig;
+        ck_assert_msg(ot_yolo_loss_compute(lc, &st->cfg, cp, shapes, t, nt, bwd ? cdp : NULL, &ic, &e) == OT_OK, "%s", e.msg);
+        ck_assert_msg(ot_yolo_loss_compute(lg, &st->cfg, gp, shapes, t, nt, bwd ? gdp : NULL, &ig, &e) == OT_OK, "%s", e.msg);
+        ck_assert_msg(memcmp(&ic, &ig, sizeof ic) == 0, "%s: items differ on cpu-guard (loss %.17g vs %.17g)", name, ig.loss, ic.loss);
+        ck_assert_msg(memcmp(&ic, &it0, sizeof ic) == 0, "%s: items differ from the step's", name);
+        if (!bwd) continue;
+        for (int l = 0; l < nl; l++) {
+            ot_be_download(cpu, cpu_dp[l], cdp[l], bytes[l]);
+            ot_be_download(guard, guard_dp[l], gdp[l], bytes[l]);
+            ck_assert_msg(memcmp(cpu_dp[l], guard_dp[l], bytes[l]) == 0, "%s: head %d gradient differs on cpu-guard", name, l);
+        }
+    }
+    /* and the head outputs were only read */
+    for (int l = 0; l < nl; l++) {
+        ot_be_download(guard, guard_dp[l], gp[l], bytes[l]);
+        ck_assert(memcmp(guard_dp[l], host_p[l], bytes[l]) == 0);
+    }
+    ot_yolo_loss_destroy(lc);
+    ot_yolo_loss_destroy(lg);
+    for (int l = 0; l < nl; l++) {
+        ot_be_free(cpu, (void *)cp[l]);
+        ot_be_free(guard, (void *)gp[l]);
+        ot_be_free(cpu, cdp[l]);
+        ot_be_free(guard, gdp[l]);
+        free(host_p[l]);
+        free(cpu_dp[l]);
+        free(guard_dp[l]);
+    }
+    ck_assert_int_eq(ot_guard_live(), live);
+    printf("%-14s cpu-guard: items and %d head gradients bit-identical to cpu (%d targets)\n", name, nl, nt);
+    ot_step_destroy(st);
+    free(t);
+    tu_refcase_free(&rc);
+}
+
+START_TEST(loss_on_guard_matches_cpu) {
+    const char *sh = tu_shared();
+    if (!sh) return;
+    FILE *f = fopen(OT_FIXTURES "/loss/cases.txt", "r");
+    ck_assert(f != NULL);
+    char name[256];
+    while (fscanf(f, "%255s", name) == 1) guard_case(sh, name);
+    fclose(f);
+}
+END_TEST
+
+/* A device with no loss kernels in this build fails with its name. */
+START_TEST(loss_device_without_kernels) {
+    ck_assert(ot_yolo_loss_kernels_for(OT_DEV_CPU) != NULL);
+    ck_assert(ot_yolo_loss_kernels_for(OT_DEV_CPU_GUARD) == ot_yolo_loss_kernels_for(OT_DEV_CPU));
+    ck_assert(ot_yolo_loss_kernels_for(OT_DEV_CUDA) == NULL);
+    ot_backend fake = *ot_backend_cpu(); /* the CPU's memory calls, a CUDA device's kind and name */
+    fake.kind = OT_DEV_CUDA;
+    snprintf(fake.name, sizeof fake.name, "cuda:0");
+    ot_yolo_loss *L = ot_yolo_loss_create_on(&fake);
+    ck_assert(L != NULL);
+    ot_yolo_loss_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.nl = 1;
+    cfg.na = 1;
+    cfg.nc = 1;
+    float p[6 * 2 * 2] = {0};
+    const float *pp[1] = {p};
+    ot_shape s = {4, {1, 6, 2, 2}};
+    ot_loss_items it;
+    ot_error e;
+    ck_assert_int_eq(ot_yolo_loss_compute(L, &cfg, pp, &s, NULL, 0, NULL, &it, &e), OT_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(e.msg, "cuda:0"), "%s", e.msg);
+    ot_yolo_loss_destroy(L);
+}
+END_TEST
+
 static void write_text(const char *path, const char *s) {
     FILE *f = fopen(path, "w");
     fputs(s, f);
@@ -201,6 +330,8 @@ int main(void) {
     tcase_set_timeout(t, 900);
     tcase_add_test(t, bad_targets);
     tcase_add_test(t, loss_matches_ultralytics);
+    tcase_add_test(t, loss_on_guard_matches_cpu);
+    tcase_add_test(t, loss_device_without_kernels);
     suite_add_tcase(s, t);
     return tu_main(s);
 }

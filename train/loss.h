@@ -1,7 +1,11 @@
-/* loss.h: the YOLOv5 v7.0 loss (utils/loss.py ComputeLoss), forward and backward. */
+/* loss.h: the YOLOv5 v7.0 loss (utils/loss.py ComputeLoss), forward and backward.
+ * Two parts: the host assigns targets to cells (build_targets, train/loss.c)
+ * and the device kernels of the loss's backend compute the losses and the
+ * gradients over backend memory (kernels/yolo_loss.h). */
 #ifndef OT_LOSS_H
 #define OT_LOSS_H
 
+#include "../core/backend.h"
 #include "../core/graph.h"
 #include "hyp.h"
 
@@ -19,15 +23,21 @@ void ot_yolo_loss_cfg_init(ot_yolo_loss_cfg *cfg, const ot_yolo_head *head, cons
 
 typedef struct ot_loss_items { double lbox, lobj, lcls, loss; } ot_loss_items;
 
-/* Reusable scratch (grows with the number of targets, never per call otherwise). */
+/* The loss on one backend, with its scratch there and on the host (grows with
+ * the number of targets and the grid size, never per call otherwise).
+ * ot_yolo_loss_create: on ot_backend_cpu(). NULL: out of memory. */
 typedef struct ot_yolo_loss ot_yolo_loss;
 ot_yolo_loss *ot_yolo_loss_create(void);
+ot_yolo_loss *ot_yolo_loss_create_on(ot_backend *be);
 void ot_yolo_loss_destroy(ot_yolo_loss *L);
 
 /* p[l]: head l's convolution output (bs, na*(nc+5), ny, nx), channel a*(nc+5)+k;
- * targets: nt rows (image, class, cx, cy, w, h), box normalised to the image;
- * dp[l] (may be NULL): set to d loss / d p[l]. items: lbox, lobj, lcls (each
- * times its gain) and loss = (lbox + lobj + lcls) * bs, as ComputeLoss returns. */
+ * dp[l] (dp may be NULL: no gradient): set to d loss / d p[l]. p[l] and dp[l]
+ * are memory of L's backend, read and written only by its kernels. targets
+ * (host memory): nt rows (image, class, cx, cy, w, h), box normalised to the
+ * image. items (host memory): lbox, lobj, lcls (each times its gain) and
+ * loss = (lbox + lobj + lcls) * bs, as ComputeLoss returns. Fails
+ * (OT_ERR_UNSUPPORTED) on a device with no loss kernels in this build. */
 ot_status ot_yolo_loss_compute(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, const float *const *p, const ot_shape *shapes,
                                const float *targets, int nt, float *const *dp, ot_loss_items *items, ot_error *err);
 
