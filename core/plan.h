@@ -35,13 +35,15 @@ typedef struct ot_plan {
     void **state;          /* blocks from ot_plan_state, freed with the plan */
     int n_state, cap_state;
     size_t ws_bytes;       /* one scratch workspace shared by all ops (im2col, ...) */
-    void *ws;              /* an op raises ws_bytes in infer and uses ws in fwd_cpu */
+    void *ws;              /* an op raises ws_bytes in infer or prepare and uses ws in forward / backward */
+    void (*bn_sum)(double *buf, int64_t n); /* training plans: BatchNorm's element-wise sum over data-parallel
+                            * ranks (synchronised statistics), NULL: local statistics (ot_autograd_set_bn_sync) */
     double *prof;          /* NULL, or 2 per node (forward, backward seconds, summed) + 1 (gradient zeroing): bench --profile */
 } ot_plan;
 
 double ot_plan_clock(void); /* monotonic seconds */
-/* During infer: takes an earlier runtime node off the steps (a later node
- * computes what it did, fused); false if it is not a step. */
+/* For planner passes (core/runtime/passes.c): takes a runtime node off the
+ * steps (another node computes what it did, fused); false if it is not a step. */
 bool ot_plan_unstep(ot_plan *p, int node);
 
 /* shapes: one per graph input (NULL: declared shapes, which must be static). */
@@ -57,6 +59,10 @@ ot_status ot_plan_create_ex(const ot_graph *g, const ot_shape *shapes, unsigned 
  * folded; p->data[v] is NULL until the caller points it at its storage. */
 ot_status ot_plan_create_vars(const ot_graph *g, const ot_shape *shapes, unsigned flags, const unsigned char *variable,
                               ot_plan **out, ot_error *err);
+/* Runs every runtime step's prepare (kernels/ops.h ot_op_impl) for the plan's
+ * device; errors are prefixed with the node label. Called by plan creation
+ * after the activation layout and before the workspace is allocated. */
+ot_status ot_plan_prepare(ot_plan *p, ot_error *err);
 /* inputs: one float32 buffer per graph input, of the planned shape. */
 ot_status ot_plan_run(ot_plan *p, const float *const *inputs, ot_error *err);
 void ot_plan_destroy(ot_plan *p);

@@ -9,8 +9,14 @@
 #include "autograd.h"
 #include "../layout.h"
 #include "../../kernels/ops.h"
+#include "../config.h"
 #include <string.h>
 #include <unistd.h>
+
+/* Deprecated shim (train/trainer.c until it calls ot_autograd_set_bn_sync):
+ * the sum autograds created afterwards start with. */
+static void (*g_default_bn_sum)(double *, int64_t);
+void ot_bn_set_sync(void (*sum)(double *buf, int64_t n)) { g_default_bn_sum = sum; }
 
 void ot_autograd_default_kinds(const ot_graph *g, unsigned char *kind) {
     memset(kind, 0, (size_t)g->n_values);
@@ -44,6 +50,7 @@ ot_status ot_autograd_share_vars(ot_autograd *dst, ot_autograd *src, ot_error *e
     dst->slab = src->slab;
     dst->grad_slab = src->grad_slab;
     dst->shared_vars = true;
+    dst->p->bn_sum = src->p->bn_sum; /* one training: the same BatchNorm synchronisation */
     for (int i = 0; i < dst->n_vars; i++) {
         int v = dst->var_vid[i];
         dst->p->data[v] = dst->slab + dst->var_off[i];
@@ -112,6 +119,7 @@ ot_status ot_autograd_create(const ot_graph *g, const ot_shape *shapes, const un
     free(var);
     if (st) goto fail;
     ot_plan *p = a->p;
+    p->bn_sum = g_default_bn_sum; /* deprecated ot_bn_set_sync; ot_autograd_set_bn_sync overrides */
     p->grad = calloc(nvs, sizeof(void *));
     if (!p->grad) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory"); goto fail; }
     if ((st = make_slabs(a, err))) goto fail;
@@ -132,11 +140,11 @@ ot_status ot_autograd_create(const ot_graph *g, const ot_shape *shapes, const un
         if (!rg) continue;
         for (int k = 0; k < n->n_out; k++)
             if (n->out[k] >= 0 && p->dtype[n->out[k]] == OT_F32) a->requires_grad[n->out[k]] = 1;
-        const ot_op_def *def = ot_op_get(n->op);
-        if (!def->bwd_cpu) {
+        const ot_op_impl *im = ot_op_impl_get(n->op, p->be->kind);
+        if (!im || !im->backward) {
             char label[600];
-            st = ot_fail(err, OT_ERR_UNSUPPORTED, "%sno backward for op %s, which training needs here",
-                         ot_node_label(g, n, label, sizeof label), n->op_type);
+            st = ot_fail(err, OT_ERR_UNSUPPORTED, "%sno implementation of %s's backward for device %s, which training needs here",
+                         ot_node_label(g, n, label, sizeof label), ot_op_get(n->op)->name, p->be->name);
             goto fail;
         }
     }
@@ -229,6 +237,7 @@ ot_status ot_autograd_create(const ot_graph *g, const ot_shape *shapes, const un
     }
     a->arena_bytes = top;
     a->arena = aligned_alloc(OT_ARENA_ALIGN, top ? top : OT_ARENA_ALIGN);
+    if ((st = ot_plan_prepare(p, err))) goto fail;
     p->ws = p->ws_bytes ? malloc(p->ws_bytes) : NULL;
     if (!a->arena || (p->ws_bytes && !p->ws)) {
         st = ot_fail(err, OT_ERR_NOMEM, "%s: cannot allocate %zu bytes for training", g->path, top + p->ws_bytes);
@@ -252,8 +261,7 @@ ot_status ot_autograd_create(const ot_graph *g, const ot_shape *shapes, const un
         st = ot_fail(err, OT_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    const char *gs_env = getenv("ONNXT_GRAD_SET");
-    if (!(gs_env && strcmp(gs_env, "0") == 0)) {
+    if (ot_config_get()->grad_set) {
         for (int v = 0; v < nv; v++) views[galias[v]]++;
         for (int b = 0; b < a->n_bsteps; b++) {
             const ot_node *n = &g->nodes[a->bsteps[b]];
@@ -329,7 +337,7 @@ ot_status ot_autograd_backward(ot_autograd *a, ot_error *err) {
         const ot_node *n = &g->nodes[ni];
         ot_kctx c = {p, n, (int)g->opset, p->params[ni], err};
         double t0 = p->prof ? ot_plan_clock() : 0;
-        ot_status st = ot_op_get(n->op)->bwd_cpu(&c);
+        ot_status st = ot_op_impl_get(n->op, p->be->kind)->backward(&c); /* present: checked at creation */
         if (p->prof) p->prof[2 * ni + 1] += ot_plan_clock() - t0;
         if (st) {
             char label[600];
@@ -338,5 +346,7 @@ ot_status ot_autograd_backward(ot_autograd *a, ot_error *err) {
     }
     return OT_OK;
 }
+
+void ot_autograd_set_bn_sync(ot_autograd *a, void (*sum)(double *buf, int64_t n)) { a->p->bn_sum = sum; }
 
 void ot_autograd_zero_grad(ot_autograd *a) { memset(a->grad_slab, 0, a->slab_floats * sizeof(float)); }
