@@ -1,6 +1,7 @@
 /* dist.c: MPI ranks (core/dist.h). */
 #include "dist.h"
 #include "backend.h"
+#include "config.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -34,11 +35,7 @@ void ot_dist_finalize(void) {
  * that hangs (or never arrives) makes the others stop with a message instead
  * of waiting forever. ONNXT_DIST_TIMEOUT: seconds (default 7200; validation
  * and checkpoints on rank 0 happen between collectives, so keep it generous). */
-static double timeout_s(void) {
-    const char *t = getenv("ONNXT_DIST_TIMEOUT");
-    double v = t ? atof(t) : 0;
-    return v > 0 ? v : 7200;
-}
+static double timeout_s(void) { return ot_config_get()->dist_timeout_s; } /* ONNXT_DIST_TIMEOUT */
 
 static double now_s(void) {
     struct timespec t;

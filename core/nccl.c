@@ -1,5 +1,6 @@
 /* nccl.c: NCCL loaded at run time (core/nccl.h). */
 #include "nccl.h"
+#include "config.h"
 #include "dist.h"
 #include <stdlib.h>
 
@@ -34,11 +35,7 @@ static double now_s(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static double deadline_s(void) {
-    const char *t = getenv("ONNXT_DIST_TIMEOUT");
-    double v = t ? atof(t) : 0;
-    return v > 0 ? v : 7200;
-}
+static double deadline_s(void) { return ot_config_get()->dist_timeout_s; } /* ONNXT_DIST_TIMEOUT */
 
 void ot_nccl_destroy(ot_nccl *c) {
     if (!c) return;

@@ -38,7 +38,9 @@ typedef struct ot_plan {
     void **state;          /* backend blocks from ot_plan_state, freed with the plan */
     int n_state, cap_state;
     size_t ws_bytes;       /* one scratch workspace shared by all ops (im2col, ...) */
-    void *ws;              /* an op raises ws_bytes in infer (or prepare) and uses ws in its kernels */
+    void *ws;              /* an op raises ws_bytes in infer or prepare and uses ws in forward / backward */
+    void (*bn_sum)(double *buf, int64_t n); /* training plans: BatchNorm's element-wise sum over data-parallel
+                            * ranks (synchronised statistics), NULL: local statistics (ot_autograd_set_bn_sync) */
     double *prof;          /* NULL, or 2 per node (forward, backward seconds, summed) + 1 (gradient zeroing): bench --profile */
 } ot_plan;
 
@@ -64,8 +66,8 @@ void ot_plan_lifetimes(ot_plan *p, ot_timeline *t);
 ot_status ot_plan_commit(ot_plan *p, ot_timeline *t, const char *what, ot_error *err);
 
 double ot_plan_clock(void); /* monotonic seconds */
-/* During infer: takes an earlier runtime node off the steps (a later node
- * computes what it did, fused); false if it is not a step. */
+/* For planner passes (core/runtime/passes.c): takes a runtime node off the
+ * steps (another node computes what it did, fused); false if it is not a step. */
 bool ot_plan_unstep(ot_plan *p, int node);
 
 /* shapes: one per graph input (NULL: declared shapes, which must be static). */
@@ -84,6 +86,10 @@ ot_status ot_plan_create_vars(const ot_graph *g, const ot_shape *shapes, unsigne
 /* Same, on a backend (NULL: the CPU). */
 ot_status ot_plan_create_on(ot_backend *be, const ot_graph *g, const ot_shape *shapes, unsigned flags, const unsigned char *variable,
                             ot_plan **out, ot_error *err);
+/* Runs every runtime step's prepare (kernels/ops.h ot_op_impl) for the plan's
+ * device; errors are prefixed with the node label. Called by ot_plan_commit
+ * after the layout and before the workspace is allocated. */
+ot_status ot_plan_prepare(ot_plan *p, ot_error *err);
 /* inputs: one host float32 buffer per graph input, of the planned shape,
  * uploaded into the plan's fixed input slots (NULL: the slots already hold
  * the batch, e.g. from ot_plan_set_input); then every step runs on the backend. */

@@ -11,7 +11,7 @@
  * unbiased batch variance. Backward (training form): with xh = (x - mean) * invstd,
  * dB = sum dy, dscale = sum dy * xh, dx = scale * invstd / M * (M dy - dB - xh dscale).
  * Sums in double, the variance from squared deviations (two passes).
- * CUDA twin: batchnorm.cu (cuDNN), later. */
+ * CPU implementation only (ot_cpu_batchnormalization). */
 #include "ops.h"
 #include <math.h>
 
@@ -119,16 +119,17 @@ static void bn_train_fwd(float *y, float *run_mean, float *run_var, float *saved
     }
 }
 
-/* ---- synchronised BatchNorm (data-parallel ranks, --sync-bn) ---- */
-static void (*g_bn_sum)(double *, int64_t); /* element-wise sum over ranks, in place */
-void ot_bn_set_sync(void (*sum)(double *buf, int64_t n)) { g_bn_sum = sum; }
+/* ---- synchronised BatchNorm (data-parallel ranks, --sync-bn) ----
+ * sum: the plan's element-wise sum over ranks, in place (ot_bn_sum(c), set per
+ * plan by ot_autograd_set_bn_sync). */
+typedef void (*bn_sum_fn)(double *, int64_t);
 
 /* Training plans with statistics over every rank's batch (torch SyncBatchNorm):
  * the global sum gives the mean, the global sum of squared deviations from it
  * the biased variance; running statistics as bn_train_fwd. Every rank calls
  * this for the same nodes in the same order (the same plan). */
-static void bn_train_fwd_sync(float *y, const float *x, const float *scale, const float *bias, const float *mean_in,
-                              const float *var_in, const bn_params *p) {
+static void bn_train_fwd_sync(bn_sum_fn sum_ranks, float *y, const float *x, const float *scale, const float *bias,
+                              const float *mean_in, const float *var_in, const bn_params *p) {
     const int64_t C = p->c;
     double *sum = calloc((size_t)(2 * C + 1), sizeof(double)), *sq = sum ? sum + C + 1 : NULL;
     if (!sum) abort(); /* 2C+1 doubles; a failure here cannot be reported mid-step on one rank only */
@@ -139,7 +140,7 @@ static void bn_train_fwd_sync(float *y, const float *x, const float *scale, cons
         sum[ch] = t;
     }
     sum[C] = (double)(p->n * p->s);
-    g_bn_sum(sum, C + 1);
+    sum_ranks(sum, C + 1);
     const double cnt = sum[C];
 #pragma omp parallel for if (p->n * C * p->s > 32768)
     for (int64_t ch = 0; ch < C; ch++) {
@@ -147,7 +148,7 @@ static void bn_train_fwd_sync(float *y, const float *x, const float *scale, cons
         for (int64_t n = 0; n < p->n; n++) t += row_sqdev(x + (n * C + ch) * p->s, p->s, mu);
         sq[ch] = t;
     }
-    g_bn_sum(sq, C);
+    sum_ranks(sq, C);
 #pragma omp parallel for if (p->n * C * p->s > 32768)
     for (int64_t ch = 0; ch < C; ch++) {
         double mu = cnt > 0 ? sum[ch] / cnt : 0, var = cnt > 0 ? sq[ch] / cnt : 0;
@@ -209,8 +210,9 @@ static float *opt_out(ot_kctx *c, int i) { return ot_has_out(c, i) ? ot_outf(c, 
 
 static ot_status bn_fwd(ot_kctx *c) {
     const bn_params *p = c->params;
-    if (p->inplace_stats && g_bn_sum)
-        bn_train_fwd_sync(ot_outf(c, 0), ot_inf(c, 0), ot_inf(c, 1), ot_inf(c, 2), ot_inf(c, 3), ot_inf(c, 4), p);
+    bn_sum_fn sum_ranks = ot_bn_sum(c);
+    if (p->inplace_stats && sum_ranks)
+        bn_train_fwd_sync(sum_ranks, ot_outf(c, 0), ot_inf(c, 0), ot_inf(c, 1), ot_inf(c, 2), ot_inf(c, 3), ot_inf(c, 4), p);
     else if (p->training)
         bn_train_fwd(ot_outf(c, 0), opt_out(c, 1), opt_out(c, 2), opt_out(c, 3), opt_out(c, 4), ot_inf(c, 0),
                      ot_inf(c, 1), ot_inf(c, 2), ot_inf(c, 3), ot_inf(c, 4), p);
@@ -243,8 +245,8 @@ static void bn_train_bwd(float *dx, bool set, float *dscale, float *dbias, const
 /* SyncBatchNorm backward: the input gradient needs the sums of dy and dy * xh
  * over every rank; the scale and bias gradients stay local (the data-parallel
  * step sums parameter gradients over ranks). */
-static void bn_train_bwd_sync(float *dx, bool set, float *dscale, float *dbias, const float *dy, const float *x,
-                              const float *scale, const bn_params *p) {
+static void bn_train_bwd_sync(bn_sum_fn sum_ranks, float *dx, bool set, float *dscale, float *dbias, const float *dy,
+                              const float *x, const float *scale, const bn_params *p) {
     const int64_t C = p->c;
     double *s = calloc((size_t)(2 * C + 1), sizeof(double));
     if (!s) abort();
@@ -260,7 +262,7 @@ static void bn_train_bwd_sync(float *dx, bool set, float *dscale, float *dbias, 
         s[C + ch] = sdyxh;
     }
     s[2 * C] = (double)(p->n * p->s);
-    g_bn_sum(s, 2 * C + 1);
+    sum_ranks(s, 2 * C + 1);
     const double cnt = s[2 * C];
     if (dx && cnt > 0)
 #pragma omp parallel for if (p->n * C * p->s > 32768)
@@ -280,10 +282,19 @@ static ot_status bn_bwd(ot_kctx *c) {
     if (!dy) return OT_OK;
     if (!p->inplace_stats)
         return ot_fail(c->err, OT_ERR_UNSUPPORTED, "backward of the inference form is not supported (train with batch statistics)");
-    if (g_bn_sum) bn_train_bwd_sync(ot_gin(c, 0), ot_gin_set(c, 0), ot_gin(c, 1), ot_gin(c, 2), dy, ot_inf(c, 0), ot_inf(c, 1), p);
+    bn_sum_fn sum_ranks = ot_bn_sum(c);
+    if (sum_ranks)
+        bn_train_bwd_sync(sum_ranks, ot_gin(c, 0), ot_gin_set(c, 0), ot_gin(c, 1), ot_gin(c, 2), dy, ot_inf(c, 0), ot_inf(c, 1), p);
     else bn_train_bwd(ot_gin(c, 0), ot_gin_set(c, 0), ot_gin(c, 1), ot_gin(c, 2), dy, ot_inf(c, 0), ot_inf(c, 1), p);
     return OT_OK;
 }
 
-const ot_op_def ot_op_batchnormalization = {"BatchNormalization", 5, 5, 1, 5, sizeof(bn_params), bn_infer, bn_fwd,
-                                            OT_OPF_GRAD_SET, bn_bwd, OT_BWD_IN(0) | OT_BWD_IN(1)};
+/* definitions (device-neutral) */
+const ot_op_def ot_op_batchnormalization = {
+    .name = "BatchNormalization", .min_in = 5, .max_in = 5, .min_out = 1, .max_out = 5,
+    .params_size = sizeof(bn_params), .infer = bn_infer, .flags = OT_OPF_GRAD_SET,
+    .bwd_reads = OT_BWD_IN(0) | OT_BWD_IN(1),
+};
+
+/* CPU implementations */
+const ot_op_impl ot_cpu_batchnormalization = {.forward = bn_fwd, .backward = bn_bwd};

@@ -4,7 +4,7 @@
  * input must have the same element type and rank, and the same size in every
  * dim but the axis; inputs that are empty along the axis are allowed. Element-size
  * generic: any dtype is moved as bytes; the backward (float32) hands each input
- * its slice of the output gradient. CUDA twin: concat.cu. */
+ * its slice of the output gradient. CPU implementation only. */
 #include "ops.h"
 #include <string.h>
 
@@ -154,4 +154,11 @@ static ot_status concat_bwd(ot_kctx *c) {
 
 /* ---- op table row ---- */
 
-const ot_op_def ot_op_concat = {"Concat", 1, -1, 1, 1, sizeof(concat_params), concat_infer, concat_fwd, OT_OPF_GRAD_SET, concat_bwd, 0};
+/* definitions (device-neutral) */
+const ot_op_def ot_op_concat = {
+    .name = "Concat", .min_in = 1, .max_in = -1, .min_out = 1, .max_out = 1, .params_size = sizeof(concat_params),
+    .infer = concat_infer, .flags = OT_OPF_GRAD_SET,
+};
+
+/* CPU implementations */
+const ot_op_impl ot_cpu_concat = {.forward = concat_fwd, .backward = concat_bwd};

@@ -4,8 +4,10 @@
  * db = sum dY, accumulated (dX written instead when the op is its only writer,
  * ot_gin_set). Inference plans, and the k>1 convolutions of training plans, run
  * oneDNN convolution primitives instead where oneDNN accepts the geometry (see
- * "oneDNN convolution primitives" below); im2col stays the fallback. CUDA twin: conv.cu (cuDNN), later. */
+ * "oneDNN convolution primitives" below); im2col stays the fallback. This is the
+ * CPU implementation only (ot_cpu_conv); no GPU implementation exists yet. */
 #include "conv.h"
+#include "../core/config.h"
 #include "gemm.h"
 #include "ops.h"
 #include <stdlib.h>
@@ -45,7 +47,7 @@ void ot_im2col(float *col, const float *x, int64_t c, const ot_conv_params *p) {
         }
 }
 
-void ot_conv2d_fwd_cpu(float *y, const float *x, const float *w, const float *b, float *ws, const ot_conv_params *p) {
+void ot_conv2d_forward(float *y, const float *x, const float *w, const float *b, float *ws, const ot_conv_params *p) {
     const int64_t cg = p->c / p->group, mg = p->m / p->group, ohw = p->oh * p->ow, k = cg * p->kh * p->kw;
     for (int64_t n = 0; n < p->n; n++) {
         float *yn = y + n * p->m * ohw;
@@ -89,7 +91,7 @@ static void col2im_add(float *dx, const float *dcol, int64_t c, const ot_conv_pa
     }
 }
 
-void ot_conv2d_bwd_cpu(float *dx, bool dx_set, float *dw, float *db, const float *dy, const float *x, const float *w,
+void ot_conv2d_backward(float *dx, bool dx_set, float *dw, float *db, const float *dy, const float *x, const float *w,
                        float *ws, const ot_conv_params *p) {
     const int64_t cg = p->c / p->group, mg = p->m / p->group, ohw = p->oh * p->ow, k = cg * p->kh * p->kw;
     if (db) {
@@ -128,9 +130,10 @@ void ot_conv2d_bwd_cpu(float *dx, bool dx_set, float *dw, float *db, const float
 }
 
 /* ---- oneDNN convolution primitives ----
- * Per node, infer builds the primitive descriptors (forward; backward data and
- * weights in training plans) and raises the plan workspace to what they need;
- * the primitives (JIT code) are created on first use. The user tensors are
+ * Per node, prepare (conv_prepare) builds the primitive descriptors (forward;
+ * backward data and weights in training plans) and raises the plan workspace to
+ * what they need; the primitives (JIT code) are created on first use; release
+ * (conv_release) destroys them. The user tensors are
  * plain NCHW / (G)OIHW. In plain mode the primitives take them as they are
  * (oneDNN then runs its gemm convolution); in "any" mode oneDNN picks its
  * layout (blocked, direct JIT kernels) and the arguments it wants blocked are
@@ -203,7 +206,7 @@ static void conv_dnn_free(struct ot_conv_dnn *d) {
     free(d);
 }
 
-static void conv_params_free(void *params) {
+static void conv_release(void *params) {
     ot_conv_params *p = params;
     conv_dnn_free(p->dnn);
     p->dnn = NULL;
@@ -457,21 +460,30 @@ static ot_status conv_infer(ot_kctx *c) {
     int64_t wsf = ot_conv_ws_floats(p); /* forward im2col; the backward reuses it for col and dcol in turn */
     if (wsf > OT_MAX_NUMEL) return ot_fail(c->err, OT_ERR_NOMEM, "im2col workspace of %lld floats is too large", (long long)wsf);
     if ((size_t)wsf * sizeof(float) > c->p->ws_bytes) c->p->ws_bytes = (size_t)wsf * sizeof(float);
+    ot_shape ys = {4, {p->n, p->m, p->oh, p->ow}};
+    return ot_set_out(c, 0, OT_F32, &ys);
+}
+
+/* Library state for the step: the oneDNN primitives where they apply
+ * (ONNXT_CONV_DNN / ONNXT_CONV_DNN_TRAIN, core/config.h). */
+static ot_status conv_prepare(ot_kctx *c) {
 #ifdef ONNXT_GEMM_ONEDNN
-    const char *dm = getenv("ONNXT_CONV_DNN"), *dt = getenv("ONNXT_CONV_DNN_TRAIN");
-    bool dnn_on, any = dm && strcmp(dm, "any") == 0;
-    if (dm && strcmp(dm, "off") == 0) dnn_on = false;
-    else if (!ot_training(c)) { dnn_on = true; any = any || (!is_pointwise(p) && !(dm && strcmp(dm, "plain") == 0)); }
-    else if (dt && strcmp(dt, "0") == 0) dnn_on = false;
-    else if (dt && strcmp(dt, "1") == 0) dnn_on = true;
-    else { dnn_on = !is_pointwise(p); any = any || !(dm && strcmp(dm, "plain") == 0); } /* training default */
-    if (!(c->p->flags & OT_PLAN_NO_MEMORY) && dnn_on) {
+    ot_conv_params *p = c->params;
+    const ot_config *cf = ot_config_get();
+    bool dnn_on, any = cf->conv_dnn == OT_CONV_DNN_ANY, plain = cf->conv_dnn == OT_CONV_DNN_PLAIN;
+    if (cf->conv_dnn == OT_CONV_DNN_OFF) dnn_on = false;
+    else if (!ot_training(c)) { dnn_on = true; any = any || (!is_pointwise(p) && !plain); }
+    else if (cf->conv_dnn_train == 0) dnn_on = false;
+    else if (cf->conv_dnn_train == 1) dnn_on = true;
+    else { dnn_on = !is_pointwise(p); any = any || !plain; } /* training default */
+    if (dnn_on && !p->dnn) {
         p->dnn = conv_dnn_create(p, ot_training(c), any);
         if (p->dnn && conv_dnn_ws_bytes(p->dnn) > c->p->ws_bytes) c->p->ws_bytes = conv_dnn_ws_bytes(p->dnn);
     }
+#else
+    (void)c;
 #endif
-    ot_shape ys = {4, {p->n, p->m, p->oh, p->ow}};
-    return ot_set_out(c, 0, OT_F32, &ys);
+    return OT_OK;
 }
 
 static ot_status conv_fwd(ot_kctx *c) {
@@ -479,7 +491,7 @@ static ot_status conv_fwd(ot_kctx *c) {
 #ifdef ONNXT_GEMM_ONEDNN
     if (conv_dnn_fwd(p, ot_outf(c, 0), ot_inf(c, 0), ot_inf(c, 1), p->has_bias ? ot_inf(c, 2) : NULL, c->p->ws)) return OT_OK;
 #endif
-    ot_conv2d_fwd_cpu(ot_outf(c, 0), ot_inf(c, 0), ot_inf(c, 1), p->has_bias ? ot_inf(c, 2) : NULL, c->p->ws, p);
+    ot_conv2d_forward(ot_outf(c, 0), ot_inf(c, 0), ot_inf(c, 1), p->has_bias ? ot_inf(c, 2) : NULL, c->p->ws, p);
     return OT_OK;
 }
 
@@ -493,15 +505,17 @@ static ot_status conv_bwd(ot_kctx *c) {
     conv_dnn_bwd(p, &dx, dx_set, &dw, &db, dy, ot_inf(c, 0), ot_inf(c, 1), c->p->ws);
     if (!dx && !dw && !db) return OT_OK;
 #endif
-    ot_conv2d_bwd_cpu(dx, dx_set, dw, db, dy, ot_inf(c, 0), ot_inf(c, 1), c->p->ws, p);
+    ot_conv2d_backward(dx, dx_set, dw, db, dy, ot_inf(c, 0), ot_inf(c, 1), c->p->ws, p);
     return OT_OK;
 }
 
-const ot_op_def ot_op_conv = {"Conv", 2, 3, 1, 1, sizeof(ot_conv_params), conv_infer, conv_fwd, OT_OPF_GRAD_SET,
-                              conv_bwd, OT_BWD_IN(0) | OT_BWD_IN(1),
+const ot_op_def ot_op_conv = {
+    .name = "Conv", .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1, .params_size = sizeof(ot_conv_params),
+    .infer = conv_infer, .flags = OT_OPF_GRAD_SET, .bwd_reads = OT_BWD_IN(0) | OT_BWD_IN(1),
+};
+const ot_op_impl ot_cpu_conv = {
+    .prepare = conv_prepare, .forward = conv_fwd, .backward = conv_bwd,
 #ifdef ONNXT_GEMM_ONEDNN
-                              conv_params_free
-#else
-                              NULL
+    .release = conv_release,
 #endif
 };

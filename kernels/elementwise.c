@@ -15,7 +15,8 @@
  * innermost merged dim, where each operand is either contiguous or one repeated
  * element, which covers same shape, scalar and per-channel operands at full speed;
  * anything else is the same loop over shorter rows. The backward (float32 only)
- * walks the same merged space; see its banner. CUDA twin: elementwise.cu. */
+ * walks the same merged space; see its banner. CPU implementations only. */
+#include "elementwise.h"
 #include "ops.h"
 #include <math.h>
 #include <stdlib.h>
@@ -114,35 +115,19 @@ static ot_status bin_infer(ot_kctx *c, int kind) {
 
 static ot_status add_infer(ot_kctx *c) { return bin_infer(c, BIN_ADD); }
 static ot_status sub_infer(ot_kctx *c) { return bin_infer(c, BIN_SUB); }
-/* SiLU: Mul(x, Sigmoid(x)) (either order), where the Sigmoid's output feeds
- * only this Mul, is computed here in one pass and the Sigmoid node is taken off
- * the plan's steps: no sigmoid tensor is written, kept for the backward or
- * zeroed as a gradient. The arithmetic is the unfused ops', in their order, so
- * the results are the same bits. ONNXT_FUSE_SILU=0 keeps the two nodes. */
-static int silu_side(ot_kctx *c) {
-    const ot_graph *g = c->p->g;
-    const ot_node *n = c->n;
-    const char *env = getenv("ONNXT_FUSE_SILU");
-    if ((env && strcmp(env, "0") == 0) || n->n_in != 2 || n->in[0] < 0 || n->in[1] < 0 || n->in[0] == n->in[1]) return -1;
-    if (ot_idtype(c, 0) != OT_F32 || !ot_shape_eq(ot_ishape(c, 0), ot_ishape(c, 1))) return -1;
-    for (int side = 0; side < 2; side++) {
-        int x = n->in[side], sv = n->in[1 - side], pn = g->values[sv].producer;
-        if (pn < 0 || strcmp(g->nodes[pn].op_type, "Sigmoid") != 0 || g->nodes[pn].n_in < 1 || g->nodes[pn].in[0] != x) continue;
-        if (c->p->is_const[sv] || (g->values[sv].flags & OT_V_OUTPUT)) continue;
-        int uses = 0;
-        for (int i = 0; i < g->n_nodes; i++)
-            for (int k = 0; k < g->nodes[i].n_in; k++) uses += g->nodes[i].in[k] == sv;
-        if (uses != 1 || !ot_plan_unstep(c->p, pn)) continue;
-        return side;
-    }
-    return -1;
-}
+static ot_status mul_infer(ot_kctx *c) { return bin_infer(c, BIN_MUL); }
 
-static ot_status mul_infer(ot_kctx *c) {
-    OT_TRY(bin_infer(c, BIN_MUL));
-    int side = silu_side(c);
-    ((bin_params *)c->params)->silu = side + 1;
-    return OT_OK;
+/* SiLU: Mul(x, Sigmoid(x)) computed in one pass (the planner's pass decides,
+ * core/runtime/passes.c, and takes the Sigmoid off the steps): no sigmoid tensor
+ * is written, kept for the backward or zeroed as a gradient. The arithmetic is
+ * the unfused ops', in their order, so the results are the same bits. */
+bool ot_mul_fuse_silu(void *mul_params, int sigmoid_slot) {
+    bin_params *bp = mul_params;
+    if (bp->kind != BIN_MUL || bp->ta != OT_F32 || bp->tb != OT_F32 || (sigmoid_slot != 0 && sigmoid_slot != 1)) return false;
+    for (int i = 0; i < bp->rank; i++)
+        if (bp->sa[i] != bp->sb[i]) return false; /* x and Sigmoid(x): same shape, no broadcast */
+    bp->silu = 2 - sigmoid_slot; /* 1 + the side of x */
+    return true;
 }
 static ot_status div_infer(ot_kctx *c) { return bin_infer(c, BIN_DIV); }
 static ot_status pow_infer(ot_kctx *c) { return bin_infer(c, BIN_POW); }
@@ -531,9 +516,36 @@ static ot_status bin_bwd(ot_kctx *c) {
 /* ---- op table rows ---- */
 
 #define BIN_READS (OT_BWD_IN(0) | OT_BWD_IN(1))
-const ot_op_def ot_op_sigmoid = {"Sigmoid", 1, 1, 1, 1, 0, sigmoid_infer, sigmoid_fwd, 0, sigmoid_bwd, OT_BWD_OUT(0)};
-const ot_op_def ot_op_add = {"Add", 2, 2, 1, 1, sizeof(bin_params), add_infer, bin_fwd, 0, bin_bwd, 0};
-const ot_op_def ot_op_sub = {"Sub", 2, 2, 1, 1, sizeof(bin_params), sub_infer, bin_fwd, 0, bin_bwd, 0};
-const ot_op_def ot_op_mul = {"Mul", 2, 2, 1, 1, sizeof(bin_params), mul_infer, bin_fwd, OT_OPF_GRAD_SET, bin_bwd, BIN_READS};
-const ot_op_def ot_op_div = {"Div", 2, 2, 1, 1, sizeof(bin_params), div_infer, bin_fwd, 0, bin_bwd, BIN_READS};
-const ot_op_def ot_op_pow = {"Pow", 2, 2, 1, 1, sizeof(bin_params), pow_infer, bin_fwd, 0, bin_bwd, BIN_READS};
+/* definitions (device-neutral) */
+const ot_op_def ot_op_sigmoid = {
+    .name = "Sigmoid", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = sigmoid_infer,
+    .bwd_reads = OT_BWD_OUT(0),
+};
+const ot_op_def ot_op_add = {
+    .name = "Add", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .params_size = sizeof(bin_params),
+    .infer = add_infer,
+};
+const ot_op_def ot_op_sub = {
+    .name = "Sub", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .params_size = sizeof(bin_params),
+    .infer = sub_infer,
+};
+const ot_op_def ot_op_mul = {
+    .name = "Mul", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .params_size = sizeof(bin_params),
+    .infer = mul_infer, .flags = OT_OPF_GRAD_SET, .bwd_reads = BIN_READS,
+};
+const ot_op_def ot_op_div = {
+    .name = "Div", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .params_size = sizeof(bin_params),
+    .infer = div_infer, .bwd_reads = BIN_READS,
+};
+const ot_op_def ot_op_pow = {
+    .name = "Pow", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .params_size = sizeof(bin_params),
+    .infer = pow_infer, .bwd_reads = BIN_READS,
+};
+
+/* CPU implementations */
+const ot_op_impl ot_cpu_sigmoid = {.forward = sigmoid_fwd, .backward = sigmoid_bwd};
+const ot_op_impl ot_cpu_add = {.forward = bin_fwd, .backward = bin_bwd};
+const ot_op_impl ot_cpu_sub = {.forward = bin_fwd, .backward = bin_bwd};
+const ot_op_impl ot_cpu_mul = {.forward = bin_fwd, .backward = bin_bwd};
+const ot_op_impl ot_cpu_div = {.forward = bin_fwd, .backward = bin_bwd};
+const ot_op_impl ot_cpu_pow = {.forward = bin_fwd, .backward = bin_bwd};

@@ -10,7 +10,9 @@
  * out-of-range values become the minimum of int32/int64 (cvttss2si), narrower
  * integers wrap through int32; integer to integer wraps; anything to bool is != 0;
  * float16 goes through float32. Every kernel also runs at run time when its
- * inputs are not constant. CUDA twin: none needed for folded ops (Gather/Cast: fold_ops.cu). */
+ * inputs are not constant. Plans fold these on the CPU at plan time
+ * whatever their device; a runtime step of them on another device needs that
+ * device's implementation (none exists yet: plan creation says so). */
 #include "ops.h"
 #include <math.h>
 #include <string.h>
@@ -310,8 +312,30 @@ static ot_status cos_fwd(ot_kctx *c) {
 
 /* ---- op table rows ---- */
 
-const ot_op_def ot_op_constant = {"Constant", 0, 0, 1, 1, 0, constant_infer, constant_fwd, 0};
-const ot_op_def ot_op_shape = {"Shape", 1, 1, 1, 1, sizeof(shape_params), shape_infer, shape_fwd, OT_OPF_SHAPE_ONLY};
-const ot_op_def ot_op_gather = {"Gather", 2, 2, 1, 1, sizeof(gather_params), gather_infer, gather_fwd, 0};
-const ot_op_def ot_op_cast = {"Cast", 1, 1, 1, 1, sizeof(cast_params), cast_infer, cast_fwd, 0};
-const ot_op_def ot_op_constantofshape = {"ConstantOfShape", 1, 1, 1, 1, sizeof(cos_params), cos_infer, cos_fwd, 0};
+/* definitions (device-neutral) */
+const ot_op_def ot_op_constant = {
+    .name = "Constant", .min_in = 0, .max_in = 0, .min_out = 1, .max_out = 1, .infer = constant_infer,
+};
+const ot_op_def ot_op_shape = {
+    .name = "Shape", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .params_size = sizeof(shape_params),
+    .infer = shape_infer, .flags = OT_OPF_SHAPE_ONLY,
+};
+const ot_op_def ot_op_gather = {
+    .name = "Gather", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .params_size = sizeof(gather_params),
+    .infer = gather_infer,
+};
+const ot_op_def ot_op_cast = {
+    .name = "Cast", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .params_size = sizeof(cast_params),
+    .infer = cast_infer,
+};
+const ot_op_def ot_op_constantofshape = {
+    .name = "ConstantOfShape", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+    .params_size = sizeof(cos_params), .infer = cos_infer,
+};
+
+/* CPU implementations */
+const ot_op_impl ot_cpu_constant = {.forward = constant_fwd};
+const ot_op_impl ot_cpu_shape = {.forward = shape_fwd};
+const ot_op_impl ot_cpu_gather = {.forward = gather_fwd};
+const ot_op_impl ot_cpu_cast = {.forward = cast_fwd};
+const ot_op_impl ot_cpu_constantofshape = {.forward = cos_fwd};

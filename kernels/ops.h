@@ -1,13 +1,18 @@
 /* ops.h: the op table, the ONLY place that lists ops, and the context a
- * kernel sees. Adding an op: one file (kernels/<family>.c, later a .cu twin),
- * one row in kernels/optable.c, one test (docs/ADDING_AN_OP.md).
+ * kernel sees. Adding an op: one family file (kernels/<family>.c) with its
+ * definition row and its CPU implementation row, both rows listed in
+ * kernels/optable.c, one test (docs/ADDING_AN_OP.md).
  *
- * Each op has:
- *   infer(c):   validates attributes and inputs, sets every output's dtype and
- *               shape with ot_set_out(), and may fill c->params (params_size
- *               bytes, zeroed) with parsed attributes for the kernels.
- *               Constant inputs (weights, shape tensors) are readable here.
- *   fwd_cpu(c): computes the outputs from the inputs (NCHW, row-major).
+ * An op is split in two:
+ *   ot_op_def   what the op IS, the same on every device: arity, params size,
+ *               infer (validation, output dtypes and shapes, parsed attributes
+ *               in c->params), flags, and which values its backward reads.
+ *   ot_op_impl  how one device RUNS it: prepare / forward / backward / release.
+ *               Today only the CPU table exists (kernels/optable.c); the
+ *               cpu-guard device runs the same CPU kernels over guarded memory.
+ *               ot_op_impl_get(op, OT_DEV_CUDA) is NULL until a CUDA table is
+ *               added: a plan that needs a missing implementation fails at
+ *               creation, naming the node, the op and the device.
  * Errors name what was expected; the planner prefixes file, node and op. */
 #ifndef OT_OPS_H
 #define OT_OPS_H
@@ -35,41 +40,68 @@ enum {
     OT_OPF_ALIAS = 1u,       /* output 0 is a view of input 0 (same bytes) */
     OT_OPF_FOLD_ONLY = 2u,   /* must be folded at plan time (inputs constant) */
     OT_OPF_SHAPE_ONLY = 4u,  /* reads only its input's shape (Shape): always foldable */
-    OT_OPF_GRAD_SET = 8u,    /* bwd_cpu honours ot_gin_set (the autograd then skips zeroing those gradients) */
+    OT_OPF_GRAD_SET = 8u,    /* backward honours ot_gin_set (the autograd then skips zeroing those gradients) */
 };
 
 /* Values an op's backward reads (ot_op_def.bwd_reads): activations kept alive for it. */
 #define OT_BWD_IN(i) (1u << (i))
 #define OT_BWD_OUT(k) (1u << (16 + (k)))
 
+/* The device-neutral definition of an op (one row per op, labelled fields).
+ *   infer(c): validates attributes and inputs, sets every output's dtype and
+ *             shape with ot_set_out(), and may fill c->params (params_size
+ *             bytes, zeroed) with parsed attributes for the implementations.
+ *             Constant inputs (weights, shape tensors) are readable here, and
+ *             only here. It may raise c->p->ws_bytes (the shared workspace). It
+ *             builds no device or library state: that is prepare's work. */
 typedef struct ot_op_def {
     const char *name;
     int min_in, max_in;      /* max_in -1: variadic */
     int min_out, max_out;    /* max_out -1: variadic */
     size_t params_size;
     ot_status (*infer)(ot_kctx *c);
-    ot_status (*fwd_cpu)(ot_kctx *c);
-    unsigned flags;
-    /* ---- training (train/autograd.c) ----
-     * bwd_cpu(c): given the gradients of the outputs (ot_gout, NULL when an
-     * output gets none: treat as zero), ADD the gradients of the inputs that
-     * need one (ot_gin non-NULL) -- backward accumulates, so a value used twice
-     * gets the sum (unless ot_gin_set says it is the only writer: see
-     * OT_OPF_GRAD_SET). Runs after the forward of the same plan; may read the
-     * inputs/outputs named in bwd_reads and anything infer saved in params or
-     * plan state (ot_plan_state). For OT_OPF_ALIAS ops the input and output
-     * gradients may share bytes: then there is nothing to do. */
-    ot_status (*bwd_cpu)(ot_kctx *c);
-    unsigned bwd_reads;
-    /* Optional: releases what infer attached to params (library handles);
-     * called by ot_plan_destroy before params itself is freed. */
-    void (*params_free)(void *params);
+    unsigned flags;          /* OT_OPF_* */
+    unsigned bwd_reads;      /* OT_BWD_IN / OT_BWD_OUT: activations the backward reads (kept alive for it) */
 } ot_op_def;
+
+/* One device's implementation of an op (one row per op and device, labelled fields).
+ *   prepare(c)  optional. Runs once per runtime step of a plan, after infer and
+ *               after the activation arena is laid out, before the shared
+ *               workspace is allocated: it may raise c->p->ws_bytes. Builds
+ *               library state in c->params (oneDNN primitives, later cuDNN
+ *               descriptors); in training plans (ot_training) also what the
+ *               backward needs. Must not read or write tensor memory (data
+ *               pointers are backend memory). Never called for folded nodes.
+ *   forward(c)  computes the outputs from the inputs (NCHW, row-major). The CPU
+ *               forward also folds constants at plan time, on host memory,
+ *               without prepare (every plan folds on the CPU).
+ *   backward(c) optional (NULL: the op cannot be trained through). Given the
+ *               gradients of the outputs (ot_gout, NULL when an output gets
+ *               none: treat as zero), ADD the gradients of the inputs that need
+ *               one (ot_gin non-NULL) -- backward accumulates, so a value used
+ *               twice gets the sum (unless ot_gin_set says it is the only
+ *               writer: see OT_OPF_GRAD_SET). Runs after the forward of the same
+ *               plan; may read the inputs/outputs named in bwd_reads and anything
+ *               infer or prepare saved in params or plan state (ot_plan_state).
+ *               For OT_OPF_ALIAS ops the input and output gradients may share
+ *               bytes: then there is nothing to do.
+ *   release(params) optional. Frees what prepare attached to params (library
+ *               handles); called by ot_plan_destroy before params itself is
+ *               freed, also when prepare never ran or failed halfway. */
+typedef struct ot_op_impl {
+    ot_status (*prepare)(ot_kctx *c);
+    ot_status (*forward)(ot_kctx *c);
+    ot_status (*backward)(ot_kctx *c);
+    void (*release)(void *params);
+} ot_op_impl;
 
 /* Table lookup; -1 when the op is not supported. domain "" or "ai.onnx". */
 int ot_op_lookup(const char *op_type, const char *domain);
 const ot_op_def *ot_op_get(int index);
 int ot_op_count(void);
+/* Op `index`'s implementation on a device kind: OT_DEV_CPU and OT_DEV_CPU_GUARD
+ * share the CPU table; NULL when the device has none (OT_DEV_CUDA, for now). */
+const ot_op_impl *ot_op_impl_get(int index, ot_device_kind dev);
 
 /* ---- accessors for kernels ---- */
 static inline bool ot_has_in(const ot_kctx *c, int i) { return i < c->n->n_in && c->n->in[i] >= 0; }
@@ -103,6 +135,9 @@ static inline const float *ot_gout(const ot_kctx *c, int k) {
 /* Training plan: BatchNormalization uses batch statistics and updates its
  * running statistics in place (PyTorch semantics); see core/plan.h. */
 static inline bool ot_training(const ot_kctx *c) { return (c->p->flags & OT_PLAN_TRAIN) != 0; }
+/* Synchronised BatchNorm (data-parallel training): the plan's element-wise sum
+ * over ranks (core/plan.h bn_sum), or NULL for local batch statistics. */
+static inline void (*ot_bn_sum(const ot_kctx *c))(double *, int64_t) { return c->p->bn_sum; }
 /* Zeroed memory owned by the plan (freed with it), for state an op keeps
  * between its forward and backward (batch statistics, argmax, ...). Call from infer. */
 void *ot_plan_state(ot_kctx *c, size_t bytes);
@@ -116,10 +151,5 @@ ot_status ot_require_float(ot_kctx *c, int i);   /* float32 */
 ot_status ot_const_ints(ot_kctx *c, int i, int64_t *v, int64_t max, int64_t *count);
 /* Normalise an axis in [-rank, rank) to [0, rank). */
 ot_status ot_axis(ot_kctx *c, int64_t axis, int rank, int64_t *out);
-
-/* Synchronised BatchNorm for data-parallel training (kernels/batchnorm.c):
- * with a sum function set, BatchNormalization in training plans takes its
- * batch statistics over every rank (NULL: local statistics). */
-void ot_bn_set_sync(void (*sum)(double *buf, int64_t n));
 
 #endif

@@ -1,31 +1,45 @@
-/* optable.c: the op table. Each row is defined next to its kernels
- * (kernels/<family>.c); this is the only list of ops. */
+/* optable.c: the op table, the only list of ops. Each op's definition row and
+ * its CPU implementation row are defined next to its kernels
+ * (kernels/<family>.c); the two tables below list them in the same order. */
 #include "ops.h"
 #include <string.h>
 
-extern const ot_op_def ot_op_conv, ot_op_batchnormalization;
-extern const ot_op_def ot_op_sigmoid, ot_op_add, ot_op_sub, ot_op_mul, ot_op_div, ot_op_pow;
-extern const ot_op_def ot_op_concat, ot_op_maxpool, ot_op_resize, ot_op_upsample;
-extern const ot_op_def ot_op_reshape, ot_op_flatten, ot_op_identity, ot_op_squeeze, ot_op_unsqueeze;
-extern const ot_op_def ot_op_transpose, ot_op_split, ot_op_slice;
-extern const ot_op_def ot_op_constant, ot_op_shape, ot_op_gather, ot_op_cast, ot_op_constantofshape;
+#define OPS(X)                                                                                                        \
+    X(conv) X(batchnormalization)                                                                                     \
+    X(sigmoid) X(add) X(sub) X(mul) X(div) X(pow)                                                                     \
+    X(concat) X(maxpool) X(resize) X(upsample)                                                                        \
+    X(reshape) X(flatten) X(identity) X(squeeze) X(unsqueeze)                                                         \
+    X(transpose) X(split) X(slice)                                                                                    \
+    X(constant) X(shape) X(gather) X(cast) X(constantofshape)
 
-static const ot_op_def *const table[] = {
-    &ot_op_conv, &ot_op_batchnormalization,
-    &ot_op_sigmoid, &ot_op_add, &ot_op_sub, &ot_op_mul, &ot_op_div, &ot_op_pow,
-    &ot_op_concat, &ot_op_maxpool, &ot_op_resize, &ot_op_upsample,
-    &ot_op_reshape, &ot_op_flatten, &ot_op_identity, &ot_op_squeeze, &ot_op_unsqueeze,
-    &ot_op_transpose, &ot_op_split, &ot_op_slice,
-    &ot_op_constant, &ot_op_shape, &ot_op_gather, &ot_op_cast, &ot_op_constantofshape,
-};
+#define DECLARE(op) extern const ot_op_def ot_op_##op; extern const ot_op_impl ot_cpu_##op;
+OPS(DECLARE)
+#undef DECLARE
 
-int ot_op_count(void) { return (int)(sizeof table / sizeof table[0]); }
+#define DEF_ROW(op) &ot_op_##op,
+#define CPU_ROW(op) &ot_cpu_##op,
+static const ot_op_def *const defs[] = {OPS(DEF_ROW)};
+static const ot_op_impl *const cpu_impls[] = {OPS(CPU_ROW)};
+#undef DEF_ROW
+#undef CPU_ROW
+_Static_assert(sizeof defs / sizeof defs[0] == sizeof cpu_impls / sizeof cpu_impls[0], "one CPU row per definition");
 
-const ot_op_def *ot_op_get(int index) { return index >= 0 && index < ot_op_count() ? table[index] : NULL; }
+int ot_op_count(void) { return (int)(sizeof defs / sizeof defs[0]); }
+
+const ot_op_def *ot_op_get(int index) { return index >= 0 && index < ot_op_count() ? defs[index] : NULL; }
+
+const ot_op_impl *ot_op_impl_get(int index, ot_device_kind dev) {
+    if (index < 0 || index >= ot_op_count()) return NULL;
+    switch (dev) {
+    case OT_DEV_CPU:
+    case OT_DEV_CPU_GUARD: return cpu_impls[index]; /* the guard runs the CPU kernels over guarded memory */
+    default: return NULL;                           /* OT_DEV_CUDA: no implementation table yet */
+    }
+}
 
 int ot_op_lookup(const char *op_type, const char *domain) {
     if (domain && domain[0] && strcmp(domain, "ai.onnx") != 0) return -1;
     for (int i = 0; i < ot_op_count(); i++)
-        if (strcmp(table[i]->name, op_type) == 0) return i;
+        if (strcmp(defs[i]->name, op_type) == 0) return i;
     return -1;
 }

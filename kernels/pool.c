@@ -9,7 +9,7 @@
  * positions only, starting from the lowest float (as ORT/MLAS). The Indices output
  * and storage_order=1 are not supported. The gradient goes to each window's
  * first maximum (like PyTorch): saved by the forward of training plans with
- * unit strides and dilations (separable max), recomputed otherwise. CUDA twin: pool.cu. */
+ * unit strides and dilations (separable max), recomputed otherwise. CPU implementation only. */
 #include "ops.h"
 #include <float.h>
 #include <string.h>
@@ -289,5 +289,11 @@ static ot_status maxpool_bwd(ot_kctx *c) {
 
 /* ---- op table row ---- */
 
-const ot_op_def ot_op_maxpool = {"MaxPool", 1, 1, 1, 2, sizeof(pool_params), maxpool_infer, maxpool_fwd, 0, maxpool_bwd,
-                                 OT_BWD_IN(0)};
+/* definitions (device-neutral) */
+const ot_op_def ot_op_maxpool = {
+    .name = "MaxPool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 2, .params_size = sizeof(pool_params),
+    .infer = maxpool_infer, .bwd_reads = OT_BWD_IN(0),
+};
+
+/* CPU implementations */
+const ot_op_impl ot_cpu_maxpool = {.forward = maxpool_fwd, .backward = maxpool_bwd};

@@ -18,7 +18,7 @@
  * o -> o / k (YOLOv5's 2x upsampling and every integer-factor asymmetric/floor
  * case) skip the float arithmetic; other innermost maps are tabulated on the stack.
  * The backward adds each output's gradient to the input element it copied.
- * CUDA twin: resize.cu. */
+ * CPU implementation only. */
 #include "ops.h"
 #include <math.h>
 #include <string.h>
@@ -356,5 +356,16 @@ static ot_status rs_bwd(ot_kctx *c) {
 
 /* ---- op table rows ---- */
 
-const ot_op_def ot_op_resize = {"Resize", 1, 4, 1, 1, sizeof(rs_params), resize_infer, rs_fwd, 0, rs_bwd, 0};
-const ot_op_def ot_op_upsample = {"Upsample", 1, 2, 1, 1, sizeof(rs_params), upsample_infer, rs_fwd, 0, rs_bwd, 0};
+/* definitions (device-neutral) */
+const ot_op_def ot_op_resize = {
+    .name = "Resize", .min_in = 1, .max_in = 4, .min_out = 1, .max_out = 1, .params_size = sizeof(rs_params),
+    .infer = resize_infer,
+};
+const ot_op_def ot_op_upsample = {
+    .name = "Upsample", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .params_size = sizeof(rs_params),
+    .infer = upsample_infer,
+};
+
+/* CPU implementations */
+const ot_op_impl ot_cpu_resize = {.forward = rs_fwd, .backward = rs_bwd};
+const ot_op_impl ot_cpu_upsample = {.forward = rs_fwd, .backward = rs_bwd};

@@ -12,7 +12,7 @@
  * planner gives their output the input's bytes, and they copy only when it did not.
  * Backward (float32): the inverse move, added (views: nothing when the planner
  * aliased the gradients too).
- * CUDA twin: shape_ops.cu (Transpose, Split, Slice; views need no kernel). */
+ * CPU implementations only. */
 #include "ops.h"
 #include <string.h>
 
@@ -621,12 +621,46 @@ static ot_status slice_bwd(ot_kctx *c) {
 
 /* ---- op table rows ---- */
 
-const ot_op_def ot_op_reshape = {"Reshape", 2, 2, 1, 1, 0, reshape_infer, view_fwd, OT_OPF_ALIAS, view_bwd, 0};
-const ot_op_def ot_op_flatten = {"Flatten", 1, 1, 1, 1, 0, flatten_infer, view_fwd, OT_OPF_ALIAS, view_bwd, 0};
-const ot_op_def ot_op_identity = {"Identity", 1, 1, 1, 1, 0, identity_infer, view_fwd, OT_OPF_ALIAS, view_bwd, 0};
-const ot_op_def ot_op_squeeze = {"Squeeze", 1, 2, 1, 1, 0, squeeze_infer, view_fwd, OT_OPF_ALIAS, view_bwd, 0};
-const ot_op_def ot_op_unsqueeze = {"Unsqueeze", 1, 2, 1, 1, 0, unsqueeze_infer, view_fwd, OT_OPF_ALIAS, view_bwd, 0};
-const ot_op_def ot_op_transpose = {"Transpose", 1, 1, 1, 1, sizeof(tr_params), transpose_infer, transpose_fwd, 0,
-                                   transpose_bwd, 0};
-const ot_op_def ot_op_split = {"Split", 1, 2, 1, SPLIT_MAX, sizeof(split_params), split_infer, split_fwd, 0, split_bwd, 0};
-const ot_op_def ot_op_slice = {"Slice", 1, 5, 1, 1, sizeof(slice_params), slice_infer, slice_fwd, 0, slice_bwd, 0};
+/* definitions (device-neutral) */
+const ot_op_def ot_op_reshape = {
+    .name = "Reshape", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .infer = reshape_infer,
+    .flags = OT_OPF_ALIAS,
+};
+const ot_op_def ot_op_flatten = {
+    .name = "Flatten", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = flatten_infer,
+    .flags = OT_OPF_ALIAS,
+};
+const ot_op_def ot_op_identity = {
+    .name = "Identity", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = identity_infer,
+    .flags = OT_OPF_ALIAS,
+};
+const ot_op_def ot_op_squeeze = {
+    .name = "Squeeze", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .infer = squeeze_infer,
+    .flags = OT_OPF_ALIAS,
+};
+const ot_op_def ot_op_unsqueeze = {
+    .name = "Unsqueeze", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .infer = unsqueeze_infer,
+    .flags = OT_OPF_ALIAS,
+};
+const ot_op_def ot_op_transpose = {
+    .name = "Transpose", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .params_size = sizeof(tr_params),
+    .infer = transpose_infer,
+};
+const ot_op_def ot_op_split = {
+    .name = "Split", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = SPLIT_MAX,
+    .params_size = sizeof(split_params), .infer = split_infer,
+};
+const ot_op_def ot_op_slice = {
+    .name = "Slice", .min_in = 1, .max_in = 5, .min_out = 1, .max_out = 1, .params_size = sizeof(slice_params),
+    .infer = slice_infer,
+};
+
+/* CPU implementations */
+const ot_op_impl ot_cpu_reshape = {.forward = view_fwd, .backward = view_bwd};
+const ot_op_impl ot_cpu_flatten = {.forward = view_fwd, .backward = view_bwd};
+const ot_op_impl ot_cpu_identity = {.forward = view_fwd, .backward = view_bwd};
+const ot_op_impl ot_cpu_squeeze = {.forward = view_fwd, .backward = view_bwd};
+const ot_op_impl ot_cpu_unsqueeze = {.forward = view_fwd, .backward = view_bwd};
+const ot_op_impl ot_cpu_transpose = {.forward = transpose_fwd, .backward = transpose_bwd};
+const ot_op_impl ot_cpu_split = {.forward = split_fwd, .backward = split_bwd};
+const ot_op_impl ot_cpu_slice = {.forward = slice_fwd, .backward = slice_bwd};

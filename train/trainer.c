@@ -1,5 +1,6 @@
 /* trainer.c: the training loop of Ultralytics YOLOv5 v7.0 train.py (train/trainer.h). */
 #include "trainer.h"
+#include "../core/config.h"
 #include "../core/dist.h"
 #include "../kernels/ops.h"
 #include "autoanchor.h"
@@ -158,17 +159,14 @@ typedef struct run {
 
 /* ---- test hooks: every switch the tests pull, read here and nowhere else ---- */
 static void test_hooks_read(run *r) {
-    const char *s;
-    r->test.loss_log = getenv("ONNXT_LOSS_LOG"); /* per-batch losses, %.9g (resume tests) */
-    r->test.kill_epoch = r->test.kill_batch = -1;
-    s = getenv("ONNXT_TEST_KILL_AT"); /* "E:I" kills the process before batch I of epoch E */
-    if (s && sscanf(s, "%d:%d", &r->test.kill_epoch, &r->test.kill_batch) != 2) r->test.kill_epoch = -1;
-    s = getenv("ONNXT_TEST_KILL_RANK");
-    r->test.kill_any_rank = !s;
-    r->test.kill_rank = s ? atoi(s) : 0;
-    r->test.hang = getenv("ONNXT_TEST_HANG") != NULL;
-    s = getenv("ONNXT_TEST_KILL_IN_CKPT"); /* die in the middle of writing last.ckpt of this epoch */
-    r->test.kill_ckpt_epoch = s ? atoi(s) : -1;
+    const ot_config *c = ot_config_get(); /* core/config.h reads every switch, docs/ENVIRONMENT.md lists them */
+    r->test.loss_log = c->loss_log;
+    r->test.kill_epoch = c->test_kill_epoch;
+    r->test.kill_batch = c->test_kill_iter;
+    r->test.kill_any_rank = c->test_kill_rank < 0;
+    r->test.kill_rank = c->test_kill_rank;
+    r->test.hang = c->test_hang;
+    r->test.kill_ckpt_epoch = c->test_kill_in_ckpt;
 }
 
 /* Before batch i of an epoch: the process dies (or hangs) where ONNXT_TEST_KILL_AT says. */
@@ -416,7 +414,7 @@ static ot_status get_autograd(run *r, const ot_batch *b, ot_autograd **out, ot_e
         ot_autograd_destroy(r->alt);
         r->alt = NULL;
         OT_TRY(ot_autograd_create_on(r->be, r->g, &s, r->ag->kind, false, &r->alt, err));
-        OT_TRY(ot_autograd_share_vars(r->alt, r->ag, err));
+        OT_TRY(ot_autograd_share_vars(r->alt, r->ag, err)); /* weights, gradients and the BatchNorm sync */
         r->alt_shape = s;
     }
     *out = r->alt;
@@ -676,7 +674,6 @@ static ot_status setup_ranks(run *r, ot_error *err) {
     if (r->world > 1 && r->o.batch % r->world)
         return ot_fail(err, OT_ERR_INVALID, "--batch-size %d must be a multiple of the %d ranks", r->o.batch, r->world);
     r->batch_local = r->o.batch / r->world;
-    ot_bn_set_sync(r->world > 1 && r->o.sync_bn ? ot_dist_sum_f64 : NULL);
     if (r->world > 1 && !r->o.quiet)
         printf("data parallel: %d ranks, batch %d each%s\n", r->world, r->batch_local, r->o.sync_bn ? ", synchronised BatchNorm" : "");
     return OT_OK;
@@ -734,6 +731,7 @@ static ot_status setup_model(run *r, ot_error *err) {
     }
     ot_shape in = {4, {r->batch_local, 3, r->o.img, r->o.img}};
     OT_TRY(ot_autograd_create_on(r->be, r->g, &in, NULL, false, &r->ag, err));
+    ot_autograd_set_bn_sync(r->ag, r->world > 1 && r->o.sync_bn ? ot_dist_sum_f64 : NULL); /* SyncBatchNorm; alt plans share it */
     if (!(r->loss = ot_yolo_loss_create_on(r->be))) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
     ot_yolo_loss_cfg_init(&r->lcfg, head, &r->hyp, r->o.img);
     return OT_OK;

@@ -9,8 +9,12 @@
 #include "autograd.h"
 #include "../layout.h"
 #include "../../kernels/ops.h"
+#include "../config.h"
 #include <string.h>
 #include <unistd.h>
+
+/* Deprecated shim (train/trainer.c until it calls ot_autograd_set_bn_sync):
+ * the sum autograds created afterwards start with. */
 
 void ot_autograd_default_kinds(const ot_graph *g, unsigned char *kind) {
     memset(kind, 0, (size_t)g->n_values);
@@ -45,6 +49,7 @@ ot_status ot_autograd_share_vars(ot_autograd *dst, ot_autograd *src, ot_error *e
     dst->slab = src->slab;
     dst->grad_slab = src->grad_slab;
     dst->shared_vars = true;
+    dst->p->bn_sum = src->p->bn_sum; /* one training: the same BatchNorm synchronisation */
     for (int i = 0; i < dst->n_vars; i++) {
         int v = dst->var_vid[i];
         dst->p->data[v] = dst->slab + dst->var_off[i];
@@ -142,11 +147,11 @@ ot_status ot_autograd_create_on(ot_backend *be, const ot_graph *g, const ot_shap
         if (!rg) continue;
         for (int k = 0; k < n->n_out; k++)
             if (n->out[k] >= 0 && p->dtype[n->out[k]] == OT_F32) a->requires_grad[n->out[k]] = 1;
-        const ot_op_def *def = ot_op_get(n->op);
-        if (!def->bwd_cpu) {
+        const ot_op_impl *im = ot_op_impl_get(n->op, p->be->kind);
+        if (!im || !im->backward) {
             char label[600];
-            st = ot_fail(err, OT_ERR_UNSUPPORTED, "%sno backward for op %s, which training needs here",
-                         ot_node_label(g, n, label, sizeof label), n->op_type);
+            st = ot_fail(err, OT_ERR_UNSUPPORTED, "%sno implementation of %s's backward for device %s, which training needs here",
+                         ot_node_label(g, n, label, sizeof label), ot_op_get(n->op)->name, p->be->name);
             goto fail;
         }
     }
@@ -241,8 +246,7 @@ ot_status ot_autograd_create_on(ot_backend *be, const ot_graph *g, const ot_shap
         st = ot_fail(err, OT_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    const char *gs_env = getenv("ONNXT_GRAD_SET");
-    if (!(gs_env && strcmp(gs_env, "0") == 0)) {
+    if (ot_config_get()->grad_set) {
         for (int v = 0; v < nv; v++) views[galias[v]]++;
         for (int b = 0; b < a->n_bsteps; b++) {
             const ot_node *n = &g->nodes[a->bsteps[b]];
@@ -320,7 +324,7 @@ ot_status ot_autograd_backward(ot_autograd *a, ot_error *err) {
         const ot_node *n = &g->nodes[ni];
         ot_kctx c = {p, n, (int)g->opset, p->params[ni], err};
         double t0 = p->prof ? ot_plan_clock() : 0;
-        st = ot_op_get(n->op)->bwd_cpu(&c);
+        st = ot_op_impl_get(n->op, p->be->kind)->backward(&c); /* present: checked at creation */
         if (p->prof) p->prof[2 * ni + 1] += ot_plan_clock() - t0;
         if (st) {
             char label[600];
@@ -330,5 +334,7 @@ ot_status ot_autograd_backward(ot_autograd *a, ot_error *err) {
     ot_be_leave(a->be);
     return st;
 }
+
+void ot_autograd_set_bn_sync(ot_autograd *a, void (*sum)(double *buf, int64_t n)) { a->p->bn_sum = sum; }
 
 void ot_autograd_zero_grad(ot_autograd *a) { ot_be_memset(a->be, a->grad_slab, 0, a->slab_floats * sizeof(float)); }

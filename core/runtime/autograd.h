@@ -51,7 +51,8 @@ ot_status ot_autograd_create_on(ot_backend *be, const ot_graph *g, const ot_shap
 void ot_autograd_destroy(ot_autograd *a);
 /* Make dst (same graph, another input shape) use src's variable and gradient
  * slabs, so batches of different shapes (a short last batch, rect batches)
- * train one set of weights. src must outlive dst. */
+ * train one set of weights. src must outlive dst. Also gives dst src's
+ * BatchNorm synchronisation (ot_autograd_set_bn_sync). */
 ot_status ot_autograd_share_vars(ot_autograd *dst, ot_autograd *src, ot_error *err);
 
 /* Forward (BN in training mode). inputs: one host float32 buffer per graph
@@ -64,6 +65,13 @@ float *ot_autograd_output_grad(ot_autograd *a, int k);
  * input_grads) are recomputed by each backward. */
 ot_status ot_autograd_backward(ot_autograd *a, ot_error *err);
 void ot_autograd_zero_grad(ot_autograd *a);
+
+/* Synchronised BatchNorm for data-parallel training: with a sum function
+ * (element-wise, in place, over every rank: ot_dist_sum_f64), this autograd's
+ * BatchNormalization nodes take their batch statistics over every rank's batch
+ * (torch SyncBatchNorm); NULL (the default): local statistics. Every rank must
+ * run the same plans in the same order. */
+void ot_autograd_set_bn_sync(ot_autograd *a, void (*sum)(double *buf, int64_t n));
 
 /* Data / gradient of any value (NULL when it has none): backend memory, for
  * kernels and backend calls only. */

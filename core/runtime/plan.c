@@ -1,11 +1,14 @@
 /* plan.c: shape inference, constant folding and arena layout for concrete
  * input shapes (core/plan.h). Runs each node's infer once, folds nodes fed by
- * constants with their own CPU kernels, and assigns arena offsets first-fit by
- * liveness. ot_plan_run then calls the CPU kernels in topological order. */
+ * constants with their own CPU kernels, runs the planner passes (passes.c),
+ * checks that the plan's device implements every step, assigns arena offsets
+ * first-fit by liveness and prepares the steps. ot_plan_run then calls the
+ * device's forward implementations in topological order. */
 #include "../plan.h"
 #include <time.h>
 #include "../../kernels/ops.h"
 #include "../layout.h"
+#include "passes.h"
 #include <string.h>
 #include <unistd.h>
 
@@ -18,8 +21,8 @@ void ot_plan_destroy(ot_plan *p) {
     if (p->owned) for (int v = 0; v < p->nv; v++) free(p->owned[v]);
     if (p->params)
         for (int i = 0; i < p->g->n_nodes; i++) {
-            const ot_op_def *def = p->params[i] ? ot_op_get(p->g->nodes[i].op) : NULL;
-            if (def && def->params_free) def->params_free(p->params[i]);
+            const ot_op_impl *im = p->params[i] ? ot_op_impl_get(p->g->nodes[i].op, p->be->kind) : NULL;
+            if (im && im->release) im->release(p->params[i]);
             free(p->params[i]);
         }
     free(p->owned); free(p->params); free(p->dtype); free(p->shape); free(p->data); free(p->host); free(p->is_const);
@@ -80,7 +83,7 @@ static ot_status infer_nodes(ot_plan *p, ot_error *err) {
             void *fold_ws = p->ws_bytes ? malloc(p->ws_bytes) : NULL;
             if (p->ws_bytes && !fold_ws) return ot_fail(err, OT_ERR_NOMEM, "%sout of memory (workspace)", label);
             p->ws = fold_ws;
-            s = def->fwd_cpu(&c);
+            s = ot_op_impl_get(n->op, OT_DEV_CPU)->forward(&c);
             p->ws = NULL;
             free(fold_ws);
             if (s) return ot_fail_prefix(err, "%s", label);
@@ -193,6 +196,7 @@ ot_status ot_plan_commit(ot_plan *p, ot_timeline *t, const char *what, ot_error 
         return ot_fail(err, OT_ERR_NOMEM, "%s: cannot allocate %zu bytes of %s on %s", g->path, top, what, p->be->name);
     for (int v = 0; v < p->nv; v++) if (t->birth[v] >= 0) p->data[v] = p->arena + t->off[v];
     for (int v = 0; v < p->nv; v++) if (p->alias[v] != v && t->birth[p->alias[v]] >= 0) p->data[v] = p->data[p->alias[v]];
+    OT_TRY(ot_plan_prepare(p, err)); /* may raise ws_bytes (library workspaces) */
     if (p->ws_bytes && !(p->ws = ot_be_alloc(p->be, p->ws_bytes)))
         return ot_fail(err, OT_ERR_NOMEM, "%s: cannot allocate a %zu-byte workspace on %s", g->path, p->ws_bytes, p->be->name);
     return upload_consts(p, err);
@@ -206,6 +210,34 @@ static ot_status layout(ot_plan *p, ot_error *err) {
     ot_status st = ot_plan_commit(p, &t, "activations", err);
     ot_timeline_free(&t);
     return st;
+}
+
+/* Every runtime step needs a forward on the plan's device. */
+static ot_status check_impls(ot_plan *p, ot_error *err) {
+    for (int s = 0; s < p->n_steps; s++) {
+        const ot_node *n = &p->g->nodes[p->steps[s]];
+        const ot_op_impl *im = ot_op_impl_get(n->op, p->be->kind);
+        if (!im || !im->forward) {
+            char label[600];
+            return ot_fail(err, OT_ERR_UNSUPPORTED, "%sno implementation of %s for device %s",
+                           ot_node_label(p->g, n, label, sizeof label), ot_op_get(n->op)->name, p->be->name);
+        }
+    }
+    return OT_OK;
+}
+
+ot_status ot_plan_prepare(ot_plan *p, ot_error *err) {
+    for (int s = 0; s < p->n_steps; s++) {
+        const ot_node *n = &p->g->nodes[p->steps[s]];
+        const ot_op_impl *im = ot_op_impl_get(n->op, p->be->kind);
+        if (!im || !im->prepare) continue; /* check_impls reported a missing one */
+        ot_kctx c = {p, n, (int)p->g->opset, p->params[p->steps[s]], err};
+        if (im->prepare(&c)) {
+            char label[600];
+            return ot_fail_prefix(err, "%s", ot_node_label(p->g, n, label, sizeof label));
+        }
+    }
+    return OT_OK;
 }
 
 ot_status ot_plan_create(const ot_graph *g, const ot_shape *shapes, ot_plan **out, ot_error *err) {
@@ -294,6 +326,8 @@ ot_status ot_plan_create_on(ot_backend *be, const ot_graph *g, const ot_shape *s
         p->shape[v] = s;
     }
     ot_status s = infer_nodes(p, err);
+    if (!s) s = ot_plan_passes(p, err);
+    if (!s) s = check_impls(p, err);
     if (!s && !(flags & OT_PLAN_TRAIN)) s = layout(p, err); /* training plans: train/autograd.c lays out memory */
     if (s) { ot_plan_destroy(p); return s; }
     *out = p;
@@ -322,7 +356,7 @@ ot_status ot_plan_run(ot_plan *p, const float *const *inputs, ot_error *err) {
         if ((def->flags & OT_OPF_ALIAS) && n->out[0] >= 0 && n->in[0] >= 0) p->data[n->out[0]] = p->data[n->in[0]];
         ot_kctx c = {p, n, (int)g->opset, p->params[p->steps[s]], err};
         double t0 = p->prof ? ot_plan_clock() : 0;
-        st = def->fwd_cpu(&c);
+        st = ot_op_impl_get(n->op, p->be->kind)->forward(&c); /* present: checked at creation */
         if (p->prof) p->prof[2 * p->steps[s]] += ot_plan_clock() - t0;
         if (st) {
             char label[600];

@@ -139,7 +139,6 @@ int bench_train(int argc, char **argv) {
     const long total_bs = bs;
     if (bs % world) return cli_fail("bench train: --batch-size %ld is not a multiple of the %d ranks", bs, world);
     bs /= world;
-    ot_bn_set_sync(world > 1 ? ot_dist_sum_f64 : NULL);
     ot_model *m;
     if (ot_builtin_known(model)) { /* a built-in size, as `train --model yolov5s` */
         uint8_t *buf;
@@ -174,6 +173,7 @@ int bench_train(int argc, char **argv) {
         rc = cli_error(&e);
         goto done;
     }
+    ot_autograd_set_bn_sync(st->ag, world > 1 ? ot_dist_sum_f64 : NULL); /* SyncBatchNorm across ranks */
     double ph[6][1024];
     long n = steps > 1024 ? 1024 : steps;
     for (long it = -1; it < n; it++) { /* it -1: warm-up */
@@ -253,7 +253,6 @@ done:
     free(x);
     free(t);
     ot_model_destroy(m);
-    ot_bn_set_sync(NULL);
     if (rc && world > 1) ot_dist_abort(rc); /* the other ranks would wait in a collective */
     ot_dist_finalize();
     return rc;

@@ -1,0 +1,55 @@
+/* config.c: the ONNXT_* environment switches, read once (core/config.h). */
+#include "config.h"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static ot_config g_cfg;
+static char g_loss_log[4096], g_kill_at[64];
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static bool is(const char *v, const char *s) { return v && strcmp(v, s) == 0; }
+
+/* Copies an environment string (setenv may free getenv's pointer later). */
+static const char *keep(const char *v, char *buf, size_t cap) {
+    if (!v) return NULL;
+    snprintf(buf, cap, "%s", v);
+    return buf;
+}
+
+static void load(void) {
+    ot_config c;
+    memset(&c, 0, sizeof c);
+    const char *v = getenv("ONNXT_CONV_DNN");
+    c.conv_dnn = is(v, "off") ? OT_CONV_DNN_OFF : is(v, "plain") ? OT_CONV_DNN_PLAIN : is(v, "any") ? OT_CONV_DNN_ANY
+                                                                                                 : OT_CONV_DNN_AUTO;
+    v = getenv("ONNXT_CONV_DNN_TRAIN");
+    c.conv_dnn_train = is(v, "0") ? 0 : is(v, "1") ? 1 : -1;
+    c.fuse_silu = !is(getenv("ONNXT_FUSE_SILU"), "0");
+    c.grad_set = !is(getenv("ONNXT_GRAD_SET"), "0");
+    v = getenv("ONNXT_DIST_TIMEOUT");
+    double t = v ? atof(v) : 0;
+    c.dist_timeout_s = t > 0 ? t : 7200;
+    c.loss_log = keep(getenv("ONNXT_LOSS_LOG"), g_loss_log, sizeof g_loss_log);
+    c.test_kill_at = keep(getenv("ONNXT_TEST_KILL_AT"), g_kill_at, sizeof g_kill_at);
+    c.test_kill_epoch = c.test_kill_iter = -1;
+    if (c.test_kill_at && sscanf(c.test_kill_at, "%d:%d", &c.test_kill_epoch, &c.test_kill_iter) != 2)
+        c.test_kill_epoch = c.test_kill_iter = -1;
+    v = getenv("ONNXT_TEST_KILL_RANK");
+    c.test_kill_rank = v ? atoi(v) : -1;
+    c.test_hang = getenv("ONNXT_TEST_HANG") != NULL;
+    v = getenv("ONNXT_TEST_KILL_IN_CKPT");
+    c.test_kill_in_ckpt = v ? atoi(v) : -1;
+    g_cfg = c;
+}
+
+const ot_config *ot_config_get(void) {
+    pthread_once(&g_once, load);
+    return &g_cfg;
+}
+
+void ot_config_reload(void) {
+    pthread_once(&g_once, load);
+    load();
+}

@@ -1,0 +1,44 @@
+/* config.h: every ONNXT_* environment switch, read in one place (core/config.c).
+ *
+ * ot_config_get() reads the environment once, on first use (thread-safe), into
+ * an ot_config that callers only read. docs/ENVIRONMENT.md lists each switch,
+ * its meaning, its default and who reads it. Tests that change a switch after
+ * the first read call ot_config_reload(). */
+#ifndef OT_CONFIG_H
+#define OT_CONFIG_H
+
+#include <stdbool.h>
+
+/* ONNXT_CONV_DNN: which convolutions run as oneDNN primitives, in what layout. */
+typedef enum ot_conv_dnn_mode {
+    OT_CONV_DNN_AUTO = 0,  /* unset (or another value): the defaults in kernels/conv.c */
+    OT_CONV_DNN_OFF,       /* "off": im2col + GEMM everywhere */
+    OT_CONV_DNN_PLAIN,     /* "plain": oneDNN on plain NCHW / OIHW layouts */
+    OT_CONV_DNN_ANY,       /* "any": oneDNN picks its (blocked) layouts */
+} ot_conv_dnn_mode;
+
+typedef struct ot_config {
+    /* ---- kernels and planner ---- */
+    ot_conv_dnn_mode conv_dnn;  /* ONNXT_CONV_DNN */
+    int conv_dnn_train;         /* ONNXT_CONV_DNN_TRAIN: "0" -> 0, "1" -> 1, otherwise -1 (default) */
+    bool fuse_silu;             /* ONNXT_FUSE_SILU: false when "0" (default true) */
+    bool grad_set;              /* ONNXT_GRAD_SET: false when "0" (default true) */
+    /* ---- distributed ---- */
+    double dist_timeout_s;      /* ONNXT_DIST_TIMEOUT: seconds > 0, default 7200 */
+    /* ---- trainer (train/trainer.c) ---- */
+    const char *loss_log;       /* ONNXT_LOSS_LOG: file to append per-batch losses to, NULL when unset */
+    const char *test_kill_at;   /* ONNXT_TEST_KILL_AT as given ("E:I"), NULL when unset */
+    int test_kill_epoch, test_kill_iter; /* ...parsed: kill before batch I of epoch E; -1, -1 when unset or malformed */
+    int test_kill_rank;         /* ONNXT_TEST_KILL_RANK: the rank that dies; -1 (unset): every rank */
+    bool test_hang;             /* ONNXT_TEST_HANG set (any value): hang instead of dying */
+    int test_kill_in_ckpt;      /* ONNXT_TEST_KILL_IN_CKPT: die while writing last.ckpt of this epoch; -1 when unset */
+} ot_config;
+
+/* The switches, read from the environment on the first call. Never NULL. */
+const ot_config *ot_config_get(void);
+/* Tests only: reads the environment again (after setenv / unsetenv). Not
+ * thread-safe against concurrent readers; pointers from ot_config_get stay valid
+ * (the struct is updated in place). */
+void ot_config_reload(void);
+
+#endif

@@ -1,0 +1,47 @@
+/* passes.c: planner passes (core/runtime/passes.h). */
+#include "passes.h"
+#include "../../kernels/elementwise.h"
+#include "../../kernels/ops.h"
+#include "../config.h"
+#include <string.h>
+
+static bool is_step(const ot_plan *p, int node) {
+    for (int s = 0; s < p->n_steps; s++)
+        if (p->steps[s] == node) return true;
+    return false;
+}
+
+/* Uses of value v as a node input, over the whole graph. */
+static int uses_of(const ot_graph *g, int v) {
+    int uses = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_in; k++) uses += g->nodes[i].in[k] == v;
+    return uses;
+}
+
+ot_status ot_pass_fuse_silu(ot_plan *p, ot_error *err) {
+    (void)err;
+    if (!ot_config_get()->fuse_silu) return OT_OK;
+    const ot_graph *g = p->g;
+    const int mul = ot_op_lookup("Mul", ""), sigmoid = ot_op_lookup("Sigmoid", "");
+    for (int ni = 0; ni < g->n_nodes; ni++) {
+        const ot_node *n = &g->nodes[ni];
+        if (n->op != mul || n->n_in != 2 || n->in[0] < 0 || n->in[1] < 0 || n->in[0] == n->in[1] || !is_step(p, ni)) continue;
+        if (p->dtype[n->in[0]] != OT_F32 || !ot_shape_eq(&p->shape[n->in[0]], &p->shape[n->in[1]])) continue;
+        for (int side = 0; side < 2; side++) { /* side: the input slot of x */
+            int x = n->in[side], sv = n->in[1 - side], pn = g->values[sv].producer;
+            if (pn < 0 || g->nodes[pn].op != sigmoid || g->nodes[pn].n_in < 1 || g->nodes[pn].in[0] != x) continue;
+            if (p->is_const[sv] || (g->values[sv].flags & OT_V_OUTPUT)) continue;
+            if (uses_of(g, sv) != 1 || !is_step(p, pn)) continue;
+            if (!ot_mul_fuse_silu(p->params[ni], 1 - side)) continue;
+            ot_plan_unstep(p, pn);
+            break;
+        }
+    }
+    return OT_OK;
+}
+
+ot_status ot_plan_passes(ot_plan *p, ot_error *err) {
+    OT_TRY(ot_pass_fuse_silu(p, err));
+    return OT_OK;
+}
