@@ -26,17 +26,6 @@
 
 static char W[1024];
 
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...) {
-    char cmd[8192], err[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = tu_run(cmd, err, sizeof err);
-    ck_assert_msg(rc == 0, "%s -> %d: %s", cmd, rc, err);
-}
-
 /* local ranks only (the isolated launcher needs no ssh), as root in CI, 2 ranks on any core count */
 #define MPIRUN "env OMPI_MCA_plm=isolated OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 mpirun -np 2"
 
@@ -59,8 +48,8 @@ static void setup(void) {
     char p[1300];
     snprintf(p, sizeof p, "%s/d/data.yaml", W);
     if (tu_exists(p)) return;
-    sh("'%s' data synth --out '%s/d' --train 16 --val 4 --img 64 --seed 5 >/dev/null", OT_CLI, W);
-    sh("cd '%s/d/labels/train' && f=$(ls | head -1) && for x in *.txt; do [ \"$x\" = \"$f\" ] || cp \"$f\" \"$x\"; done", W);
+    tu_sh("'%s' data synth --out '%s/d' --train 16 --val 4 --img 64 --seed 5 >/dev/null", OT_CLI, W);
+    tu_sh("cd '%s/d/labels/train' && f=$(ls | head -1) && for x in *.txt; do [ \"$x\" = \"$f\" ] || cp \"$f\" \"$x\"; done", W);
     snprintf(p, sizeof p, "%s/hyp.yaml", W);
     FILE *f = fopen(p, "w");
     ck_assert(f);
@@ -110,9 +99,9 @@ static void compare(const char *one, const char *two) {
 START_TEST(two_ranks_equal_one_rank_without_bn) {
     if (!have_mpi()) return;
     setup();
-    sh("OMP_NUM_THREADS=1 '%s' train --data '%s/d/data.yaml' --hyp '%s/hyp.yaml' " ARGS " --no-bn --project '%s/runs' --name one", OT_CLI, W,
+    tu_sh("OMP_NUM_THREADS=1 '%s' train --data '%s/d/data.yaml' --hyp '%s/hyp.yaml' " ARGS " --no-bn --project '%s/runs' --name one", OT_CLI, W,
        W, W);
-    sh("OMP_NUM_THREADS=1 " MPIRUN " '%s' train --data '%s/d/data.yaml' --hyp '%s/hyp.yaml' " ARGS " --no-bn --project '%s/runs' --name two",
+    tu_sh("OMP_NUM_THREADS=1 " MPIRUN " '%s' train --data '%s/d/data.yaml' --hyp '%s/hyp.yaml' " ARGS " --no-bn --project '%s/runs' --name two",
        OT_CLI, W, W, W);
     compare("one", "two");
 }
@@ -121,9 +110,9 @@ END_TEST
 START_TEST(two_ranks_equal_one_rank_sync_bn) {
     if (!have_mpi()) return;
     setup();
-    sh("OMP_NUM_THREADS=1 '%s' train --data '%s/d/data.yaml' --hyp '%s/hyp.yaml' " ARGS " --project '%s/runs' --name one_bn", OT_CLI, W, W,
+    tu_sh("OMP_NUM_THREADS=1 '%s' train --data '%s/d/data.yaml' --hyp '%s/hyp.yaml' " ARGS " --project '%s/runs' --name one_bn", OT_CLI, W, W,
        W);
-    sh("OMP_NUM_THREADS=1 " MPIRUN " '%s' train --data '%s/d/data.yaml' --hyp '%s/hyp.yaml' " ARGS " --sync-bn --project '%s/runs' --name two_sbn",
+    tu_sh("OMP_NUM_THREADS=1 " MPIRUN " '%s' train --data '%s/d/data.yaml' --hyp '%s/hyp.yaml' " ARGS " --sync-bn --project '%s/runs' --name two_sbn",
        OT_CLI, W, W, W);
     compare("one_bn", "two_sbn");
 }

@@ -160,17 +160,6 @@ END_TEST
 /* ---- the CLI on the guard: train, resume, val, predict ---- */
 static char W[1024], DATA[1200];
 
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...) {
-    char cmd[8192], err[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = tu_run(cmd, err, sizeof err);
-    ck_assert_msg(rc == 0, "%s -> %d: %s", cmd, rc, err);
-}
-
 static char *slurp(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     ck_assert_msg(f != NULL, "cannot open %s", path);
@@ -244,11 +233,11 @@ static void same_losses(const char *a, const char *b) {
 static void cli_setup(void) {
     snprintf(W, sizeof W, "%s", tu_work());
     snprintf(DATA, sizeof DATA, "%s/syn/data.yaml", W);
-    if (!tu_exists(DATA)) sh("'%s' data synth --out '%s/syn' --train 24 --val 8 --img 64 --seed 5 >/dev/null", OT_CLI, W);
+    if (!tu_exists(DATA)) tu_sh("'%s' data synth --out '%s/syn' --train 24 --val 8 --img 64 --seed 5 >/dev/null", OT_CLI, W);
 }
 
 static void train_on(const char *device, const char *name, const char *extra_env) {
-    sh("rm -rf '%s/runs/%s' '%s/%s.log' && %s ONNXT_LOSS_LOG='%s/%s.log' '%s' train --data '%s' " TRAIN_ARGS
+    tu_sh("rm -rf '%s/runs/%s' '%s/%s.log' && %s ONNXT_LOSS_LOG='%s/%s.log' '%s' train --data '%s' " TRAIN_ARGS
        " --device %s --project '%s/runs' --name %s", W, name, W, name, extra_env, W, name, OT_CLI, DATA, device, W, name);
 }
 
@@ -270,7 +259,7 @@ START_TEST(t_cli_train_resume) {
     snprintf(cmd, sizeof cmd, "rm -rf '%s/runs/kill' && ONNXT_TEST_KILL_AT=1:1 ONNXT_LOSS_LOG='%s/kill.log' '%s' train --data '%s' "
              TRAIN_ARGS " --device cpu-guard --project '%s/runs' --name kill", W, W, OT_CLI, DATA, W);
     ck_assert_msg(tu_run(cmd, err, sizeof err) != 0, "the killed run exited 0");
-    sh("ONNXT_LOSS_LOG='%s/kill.log' '%s' train --resume '%s/runs/kill/weights/last.ckpt' --device cpu-guard --quiet", W, OT_CLI, W);
+    tu_sh("ONNXT_LOSS_LOG='%s/kill.log' '%s' train --resume '%s/runs/kill/weights/last.ckpt' --device cpu-guard --quiet", W, OT_CLI, W);
     snprintf(a, sizeof a, "%s/kill.log", W);
     snprintf(b, sizeof b, "%s/cpu.log", W);
     same_losses(a, b);
@@ -286,15 +275,15 @@ START_TEST(t_cli_val_predict) {
     if (!tu_exists(a)) train_on("cpu", "cpu", "");
     for (int k = 0; k < 2; k++) {
         const char *dev = k ? "cpu-guard" : "cpu";
-        sh("'%s' val --model '%s/runs/cpu/weights/best.ckpt' --data '%s' --img 64 --device %s --json | sed -E 's/\"ms_per_image\": ?[-0-9.e+]+//' > '%s/val-%s.json'", OT_CLI, W,
+        tu_sh("'%s' val --model '%s/runs/cpu/weights/best.ckpt' --data '%s' --img 64 --device %s --json | sed -E 's/\"ms_per_image\": ?[-0-9.e+]+//' > '%s/val-%s.json'", OT_CLI, W,
            DATA, dev, W, dev);
-        sh("rm -rf '%s/pred-%s' && '%s' predict --model '%s/runs/cpu/weights/best.onnx' --source '%s/syn/images/val' --img 64 "
+        tu_sh("rm -rf '%s/pred-%s' && '%s' predict --model '%s/runs/cpu/weights/best.onnx' --source '%s/syn/images/val' --img 64 "
            "--conf 0.01 --device %s --out '%s/pred-%s' >/dev/null", W, dev, OT_CLI, W, W, dev, W, dev);
     }
     snprintf(a, sizeof a, "%s/val-cpu.json", W);
     snprintf(b, sizeof b, "%s/val-cpu-guard.json", W);
     same_file(a, b);
-    sh("cd '%s' && diff -r pred-cpu/labels pred-cpu-guard/labels && test -n \"$(ls pred-cpu/labels)\"", W);
+    tu_sh("cd '%s' && diff -r pred-cpu/labels pred-cpu-guard/labels && test -n \"$(ls pred-cpu/labels)\"", W);
 }
 END_TEST
 

@@ -26,22 +26,10 @@
 static char W[1024];
 static char DATA[1200];
 
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    char err[4096];
-    int rc = tu_run(cmd, err, sizeof err);
-    ck_assert_msg(rc == 0, "%s -> %d: %s", cmd, rc, err);
-}
-
 static void setup(void) {
     snprintf(W, sizeof W, "%s", tu_work());
     snprintf(DATA, sizeof DATA, "%s/syn/data.yaml", W);
-    if (!tu_exists(DATA)) sh("'%s' data synth --out '%s/syn' --train 24 --val 8 --img 64 --seed 3 >/dev/null", OT_CLI, W);
+    if (!tu_exists(DATA)) tu_sh("'%s' data synth --out '%s/syn' --train 24 --val 8 --img 64 --seed 3 >/dev/null", OT_CLI, W);
 }
 
 #define TRAIN_ARGS "--model yolov5n --img 64 --epochs 3 --batch-size 8 --workers 1 --quiet --noplots --exist-ok"
@@ -53,7 +41,7 @@ static void reference_run(void) {
     snprintf(p, sizeof p, "%s/runs/ref/weights/best.onnx", W);
     struct stat sr, sc;
     if (stat(p, &sr) == 0 && stat(OT_CLI, &sc) == 0 && sr.st_mtime > sc.st_mtime) return;
-    sh("rm -f '%s/ref.log' && ONNXT_LOSS_LOG='%s/ref.log' '%s' train --data '%s' " TRAIN_ARGS " --project '%s/runs' --name ref",
+    tu_sh("rm -f '%s/ref.log' && ONNXT_LOSS_LOG='%s/ref.log' '%s' train --data '%s' " TRAIN_ARGS " --project '%s/runs' --name ref",
        W, W, OT_CLI, DATA, W);
 }
 
@@ -118,7 +106,7 @@ START_TEST(resume_after_kill_mid_epoch) {
     ck_assert_msg(rc == 137, "expected the run to be killed (137), got %d: %s", rc, err);
     snprintf(p, sizeof p, "%s/runs/k1/weights/last.ckpt", W);
     ck_assert_int_eq(ckpt_epoch(p), 0);
-    sh("ONNXT_LOSS_LOG='%s/k1.log' '%s' train --resume '%s' --quiet", W, OT_CLI, p);
+    tu_sh("ONNXT_LOSS_LOG='%s/k1.log' '%s' train --resume '%s' --quiet", W, OT_CLI, p);
     snprintf(p, sizeof p, "%s/k1.log", W);
     char q[1300];
     snprintf(q, sizeof q, "%s/ref.log", W);
@@ -153,7 +141,7 @@ START_TEST(resume_after_kill_in_checkpoint_write) {
     /* the interrupted write left only a temporary file */
     snprintf(cmd, sizeof cmd, "ls '%s/runs/k2/weights/' | grep -q 'last.ckpt.tmp'", W);
     ck_assert_int_eq(system(cmd), 0);
-    sh("ONNXT_LOSS_LOG='%s/k2.log' '%s' train --resume '%s' --quiet", W, OT_CLI, p);
+    tu_sh("ONNXT_LOSS_LOG='%s/k2.log' '%s' train --resume '%s' --quiet", W, OT_CLI, p);
     snprintf(p, sizeof p, "%s/k2.log", W);
     snprintf(q, sizeof q, "%s/ref.log", W);
     same_losses(q, p);
@@ -247,12 +235,12 @@ START_TEST(export_every_form_matches_checkpoint) {
     static const char *forms[] = {"raw", "raw-bn"};
     for (int k = 0; k < 2; k++) {
         snprintf(out, sizeof out, "%s/exp_%s.onnx", W, forms[k]);
-        sh("'%s' export --weights '%s' --out '%s' --form %s >/dev/null", OT_CLI, ck, out, forms[k]);
+        tu_sh("'%s' export --weights '%s' --out '%s' --form %s >/dev/null", OT_CLI, ck, out, forms[k]);
         check_export(ck, out, forms[k]);
     }
     /* another fixed size */
     snprintf(out, sizeof out, "%s/exp_96.onnx", W);
-    sh("'%s' export --weights '%s' --out '%s' --img 96 >/dev/null", OT_CLI, ck, out);
+    tu_sh("'%s' export --weights '%s' --out '%s' --img 96 >/dev/null", OT_CLI, ck, out);
     check_export(ck, out, "inference");
 }
 END_TEST
@@ -261,7 +249,7 @@ static double json_map50(const char *cmd_fmt, const char *model) {
     char cmd[8192], outp[1300];
     snprintf(outp, sizeof outp, "%s/val_%d.json", W, (int)strlen(model));
     snprintf(cmd, sizeof cmd, cmd_fmt, OT_CLI, model, DATA, outp);
-    sh("%s", cmd);
+    tu_sh("%s", cmd);
     json_error_t je;
     json_t *j = json_load_file(outp, 0, &je);
     ck_assert_msg(j != NULL, "%s: %s", outp, je.text);
@@ -281,21 +269,21 @@ START_TEST(val_predict_and_errors) {
     double a = json_map50(fmt, ck), b = json_map50(fmt, ox);
     ck_assert_msg(fabs(a - b) < 1e-3, "val of the checkpoint %g vs its export %g", a, b);
     /* predict: a picture and a label file per image */
-    sh("rm -rf '%s/pred' && '%s' predict --model '%s' --source '%s/syn/images/val' --out '%s/pred' --conf 0.01 >/dev/null", W, OT_CLI,
+    tu_sh("rm -rf '%s/pred' && '%s' predict --model '%s' --source '%s/syn/images/val' --out '%s/pred' --conf 0.01 >/dev/null", W, OT_CLI,
        ox, W, W);
     snprintf(cmd, sizeof cmd, "test $(ls '%s/pred'/*.jpg | wc -l) -eq 8 && test $(ls '%s/pred/labels'/*.txt | wc -l) -eq 8", W, W);
     ck_assert_int_eq(system(cmd), 0);
     /* a model with another class count */
     snprintf(cmd, sizeof cmd, "'%s' train --model '%s' --data '%s/syn6/data.yaml' --img 64 --epochs 1 --quiet --project '%s/runs' --name bad",
              OT_CLI, ox, W, W);
-    sh("test -f '%s/syn6/data.yaml' || '%s' data synth --out '%s/syn6' --train 8 --val 4 --img 64 --nc 6 >/dev/null", W, OT_CLI, W);
+    tu_sh("test -f '%s/syn6/data.yaml' || '%s' data synth --out '%s/syn6' --train 8 --val 4 --img 64 --nc 6 >/dev/null", W, OT_CLI, W);
     int rc = tu_run(cmd, err, sizeof err);
     ck_assert_int_eq(rc, 2);
     ck_assert_msg(strstr(err, "3 classes") && strstr(err, "--reset-head"), "%s", err);
     /* a damaged checkpoint */
     char bad[1300];
     snprintf(bad, sizeof bad, "%s/bad.ckpt", W);
-    sh("head -c 100000 '%s' > '%s'", ck, bad);
+    tu_sh("head -c 100000 '%s' > '%s'", ck, bad);
     snprintf(cmd, sizeof cmd, "'%s' export --weights '%s' --out '%s/x.onnx'", OT_CLI, bad, W);
     rc = tu_run(cmd, err, sizeof err);
     ck_assert_int_eq(rc, 2);
@@ -312,7 +300,7 @@ START_TEST(bench_train_cli) {
     setup();
     char out[1300], cmd[8192], err[4096];
     snprintf(out, sizeof out, "%s/bench.json", W);
-    sh("OMP_NUM_THREADS=2 '%s' bench train --model yolov5n --nc 3 --batch-size 2 --img 64 --steps 2 --json > '%s'", OT_CLI, out);
+    tu_sh("OMP_NUM_THREADS=2 '%s' bench train --model yolov5n --nc 3 --batch-size 2 --img 64 --steps 2 --json > '%s'", OT_CLI, out);
     json_error_t je;
     json_t *j = json_load_file(out, 0, &je);
     ck_assert_msg(j != NULL, "%s: %s", out, je.text);
@@ -325,8 +313,8 @@ START_TEST(bench_train_cli) {
     for (int k = 0; k < 6; k++) ck_assert_msg(json_is_number(json_object_get(ms, keys[k])), "ms.%s missing", keys[k]);
     ck_assert(json_number_value(json_object_get(ms, "forward")) > 0 && json_number_value(json_object_get(ms, "backward")) > 0);
     json_decref(j);
-    sh("OMP_NUM_THREADS=2 '%s' bench train --model yolov5n --nc 3 --batch-size 2 --img 64 --steps 1 --profile > '%s/prof.txt'", OT_CLI, W);
-    sh("grep -q 'profile, ms per step' '%s/prof.txt' && grep -q '^  Conv  *60 ' '%s/prof.txt' && grep -q '(gradient zeroing)' '%s/prof.txt' && "
+    tu_sh("OMP_NUM_THREADS=2 '%s' bench train --model yolov5n --nc 3 --batch-size 2 --img 64 --steps 1 --profile > '%s/prof.txt'", OT_CLI, W);
+    tu_sh("grep -q 'profile, ms per step' '%s/prof.txt' && grep -q '^  Conv  *60 ' '%s/prof.txt' && grep -q '(gradient zeroing)' '%s/prof.txt' && "
        "grep -q 'GFLOP/s' '%s/prof.txt'", W, W, W, W);
     snprintf(cmd, sizeof cmd, "'%s' bench train --model yolov5n --img 65", OT_CLI);
     ck_assert_int_eq(tu_run(cmd, err, sizeof err), 2);
@@ -341,7 +329,7 @@ END_TEST
  * class, AdamW, cosine LR, frozen layers (their weights must not move). */
 START_TEST(flags_rect_single_cls_freeze_adamw) {
     setup();
-    sh("'%s' train --model yolov5n --data '%s' --img 64 --epochs 2 --batch-size 5 --workers 1 --quiet --noplots --exist-ok "
+    tu_sh("'%s' train --model yolov5n --data '%s' --img 64 --epochs 2 --batch-size 5 --workers 1 --quiet --noplots --exist-ok "
        "--rect --single-cls --freeze 3 --optimizer AdamW --cos-lr --noautoanchor --project '%s/runs' --name flags",
        OT_CLI, DATA, W);
     char p[1300];
@@ -390,7 +378,7 @@ static void shared_case(const char *model, const char *name, const char *form) {
     char d[1300], cmd[8192];
     snprintf(d, sizeof d, "%s/coco8", W);
     if (!tu_exists(d)) {
-        sh("mkdir -p '%s/images' '%s/labels' && for f in $(ls '%s/data/coco128/images/train2017' | head -8); do "
+        tu_sh("mkdir -p '%s/images' '%s/labels' && for f in $(ls '%s/data/coco128/images/train2017' | head -8); do "
            "ln -sf '%s/data/coco128/images/train2017/'$f '%s/images/'$f; b=${f%%.jpg}; "
            "cp '%s/data/coco128/labels/train2017/'$b.txt '%s/labels/' 2>/dev/null || true; done",
            d, d, shd, shd, d, shd, d);
@@ -409,17 +397,17 @@ static void shared_case(const char *model, const char *name, const char *form) {
         fclose(n);
         fclose(f);
     }
-    sh("'%s' train --model '%s/models/%s' --data '%s/data.yaml' --img 64 --epochs 1 --batch-size 4 --workers 1 --quiet --noplots "
+    tu_sh("'%s' train --model '%s/models/%s' --data '%s/data.yaml' --img 64 --epochs 1 --batch-size 4 --workers 1 --quiet --noplots "
        "--noautoanchor --exist-ok --project '%s/runs' --name %s",
        OT_CLI, shd, model, d, W, name);
     char ck[1300], out[1300];
     snprintf(ck, sizeof ck, "%s/runs/%s/weights/last.ckpt", W, name);
     snprintf(out, sizeof out, "%s/%s_inference.onnx", W, name);
-    sh("'%s' export --weights '%s' --out '%s' --form inference --img 64 >/dev/null", OT_CLI, ck, out);
+    tu_sh("'%s' export --weights '%s' --out '%s' --form inference --img 64 >/dev/null", OT_CLI, ck, out);
     check_export(ck, out, "inference");
     /* the default form is the source's */
     snprintf(out, sizeof out, "%s/%s_default.onnx", W, name);
-    sh("'%s' export --weights '%s' --out '%s' --img 64 >/dev/null", OT_CLI, ck, out);
+    tu_sh("'%s' export --weights '%s' --out '%s' --img 64 >/dev/null", OT_CLI, ck, out);
     check_export(ck, out, form);
 }
 

@@ -1,5 +1,6 @@
 /* testutil.c: helpers shared by the Check suites. */
 #include "testutil.h"
+#include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,4 +98,14 @@ void tu_refcase_free(tu_refcase *c) {
     free(c->x);
     ot_model_destroy(c->model);
     json_decref(c->ref);
+}
+
+void tu_sh(const char *fmt, ...) {
+    char cmd[8192], err[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = tu_run(cmd, err, sizeof err);
+    ck_assert_msg(rc == 0, "%s -> %d: %s", cmd, rc, err);
 }

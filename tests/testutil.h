@@ -16,6 +16,8 @@ double tu_scaled_err(const float *a, const float *b, int64_t n);
 /* Run a shell command (stdout as the command redirects it); returns its exit
  * status, stderr captured into err (may be NULL). */
 int tu_run(const char *cmd, char *err, size_t errlen);
+/* Run a formatted shell command and fail the test (with its stderr) unless it exits 0. */
+void tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Path of the shared folder, or NULL (with a message on stderr) when absent. */
 const char *tu_shared(void);
 /* Work folder for this test binary (created). */
