@@ -38,6 +38,7 @@ static void cpu_wait(ot_backend *be, ot_stream s, const ot_event *e) { (void)be;
 static const ot_backend_vtbl cpu_vtbl = {
     .alloc = cpu_alloc, .free = cpu_free, .memset = cpu_memset, .upload = cpu_upload, .download = cpu_download,
     .copy = cpu_copy, .enter = cpu_nop, .leave = cpu_nop, .record = cpu_record, .wait = cpu_wait, .sync = cpu_nop,
+    .host_alloc = cpu_alloc, .host_free = cpu_free,
 };
 
 static ot_backend cpu_backend = {.v = &cpu_vtbl, .kind = OT_DEV_CPU, .name = "cpu"};
@@ -167,6 +168,7 @@ static void guard_copy(ot_backend *be, void *d, const void *src, size_t n) {
 static const ot_backend_vtbl guard_vtbl = {
     .alloc = guard_alloc, .free = guard_free, .memset = guard_memset, .upload = guard_upload, .download = guard_download,
     .copy = guard_copy, .enter = guard_enter, .leave = guard_leave, .record = cpu_record, .wait = cpu_wait, .sync = cpu_nop,
+    .host_alloc = cpu_alloc, .host_free = cpu_free, /* staging memory is the host's: open to host code */
 };
 
 static ot_backend guard_backend = {.v = &guard_vtbl, .kind = OT_DEV_CPU_GUARD, .name = "cpu-guard"};

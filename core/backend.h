@@ -38,6 +38,9 @@ typedef struct ot_backend_vtbl {
     void (*record)(ot_backend *be, ot_stream s, ot_event *e);  /* e completes when s reaches this point */
     void (*wait)(ot_backend *be, ot_stream s, const ot_event *e); /* s waits for e */
     void (*sync)(ot_backend *be);                              /* every stream drained */
+    void *(*host_alloc)(ot_backend *be, size_t bytes);         /* host staging memory for uploads (loader batches):
+                                                                * page-locked on a GPU; plain, aligned on the CPU */
+    void (*host_free)(ot_backend *be, void *ptr);
 } ot_backend_vtbl;
 
 struct ot_backend {
@@ -69,6 +72,8 @@ static inline void ot_be_upload(ot_backend *be, void *dst, const void *src, size
 static inline void ot_be_download(ot_backend *be, void *dst, const void *src, size_t n) { if (n) be->v->download(be, OT_STREAM_COMPUTE, dst, src, n); }
 static inline void ot_be_copy(ot_backend *be, void *dst, const void *src, size_t n) { if (n && dst != src) be->v->copy(be, dst, src, n); }
 static inline void ot_be_sync(ot_backend *be) { be->v->sync(be); }
+static inline void *ot_be_host_alloc(ot_backend *be, size_t n) { return be->v->host_alloc(be, n ? n : 1); }
+static inline void ot_be_host_free(ot_backend *be, void *p) { if (p) be->v->host_free(be, p); }
 static inline void ot_be_enter(ot_backend *be) { if (be->depth++ == 0) be->v->enter(be); }
 static inline void ot_be_leave(ot_backend *be) { if (--be->depth == 0) be->v->leave(be); }
 

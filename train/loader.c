@@ -8,7 +8,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include "core/device.h"
+#include "core/backend.h"
 
 /* ---- batch memory: page-locked when a CUDA device is present (core/device.h) ---- */
 
@@ -32,12 +32,12 @@ typedef struct slot {
     int *nrows, *rowcap;     /* (B) */
     int done;                /* samples finished */
     int64_t batch;           /* batch being filled, -1 none */
-    bool pinned;             /* b.images is page-locked (ot_host_alloc) */
 } slot;
 
 struct ot_loader {
     const ot_dataset *d;
     ot_loader_cfg c;
+    ot_backend *be;          /* owns the batches' host staging memory */
     int64_t n, nb;
     int64_t ns;              /* samples this rank iterates an epoch (n when world == 1) */
     int64_t *order;          /* (ns) dataset index of each epoch position */
@@ -477,7 +477,7 @@ void ot_loader_destroy(ot_loader *L) {
     free(L->wc);
     for (int k = 0; L->slots && k < L->K; k++) {
         slot *S = &L->slots[k];
-        ot_host_free(S->b.images, S->pinned);
+        ot_be_host_free(L->be, S->b.images);
         free(S->b.targets); free(S->b.sample); free(S->b.shapes);
         for (int j = 0; S->rows && j < L->c.batch_size; j++) free(S->rows[j]);
         free(S->rows); free(S->nrows); free(S->rowcap);
@@ -517,6 +517,7 @@ ot_status ot_loader_create(const ot_dataset *d, const ot_loader_cfg *c, ot_loade
     if (!L) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
     L->d = d;
     L->c = *c;
+    L->be = c->be ? c->be : ot_backend_cpu();
     L->n = d->n;
     L->ns = c->world > 1 ? (d->n + c->world - 1) / c->world : d->n; /* DistributedSampler: padded, then rank::world */
     L->nb = (L->ns + c->batch_size - 1) / c->batch_size;
@@ -565,7 +566,7 @@ ot_status ot_loader_create(const ot_dataset *d, const ot_loader_cfg *c, ot_loade
     for (int k = 0; k < L->K; k++) {
         slot *S = &L->slots[k];
         size_t B = (size_t)c->batch_size;
-        S->b.images = ot_host_alloc(sizeof(float) * B * 3 * (size_t)L->max_w * L->max_h, &S->pinned);
+        S->b.images = ot_be_host_alloc(L->be, sizeof(float) * B * 3 * (size_t)L->max_w * L->max_h);
         S->b.sample = calloc(B, sizeof(int64_t));
         S->b.shapes = calloc(B, sizeof(ot_sample_shape));
         S->rows = calloc(B, sizeof(float *));

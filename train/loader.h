@@ -5,8 +5,8 @@
  * (image index in batch, class, cx, cy, w, h) normalised, which is what
  * Ultralytics' collate_fn yields. Each sample's random numbers come from
  * (seed, epoch, dataset index), so a batch is the same whatever the number of
- * workers. Batch images are page-locked (cudaHostAlloc) when the build has CUDA
- * and a device is present (ot_host_alloc, core/device.h). */
+ * workers. Batch images are the backend's host staging memory (c.be: page-locked
+ * for a GPU), uploaded by the step into the plan's fixed input slot. */
 #ifndef OT_LOADER_H
 #define OT_LOADER_H
 
@@ -32,6 +32,7 @@ typedef struct ot_loader_cfg {
                        * of each epoch's order padded to a multiple of world (torch
                        * DistributedSampler); world 0 or 1: the whole dataset */
     ot_hyp hyp;
+    struct ot_backend *be; /* the device the batches go to (its host staging memory); NULL: the CPU */
 } ot_loader_cfg;
 
 /* Training defaults: 640, batch 16, 4 workers, augment, shuffle, hyp.scratch-low. */

@@ -750,6 +750,7 @@ static ot_status setup_loaders(run *r, ot_error *err) {
     lc.stride = r->gs;
     lc.cache_ram = r->o.cache_ram;
     lc.hyp = r->hyp;
+    lc.be = r->be;
     if (r->o.rect) { lc.rect = true; lc.shuffle = false; lc.pad = 0.0; }
     OT_TRY(ot_loader_create(r->train_ds, &lc, &r->train_ld, err));
     ot_loader_cfg vc;
@@ -761,6 +762,7 @@ static ot_status setup_loaders(run *r, ot_error *err) {
     vc.stride = r->gs;
     vc.cache_ram = r->o.cache_ram;
     vc.hyp = r->hyp;
+    vc.be = r->be;
     return ot_loader_create(r->val_ds, &vc, &r->val_ld, err);
 }
 

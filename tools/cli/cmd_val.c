@@ -269,7 +269,9 @@ static int val_model(const char *model, const char *yaml, const char *split, lon
     lc.workers = (int)workers;
     lc.stride = stride;
     ot_backend *be = NULL;
-    if (ot_backend_get(val_device, &be, &e) || ot_loader_create(d, &lc, &ld, &e) || ot_detector_create_on(be, g, &g->head, NULL, &det, &e)) {
+    if (ot_backend_get(val_device, &be, &e)) { rc = cli_error(&e); goto done; }
+    lc.be = be;
+    if (ot_loader_create(d, &lc, &ld, &e) || ot_detector_create_on(be, g, &g->head, NULL, &det, &e)) {
         rc = cli_error(&e);
         goto done;
     }
