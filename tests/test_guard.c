@@ -74,6 +74,30 @@ START_TEST(t_transfers) {
 }
 END_TEST
 
+/* A device without an implementation of an op: plan creation names the node, the op and the device. */
+START_TEST(t_missing_implementation) {
+    uint8_t *buf;
+    size_t len;
+    ot_error e;
+    ck_assert_msg(ot_builtin_onnx("yolov5n", 3, 64, 7, NULL, &buf, &len, &e) == OT_OK, "%s", e.msg);
+    ot_model *m;
+    ck_assert_msg(ot_model_load_buffer(buf, len, ".", "yolov5n", &m, &e) == OT_OK, "%s", e.msg);
+    free(buf);
+    ot_backend gpu = *ot_backend_cpu(); /* the CPU's memory calls, a device kind with no op table yet */
+    gpu.kind = OT_DEV_CUDA;
+    snprintf(gpu.name, sizeof gpu.name, "cuda:0");
+    ot_shape s = {4, {1, 3, 64, 64}};
+    ot_plan *p = NULL;
+    ck_assert_int_ne(ot_plan_create_on(&gpu, m, &s, 0, NULL, &p, &e), OT_OK);
+    ck_assert_ptr_null(p);
+    ck_assert_msg(strstr(e.msg, "(Conv)") && strstr(e.msg, "no implementation of Conv for device cuda:0"), "%s", e.msg);
+    ot_autograd *a = NULL;
+    ck_assert_int_ne(ot_autograd_create_on(&gpu, m, &s, NULL, false, &a, &e), OT_OK);
+    ck_assert_msg(strstr(e.msg, "for device cuda:0"), "%s", e.msg);
+    ot_model_destroy(m);
+}
+END_TEST
+
 /* ---- a training step and 20 optimizer steps ---- */
 typedef struct trace { float *slab, *grad, *m1, *m2, *ema; size_t n; double loss[21], gnorm[20]; } trace;
 
@@ -293,6 +317,7 @@ int main(void) {
     tcase_add_test_raise_signal(tg, t_planted_host_read, SIGSEGV);
     tcase_add_test_raise_signal(tg, t_planted_host_write, SIGSEGV);
     tcase_add_test(tg, t_transfers);
+    tcase_add_test(tg, t_missing_implementation);
     suite_add_tcase(s, tg);
     TCase *ts = tcase_create("steps");
     tcase_set_timeout(ts, 600);
