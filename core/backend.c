@@ -1,7 +1,6 @@
 /* backend.c: the CPU and guarded CPU devices, and --device names (core/backend.h). */
 #define _DEFAULT_SOURCE 1 /* MAP_ANONYMOUS, MAP_NORESERVE */
 #include "backend.h"
-#include "device.h"
 #include <ctype.h>
 #include <pthread.h>
 #include <string.h>
@@ -189,22 +188,33 @@ int ot_guard_live(void) {
 }
 
 /* ---- names ---- */
-const char *ot_backend_list(void) { return "cpu, cpu-guard"; }
+const char *ot_backend_list(void) {
+#ifdef ONNXT_HAVE_CUDA
+    return "cpu, cpu-guard, 0..N (a CUDA GPU: memory and streams only, no kernels in this version)";
+#else
+    return "cpu, cpu-guard";
+#endif
+}
 
 ot_status ot_backend_get(const char *device, ot_backend **out, ot_error *err) {
     *out = NULL;
-    if (!device || !device[0] || strcmp(device, "cpu") == 0) { /* "": the first GPU when there is one; no CUDA backend yet */
-        *out = ot_backend_cpu();
-        return OT_OK;
-    }
+    /* "": Ultralytics picks the first GPU when there is one; until the CUDA kernels land the CPU is the default */
+    if (!device || !device[0] || strcmp(device, "cpu") == 0) { *out = ot_backend_cpu(); return OT_OK; }
     if (strcmp(device, "cpu-guard") == 0) { *out = ot_backend_cpu_guard(); return OT_OK; }
-    bool digits = true;
-    for (const char *c = device; *c; c++) if (!isdigit((unsigned char)*c) && *c != ',') digits = false;
-    if (digits || strncmp(device, "cuda", 4) == 0) {
-        char why[256];
-        int n = ot_cuda_device_count(why, sizeof why);
-        return ot_fail(err, OT_ERR_UNSUPPORTED, "--device %s: this build has no CUDA training backend yet (%d CUDA device%s%s%s); "
-                       "devices here: %s", device, n, n == 1 ? "" : "s", n ? "" : ": ", n ? "" : why, ot_backend_list());
+    const char *num = strncmp(device, "cuda:", 5) == 0 ? device + 5 : device;
+    bool digits = *num != 0, comma = false;
+    for (const char *c = num; *c; c++) {
+        if (*c == ',') comma = true;
+        else if (!isdigit((unsigned char)*c)) digits = false;
     }
-    return ot_fail(err, OT_ERR_INVALID, "--device '%s': expected one of %s", device, ot_backend_list());
+    if (!digits) return ot_fail(err, OT_ERR_INVALID, "--device '%s': expected one of %s", device, ot_backend_list());
+    if (comma) return ot_fail(err, OT_ERR_UNSUPPORTED, "--device %s: one device at a time in this version", device);
+    char why[256];
+#ifdef ONNXT_HAVE_CUDA
+    ot_backend *be = ot_backend_cuda(atoi(num), why, sizeof why);
+    if (be) { *out = be; return OT_OK; }
+#else
+    snprintf(why, sizeof why, "this build has no CUDA backend (configure with the CUDA toolkit installed)");
+#endif
+    return ot_fail(err, OT_ERR_UNSUPPORTED, "--device %s: %s; devices here: cpu, cpu-guard", device, why);
 }

@@ -8,6 +8,10 @@
  *
  * Devices:
  *   cpu        ordinary aligned host memory; every call is a plain memcpy/memset.
+ *   cuda:N     cudaMalloc'd memory, a compute and a copy stream, events, pinned
+ *              staging memory (core/backend_cuda.cu, CUDA builds). Its op and
+ *              training kernels are not in this version: plans on it fail at
+ *              creation naming the first op without a CUDA implementation.
  *   cpu-guard  the CPU kernels over memory that host code cannot touch: each
  *              buffer is its own mapping, PROT_NONE except while one of this
  *              backend's calls (or a bracketed kernel) runs, so a stray host
@@ -60,6 +64,9 @@ struct ot_backend {
 ot_status ot_backend_get(const char *device, ot_backend **out, ot_error *err);
 ot_backend *ot_backend_cpu(void);
 ot_backend *ot_backend_cpu_guard(void);
+/* CUDA builds (core/backend_cuda.cu): GPU `ordinal`'s memory, streams and
+ * events; NULL with the reason in why when there is no such GPU. */
+ot_backend *ot_backend_cuda(int ordinal, char *why, size_t n);
 /* What this build offers, for --help and `info`: "cpu, cpu-guard[, 0 (CUDA)]". */
 const char *ot_backend_list(void);
 

@@ -22,7 +22,7 @@ static void loss_usage(FILE *f) {
                "gradient of every trainable initializer as DIR/<name>.npy. --hyp reads an\n"
                "Ultralytics hyp YAML (default: hyp.scratch-low.yaml's values); --img sets the\n"
                "image size of the obj gain (default: the input's width). --device picks the\n"
-               "backend (default: the first GPU when this build has one, else the CPU).\n\n"
+               "backend: cpu (default) or cpu-guard.\n\n"
                "example:\n  onnx-train loss yolov5s.onnx --input batch.npy --targets batch.txt --json\n");
 }
 

@@ -57,7 +57,7 @@ static void box_label(ot_image *im, ot_font *font, int fs, const ot_det *d, cons
 }
 
 int cmd_predict(int argc, char **argv) {
-    const char *model = NULL, *source = NULL, *outdir = NULL, *device = ""; /* "": the first GPU when there is one, else the CPU */
+    const char *model = NULL, *source = NULL, *outdir = NULL, *device = ""; /* "": the default device (core/backend.c: the CPU until the CUDA kernels land) */
     double conf = 0.25, iou = 0.45;
     long img = 640, max_det = 1000;
     for (int i = 1; i < argc; i++) {

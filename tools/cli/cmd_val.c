@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *val_device = ""; /* --device: "" is the first GPU when there is one, else the CPU */
+static const char *val_device = ""; /* --device: "" is the default device (core/backend.c) */
 
 static void val_usage(FILE *f) {
     fprintf(f, "usage: onnx-train val --model M.onnx|M.ckpt --data D.yaml [--img 640] [--batch-size 32] [--conf 0.001]\n"
