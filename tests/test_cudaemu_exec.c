@@ -128,30 +128,48 @@ START_TEST(atomics_from_many_blocks) {
     int *ix = malloc(sizeof(int) * n);
     uint64_t s = 99;
     double want = 0;
+    unsigned long long wull = 0;
     int wmax = -1000000;
     for (int64_t i = 0; i < n; i++) {
         x[i] = (float)((int)(rnext(&s) % 97) - 48) / 4.0f;   /* quarters: every order sums exactly in double */
         ix[i] = (int)(rnext(&s) % 2000001) - 1000000;
         want += x[i];
+        wull += (unsigned long long)(long long)ix[i] + (1ull << 40);
         if (ix[i] > wmax) wmax = ix[i];
     }
     double zero = 0;
+    float fzero = 0;
     int c0 = 17, m0 = -2000000;
+    unsigned u0 = 4294967000u;   /* wraps, as unsigned arithmetic does */
+    unsigned long long ull0 = 5;
     double *dsum = dev_from(&zero, sizeof zero);
+    float *dfsum = dev_from(&fzero, sizeof fzero);
+    unsigned *ducount = dev_from(&u0, sizeof u0);
+    unsigned long long *dull = dev_from(&ull0, sizeof ull0);
     int *dcount = dev_from(&c0, sizeof c0), *dmax = dev_from(&m0, sizeof m0);
     float *dx = dev_from(x, sizeof(float) * n);
     int *dix = dev_from(ix, sizeof(int) * n);
-    for (int rep = 0; rep < 2; rep++) ot_cuda_selftest_atomics(dsum, dcount, dmax, dx, dix, n, NULL);
+    for (int rep = 0; rep < 2; rep++) ot_cuda_selftest_atomics(dsum, dfsum, dcount, ducount, dull, dmax, dx, dix, n, NULL);
     double sum;
+    float fsum;
+    unsigned ucount;
+    unsigned long long ull;
     int count, mx;
     ot_be_download(G, &sum, dsum, sizeof sum);
+    ot_be_download(G, &fsum, dfsum, sizeof fsum);
+    ot_be_download(G, &ucount, ducount, sizeof ucount);
+    ot_be_download(G, &ull, dull, sizeof ull);
     ot_be_download(G, &count, dcount, sizeof count);
     ot_be_download(G, &mx, dmax, sizeof mx);
     ck_assert_msg(sum == 2 * want, "atomicAdd(double): %.17g, expected %.17g", sum, 2 * want);
+    /* quarters below 2^21 in size: every order also sums exactly in float */
+    ck_assert_msg(fsum == (float)(2 * want), "atomicAdd(float): %.9g, expected %.9g", fsum, 2 * want);
     ck_assert_int_eq(count, 17 + 2 * (int)n);
+    ck_assert_uint_eq(ucount, 4294967000u + 2u * (unsigned)n);
+    ck_assert_msg(ull == 5 + 2 * wull, "atomicAdd(unsigned long long): %llu, expected %llu", ull, 5 + 2 * wull);
     ck_assert_int_eq(mx, wmax);
     free(x); free(ix);
-    ot_be_free(G, dsum); ot_be_free(G, dcount); ot_be_free(G, dmax); ot_be_free(G, dx); ot_be_free(G, dix);
+    ot_be_free(G, dsum); ot_be_free(G, dfsum); ot_be_free(G, ducount); ot_be_free(G, dull); ot_be_free(G, dcount); ot_be_free(G, dmax); ot_be_free(G, dx); ot_be_free(G, dix);
 }
 END_TEST
 

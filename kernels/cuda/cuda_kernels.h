@@ -30,9 +30,11 @@ void ot_cuda_selftest_index3d(int *out, int nx, int ny, int nz, void *stream);
  * by a tree in shared memory: static (dynamic = 0, block must be 256) or
  * dynamic shared memory. partial gets ceil(n / block) sums. */
 void ot_cuda_selftest_block_sum(float *partial, const float *x, int64_t n, int block, int dynamic, void *stream);
-/* *sum += every x (atomicAdd from many blocks); *count += n (int atomicAdd);
- * *mx = max(*mx, every ix) (atomicMax). */
-void ot_cuda_selftest_atomics(double *sum, int *count, int *mx, const float *x, const int *ix, int64_t n, void *stream);
+/* atomicAdd from many blocks: *sum (double) and *fsum (float) += every x,
+ * *count (int) += n, *ucount (unsigned) += n, *ullsum (unsigned long long) +=
+ * every (unsigned long long)ix + 2^40; atomicMax: *mx = max(*mx, every ix). */
+void ot_cuda_selftest_atomics(double *sum, float *fsum, int *count, unsigned *ucount, unsigned long long *ullsum, int *mx,
+                              const float *x, const int *ix, int64_t n, void *stream);
 /* Warp sums of x (32 consecutive elements per warp, zero past n; block a
  * multiple of 32): down[k] (float) and down_d[k] (double) by __shfl_down_sync,
  * as lane 0 holds it; xr[i] by __shfl_xor_sync (every lane gets the warp's sum,

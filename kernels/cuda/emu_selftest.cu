@@ -64,18 +64,22 @@ extern "C" void ot_cuda_selftest_block_sum(float *partial, const float *x, int64
         OT_LAUNCH(st_block_sum_static, blocks, 256, 0, stream, partial, x, n);
 }
 
-__global__ void st_atomics(double *sum, int *count, int *mx, const float *x, const int *ix, int64_t n) {
+__global__ void st_atomics(double *sum, float *fsum, int *count, unsigned *ucount, unsigned long long *ullsum, int *mx,
+                           const float *x, const int *ix, int64_t n) {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     atomicAdd(sum, (double)x[i]);
+    atomicAdd(fsum, x[i]);
     atomicAdd(count, 1);
+    atomicAdd(ucount, 1u);
+    atomicAdd(ullsum, (unsigned long long)(long long)ix[i] + (1ull << 40));
     atomicMax(mx, ix[i]);
 }
 
-extern "C" void ot_cuda_selftest_atomics(double *sum, int *count, int *mx, const float *x, const int *ix, int64_t n,
-                                         void *stream) {
+extern "C" void ot_cuda_selftest_atomics(double *sum, float *fsum, int *count, unsigned *ucount, unsigned long long *ullsum,
+                                         int *mx, const float *x, const int *ix, int64_t n, void *stream) {
     if (n <= 0) return;
-    OT_LAUNCH(st_atomics, (unsigned)((n + 127) / 128), 128, 0, stream, sum, count, mx, x, ix, n);
+    OT_LAUNCH(st_atomics, (unsigned)((n + 127) / 128), 128, 0, stream, sum, fsum, count, ucount, ullsum, mx, x, ix, n);
 }
 
 __global__ void st_warp_sum(float *down, double *down_d, float *xr, int *lanes, const float *x, int64_t n) {
