@@ -13,7 +13,7 @@
  *   `last`:                          -1 everywhere afterwards, as on entry. */
 #include "core/backend.h"
 #include "kernels/yolo_loss.h"
-#include "kernels/cuda/cuda_yolo_loss.h"
+#include "kernels/cuda/cuda_kernels.h"
 #include "testutil.h"
 #include <math.h>
 #include <string.h>

@@ -13,7 +13,7 @@
  *     different order), and the same bits on every run (no float atomics). */
 #include "core/backend.h"
 #include "kernels/slab.h"
-#include "kernels/cuda/cuda_multi_tensor.h"
+#include "kernels/cuda/cuda_kernels.h"
 #include "testutil.h"
 #include <math.h>
 #include <string.h>

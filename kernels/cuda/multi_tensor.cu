@@ -1,5 +1,5 @@
 /* multi_tensor.cu: the multi-tensor training kernels on CUDA
- * (kernels/cuda/cuda_multi_tensor.h): SGD / Adam / AdamW fused with the clip
+ * (kernels/cuda/cuda_kernels.h): SGD / Adam / AdamW fused with the clip
  * scale and the model EMA, the EMA alone, and clip_grad_norm's norm on the
  * device. One segment table in device memory covers every tensor (no kernel
  * argument limit): blockIdx.y walks the segments, a grid-stride loop over
@@ -12,7 +12,7 @@
 #include "compat.h"
 
 extern "C" {
-#include "cuda_multi_tensor.h"
+#include "cuda_kernels.h"
 }
 
 #include <math.h>

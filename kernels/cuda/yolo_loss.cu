@@ -1,5 +1,5 @@
 /* yolo_loss.cu: the device part of the YOLOv5 v7.0 loss on CUDA
- * (kernels/cuda/cuda_yolo_loss.h), the twin of kernels/yolo_loss.c with the
+ * (kernels/cuda/cuda_kernels.h), the twin of kernels/yolo_loss.c with the
  * per-element math of kernels/yolo_loss_math.h.
  *
  *   targets(A, l)     link: every target pushes itself on its cell's chain
@@ -26,7 +26,7 @@
 #include "compat.h"
 
 extern "C" {
-#include "cuda_yolo_loss.h"
+#include "cuda_kernels.h"
 }
 #include "../yolo_loss_math.h"
 
