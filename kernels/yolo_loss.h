@@ -35,8 +35,12 @@ typedef struct ot_yolo_loss_layer_args {
     float *tobj;               /* n: written by targets, read by objectness */
     int32_t *last;             /* bs*na*ny*nx scratch: -1 everywhere on entry, left so */
     double *sums;              /* 3: sum (1 - ciou), sum class BCE, sum objectness BCE (written) */
+    int32_t *link;             /* n scratch for device kernels (CUDA: the per-cell chains of targets); the CPU ignores it */
     float balance;
 } ot_yolo_loss_layer_args;
+
+/* Doubles of ot_yolo_loss_args.part: the device kernels' per-block partial sums. */
+#define OT_YOLO_LOSS_PARTS 2048
 
 typedef struct ot_yolo_loss_args {
     int nl, bs, na, nc;
@@ -44,6 +48,7 @@ typedef struct ot_yolo_loss_args {
     float cls_pw, obj_pw, fl_gamma, label_smoothing;
     ot_yolo_loss_layer_args layer[OT_MAX_HEADS];
     double *items;             /* 4: lbox, lobj, lcls, loss (written by items) */
+    double *part;              /* OT_YOLO_LOSS_PARTS scratch for device kernels (deterministic reductions); the CPU ignores it */
 } ot_yolo_loss_args;
 
 typedef struct ot_yolo_loss_kernels {

@@ -51,7 +51,7 @@ OT_YL_FN double ot_yl_ciou(const double b1[4], const double b2[4], double g, dou
     double a_x1 = x1 - w1 / 2, a_x2 = x1 + w1 / 2, a_y1 = y1 - h1 / 2, a_y2 = y1 + h1 / 2;
     double b_x1 = x2 - w2 / 2, b_x2 = x2 + w2 / 2, b_y1 = y2 - h2 / 2, b_y2 = y2 + h2 / 2;
     double iw_raw = fmin(a_x2, b_x2) - fmax(a_x1, b_x1), ih_raw = fmin(a_y2, b_y2) - fmax(a_y1, b_y1);
-    double iw = fmax(iw_raw, 0), ih = fmax(ih_raw, 0), inter = iw * ih;
+    double iw = fmax(iw_raw, 0.0), ih = fmax(ih_raw, 0.0), inter = iw * ih;
     double uni = w1 * h1 + w2 * h2 - inter + eps, iou = inter / uni;
     double cw = fmax(a_x2, b_x2) - fmin(a_x1, b_x1), ch = fmax(a_y2, b_y2) - fmin(a_y1, b_y1);
     double c2 = cw * cw + ch * ch + eps;

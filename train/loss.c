@@ -30,8 +30,8 @@ typedef struct ot_yolo_targets {
 } ot_yolo_targets;
 
 /* The columns in one block of cap rows: 5 int32, tbox (4 floats), anc (2), and
- * on the backend tobj (1) after them. */
-enum { COLS_HOST = 11, COLS_BE = 12 };
+ * on the backend tobj (1) and the device kernels' link scratch (1) after them. */
+enum { COLS_HOST = 11, COLS_BE = 13 };
 
 struct ot_yolo_loss {
     ot_backend *be;
@@ -40,14 +40,14 @@ struct ot_yolo_loss {
     void *dev;           /* COLS_BE * cap words: the same on the backend, plus tobj */
     int32_t *last;       /* backend: per objectness cell, the last target that writes it; -1 between calls */
     int64_t last_cap;
-    double *acc;         /* backend: 3 sums per head, then the 4 items */
+    double *acc;         /* backend: 3 sums per head, the 4 items, then OT_YOLO_LOSS_PARTS scratch */
 };
 
 ot_yolo_loss *ot_yolo_loss_create_on(ot_backend *be) {
     ot_yolo_loss *L = calloc(1, sizeof *L);
     if (!L) return NULL;
     L->be = be;
-    if (!(L->acc = ot_be_alloc(be, sizeof(double) * (3 * OT_MAX_HEADS + 4)))) { free(L); return NULL; }
+    if (!(L->acc = ot_be_alloc(be, sizeof(double) * (3 * OT_MAX_HEADS + 4 + OT_YOLO_LOSS_PARTS)))) { free(L); return NULL; }
     return L;
 }
 
@@ -193,6 +193,7 @@ ot_status ot_yolo_loss_compute(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, con
     targets_view(L->host, L->cap, &T);
     targets_view(L->dev, L->cap, &D);
     float *tobj = (float *)((int32_t *)L->dev + COLS_HOST * L->cap);
+    int32_t *link = (int32_t *)L->dev + (COLS_HOST + 1) * L->cap;
     size_t rows = 0;
     for (int l = 0; l < nl; l++) {
         T.off[l] = rows;
@@ -221,6 +222,7 @@ ot_status ot_yolo_loss_compute(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, con
     A.fl_gamma = cfg->fl_gamma;
     A.label_smoothing = cfg->label_smoothing;
     A.items = L->acc + 3 * OT_MAX_HEADS;
+    A.part = A.items + 4;
     for (int l = 0; l < nl; l++) {
         ot_yolo_loss_layer_args *la = &A.layer[l];
         size_t o = T.off[l];
@@ -237,6 +239,7 @@ ot_status ot_yolo_loss_compute(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, con
         la->tbox = D.tbox + 4 * o;
         la->anc = D.anc + 2 * o;
         la->tobj = tobj + o;
+        la->link = link + o;
         la->last = L->last;
         la->sums = L->acc + 3 * l;
         la->balance = cfg->balance[l];

@@ -1,0 +1,271 @@
+/* multi_tensor.cu: the multi-tensor training kernels on CUDA
+ * (kernels/cuda/cuda_kernels.h): SGD / Adam / AdamW fused with the clip
+ * scale and the model EMA, the EMA alone, and clip_grad_norm's norm on the
+ * device. One segment table in device memory covers every tensor (no kernel
+ * argument limit): blockIdx.y walks the segments, a grid-stride loop over
+ * blockIdx.x / threadIdx.x walks one.
+ *
+ * Exactness: each element gets kernels/slab.c's float operations in its order,
+ * written with explicitly rounded intrinsics so nvcc cannot contract a multiply
+ * and an add into an FMA (the CPU build does not contract either: ISO C11). The
+ * clip norm is a fixed-order tree of double partials (no float atomics). */
+#include "compat.h"
+
+extern "C" {
+#include "cuda_kernels.h"
+}
+
+#include <math.h>
+
+#if defined(__CUDACC__)
+#define OT_MT_FN static __device__ __forceinline__
+OT_MT_FN float ot_fadd(float a, float b) { return __fadd_rn(a, b); }
+OT_MT_FN float ot_fsub(float a, float b) { return __fsub_rn(a, b); }
+OT_MT_FN float ot_fmul(float a, float b) { return __fmul_rn(a, b); }
+OT_MT_FN float ot_fdiv(float a, float b) { return __fdiv_rn(a, b); }
+OT_MT_FN float ot_fsqrt(float a) { return __fsqrt_rn(a); }
+OT_MT_FN double ot_dadd(double a, double b) { return __dadd_rn(a, b); }
+OT_MT_FN double ot_dmul(double a, double b) { return __dmul_rn(a, b); }
+#else
+#define OT_MT_FN static inline
+OT_MT_FN float ot_fadd(float a, float b) { return a + b; }
+OT_MT_FN float ot_fsub(float a, float b) { return a - b; }
+OT_MT_FN float ot_fmul(float a, float b) { return a * b; }
+OT_MT_FN float ot_fdiv(float a, float b) { return a / b; }
+OT_MT_FN float ot_fsqrt(float a) { return sqrtf(a); }
+OT_MT_FN double ot_dadd(double a, double b) { return a + b; }
+OT_MT_FN double ot_dmul(double a, double b) { return a * b; }
+#endif
+
+#define MT_THREADS 256
+#define MT_BLOCKS_X 16          /* blocks per segment; the grid-stride loop covers the rest */
+#define MT_MAX_Y 65535          /* gridDim.y limit; more segments: blockIdx.y strides */
+
+static inline unsigned mt_grid_y(int nseg) { return (unsigned)(nseg < MT_MAX_Y ? nseg : MT_MAX_Y); }
+
+/* ---- the fused optimizer steps ---- */
+
+typedef struct mt_sgd_k {
+    float lr[OT_SLAB_GROUPS], mom[OT_SLAB_GROUPS], wd[OT_SLAB_GROUPS];
+    int first, scale_grad;
+    const float *clip;
+    float *ema;
+    float ema_d, ema_omd;
+} mt_sgd_k;
+
+typedef struct mt_adam_k {
+    float lr[OT_SLAB_GROUPS], b1[OT_SLAB_GROUPS], wd[OT_SLAB_GROUPS];
+    float step_size[OT_SLAB_GROUPS], bc2s[OT_SLAB_GROUPS]; /* (float)(lr / bc1), (float)sqrt(bc2): host doubles */
+    float b2, eps;
+    int decoupled, scale_grad;
+    const float *clip;
+    float *ema;
+    float ema_d, ema_omd;
+} mt_adam_k;
+
+/* slab.c cpu_ema, one element */
+OT_MT_FN void mt_ema1(float *e, float pn, float d, float omd) {
+    float v = ot_fmul(*e, d);
+    float t = ot_fmul(omd, pn);
+    *e = ot_fadd(v, t);
+}
+
+__global__ void mt_sgd_kernel(const ot_slab_seg *__restrict__ seg, int nseg, float *__restrict__ p, float *__restrict__ g,
+                              float *__restrict__ buf, mt_sgd_k k) {
+    const float c = k.clip ? k.clip[1] : 1.0f;
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int s = blockIdx.y; s < nseg; s += gridDim.y) {
+        const int64_t o = seg[s].off, n = seg[s].n;
+        const int grp = seg[s].group;
+        if (grp < 0) { /* OT_SLAB_EMA_ONLY */
+            if (k.ema)
+                for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) mt_ema1(k.ema + o + i, p[o + i], k.ema_d, k.ema_omd);
+            continue;
+        }
+        const float lr = k.lr[grp], mom = k.mom[grp], wd = k.wd[grp];
+        for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+            const int64_t j = o + i;
+            float d = g[j];
+            if (k.clip) {
+                d = ot_fmul(d, c); /* clip: x *= c */
+                if (k.scale_grad) g[j] = d;
+            }
+            float pj = p[j];
+            if (wd != 0.0f) d = ot_fadd(d, ot_fmul(wd, pj));
+            float b = k.first ? d : ot_fadd(ot_fmul(buf[j], mom), d);
+            buf[j] = b;
+            d = ot_fadd(d, ot_fmul(mom, b)); /* nesterov */
+            pj = ot_fadd(pj, ot_fmul(-lr, d));
+            p[j] = pj;
+            if (k.ema) mt_ema1(k.ema + j, pj, k.ema_d, k.ema_omd);
+        }
+    }
+}
+
+__global__ void mt_adam_kernel(const ot_slab_seg *__restrict__ seg, int nseg, float *__restrict__ p, float *__restrict__ g,
+                               float *__restrict__ m, float *__restrict__ v, mt_adam_k k) {
+    const float c = k.clip ? k.clip[1] : 1.0f;
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    const float omb2 = ot_fsub(1.0f, k.b2);
+    for (int s = blockIdx.y; s < nseg; s += gridDim.y) {
+        const int64_t o = seg[s].off, n = seg[s].n;
+        const int grp = seg[s].group;
+        if (grp < 0) { /* OT_SLAB_EMA_ONLY */
+            if (k.ema)
+                for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) mt_ema1(k.ema + o + i, p[o + i], k.ema_d, k.ema_omd);
+            continue;
+        }
+        const float lr = k.lr[grp], wd = k.wd[grp], omb1 = ot_fsub(1.0f, k.b1[grp]);
+        const float nss = -k.step_size[grp], bc2s = k.bc2s[grp];
+        const float dec = ot_fsub(1.0f, ot_fmul(lr, wd));
+        for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+            const int64_t j = o + i;
+            float gi = g[j];
+            if (k.clip) {
+                gi = ot_fmul(gi, c);
+                if (k.scale_grad) g[j] = gi;
+            }
+            float pj = p[j];
+            if (k.decoupled) pj = ot_fmul(pj, dec);
+            else if (wd != 0.0f) gi = ot_fadd(gi, ot_fmul(wd, pj));
+            float mj = m[j];
+            mj = ot_fadd(mj, ot_fmul(ot_fsub(gi, mj), omb1)); /* lerp, as torch */
+            m[j] = mj;
+            float vj = ot_fadd(ot_fmul(v[j], k.b2), ot_fmul(ot_fmul(omb2, gi), gi));
+            v[j] = vj;
+            float denom = ot_fadd(ot_fdiv(ot_fsqrt(vj), bc2s), k.eps);
+            pj = ot_fadd(pj, ot_fmul(nss, ot_fdiv(mj, denom)));
+            p[j] = pj;
+            if (k.ema) mt_ema1(k.ema + j, pj, k.ema_d, k.ema_omd);
+        }
+    }
+}
+
+__global__ void mt_ema_kernel(float *__restrict__ e, const float *__restrict__ model, int64_t n, float d, float omd) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) mt_ema1(e + i, model[i], d, omd);
+}
+
+/* ---- clip_grad_norm ---- */
+
+/* Block tree sum of one double per thread (blockDim.x == MT_THREADS, a power
+ * of two); the result is valid in thread 0. Fixed order: deterministic. */
+static __device__ double mt_block_sum(double x, double *sh) {
+    sh[threadIdx.x] = x;
+    __syncthreads();
+    for (unsigned w = MT_THREADS / 2; w > 0; w >>= 1) {
+        if (threadIdx.x < w) sh[threadIdx.x] = ot_dadd(sh[threadIdx.x], sh[threadIdx.x + w]);
+        __syncthreads();
+    }
+    return sh[0];
+}
+
+/* scratch[s * MT_BLOCKS_X + blockIdx.x] = this block's sum of squares of segment s */
+__global__ void mt_sumsq_kernel(const ot_slab_seg *__restrict__ seg, int nseg, const float *__restrict__ g, double *__restrict__ scratch) {
+    __shared__ double sh[MT_THREADS];
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int s = blockIdx.y; s < nseg; s += gridDim.y) {
+        const float *x = g + seg[s].off;
+        const int64_t n = seg[s].n;
+        double a = 0;
+        for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) a = ot_dadd(a, ot_dmul((double)x[i], (double)x[i]));
+        double t = mt_block_sum(a, sh);
+        if (threadIdx.x == 0) scratch[(int64_t)s * MT_BLOCKS_X + blockIdx.x] = t;
+        __syncthreads(); /* sh is reused by the next segment */
+    }
+}
+
+/* one block: per-segment float norms, their squares summed in double, the total and the coefficient */
+__global__ void mt_clip_total_kernel(int nseg, const double *__restrict__ scratch, float max_norm, float *__restrict__ out) {
+    __shared__ double sh[MT_THREADS];
+    double a = 0;
+    for (int s = threadIdx.x; s < nseg; s += blockDim.x) {
+        double t = 0;
+        for (int x = 0; x < MT_BLOCKS_X; x++) t = ot_dadd(t, scratch[(int64_t)s * MT_BLOCKS_X + x]);
+        float tn = (float)sqrt(t); /* per-tensor norms are float32 tensors in torch */
+        a = ot_dadd(a, ot_dmul((double)tn, (double)tn));
+    }
+    double total2 = mt_block_sum(a, sh);
+    if (threadIdx.x == 0) {
+        float total = (float)sqrt(total2);
+        float c = ot_fdiv(max_norm, ot_fadd(total, 1e-6f));
+        if (c > 1.0f) c = 1.0f;
+        out[0] = total;
+        out[1] = c;
+    }
+}
+
+__global__ void mt_scale_kernel(const ot_slab_seg *__restrict__ seg, int nseg, float *__restrict__ g, const float *__restrict__ clip) {
+    const float c = clip[1];
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int s = blockIdx.y; s < nseg; s += gridDim.y) {
+        float *x = g + seg[s].off;
+        const int64_t n = seg[s].n;
+        for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) x[i] = ot_fmul(x[i], c);
+    }
+}
+
+/* ---- launch functions ---- */
+
+extern "C" void ot_cuda_sgd(const ot_slab_seg *seg, int nseg, float *p, float *g, float *buf, const ot_sgd_args *a,
+                            const ot_cuda_step_extra *x, void *stream) {
+    if (nseg <= 0) return;
+    mt_sgd_k k;
+    for (int i = 0; i < OT_SLAB_GROUPS; i++) {
+        k.lr[i] = a->lr[i];
+        k.mom[i] = a->momentum[i];
+        k.wd[i] = a->weight_decay[i];
+    }
+    k.first = a->first;
+    k.clip = x ? x->clip : NULL;
+    k.scale_grad = x ? x->scale_grad : 0;
+    k.ema = x ? x->ema : NULL;
+    k.ema_d = x ? x->ema_d : 0.0f;
+    k.ema_omd = x ? x->ema_omd : 0.0f;
+    OT_LAUNCH(mt_sgd_kernel, dim3(MT_BLOCKS_X, mt_grid_y(nseg)), dim3(MT_THREADS), 0, stream, seg, nseg, p, g, buf, k);
+}
+
+extern "C" void ot_cuda_adam(const ot_slab_seg *seg, int nseg, float *p, float *g, float *m, float *v, const ot_adam_args *a,
+                             const ot_cuda_step_extra *x, void *stream) {
+    if (nseg <= 0) return;
+    mt_adam_k k;
+    for (int i = 0; i < OT_SLAB_GROUPS; i++) {
+        k.lr[i] = a->lr[i];
+        k.b1[i] = a->beta1[i];
+        k.wd[i] = a->weight_decay[i];
+        /* slab.c adam_tensor: the bias corrections in double */
+        double bc1 = 1.0 - pow(a->beta1[i], (double)a->step), bc2 = 1.0 - pow(a->beta2, (double)a->step);
+        k.step_size[i] = (float)(a->lr[i] / bc1);
+        k.bc2s[i] = (float)sqrt(bc2);
+    }
+    k.b2 = a->beta2;
+    k.eps = a->eps;
+    k.decoupled = a->decoupled;
+    k.clip = x ? x->clip : NULL;
+    k.scale_grad = x ? x->scale_grad : 0;
+    k.ema = x ? x->ema : NULL;
+    k.ema_d = x ? x->ema_d : 0.0f;
+    k.ema_omd = x ? x->ema_omd : 0.0f;
+    OT_LAUNCH(mt_adam_kernel, dim3(MT_BLOCKS_X, mt_grid_y(nseg)), dim3(MT_THREADS), 0, stream, seg, nseg, p, g, m, v, k);
+}
+
+extern "C" void ot_cuda_ema(float *ema, const float *model, int64_t n, float d, float omd, void *stream) {
+    if (n <= 0) return;
+    int64_t blocks = (n + MT_THREADS - 1) / MT_THREADS;
+    if (blocks > 4096) blocks = 4096;
+    OT_LAUNCH(mt_ema_kernel, dim3((unsigned)blocks), dim3(MT_THREADS), 0, stream, ema, model, n, d, omd);
+}
+
+extern "C" size_t ot_cuda_clip_scratch_bytes(int nseg) { return sizeof(double) * (size_t)(nseg > 0 ? nseg : 1) * MT_BLOCKS_X; }
+
+extern "C" void ot_cuda_clip_norm(const ot_slab_seg *seg, int nseg, const float *g, float max_norm, float *out, double *scratch,
+                                  void *stream) {
+    if (nseg > 0)
+        OT_LAUNCH(mt_sumsq_kernel, dim3(MT_BLOCKS_X, mt_grid_y(nseg)), dim3(MT_THREADS), 0, stream, seg, nseg, g, scratch);
+    OT_LAUNCH(mt_clip_total_kernel, dim3(1), dim3(MT_THREADS), 0, stream, nseg, (const double *)scratch, max_norm, out);
+}
+
+extern "C" void ot_cuda_clip_scale(const ot_slab_seg *seg, int nseg, float *g, const float *clip, void *stream) {
+    if (nseg <= 0) return;
+    OT_LAUNCH(mt_scale_kernel, dim3(MT_BLOCKS_X, mt_grid_y(nseg)), dim3(MT_THREADS), 0, stream, seg, nseg, g, clip);
+}
