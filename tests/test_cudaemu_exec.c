@@ -267,7 +267,7 @@ static Suite *suite(void) {
     tcase_add_test(t, block_reduce_dynamic_shared);
     tcase_add_test(t, atomics_from_many_blocks);
     tcase_add_test(t, warp_shuffles);
-    tcase_add_test_raise_signal(t, host_read_of_device_memory_faults, SIGSEGV);
+    tu_add_fault_test(t, host_read_of_device_memory_faults);
     tcase_add_test_raise_signal(t, invalid_launch_aborts, SIGABRT);
     suite_add_tcase(s, t);
     return s;

@@ -4,6 +4,7 @@
 
 #include "core/graph.h"
 #include <check.h>
+#include <signal.h>
 #include <jansson.h>
 #include <stdbool.h>
 
@@ -30,6 +31,21 @@ double tu_jnum(json_t *o, const char *k);
 typedef struct tu_refcase { json_t *ref; ot_model *model; ot_shape shape; float *x; } tu_refcase;
 void tu_refcase_load(tu_refcase *c, const char *shared, const char *dir, const char *name);
 void tu_refcase_free(tu_refcase *c);
+/* Add a test that must die of a host access to guarded device memory: by
+ * SIGSEGV, or under AddressSanitizer (`make sanitize`), which reports the SEGV
+ * with its stack and exits 1, by that exit status. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TU_ASAN 1
+#endif
+#endif
+#ifdef TU_ASAN
+#define tu_add_fault_test(tc, t) tcase_add_exit_test(tc, t, 1)
+#else
+#define tu_add_fault_test(tc, t) tcase_add_test_raise_signal(tc, t, SIGSEGV)
+#endif
 /* Run a Check suite; returns the process exit code. */
 int tu_main(Suite *s);
 
