@@ -67,6 +67,10 @@ ot_backend *ot_backend_cpu_guard(void);
 /* CUDA builds (core/backend_cuda.cu): GPU `ordinal`'s memory, streams and
  * events; NULL with the reason in why when there is no such GPU. */
 ot_backend *ot_backend_cuda(int ordinal, char *why, size_t n);
+/* CUDA builds: the cudaStream_t (as void *) of a CUDA backend's compute or copy
+ * stream, for code that launches kernels or records timing events on it
+ * (`bench kernels`); NULL for a backend that is not a CUDA one. */
+void *ot_backend_cuda_stream(ot_backend *be, ot_stream s);
 /* What this build offers, for --help and `info`: "cpu, cpu-guard[, 0 (CUDA)]". */
 const char *ot_backend_list(void);
 

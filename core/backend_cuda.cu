@@ -106,3 +106,8 @@ extern "C" ot_backend *ot_backend_cuda(int ordinal, char *why, size_t n) {
     }
     return be;
 }
+
+extern "C" void *ot_backend_cuda_stream(ot_backend *be, ot_stream s) {
+    if (!be || be->kind != OT_DEV_CUDA || !be->impl) return NULL;
+    return (void *)dev_of(be)->stream[s];
+}

@@ -142,11 +142,9 @@ static void build_layer(const ot_yolo_loss_cfg *cfg, int l, int ny, int nx, cons
     T->n[l] = (int)(n - T->off[l]);
 }
 
-ot_status ot_yolo_loss_compute(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, const float *const *p, const ot_shape *shapes,
-                               const float *targets, int nt, float *const *dp, ot_loss_items *items, ot_error *err) {
+ot_status ot_yolo_loss_prepare(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, const float *const *p, const ot_shape *shapes,
+                               const float *targets, int nt, float *const *dp, ot_yolo_loss_args *out, ot_error *err) {
     ot_backend *be = L->be;
-    const ot_yolo_loss_kernels *K = ot_yolo_loss_kernels_for(be->kind);
-    if (!K) return ot_fail(err, OT_ERR_UNSUPPORTED, "loss: no loss kernels for device %s in this build", be->name);
     const int nl = cfg->nl, na = cfg->na, nc = cfg->nc, no = nc + 5;
     if (nl < 1 || nl > OT_MAX_HEADS) return ot_fail(err, OT_ERR_INVALID, "loss: %d heads (1 to %d)", nl, OT_MAX_HEADS);
     int bs = (int)shapes[0].d[0];
@@ -245,6 +243,18 @@ ot_status ot_yolo_loss_compute(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, con
         la->balance = cfg->balance[l];
         if (la->dp) ot_be_memset(be, la->dp, 0, sizeof(float) * (size_t)ot_numel(&shapes[l]));
     }
+    *out = A;
+    return OT_OK;
+}
+
+ot_status ot_yolo_loss_compute(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, const float *const *p, const ot_shape *shapes,
+                               const float *targets, int nt, float *const *dp, ot_loss_items *items, ot_error *err) {
+    ot_backend *be = L->be;
+    const ot_yolo_loss_kernels *K = ot_yolo_loss_kernels_for(be->kind);
+    if (!K) return ot_fail(err, OT_ERR_UNSUPPORTED, "loss: no loss kernels for device %s in this build", be->name);
+    ot_yolo_loss_args A;
+    OT_TRY(ot_yolo_loss_prepare(L, cfg, p, shapes, targets, nt, dp, &A, err));
+    const int nl = A.nl;
     ot_be_enter(be);
     for (int l = 0; l < nl; l++) {
         K->targets(&A, l);

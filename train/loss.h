@@ -8,6 +8,7 @@
 #include "../core/backend.h"
 #include "../core/graph.h"
 #include "hyp.h"
+#include "../kernels/yolo_loss.h" /* ot_yolo_loss_args */
 
 typedef struct ot_yolo_loss_cfg {
     int nl, na, nc;
@@ -40,5 +41,12 @@ void ot_yolo_loss_destroy(ot_yolo_loss *L);
  * (OT_ERR_UNSUPPORTED) on a device with no loss kernels in this build. */
 ot_status ot_yolo_loss_compute(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, const float *const *p, const ot_shape *shapes,
                                const float *targets, int nt, float *const *dp, ot_loss_items *items, ot_error *err);
+/* The host part of ot_yolo_loss_compute alone: checks, build_targets, the
+ * tables uploaded to L's backend, every dp zeroed, and the device kernels'
+ * argument struct (*A, kernels/yolo_loss.h) filled; no kernel runs. For
+ * callers that launch the device kernels themselves (`bench kernels` times
+ * the CUDA loss kernels on tables built exactly as training builds them). */
+ot_status ot_yolo_loss_prepare(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, const float *const *p, const ot_shape *shapes,
+                               const float *targets, int nt, float *const *dp, ot_yolo_loss_args *A, ot_error *err);
 
 #endif

@@ -21,6 +21,7 @@ int cmd_train(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int bench_train(int argc, char **argv); /* cmd_bench_train.c */
+int bench_kernels(int argc, char **argv); /* cmd_bench_kernels.c */
 /* Integer option `name VALUE` at argv[*i] in lo..hi: true when argv[*i] is name
  * (then *i moves to the value and *out is the value or LONG_MIN when bad). */
 bool cli_int_arg(int argc, char **argv, int *i, const char *name, long lo, long hi, long *out);

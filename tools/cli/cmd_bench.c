@@ -118,6 +118,7 @@ done:
 static const struct { const char *name; cli_cmd_fn fn; const char *what; } benches[] = {
     {"data", bench_data, "training samples per second of the data loader"},
     {"train", bench_train, "images per second of a full training step (CPU)"},
+    {"kernels", bench_kernels, "the hand-written CUDA kernels against copy bandwidth (GPU, CUDA builds)"},
 };
 
 int cmd_bench(int argc, char **argv) {
@@ -126,7 +127,7 @@ int cmd_bench(int argc, char **argv) {
             if (strcmp(argv[1], benches[i].name) == 0) return benches[i].fn(argc - 1, argv + 1);
     FILE *f = argc >= 2 && cli_is_help(argv[1]) ? stdout : stderr;
     fprintf(f, "usage: onnx-train bench <what> [options]   (onnx-train bench <what> --help)\n\n");
-    for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++) fprintf(f, "  %-6s %s\n", benches[i].name, benches[i].what);
+    for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++) fprintf(f, "  %-8s %s\n", benches[i].name, benches[i].what);
     fprintf(f, "\nexample:\n  onnx-train bench data --data coco128.yaml --img 640 --workers 1\n");
     if (f == stdout) return 0;
     return argc < 2 ? CLI_EXIT_BAD : cli_fail("bench: unknown benchmark '%s'", argv[1]);
