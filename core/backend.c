@@ -190,7 +190,7 @@ int ot_guard_live(void) {
 /* ---- names ---- */
 const char *ot_backend_list(void) {
 #ifdef ONNXT_HAVE_CUDA
-    return "cpu, cpu-guard, 0..N (a CUDA GPU: memory and streams only, no kernels in this version)";
+    return "cpu, cpu-guard, 0..N (a CUDA GPU: memory and streams; its op table is not in this version)";
 #else
     return "cpu, cpu-guard";
 #endif

@@ -1,6 +1,7 @@
 /* main.c: the onnx-train command line: dispatch to subcommands. The only
  * place that exits. */
 #include "cli.h"
+#include "core/backend.h"
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
@@ -25,6 +26,7 @@ static void usage(FILE *f) {
             "usage: onnx-train <command> [options]   (onnx-train <command> --help for details)\n\ncommands:\n",
             OT_VERSION);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) fprintf(f, "  %-9s %s\n", cmds[i].name, cmds[i].what);
+    fprintf(f, "\ndevices in this build (--device): %s\n", ot_backend_list());
     fprintf(f, "\nexample:\n  onnx-train train --model yolov5n --data coco128.yaml --img 320 --epochs 30\n"
                "  onnx-train info yolov5s.onnx\n"
                "  onnx-train forward yolov5s.onnx --random-input 1 --out out/\n");
