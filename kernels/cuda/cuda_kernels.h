@@ -131,6 +131,12 @@ void ot_cuda_bn_train_fwd(float *y, float *saved_mean, float *saved_invstd, floa
 void ot_cuda_bn_train_bwd(float *dx, int dx_set, float *dscale, float *dbias, const float *dy, const float *x,
                           const float *scale, const float *saved_mean, const float *saved_invstd, int64_t n, int64_t c,
                           int64_t s, void *stream);
+/* The YOLOv5 Detect decode (kernels/decode.h's decode on the device): maps: a
+ * host array of a->nl device pointers, the head maps (n, na*no, ny, nx); a: a
+ * host struct; pred (n, a->total, a->no), device memory. Each row is
+ * ot_decode_cell (bit for bit with the CPU under the executor; CUDA's expf on a GPU). */
+struct ot_decode_args;
+void ot_cuda_decode(const float *const *maps, const struct ot_decode_args *a, float *pred, void *stream);
 /* ==== end of batchnorm.cu, decode.cu ==== */
 
 #ifdef __cplusplus
