@@ -18,9 +18,16 @@ typedef struct ot_decode_args {
     int64_t total;                            /* rows per image: sum of na * ny * nx */
 } ot_decode_args;
 
+/* Under nvcc the cell arithmetic is also device code (kernels/cuda/decode.cu). */
+#if defined(__CUDACC__)
+#define OT_DECODE_FN static inline __host__ __device__
+#else
+#define OT_DECODE_FN static inline
+#endif
+
 /* One cell of one anchor: the arithmetic every device shares (plain C, so a
  * CUDA kernel can include it). src: the cell's first channel, hw apart. */
-static inline void ot_decode_cell(float *r, const float *src, int64_t hw, int no, int64_t x, int64_t y, float stride,
+OT_DECODE_FN void ot_decode_cell(float *r, const float *src, int64_t hw, int no, int64_t x, int64_t y, float stride,
                                   float aw, float ah) {
     for (int k = 0; k < no; k++) r[k] = 1.0f / (1.0f + expf(-src[(int64_t)k * hw]));
     r[0] = (r[0] * 2 + ((float)x - 0.5f)) * stride;

@@ -107,6 +107,38 @@ void ot_cuda_yolo_loss_targets(const ot_yolo_loss_args *A, int l, void *stream);
 void ot_cuda_yolo_loss_objectness(const ot_yolo_loss_args *A, int l, void *stream);
 void ot_cuda_yolo_loss_items(const ot_yolo_loss_args *A, void *stream);
 
+/* ==== batchnorm.cu, decode.cu (BatchNormalization and the YOLOv5 Detect decode;
+ * tests/test_cudaemu_batchnorm.c, tests/test_cudaemu_decode.c) ==== */
+/* BatchNormalization, kernels/batchnorm.c on the device. x, y, dy, dx: (n, c, s),
+ * s the product of the spatial sizes; per-channel tensors: (c). */
+/* Inference: y = x * a + b, a = scale / sqrtf(var + eps), b = bias - mean * a
+ * (float, the CPU's order: bit for bit). y may be x. */
+void ot_cuda_bn_infer_fwd(float *y, const float *x, const float *scale, const float *bias, const float *mean,
+                          const float *var, int64_t n, int64_t c, int64_t s, float eps, void *stream);
+/* Training (batch statistics over n and s, in double, a deterministic block tree
+ * per channel): y; saved_mean = (float)mean, saved_invstd = (float)(1 / sqrt(var
+ * + eps)) (biased variance) for the backward; running_mean / running_var updated
+ * in place as torch.nn.BatchNorm2d does: r = (1 - m) * r + m * batch, m = 1 -
+ * momentum (ONNX's momentum), the unbiased variance for running_var. Any of the
+ * four statistics pointers may be NULL. y may be x. */
+void ot_cuda_bn_train_fwd(float *y, float *saved_mean, float *saved_invstd, float *running_mean, float *running_var,
+                          const float *x, const float *scale, const float *bias, int64_t n, int64_t c, int64_t s,
+                          float eps, float momentum, void *stream);
+/* Training backward with the forward's saved_mean / saved_invstd: dbias +=
+ * sum dy, dscale += sum dy * xhat (accumulated, as the CPU op; NULL: skipped);
+ * dx (NULL: skipped) = or, dx_set == 0, += the input gradient (ot_gin_set's
+ * write-vs-add rule). */
+void ot_cuda_bn_train_bwd(float *dx, int dx_set, float *dscale, float *dbias, const float *dy, const float *x,
+                          const float *scale, const float *saved_mean, const float *saved_invstd, int64_t n, int64_t c,
+                          int64_t s, void *stream);
+/* The YOLOv5 Detect decode (kernels/decode.h's decode on the device): maps: a
+ * host array of a->nl device pointers, the head maps (n, na*no, ny, nx); a: a
+ * host struct; pred (n, a->total, a->no), device memory. Each row is
+ * ot_decode_cell (bit for bit with the CPU under the executor; CUDA's expf on a GPU). */
+struct ot_decode_args;
+void ot_cuda_decode(const float *const *maps, const struct ot_decode_args *a, float *pred, void *stream);
+/* ==== end of batchnorm.cu, decode.cu ==== */
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,193 @@
+#include "compat.h"
+/* batchnorm.cu: BatchNormalization on CUDA (kernels/batchnorm.c's CPU op on
+ * the device): the inference forward, the training forward with batch
+ * statistics (y, the saved mean / inverse std for the backward, the running
+ * statistics updated in place as torch.nn.BatchNorm2d does), and the training
+ * backward (dx written or accumulated, dscale and dbias accumulated, as the
+ * CPU op does). x is viewed as (N, C, S), S the product of the spatial sizes.
+ *
+ * Statistics: one block per channel (blockIdx.x strides over the channels)
+ * sums in double, each thread a fixed subset of the channel's elements, then a
+ * fixed shared-memory tree: deterministic (no atomics, the same bits on every
+ * run), but not the CPU's 8-lane order, so the means, variances and backward
+ * sums differ from the CPU's in the last bits of a double (the tests allow 1e-6
+ * relative for statistics, 1e-5 for gradients). Everything after the
+ * statistics is the CPU's operation order, with explicitly rounded intrinsics
+ * on the GPU so nvcc cannot contract a multiply and an add into an FMA.
+ *
+ * Synchronised BatchNorm (--sync-bn, data-parallel ranks) is not here: the CPU
+ * sums over ranks on the host (batchnorm.c's bn_train_fwd_sync /
+ * bn_train_bwd_sync). On the device it would be a device all-reduce (NCCL) of
+ * the per-channel sums between the passes: after the sum of x (with the count),
+ * after the sum of squared deviations, and in the backward after the sums of dy
+ * and dy * xhat, i.e. each block-per-channel kernel split at its reductions
+ * into a sums kernel, the all-reduce, and an apply kernel. */
+#include "cuda_kernels.h"
+
+#include <math.h>
+
+#if defined(__CUDACC__)
+#define OT_BN_FN static __device__ __forceinline__
+OT_BN_FN float bn_fadd(float a, float b) { return __fadd_rn(a, b); }
+OT_BN_FN float bn_fsub(float a, float b) { return __fsub_rn(a, b); }
+OT_BN_FN float bn_fmul(float a, float b) { return __fmul_rn(a, b); }
+OT_BN_FN float bn_fdiv(float a, float b) { return __fdiv_rn(a, b); }
+OT_BN_FN float bn_fsqrt(float a) { return __fsqrt_rn(a); }
+OT_BN_FN double bn_dadd(double a, double b) { return __dadd_rn(a, b); }
+OT_BN_FN double bn_dsub(double a, double b) { return __dsub_rn(a, b); }
+OT_BN_FN double bn_dmul(double a, double b) { return __dmul_rn(a, b); }
+#else
+#define OT_BN_FN static inline
+OT_BN_FN float bn_fadd(float a, float b) { return a + b; }
+OT_BN_FN float bn_fsub(float a, float b) { return a - b; }
+OT_BN_FN float bn_fmul(float a, float b) { return a * b; }
+OT_BN_FN float bn_fdiv(float a, float b) { return a / b; }
+OT_BN_FN float bn_fsqrt(float a) { return sqrtf(a); }
+OT_BN_FN double bn_dadd(double a, double b) { return a + b; }
+OT_BN_FN double bn_dsub(double a, double b) { return a - b; }
+OT_BN_FN double bn_dmul(double a, double b) { return a * b; }
+#endif
+
+#define BN_THREADS 256     /* a power of two: the reduction tree halves it */
+#define BN_MAX_GRID 65535
+
+/* The block's sum of v (one per thread) by a fixed tree; every thread gets it. */
+static __device__ double bn_block_sum(double v, double *red) {
+    const int t = (int)threadIdx.x;
+    red[t] = v;
+    __syncthreads();
+    for (int off = BN_THREADS / 2; off > 0; off >>= 1) {
+        if (t < off) red[t] = bn_dadd(red[t], red[t + off]);
+        __syncthreads();
+    }
+    double total = red[0];
+    __syncthreads();   /* red is reused by the next sum */
+    return total;
+}
+
+/* ---- inference: y = x * a + b, a = scale / sqrtf(var + eps), b = bias - mean * a (float, the CPU's order) ----
+ * blockIdx.y walks the (n, c) rows (strided), blockIdx.x / threadIdx.x the row. */
+__global__ void bn_infer_fwd_k(float *y, const float *x, const float *__restrict__ scale, const float *__restrict__ bias,
+                               const float *__restrict__ mean, const float *__restrict__ var, int64_t c, int64_t rows,
+                               int64_t s, float eps) {
+    for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
+        const int64_t ch = row % c;
+        const float a = bn_fdiv(scale[ch], bn_fsqrt(bn_fadd(var[ch], eps)));
+        const float b = bn_fsub(bias[ch], bn_fmul(mean[ch], a));
+        const float *xs = x + row * s;
+        float *ys = y + row * s;
+        for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < s; j += (int64_t)gridDim.x * blockDim.x)
+            ys[j] = bn_fadd(bn_fmul(xs[j], a), b);
+    }
+}
+
+/* ---- training forward: one block per channel ---- */
+__global__ void bn_train_fwd_k(float *y, float *saved_mean, float *saved_invstd, float *run_mean, float *run_var,
+                               const float *x, const float *__restrict__ scale, const float *__restrict__ bias, int64_t n,
+                               int64_t c, int64_t s, float eps, float momentum) {
+    __shared__ double red[BN_THREADS];
+    const double cnt = (double)(n * s);
+    for (int64_t ch = blockIdx.x; ch < c; ch += gridDim.x) {
+        double t = 0;
+        for (int64_t b = 0; b < n; b++) {
+            const float *xs = x + (b * c + ch) * s;
+            for (int64_t j = threadIdx.x; j < s; j += blockDim.x) t = bn_dadd(t, (double)xs[j]);
+        }
+        const double sum = bn_block_sum(t, red);
+        const double mu = cnt > 0 ? sum / cnt : 0;
+        t = 0;
+        for (int64_t b = 0; b < n; b++) {
+            const float *xs = x + (b * c + ch) * s;
+            for (int64_t j = threadIdx.x; j < s; j += blockDim.x) {
+                double d = bn_dsub((double)xs[j], mu);
+                t = bn_dadd(t, bn_dmul(d, d));
+            }
+        }
+        const double sq = bn_block_sum(t, red);
+        const double var = cnt > 0 ? sq / cnt : 0;
+        const double inv = 1.0 / sqrt(var + (double)eps);
+        const double sc = (double)scale[ch];
+        const float a = (float)bn_dmul(sc, inv), bb = (float)bn_dsub((double)bias[ch], bn_dmul(bn_dmul(mu, sc), inv));
+        for (int64_t b = 0; b < n; b++) {
+            const float *xs = x + (b * c + ch) * s;
+            float *ys = y + (b * c + ch) * s;
+            for (int64_t j = threadIdx.x; j < s; j += blockDim.x) ys[j] = bn_fadd(bn_fmul(xs[j], a), bb);
+        }
+        if (threadIdx.x == 0) {
+            const double m = 1.0 - (double)momentum, keep = 1.0 - m;
+            if (run_mean) run_mean[ch] = (float)bn_dadd(bn_dmul(keep, (double)run_mean[ch]), bn_dmul(m, mu));
+            if (run_var) {
+                const double unbiased = cnt > 1 ? sq / (cnt - 1) : var;
+                run_var[ch] = (float)bn_dadd(bn_dmul(keep, (double)run_var[ch]), bn_dmul(m, unbiased));
+            }
+            if (saved_mean) saved_mean[ch] = (float)mu;
+            if (saved_invstd) saved_invstd[ch] = (float)inv;
+        }
+    }
+}
+
+/* ---- training backward: one block per channel ----
+ * sdy = sum dy, sdyxh = sum dy * ((x - mu) * inv) in double, then
+ * dx = (float)(k * (cnt * dy - sdy - (x - mu) * inv * sdyxh)), k = scale * inv / cnt. */
+__global__ void bn_train_bwd_k(float *dx, int set, float *dscale, float *dbias, const float *dy, const float *x,
+                               const float *__restrict__ scale, const float *__restrict__ saved_mean,
+                               const float *__restrict__ saved_invstd, int64_t n, int64_t c, int64_t s) {
+    __shared__ double red[BN_THREADS];
+    const double cnt = (double)(n * s);
+    for (int64_t ch = blockIdx.x; ch < c; ch += gridDim.x) {
+        const double mu = (double)saved_mean[ch], inv = (double)saved_invstd[ch];
+        double ta = 0, tb = 0;
+        for (int64_t b = 0; b < n; b++) {
+            const float *xs = x + (b * c + ch) * s, *ds = dy + (b * c + ch) * s;
+            for (int64_t j = threadIdx.x; j < s; j += blockDim.x) {
+                const double d = (double)ds[j];
+                ta = bn_dadd(ta, d);
+                tb = bn_dadd(tb, bn_dmul(d, bn_dmul(bn_dsub((double)xs[j], mu), inv)));
+            }
+        }
+        const double sdy = bn_block_sum(ta, red);
+        const double sdyxh = bn_block_sum(tb, red);
+        if (threadIdx.x == 0) {
+            if (dbias) dbias[ch] = bn_fadd(dbias[ch], (float)sdy);
+            if (dscale) dscale[ch] = bn_fadd(dscale[ch], (float)sdyxh);
+        }
+        if (!dx || cnt == 0) continue;
+        const double k = bn_dmul((double)scale[ch], inv) / cnt;
+        for (int64_t b = 0; b < n; b++) {
+            const float *xs = x + (b * c + ch) * s, *ds = dy + (b * c + ch) * s;
+            float *gs = dx + (b * c + ch) * s;
+            for (int64_t j = threadIdx.x; j < s; j += blockDim.x) {
+                const double xh = bn_dmul(bn_dsub((double)xs[j], mu), inv);
+                const double v = bn_dmul(k, bn_dsub(bn_dsub(bn_dmul(cnt, (double)ds[j]), sdy), bn_dmul(xh, sdyxh)));
+                gs[j] = set ? (float)v : bn_fadd(gs[j], (float)v);
+            }
+        }
+    }
+}
+
+static unsigned bn_grid_c(int64_t c) { return (unsigned)(c < BN_MAX_GRID ? c : BN_MAX_GRID); }
+
+extern "C" void ot_cuda_bn_infer_fwd(float *y, const float *x, const float *scale, const float *bias, const float *mean,
+                                     const float *var, int64_t n, int64_t c, int64_t s, float eps, void *stream) {
+    int64_t rows = n * c;
+    if (rows <= 0 || s <= 0) return;
+    int64_t bx = (s + BN_THREADS - 1) / BN_THREADS;
+    dim3 grid((unsigned)(bx < 64 ? bx : 64), (unsigned)(rows < BN_MAX_GRID ? rows : BN_MAX_GRID));
+    OT_LAUNCH(bn_infer_fwd_k, grid, BN_THREADS, 0, stream, y, x, scale, bias, mean, var, c, rows, s, eps);
+}
+
+extern "C" void ot_cuda_bn_train_fwd(float *y, float *saved_mean, float *saved_invstd, float *running_mean,
+                                     float *running_var, const float *x, const float *scale, const float *bias, int64_t n,
+                                     int64_t c, int64_t s, float eps, float momentum, void *stream) {
+    if (c <= 0) return;
+    OT_LAUNCH(bn_train_fwd_k, bn_grid_c(c), BN_THREADS, 0, stream, y, saved_mean, saved_invstd, running_mean, running_var,
+              x, scale, bias, n, c, s, eps, momentum);
+}
+
+extern "C" void ot_cuda_bn_train_bwd(float *dx, int dx_set, float *dscale, float *dbias, const float *dy, const float *x,
+                                     const float *scale, const float *saved_mean, const float *saved_invstd, int64_t n,
+                                     int64_t c, int64_t s, void *stream) {
+    if (c <= 0) return;
+    OT_LAUNCH(bn_train_bwd_k, bn_grid_c(c), BN_THREADS, 0, stream, dx, dx_set, dscale, dbias, dy, x, scale, saved_mean,
+              saved_invstd, n, c, s);
+}
