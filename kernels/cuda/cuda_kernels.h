@@ -143,6 +143,16 @@ void ot_cuda_binary_fwd(int kind, float *y, const float *a, const float *b, cons
  * twice (x * x): call side 0 then side 1 with accumulate 1 the second time. */
 void ot_cuda_binary_bwd(int kind, int side, float *dx, const float *dy, const float *a, const float *b,
                         const ot_cuda_bcast *p, int accumulate, void *stream);
+/* Concat (concat.c) of n inputs (any n) in the layout (outer, sum c[i], inner):
+ * channel Concat of NCHW is outer = N, c[i] = C_i, inner = H*W. x and dx are
+ * host arrays of n device pointers. Forward: y = the inputs side by side. */
+void ot_cuda_concat_fwd(float *y, const float *const *x, const int64_t *c, int n, int64_t outer, int64_t inner,
+                        void *stream);
+/* dx[i] = its slice of dy (copied), or += when accumulate[i] (accumulate NULL:
+ * all written); dx[i] NULL: skipped. One launch per input, in order, so an
+ * input listed twice (same dx, accumulate 1) gets its slices added in order. */
+void ot_cuda_concat_bwd(float *const *dx, const float *dy, const int64_t *c, int n, int64_t outer, int64_t inner,
+                        const int *accumulate, void *stream);
 /* ==== end of elementwise.cu, concat.cu, maxpool.cu ==== */
 
 #ifdef __cplusplus
