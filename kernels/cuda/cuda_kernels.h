@@ -153,6 +153,18 @@ void ot_cuda_concat_fwd(float *y, const float *const *x, const int64_t *c, int n
  * input listed twice (same dx, accumulate 1) gets its slices added in order. */
 void ot_cuda_concat_bwd(float *const *dx, const float *dy, const int64_t *c, int n, int64_t outer, int64_t inner,
                         const int *accumulate, void *stream);
+/* MaxPool 2D (pool.c) on planes = N*C planes of h x w, kernel kh x kw, stride
+ * sh x sw, symmetric pads ph, pw; output (h + 2ph - kh + 1) x (w + 2pw - kw + 1).
+ * Only stride 1 with 0 <= pad < kernel (YOLOv5's SPPF: 5, 1, 2): anything else
+ * prints why on stderr, launches nothing and returns -1; else 0. arg (int32
+ * per output, may be NULL): each window's argmax offset in its plane, pool.c's
+ * tie rule (first maximum in scan order, per its separable row/column passes). */
+int ot_cuda_maxpool_fwd(float *y, int32_t *arg, const float *x, int64_t planes, int64_t h, int64_t w, int kh, int kw,
+                        int sh, int sw, int ph, int pw, void *stream);
+/* dx (+)= the gradients dy of the windows whose argmax each element is, summed
+ * in ascending output order (a gather, no atomics). Same geometry rules. */
+int ot_cuda_maxpool_bwd(float *dx, const float *dy, const int32_t *arg, int64_t planes, int64_t h, int64_t w, int kh,
+                        int kw, int sh, int sw, int ph, int pw, int accumulate, void *stream);
 /* ==== end of elementwise.cu, concat.cu, maxpool.cu ==== */
 
 #ifdef __cplusplus
