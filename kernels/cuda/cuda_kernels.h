@@ -139,6 +139,66 @@ struct ot_decode_args;
 void ot_cuda_decode(const float *const *maps, const struct ot_decode_args *a, float *pred, void *stream);
 /* ==== end of batchnorm.cu, decode.cu ==== */
 
+
+/* ==== elementwise.cu, concat.cu, maxpool.cu: YOLOv5's Sigmoid / SiLU / Add /
+ * Mul, channel Concat and SPPF MaxPool (docs/CUDA.md, "Elementwise, Concat,
+ * MaxPool"). Bit for bit with kernels/elementwise.c, concat.c, pool.c. ==== */
+/* accumulate: 0 writes the gradient (as 0.0f + value, the bits of adding to a
+ * zeroed buffer), 1 adds to it (the CPU backward's ot_gin_set rule). */
+/* y = sigmoid(x) (elementwise.c's sigmoid1), n elements. */
+void ot_cuda_sigmoid_fwd(float *y, const float *x, int64_t n, void *stream);
+/* dx (+)= dy * (1 - y) * y, y the forward's output. */
+void ot_cuda_sigmoid_bwd(float *dx, const float *dy, const float *y, int64_t n, int accumulate, void *stream);
+/* SiLU fused as the CPU fuses Mul(x, Sigmoid(x)): y = x * sigmoid(x). */
+void ot_cuda_silu_fwd(float *y, const float *x, int64_t n, void *stream);
+/* dx = (dx or 0) + dy * s, then + dy * x * (1 - s) * s, s = sigmoid(x). */
+void ot_cuda_silu_bwd(float *dx, const float *dy, const float *x, int64_t n, int accumulate, void *stream);
+
+#define OT_CUDA_BIN_ADD 0
+#define OT_CUDA_BIN_MUL 1
+#define OT_CUDA_BCAST_RANK 8
+/* elementwise.c's merged broadcast plan of y = a op b: output dims d[0..rank)
+ * and each operand's element strides per dim (0: broadcast). */
+typedef struct ot_cuda_bcast {
+    int rank;
+    int64_t d[OT_CUDA_BCAST_RANK], sa[OT_CUDA_BCAST_RANK], sb[OT_CUDA_BCAST_RANK];
+    int64_t numel;
+} ot_cuda_bcast;
+/* Plan for shapes a (ad, ar dims) and b (bd, br dims), numpy broadcasting.
+ * Host only. Returns 1, or 0 when they do not broadcast or a rank is > 8. */
+int ot_cuda_bcast_plan(ot_cuda_bcast *p, const int64_t *ad, int ar, const int64_t *bd, int br);
+/* y = a + b or a * b (kind OT_CUDA_BIN_*), y contiguous in the output shape. */
+void ot_cuda_binary_fwd(int kind, float *y, const float *a, const float *b, const ot_cuda_bcast *p, void *stream);
+/* The gradient of operand side (0: a, 1: b), dx in its own shape: summed over
+ * the dims it was broadcast along in double, in elementwise.c's order and
+ * chunks (no atomics). Add reads neither a nor b (may be NULL). An operand used
+ * twice (x * x): call side 0 then side 1 with accumulate 1 the second time. */
+void ot_cuda_binary_bwd(int kind, int side, float *dx, const float *dy, const float *a, const float *b,
+                        const ot_cuda_bcast *p, int accumulate, void *stream);
+/* Concat (concat.c) of n inputs (any n) in the layout (outer, sum c[i], inner):
+ * channel Concat of NCHW is outer = N, c[i] = C_i, inner = H*W. x and dx are
+ * host arrays of n device pointers. Forward: y = the inputs side by side. */
+void ot_cuda_concat_fwd(float *y, const float *const *x, const int64_t *c, int n, int64_t outer, int64_t inner,
+                        void *stream);
+/* dx[i] = its slice of dy (copied), or += when accumulate[i] (accumulate NULL:
+ * all written); dx[i] NULL: skipped. One launch per input, in order, so an
+ * input listed twice (same dx, accumulate 1) gets its slices added in order. */
+void ot_cuda_concat_bwd(float *const *dx, const float *dy, const int64_t *c, int n, int64_t outer, int64_t inner,
+                        const int *accumulate, void *stream);
+/* MaxPool 2D (pool.c) on planes = N*C planes of h x w, kernel kh x kw, stride
+ * sh x sw, symmetric pads ph, pw; output (h + 2ph - kh + 1) x (w + 2pw - kw + 1).
+ * Only stride 1 with 0 <= pad < kernel (YOLOv5's SPPF: 5, 1, 2): anything else
+ * prints why on stderr, launches nothing and returns -1; else 0. arg (int32
+ * per output, may be NULL): each window's argmax offset in its plane, pool.c's
+ * tie rule (first maximum in scan order, per its separable row/column passes). */
+int ot_cuda_maxpool_fwd(float *y, int32_t *arg, const float *x, int64_t planes, int64_t h, int64_t w, int kh, int kw,
+                        int sh, int sw, int ph, int pw, void *stream);
+/* dx (+)= the gradients dy of the windows whose argmax each element is, summed
+ * in ascending output order (a gather, no atomics). Same geometry rules. */
+int ot_cuda_maxpool_bwd(float *dx, const float *dy, const int32_t *arg, int64_t planes, int64_t h, int64_t w, int kh,
+                        int kw, int sh, int sw, int ph, int pw, int accumulate, void *stream);
+/* ==== end of elementwise.cu, concat.cu, maxpool.cu ==== */
+
 #ifdef __cplusplus
 }
 #endif
