@@ -26,29 +26,13 @@
 #include "core/runtime/autograd.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/ops.h"
+#include "cudaemu_graph.h" /* rnext, rfloat, cg_attr */
 #include "testutil.h"
 #include <math.h>
 #include <string.h>
 
 #define EPS 1e-3f
 #define MOMENTUM 0.97f
-
-static uint64_t rnext(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static float rfloat(uint64_t *s) { return (float)((double)(rnext(s) >> 11) * 0x1p-53 * 4.0 - 2.0); }
-
-static ot_attr *node_attr(ot_node *n, const char *name, ot_attr_type type) {
-    n->attr = realloc(n->attr, sizeof(ot_attr) * (size_t)(n->n_attr + 1));
-    ot_attr *a = &n->attr[n->n_attr++];
-    memset(a, 0, sizeof *a);
-    a->name = ot_strdup(name);
-    a->type = type;
-    return a;
-}
 
 static void set_init(ot_graph *g, int vid, const float *data, int64_t c) {
     ot_value *v = &g->values[vid];
@@ -90,8 +74,8 @@ static ot_graph *bn_graph(int64_t c, const float *scale, const float *bias, cons
     n->out = malloc(sizeof(int));
     for (int i = 0; i < 5; i++) n->in[i] = vid[i];
     n->out[0] = vid[5];
-    node_attr(n, "epsilon", OT_ATTR_FLOAT)->f = EPS;
-    node_attr(n, "momentum", OT_ATTR_FLOAT)->f = MOMENTUM;
+    cg_attr(n, "epsilon", OT_ATTR_FLOAT)->f = EPS;
+    cg_attr(n, "momentum", OT_ATTR_FLOAT)->f = MOMENTUM;
     ot_error e;
     ck_assert_msg(ot_graph_finalize(g, &e) == OT_OK, "%s", e.msg);
     return g;

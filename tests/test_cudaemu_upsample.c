@@ -16,28 +16,12 @@
 #include "core/runtime/autograd.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/ops.h"
+#include "cudaemu_graph.h" /* rnext, rfloat, cg_attr, first_diff */
 #include "testutil.h"
 #include <string.h>
 #include <time.h>
 
-static uint64_t rnext(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static float rfloat(uint64_t *s) { return (float)((double)(rnext(s) >> 11) * 0x1p-53 * 4.0 - 2.0); }
-
 /* ---- a one-node Resize graph (as tests/test_grad_ops.c builds graphs) ---- */
-static ot_attr *node_attr(ot_node *n, const char *name, ot_attr_type type) {
-    n->attr = realloc(n->attr, sizeof(ot_attr) * (size_t)(n->n_attr + 1));
-    ot_attr *a = &n->attr[n->n_attr++];
-    memset(a, 0, sizeof *a);
-    a->name = ot_strdup(name);
-    a->type = type;
-    return a;
-}
-
 static ot_graph *resize_graph(bool yolo) {
     ot_graph *g = ot_graph_create();
     ck_assert_ptr_nonnull(g);
@@ -70,20 +54,14 @@ static ot_graph *resize_graph(bool yolo) {
     n->out = malloc(sizeof(int));
     n->in[0] = x; n->in[1] = -1; n->in[2] = sc;
     n->out[0] = y;
-    node_attr(n, "mode", OT_ATTR_STRING)->s = ot_strdup("nearest");
+    cg_attr(n, "mode", OT_ATTR_STRING)->s = ot_strdup("nearest");
     if (yolo) {
-        node_attr(n, "coordinate_transformation_mode", OT_ATTR_STRING)->s = ot_strdup("asymmetric");
-        node_attr(n, "nearest_mode", OT_ATTR_STRING)->s = ot_strdup("floor");
+        cg_attr(n, "coordinate_transformation_mode", OT_ATTR_STRING)->s = ot_strdup("asymmetric");
+        cg_attr(n, "nearest_mode", OT_ATTR_STRING)->s = ot_strdup("floor");
     }
     ot_error e;
     ck_assert_msg(ot_graph_finalize(g, &e) == OT_OK, "%s", e.msg);
     return g;
-}
-
-static int first_diff(const float *a, const float *b, int64_t n) {
-    for (int64_t i = 0; i < n; i++)
-        if (memcmp(&a[i], &b[i], sizeof(float)) != 0) return (int)i;
-    return -1;
 }
 
 /* One case: CPU reference by the autograd, then the kernels at float offset off. */
