@@ -7,7 +7,7 @@
  * follows a Conv is folded back into it (w' = w * g / sqrt(var + eps),
  * b' = (b - mean) * g / sqrt(var + eps) + beta, as Ultralytics fuse_conv_and_bn);
  * the raw-bn form keeps them (inference mode). Then Detect's exported tail is
- * appended (export/detect_head.h): the decode for the inference form, the
+ * appended (import/detect_head.h): the decode for the inference form, the
  * (b, na, ny, nx, no) maps for the raw forms, for a fixed batch and image size.
  * Input and output names, metadata (names, stride, anything else the source
  * carried) and the opset come from the options. */
@@ -27,7 +27,7 @@ typedef struct ot_export_opts {
     char *const *names;         /* class names (nc) for the "names" metadata; NULL: keep meta's */
 } ot_export_opts;
 
-/* A new finalized graph ready for export/onnx_write.h. */
+/* A new finalized graph ready for import/onnx_write.h. */
 ot_status ot_export_graph(const ot_graph *train_g, const ot_yolo_head *head, const ot_export_opts *o, ot_graph **out,
                           ot_error *err);
 /* Ultralytics' metadata spelling of class names: "{0: 'person', 1: 'bicycle'}". malloc'd. */

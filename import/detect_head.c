@@ -1,5 +1,5 @@
 /* detect_head.c: YOLOv5 v7.0 Detect's exported tail as IR nodes
- * (export/detect_head.h).
+ * (import/detect_head.h).
  *
  * Mirrors what torch.onnx.export makes of models/yolo.py Detect.forward at
  * opset 12 (see ../shared/models/yolov5s.onnx, tools/ref/README.md "where

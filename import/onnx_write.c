@@ -1,4 +1,4 @@
-/* onnx_write.c: graph IR -> ONNX ModelProto (export/onnx_write.h).
+/* onnx_write.c: graph IR -> ONNX ModelProto (import/onnx_write.h).
  *
  * The protobuf-c message tree is built over the IR without copying tensor
  * data (raw_data points at the IR's bytes; packing only reads), every struct

@@ -1,7 +1,7 @@
 /* yolo_loss_math.h: the per-element math of the YOLOv5 v7.0 loss (utils/loss.py
  * ComputeLoss, utils/metrics.py bbox_iou), forward and analytic backward, for
- * the loss kernels of every device (kernels/yolo_loss.c now, a CUDA twin later
- * includes this header as is). Plain C over doubles: math.h only, no other libc
+ * the loss kernels of every device (kernels/yolo_loss.c on the CPU;
+ * kernels/cuda/yolo_loss.cu includes this header as is). Plain C over doubles: math.h only, no other libc
  * call, no allocation, no state.
  *
  * The expressions are the reference for the loss's bits: tests compare runs of

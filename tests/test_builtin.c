@@ -1,5 +1,5 @@
 /* test_builtin.c: the built-in YOLOv5 sizes (train/builtin.c), the Detect head
- * emitter (export/detect_head.c) and the ONNX writer (export/onnx_write.c).
+ * emitter (import/detect_head.c) and the ONNX writer (import/onnx_write.c).
  *
  * - every size imports with its head found (inference form, anchors from the
  *   decode, strides 8/16/32) and prepares to a training graph whose tensors are

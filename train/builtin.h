@@ -20,7 +20,7 @@ bool ot_builtin_known(const char *name);
  * (1,3,img,img), output "output0" (1,N,nc+5), as Ultralytics' export.py
  * writes a freshly built model (opset 12): BN folded into Conv (a fresh BN is
  * gamma 1, beta 0, mean 0, var 1, eps 1e-3: weight * 1/sqrt(1.001), bias 0),
- * SiLU as Sigmoid + Mul, the Detect decode (export/detect_head.c), node and
+ * SiLU as Sigmoid + Mul, the Detect decode (import/detect_head.c), node and
  * initializer names as the export's ("/model.2/m/m.0/cv1/conv/Conv",
  * "model.2.m.0.cv1.conv.weight" / ".bias", "model.24.m.0.weight" / ".bias"),
  * metadata "stride" ("32", the max stride, as export.py writes it) and
