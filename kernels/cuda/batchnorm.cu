@@ -26,27 +26,6 @@
 
 #include <math.h>
 
-#if defined(__CUDACC__)
-#define OT_BN_FN static __device__ __forceinline__
-OT_BN_FN float bn_fadd(float a, float b) { return __fadd_rn(a, b); }
-OT_BN_FN float bn_fsub(float a, float b) { return __fsub_rn(a, b); }
-OT_BN_FN float bn_fmul(float a, float b) { return __fmul_rn(a, b); }
-OT_BN_FN float bn_fdiv(float a, float b) { return __fdiv_rn(a, b); }
-OT_BN_FN float bn_fsqrt(float a) { return __fsqrt_rn(a); }
-OT_BN_FN double bn_dadd(double a, double b) { return __dadd_rn(a, b); }
-OT_BN_FN double bn_dsub(double a, double b) { return __dsub_rn(a, b); }
-OT_BN_FN double bn_dmul(double a, double b) { return __dmul_rn(a, b); }
-#else
-#define OT_BN_FN static inline
-OT_BN_FN float bn_fadd(float a, float b) { return a + b; }
-OT_BN_FN float bn_fsub(float a, float b) { return a - b; }
-OT_BN_FN float bn_fmul(float a, float b) { return a * b; }
-OT_BN_FN float bn_fdiv(float a, float b) { return a / b; }
-OT_BN_FN float bn_fsqrt(float a) { return sqrtf(a); }
-OT_BN_FN double bn_dadd(double a, double b) { return a + b; }
-OT_BN_FN double bn_dsub(double a, double b) { return a - b; }
-OT_BN_FN double bn_dmul(double a, double b) { return a * b; }
-#endif
 
 #define BN_THREADS 256     /* a power of two: the reduction tree halves it */
 #define BN_MAX_GRID 65535
@@ -57,7 +36,7 @@ static __device__ double bn_block_sum(double v, double *red) {
     red[t] = v;
     __syncthreads();
     for (int off = BN_THREADS / 2; off > 0; off >>= 1) {
-        if (t < off) red[t] = bn_dadd(red[t], red[t + off]);
+        if (t < off) red[t] = __dadd_rn(red[t], red[t + off]);
         __syncthreads();
     }
     double total = red[0];
@@ -72,12 +51,12 @@ __global__ void bn_infer_fwd_k(float *y, const float *x, const float *__restrict
                                int64_t s, float eps) {
     for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
         const int64_t ch = row % c;
-        const float a = bn_fdiv(scale[ch], bn_fsqrt(bn_fadd(var[ch], eps)));
-        const float b = bn_fsub(bias[ch], bn_fmul(mean[ch], a));
+        const float a = __fdiv_rn(scale[ch], __fsqrt_rn(__fadd_rn(var[ch], eps)));
+        const float b = __fsub_rn(bias[ch], __fmul_rn(mean[ch], a));
         const float *xs = x + row * s;
         float *ys = y + row * s;
         for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < s; j += (int64_t)gridDim.x * blockDim.x)
-            ys[j] = bn_fadd(bn_fmul(xs[j], a), b);
+            ys[j] = __fadd_rn(__fmul_rn(xs[j], a), b);
     }
 }
 
@@ -91,7 +70,7 @@ __global__ void bn_train_fwd_k(float *y, float *saved_mean, float *saved_invstd,
         double t = 0;
         for (int64_t b = 0; b < n; b++) {
             const float *xs = x + (b * c + ch) * s;
-            for (int64_t j = threadIdx.x; j < s; j += blockDim.x) t = bn_dadd(t, (double)xs[j]);
+            for (int64_t j = threadIdx.x; j < s; j += blockDim.x) t = __dadd_rn(t, (double)xs[j]);
         }
         const double sum = bn_block_sum(t, red);
         const double mu = cnt > 0 ? sum / cnt : 0;
@@ -99,26 +78,26 @@ __global__ void bn_train_fwd_k(float *y, float *saved_mean, float *saved_invstd,
         for (int64_t b = 0; b < n; b++) {
             const float *xs = x + (b * c + ch) * s;
             for (int64_t j = threadIdx.x; j < s; j += blockDim.x) {
-                double d = bn_dsub((double)xs[j], mu);
-                t = bn_dadd(t, bn_dmul(d, d));
+                double d = __dsub_rn((double)xs[j], mu);
+                t = __dadd_rn(t, __dmul_rn(d, d));
             }
         }
         const double sq = bn_block_sum(t, red);
         const double var = cnt > 0 ? sq / cnt : 0;
         const double inv = 1.0 / sqrt(var + (double)eps);
         const double sc = (double)scale[ch];
-        const float a = (float)bn_dmul(sc, inv), bb = (float)bn_dsub((double)bias[ch], bn_dmul(bn_dmul(mu, sc), inv));
+        const float a = (float)__dmul_rn(sc, inv), bb = (float)__dsub_rn((double)bias[ch], __dmul_rn(__dmul_rn(mu, sc), inv));
         for (int64_t b = 0; b < n; b++) {
             const float *xs = x + (b * c + ch) * s;
             float *ys = y + (b * c + ch) * s;
-            for (int64_t j = threadIdx.x; j < s; j += blockDim.x) ys[j] = bn_fadd(bn_fmul(xs[j], a), bb);
+            for (int64_t j = threadIdx.x; j < s; j += blockDim.x) ys[j] = __fadd_rn(__fmul_rn(xs[j], a), bb);
         }
         if (threadIdx.x == 0) {
             const double m = 1.0 - (double)momentum, keep = 1.0 - m;
-            if (run_mean) run_mean[ch] = (float)bn_dadd(bn_dmul(keep, (double)run_mean[ch]), bn_dmul(m, mu));
+            if (run_mean) run_mean[ch] = (float)__dadd_rn(__dmul_rn(keep, (double)run_mean[ch]), __dmul_rn(m, mu));
             if (run_var) {
                 const double unbiased = cnt > 1 ? sq / (cnt - 1) : var;
-                run_var[ch] = (float)bn_dadd(bn_dmul(keep, (double)run_var[ch]), bn_dmul(m, unbiased));
+                run_var[ch] = (float)__dadd_rn(__dmul_rn(keep, (double)run_var[ch]), __dmul_rn(m, unbiased));
             }
             if (saved_mean) saved_mean[ch] = (float)mu;
             if (saved_invstd) saved_invstd[ch] = (float)inv;
@@ -141,25 +120,25 @@ __global__ void bn_train_bwd_k(float *dx, int set, float *dscale, float *dbias, 
             const float *xs = x + (b * c + ch) * s, *ds = dy + (b * c + ch) * s;
             for (int64_t j = threadIdx.x; j < s; j += blockDim.x) {
                 const double d = (double)ds[j];
-                ta = bn_dadd(ta, d);
-                tb = bn_dadd(tb, bn_dmul(d, bn_dmul(bn_dsub((double)xs[j], mu), inv)));
+                ta = __dadd_rn(ta, d);
+                tb = __dadd_rn(tb, __dmul_rn(d, __dmul_rn(__dsub_rn((double)xs[j], mu), inv)));
             }
         }
         const double sdy = bn_block_sum(ta, red);
         const double sdyxh = bn_block_sum(tb, red);
         if (threadIdx.x == 0) {
-            if (dbias) dbias[ch] = bn_fadd(dbias[ch], (float)sdy);
-            if (dscale) dscale[ch] = bn_fadd(dscale[ch], (float)sdyxh);
+            if (dbias) dbias[ch] = __fadd_rn(dbias[ch], (float)sdy);
+            if (dscale) dscale[ch] = __fadd_rn(dscale[ch], (float)sdyxh);
         }
         if (!dx || cnt == 0) continue;
-        const double k = bn_dmul((double)scale[ch], inv) / cnt;
+        const double k = __dmul_rn((double)scale[ch], inv) / cnt;
         for (int64_t b = 0; b < n; b++) {
             const float *xs = x + (b * c + ch) * s, *ds = dy + (b * c + ch) * s;
             float *gs = dx + (b * c + ch) * s;
             for (int64_t j = threadIdx.x; j < s; j += blockDim.x) {
-                const double xh = bn_dmul(bn_dsub((double)xs[j], mu), inv);
-                const double v = bn_dmul(k, bn_dsub(bn_dsub(bn_dmul(cnt, (double)ds[j]), sdy), bn_dmul(xh, sdyxh)));
-                gs[j] = set ? (float)v : bn_fadd(gs[j], (float)v);
+                const double xh = __dmul_rn(__dsub_rn((double)xs[j], mu), inv);
+                const double v = __dmul_rn(k, __dsub_rn(__dsub_rn(__dmul_rn(cnt, (double)ds[j]), sdy), __dmul_rn(xh, sdyxh)));
+                gs[j] = set ? (float)v : __fadd_rn(gs[j], (float)v);
             }
         }
     }

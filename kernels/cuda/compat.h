@@ -187,8 +187,30 @@ static inline void ot_emu_launch_kernel(const char *kernel, const char *file, in
     ot_emu_launch_kernel(#kernel, __FILE__, __LINE__, dim3(grid), dim3(block), (size_t)(shmem_bytes),         \
                          (cudaStream_t)(stream), kernel, __VA_ARGS__)
 
+/* Rounded arithmetic (nvcc never fuses these into FMAs) and bit casts: on the
+ * host, plain IEEE operations round the same way (baseline x86-64 has no FMA
+ * to contract into). */
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }
+static inline float __fsqrt_rn(float a) { return sqrtf(a); }
+static inline double __dadd_rn(double a, double b) { return a + b; }
+static inline double __dsub_rn(double a, double b) { return a - b; }
+static inline double __dmul_rn(double a, double b) { return a * b; }
+static inline float __uint_as_float(unsigned b) { float f; __builtin_memcpy(&f, &b, 4); return f; }
+static inline unsigned __float_as_uint(float f) { unsigned b; __builtin_memcpy(&b, &f, 4); return b; }
+
 #else
 #error "kernels/cuda/compat.h: compile with nvcc, or with -DOT_CUDA_EMU for the CPU executor"
+#endif
+
+/* A kernel file's helper functions: inlined device code under nvcc, plain
+ * static functions under the executor. */
+#if defined(__CUDACC__)
+#define OT_DEVFN static __device__ __forceinline__
+#else
+#define OT_DEVFN static inline
 #endif
 
 #endif

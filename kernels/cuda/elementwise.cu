@@ -29,47 +29,28 @@
 
 #define EW_BLOCK 256
 
-#if defined(__CUDACC__)
-#define EW_FN static __device__ __forceinline__
-EW_FN float ew_add(float a, float b) { return __fadd_rn(a, b); }
-EW_FN float ew_sub(float a, float b) { return __fsub_rn(a, b); }
-EW_FN float ew_mul(float a, float b) { return __fmul_rn(a, b); }
-EW_FN float ew_div(float a, float b) { return __fdiv_rn(a, b); }
-EW_FN double ew_dadd(double a, double b) { return __dadd_rn(a, b); }
-EW_FN float f_of(uint32_t b) { return __uint_as_float(b); }
-EW_FN uint32_t u_of(float f) { return __float_as_uint(f); }
-#else
-#define EW_FN static inline
-EW_FN float ew_add(float a, float b) { return a + b; }
-EW_FN float ew_sub(float a, float b) { return a - b; }
-EW_FN float ew_mul(float a, float b) { return a * b; }
-EW_FN float ew_div(float a, float b) { return a / b; }
-EW_FN double ew_dadd(double a, double b) { return a + b; }
-EW_FN float f_of(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
-EW_FN uint32_t u_of(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
-#endif
 
-EW_FN uint32_t bsel(uint32_t m, uint32_t a, uint32_t b) { return (a & m) | (b & ~m); } /* m ? a : b */
+OT_DEVFN uint32_t bsel(uint32_t m, uint32_t a, uint32_t b) { return (a & m) | (b & ~m); } /* m ? a : b */
 
 /* elementwise.c sigmoid1, operation for operation. */
-EW_FN float ew_sigmoid(float v) {
-    uint32_t u = u_of(v), abits = u & 0x7fffffffu;
+OT_DEVFN float ew_sigmoid(float v) {
+    uint32_t u = __float_as_uint(v), abits = u & 0x7fffffffu;
     uint32_t tiny = 0u - (uint32_t)(abits > 0x42ae0000u);
     uint32_t neg = 0u - (u >> 31), nan = 0u - (uint32_t)(abits > 0x7f800000u);
-    float z = f_of(bsel(tiny, 0xc2ae0000u, abits | 0x80000000u));
-    float n = ew_sub(ew_add(ew_mul(z, 1.44269504088896341f), 12582912.0f), 12582912.0f);
-    float r = ew_sub(z, ew_mul(n, 0.693359375f));
-    r = ew_add(r, ew_mul(n, 2.12194440e-4f));
+    float z = __uint_as_float(bsel(tiny, 0xc2ae0000u, abits | 0x80000000u));
+    float n = __fsub_rn(__fadd_rn(__fmul_rn(z, 1.44269504088896341f), 12582912.0f), 12582912.0f);
+    float r = __fsub_rn(z, __fmul_rn(n, 0.693359375f));
+    r = __fadd_rn(r, __fmul_rn(n, 2.12194440e-4f));
     float p = 1.9875691500e-4f;
-    p = ew_add(ew_mul(p, r), 1.3981999507e-3f);
-    p = ew_add(ew_mul(p, r), 8.3334519073e-3f);
-    p = ew_add(ew_mul(p, r), 4.1665795894e-2f);
-    p = ew_add(ew_mul(p, r), 1.6666665459e-1f);
-    p = ew_add(ew_mul(p, r), 5.0000001201e-1f);
-    p = ew_add(ew_add(ew_mul(ew_mul(p, r), r), r), 1.0f);
-    float e = f_of(bsel(tiny, 0u, u_of(ew_mul(p, f_of((uint32_t)((int32_t)n + 127) << 23)))));
-    float q = ew_div(f_of(bsel(neg, u_of(e), 0x3f800000u)), ew_add(1.0f, e));
-    return f_of(bsel(nan, u, u_of(q)));
+    p = __fadd_rn(__fmul_rn(p, r), 1.3981999507e-3f);
+    p = __fadd_rn(__fmul_rn(p, r), 8.3334519073e-3f);
+    p = __fadd_rn(__fmul_rn(p, r), 4.1665795894e-2f);
+    p = __fadd_rn(__fmul_rn(p, r), 1.6666665459e-1f);
+    p = __fadd_rn(__fmul_rn(p, r), 5.0000001201e-1f);
+    p = __fadd_rn(__fadd_rn(__fmul_rn(__fmul_rn(p, r), r), r), 1.0f);
+    float e = __uint_as_float(bsel(tiny, 0u, __float_as_uint(__fmul_rn(p, __uint_as_float((uint32_t)((int32_t)n + 127) << 23)))));
+    float q = __fdiv_rn(__uint_as_float(bsel(neg, __float_as_uint(e), 0x3f800000u)), __fadd_rn(1.0f, e));
+    return __uint_as_float(bsel(nan, u, __float_as_uint(q)));
 }
 
 /* ---- unary kernels: sigmoid / silu forward and backward, and the same-shape
@@ -78,17 +59,17 @@ enum { U_SIG = 0, U_SILU = 1, U_SIG_BWD = 2, U_SILU_BWD = 3, U_ADD_BWD = 4, U_MU
 
 /* One element. Forward: o = f(p). Sigmoid bwd: p = dy, q = y. SiLU bwd: p = dy,
  * q = x. Add bwd: p = dy. Mul bwd: p = dy, q = the other operand. */
-EW_FN float ew_unary1(int op, float p, float q, float old, int acc) {
+OT_DEVFN float ew_unary1(int op, float p, float q, float old, int acc) {
     switch (op) {
     case U_SIG: return ew_sigmoid(p);
-    case U_SILU: return ew_mul(p, ew_sigmoid(p));
-    case U_ADD_BWD: return ew_add(acc ? old : 0.0f, p);
-    case U_MUL_BWD: return ew_add(acc ? old : 0.0f, ew_mul(p, q));
+    case U_SILU: return __fmul_rn(p, ew_sigmoid(p));
+    case U_ADD_BWD: return __fadd_rn(acc ? old : 0.0f, p);
+    case U_MUL_BWD: return __fadd_rn(acc ? old : 0.0f, __fmul_rn(p, q));
     case U_SIG_BWD: /* gx += dy * (1 - y) * y */
-        return ew_add(acc ? old : 0.0f, ew_mul(ew_mul(p, ew_sub(1.0f, q)), q));
+        return __fadd_rn(acc ? old : 0.0f, __fmul_rn(__fmul_rn(p, __fsub_rn(1.0f, q)), q));
     default: { /* g = gx + dy * s; gx = g + dy * x * (1 - s) * s */
-        float s = ew_sigmoid(q), g = ew_add(acc ? old : 0.0f, ew_mul(p, s));
-        return ew_add(g, ew_mul(ew_mul(ew_mul(p, q), ew_sub(1.0f, s)), s));
+        float s = ew_sigmoid(q), g = __fadd_rn(acc ? old : 0.0f, __fmul_rn(p, s));
+        return __fadd_rn(g, __fmul_rn(__fmul_rn(__fmul_rn(p, q), __fsub_rn(1.0f, s)), s));
     }
     }
 }
@@ -176,7 +157,7 @@ extern "C" int ot_cuda_bcast_plan(ot_cuda_bcast *bp, const int64_t *ad, int ar, 
     return 1;
 }
 
-EW_FN float ew_bin(int kind, float a, float b) { return kind == OT_CUDA_BIN_MUL ? ew_mul(a, b) : ew_add(a, b); }
+OT_DEVFN float ew_bin(int kind, float a, float b) { return kind == OT_CUDA_BIN_MUL ? __fmul_rn(a, b) : __fadd_rn(a, b); }
 
 /* Same shape (a, b, y contiguous, rank 1 strides 1, 1), float4 when aligned. */
 __global__ void ew_bin_flat(int kind, float *__restrict__ y, const float *__restrict__ a, const float *__restrict__ b,
@@ -231,7 +212,7 @@ struct ew_grad_plan {
 };
 
 /* bin_offsets: add the offsets of the coordinates idx over dims[0..nd). */
-EW_FN void ew_offsets(const ew_grad_plan &g, const int *dims, int nd, int64_t idx, int64_t *oo, int64_t *oa, int64_t *ob) {
+OT_DEVFN void ew_offsets(const ew_grad_plan &g, const int *dims, int nd, int64_t idx, int64_t *oo, int64_t *oa, int64_t *ob) {
     for (int k = nd - 1; k >= 0; k--) {
         int i = dims[k];
         int64_t x = idx % g.p.d[i];
@@ -243,9 +224,9 @@ EW_FN void ew_offsets(const ew_grad_plan &g, const int *dims, int nd, int64_t id
 }
 
 /* grad_run's contribution of one output: Add dy; Mul side 0 dy * b, side 1 dy * a. */
-EW_FN float ew_contrib(int kind, int side, float gv, const float *a, const float *b, int64_t pa, int64_t pb) {
+OT_DEVFN float ew_contrib(int kind, int side, float gv, const float *a, const float *b, int64_t pa, int64_t pb) {
     if (kind != OT_CUDA_BIN_MUL) return gv;
-    return side ? ew_mul(gv, a[pa]) : ew_mul(gv, b[pb]);
+    return side ? __fmul_rn(gv, a[pa]) : __fmul_rn(gv, b[pb]);
 }
 
 /* Operand runs along the innermost dim: one thread per element of it. */
@@ -265,16 +246,16 @@ __global__ void ew_grad_inner(int kind, int side, float *__restrict__ gx, const 
             for (int64_t ro = 0; ro < g.nro; ro++) {
                 int64_t po = oo, pa = oa, pb = ob;
                 ew_offsets(g, g.red, g.nr, ro, &po, &pa, &pb);
-                s = ew_dadd(s, (double)ew_contrib(kind, side, gy[po + j], a, b, pa + j * ia, pb + j * ib));
+                s = __dadd_rn(s, (double)ew_contrib(kind, side, gy[po + j], a, b, pa + j * ia, pb + j * ib));
             }
             v = (float)s;
         }
-        *d = ew_add(acc ? *d : 0.0f, v);
+        *d = __fadd_rn(acc ? *d : 0.0f, v);
     }
 }
 
 /* The double sum of whole runs over reduced coordinates [r0, r1) for kept element e. */
-EW_FN double ew_chunk_sum(int kind, int side, const float *gy, const float *a, const float *b, const ew_grad_plan &g,
+OT_DEVFN double ew_chunk_sum(int kind, int side, const float *gy, const float *a, const float *b, const ew_grad_plan &g,
                           int64_t e, int64_t r0, int64_t r1, int64_t *xoff) {
     const int last = g.p.rank - 1;
     const int64_t L = g.p.d[last], ia = g.p.sa[last], ib = g.p.sb[last];
@@ -286,7 +267,7 @@ EW_FN double ew_chunk_sum(int kind, int side, const float *gy, const float *a, c
         int64_t po = oo, pa = oa, pb = ob;
         ew_offsets(g, g.red, g.nr, ro, &po, &pa, &pb);
         for (int64_t j = 0; j < L; j++)
-            s = ew_dadd(s, (double)ew_contrib(kind, side, gy[po + j], a, b, pa + j * ia, pb + j * ib));
+            s = __dadd_rn(s, (double)ew_contrib(kind, side, gy[po + j], a, b, pa + j * ia, pb + j * ib));
     }
     return s;
 }
@@ -297,7 +278,7 @@ __global__ void ew_grad_outer1(int kind, int side, float *__restrict__ gx, const
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < g.nko; e += (int64_t)gridDim.x * blockDim.x) {
         int64_t xo;
         double s = ew_chunk_sum(kind, side, gy, a, b, g, e, 0, g.nro, &xo);
-        gx[xo] = ew_add(acc ? gx[xo] : 0.0f, (float)s);
+        gx[xo] = __fadd_rn(acc ? gx[xo] : 0.0f, (float)s);
     }
 }
 
@@ -316,8 +297,8 @@ __global__ void ew_grad_outerP(int kind, int side, float *__restrict__ gx, const
     __syncthreads();
     if (ch == 0) {
         double s = 0;
-        for (int64_t k = 0; k < g.P; k++) s = ew_dadd(s, part[k]);
-        gx[xoff] = ew_add(acc ? gx[xoff] : 0.0f, (float)s);
+        for (int64_t k = 0; k < g.P; k++) s = __dadd_rn(s, part[k]);
+        gx[xoff] = __fadd_rn(acc ? gx[xoff] : 0.0f, (float)s);
     }
 }
 

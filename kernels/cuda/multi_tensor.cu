@@ -17,25 +17,6 @@ extern "C" {
 
 #include <math.h>
 
-#if defined(__CUDACC__)
-#define OT_MT_FN static __device__ __forceinline__
-OT_MT_FN float ot_fadd(float a, float b) { return __fadd_rn(a, b); }
-OT_MT_FN float ot_fsub(float a, float b) { return __fsub_rn(a, b); }
-OT_MT_FN float ot_fmul(float a, float b) { return __fmul_rn(a, b); }
-OT_MT_FN float ot_fdiv(float a, float b) { return __fdiv_rn(a, b); }
-OT_MT_FN float ot_fsqrt(float a) { return __fsqrt_rn(a); }
-OT_MT_FN double ot_dadd(double a, double b) { return __dadd_rn(a, b); }
-OT_MT_FN double ot_dmul(double a, double b) { return __dmul_rn(a, b); }
-#else
-#define OT_MT_FN static inline
-OT_MT_FN float ot_fadd(float a, float b) { return a + b; }
-OT_MT_FN float ot_fsub(float a, float b) { return a - b; }
-OT_MT_FN float ot_fmul(float a, float b) { return a * b; }
-OT_MT_FN float ot_fdiv(float a, float b) { return a / b; }
-OT_MT_FN float ot_fsqrt(float a) { return sqrtf(a); }
-OT_MT_FN double ot_dadd(double a, double b) { return a + b; }
-OT_MT_FN double ot_dmul(double a, double b) { return a * b; }
-#endif
 
 #define MT_THREADS 256
 #define MT_BLOCKS_X 16          /* blocks per segment; the grid-stride loop covers the rest */
@@ -64,10 +45,10 @@ typedef struct mt_adam_k {
 } mt_adam_k;
 
 /* slab.c cpu_ema, one element */
-OT_MT_FN void mt_ema1(float *e, float pn, float d, float omd) {
-    float v = ot_fmul(*e, d);
-    float t = ot_fmul(omd, pn);
-    *e = ot_fadd(v, t);
+OT_DEVFN void mt_ema1(float *e, float pn, float d, float omd) {
+    float v = __fmul_rn(*e, d);
+    float t = __fmul_rn(omd, pn);
+    *e = __fadd_rn(v, t);
 }
 
 __global__ void mt_sgd_kernel(const ot_slab_seg *__restrict__ seg, int nseg, float *__restrict__ p, float *__restrict__ g,
@@ -87,15 +68,15 @@ __global__ void mt_sgd_kernel(const ot_slab_seg *__restrict__ seg, int nseg, flo
             const int64_t j = o + i;
             float d = g[j];
             if (k.clip) {
-                d = ot_fmul(d, c); /* clip: x *= c */
+                d = __fmul_rn(d, c); /* clip: x *= c */
                 if (k.scale_grad) g[j] = d;
             }
             float pj = p[j];
-            if (wd != 0.0f) d = ot_fadd(d, ot_fmul(wd, pj));
-            float b = k.first ? d : ot_fadd(ot_fmul(buf[j], mom), d);
+            if (wd != 0.0f) d = __fadd_rn(d, __fmul_rn(wd, pj));
+            float b = k.first ? d : __fadd_rn(__fmul_rn(buf[j], mom), d);
             buf[j] = b;
-            d = ot_fadd(d, ot_fmul(mom, b)); /* nesterov */
-            pj = ot_fadd(pj, ot_fmul(-lr, d));
+            d = __fadd_rn(d, __fmul_rn(mom, b)); /* nesterov */
+            pj = __fadd_rn(pj, __fmul_rn(-lr, d));
             p[j] = pj;
             if (k.ema) mt_ema1(k.ema + j, pj, k.ema_d, k.ema_omd);
         }
@@ -106,7 +87,7 @@ __global__ void mt_adam_kernel(const ot_slab_seg *__restrict__ seg, int nseg, fl
                                float *__restrict__ m, float *__restrict__ v, mt_adam_k k) {
     const float c = k.clip ? k.clip[1] : 1.0f;
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    const float omb2 = ot_fsub(1.0f, k.b2);
+    const float omb2 = __fsub_rn(1.0f, k.b2);
     for (int s = blockIdx.y; s < nseg; s += gridDim.y) {
         const int64_t o = seg[s].off, n = seg[s].n;
         const int grp = seg[s].group;
@@ -115,26 +96,26 @@ __global__ void mt_adam_kernel(const ot_slab_seg *__restrict__ seg, int nseg, fl
                 for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) mt_ema1(k.ema + o + i, p[o + i], k.ema_d, k.ema_omd);
             continue;
         }
-        const float lr = k.lr[grp], wd = k.wd[grp], omb1 = ot_fsub(1.0f, k.b1[grp]);
+        const float lr = k.lr[grp], wd = k.wd[grp], omb1 = __fsub_rn(1.0f, k.b1[grp]);
         const float nss = -k.step_size[grp], bc2s = k.bc2s[grp];
-        const float dec = ot_fsub(1.0f, ot_fmul(lr, wd));
+        const float dec = __fsub_rn(1.0f, __fmul_rn(lr, wd));
         for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
             const int64_t j = o + i;
             float gi = g[j];
             if (k.clip) {
-                gi = ot_fmul(gi, c);
+                gi = __fmul_rn(gi, c);
                 if (k.scale_grad) g[j] = gi;
             }
             float pj = p[j];
-            if (k.decoupled) pj = ot_fmul(pj, dec);
-            else if (wd != 0.0f) gi = ot_fadd(gi, ot_fmul(wd, pj));
+            if (k.decoupled) pj = __fmul_rn(pj, dec);
+            else if (wd != 0.0f) gi = __fadd_rn(gi, __fmul_rn(wd, pj));
             float mj = m[j];
-            mj = ot_fadd(mj, ot_fmul(ot_fsub(gi, mj), omb1)); /* lerp, as torch */
+            mj = __fadd_rn(mj, __fmul_rn(__fsub_rn(gi, mj), omb1)); /* lerp, as torch */
             m[j] = mj;
-            float vj = ot_fadd(ot_fmul(v[j], k.b2), ot_fmul(ot_fmul(omb2, gi), gi));
+            float vj = __fadd_rn(__fmul_rn(v[j], k.b2), __fmul_rn(__fmul_rn(omb2, gi), gi));
             v[j] = vj;
-            float denom = ot_fadd(ot_fdiv(ot_fsqrt(vj), bc2s), k.eps);
-            pj = ot_fadd(pj, ot_fmul(nss, ot_fdiv(mj, denom)));
+            float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vj), bc2s), k.eps);
+            pj = __fadd_rn(pj, __fmul_rn(nss, __fdiv_rn(mj, denom)));
             p[j] = pj;
             if (k.ema) mt_ema1(k.ema + j, pj, k.ema_d, k.ema_omd);
         }
@@ -154,7 +135,7 @@ static __device__ double mt_block_sum(double x, double *sh) {
     sh[threadIdx.x] = x;
     __syncthreads();
     for (unsigned w = MT_THREADS / 2; w > 0; w >>= 1) {
-        if (threadIdx.x < w) sh[threadIdx.x] = ot_dadd(sh[threadIdx.x], sh[threadIdx.x + w]);
+        if (threadIdx.x < w) sh[threadIdx.x] = __dadd_rn(sh[threadIdx.x], sh[threadIdx.x + w]);
         __syncthreads();
     }
     return sh[0];
@@ -168,7 +149,7 @@ __global__ void mt_sumsq_kernel(const ot_slab_seg *__restrict__ seg, int nseg, c
         const float *x = g + seg[s].off;
         const int64_t n = seg[s].n;
         double a = 0;
-        for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) a = ot_dadd(a, ot_dmul((double)x[i], (double)x[i]));
+        for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) a = __dadd_rn(a, __dmul_rn((double)x[i], (double)x[i]));
         double t = mt_block_sum(a, sh);
         if (threadIdx.x == 0) scratch[(int64_t)s * MT_BLOCKS_X + blockIdx.x] = t;
         __syncthreads(); /* sh is reused by the next segment */
@@ -181,14 +162,14 @@ __global__ void mt_clip_total_kernel(int nseg, const double *__restrict__ scratc
     double a = 0;
     for (int s = threadIdx.x; s < nseg; s += blockDim.x) {
         double t = 0;
-        for (int x = 0; x < MT_BLOCKS_X; x++) t = ot_dadd(t, scratch[(int64_t)s * MT_BLOCKS_X + x]);
+        for (int x = 0; x < MT_BLOCKS_X; x++) t = __dadd_rn(t, scratch[(int64_t)s * MT_BLOCKS_X + x]);
         float tn = (float)sqrt(t); /* per-tensor norms are float32 tensors in torch */
-        a = ot_dadd(a, ot_dmul((double)tn, (double)tn));
+        a = __dadd_rn(a, __dmul_rn((double)tn, (double)tn));
     }
     double total2 = mt_block_sum(a, sh);
     if (threadIdx.x == 0) {
         float total = (float)sqrt(total2);
-        float c = ot_fdiv(max_norm, ot_fadd(total, 1e-6f));
+        float c = __fdiv_rn(max_norm, __fadd_rn(total, 1e-6f));
         if (c > 1.0f) c = 1.0f;
         out[0] = total;
         out[1] = c;
@@ -201,7 +182,7 @@ __global__ void mt_scale_kernel(const ot_slab_seg *__restrict__ seg, int nseg, f
     for (int s = blockIdx.y; s < nseg; s += gridDim.y) {
         float *x = g + seg[s].off;
         const int64_t n = seg[s].n;
-        for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) x[i] = ot_fmul(x[i], c);
+        for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) x[i] = __fmul_rn(x[i], c);
     }
 }
 
