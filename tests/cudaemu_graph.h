@@ -1,6 +1,7 @@
-/* cudaemu_graph.h: helpers shared by the cudaemu tests of elementwise.cu,
- * concat.cu and maxpool.cu: a random generator, small graphs of CPU ops with
- * graph inputs x0..x{k-1} and one output, and a bitwise compare. */
+/* cudaemu_graph.h: helpers shared by the cudaemu tests (tests/test_cudaemu_*.c):
+ * a random generator, device buffers on the guard (the executor's memory),
+ * small graphs of CPU ops with graph inputs x0..x{k-1} and one output, and a
+ * bitwise compare. */
 #ifndef OT_TEST_CUDAEMU_GRAPH_H
 #define OT_TEST_CUDAEMU_GRAPH_H
 #include "core/backend.h"
@@ -17,7 +18,25 @@ static inline uint64_t rnext(uint64_t *s) {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
-static inline float rfloat(uint64_t *s) { return (float)((double)(rnext(s) >> 11) * 0x1p-53 * 4.0 - 2.0); }
+static inline float rfloat(uint64_t *s) { return (float)((double)(rnext(s) >> 11) * 0x1p-53 * 4.0 - 2.0); } /* [-2, 2) */
+static inline double runi(uint64_t *s) { return (double)(rnext(s) >> 11) * 0x1p-53; }                    /* [0, 1) */
+static inline float rsym1(uint64_t *s) { return (float)(runi(s) * 2.0 - 1.0); }                          /* [-1, 1) */
+
+/* Guard (device) memory holding a copy of host (zeroed when host is NULL), and a host copy of device memory. */
+static inline void *dev_from(const void *host, size_t bytes) {
+    ot_backend *g = ot_backend_cpu_guard();
+    void *d = ot_be_alloc(g, bytes ? bytes : 1);
+    ck_assert_ptr_nonnull(d);
+    if (host) ot_be_upload(g, d, host, bytes);
+    else ot_be_memset(g, d, 0, bytes);
+    return d;
+}
+static inline void *host_from(const void *dev, size_t bytes) {
+    void *h = malloc(bytes ? bytes : 1);
+    ck_assert_ptr_nonnull(h);
+    if (bytes) ot_be_download(ot_backend_cpu_guard(), h, dev, bytes);
+    return h;
+}
 
 static inline ot_attr *cg_attr(ot_node *n, const char *name, ot_attr_type type) {
     n->attr = realloc(n->attr, sizeof(ot_attr) * (size_t)(n->n_attr + 1));

@@ -14,33 +14,14 @@
 #include "core/backend.h"
 #include "kernels/yolo_loss.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "cudaemu_graph.h" /* rnext, rsym1/runi, dev_from, host_from */
 #include "testutil.h"
 #include <math.h>
 #include <string.h>
 
 static ot_backend *G;
 
-static uint64_t rnext(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static double runi(uint64_t *s) { return (double)(rnext(s) >> 11) * 0x1p-53; }
 
-static void *dev_from(const void *host, size_t bytes) {
-    void *d = ot_be_alloc(G, bytes ? bytes : 1);
-    ck_assert_ptr_nonnull(d);
-    if (host) ot_be_upload(G, d, host, bytes);
-    else ot_be_memset(G, d, 0, bytes);
-    return d;
-}
-static void *host_from(const void *dev, size_t bytes) {
-    void *h = malloc(bytes ? bytes : 1);
-    ck_assert_ptr_nonnull(h);
-    if (bytes) ot_be_download(G, h, dev, bytes);
-    return h;
-}
 
 enum { NL = 3, BS = 2, NA = 3 };
 static const int NY[NL] = {8, 4, 3}, NX[NL] = {8, 5, 2};

@@ -14,33 +14,14 @@
 #include "core/backend.h"
 #include "kernels/slab.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "cudaemu_graph.h" /* rnext, rsym1/runi, dev_from, host_from */
 #include "testutil.h"
 #include <math.h>
 #include <string.h>
 
 static ot_backend *G;
 
-static uint64_t rnext(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static float rfloat(uint64_t *s) { return (float)((double)(rnext(s) >> 11) * 0x1p-53 * 2.0 - 1.0); }
 
-static void *dev_from(const void *host, size_t bytes) {
-    void *d = ot_be_alloc(G, bytes ? bytes : 1);
-    ck_assert_ptr_nonnull(d);
-    if (host) ot_be_upload(G, d, host, bytes);
-    else ot_be_memset(G, d, 0, bytes);
-    return d;
-}
-static void *host_from(const void *dev, size_t bytes) {
-    void *h = malloc(bytes ? bytes : 1);
-    ck_assert_ptr_nonnull(h);
-    ot_be_download(G, h, dev, bytes);
-    return h;
-}
 
 /* A model-like layout: nseg tensors, each followed by a gap of 0..2 floats
  * (EMA-only filler segments, as buffers), every 7th tensor frozen. */
@@ -76,7 +57,7 @@ static layout make_layout(int nseg, uint64_t seed) {
 
 static float *rand_vec(int64_t n, float scale, uint64_t seed) {
     float *v = malloc(sizeof(float) * (size_t)(n ? n : 1));
-    for (int64_t i = 0; i < n; i++) v[i] = rfloat(&seed) * scale;
+    for (int64_t i = 0; i < n; i++) v[i] = rsym1(&seed) * scale;
     return v;
 }
 
