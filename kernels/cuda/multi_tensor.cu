@@ -51,6 +51,12 @@ OT_DEVFN void mt_ema1(float *e, float pn, float d, float omd) {
     *e = __fadd_rn(v, t);
 }
 
+/* A segment that is not stepped (BN buffers, frozen tensors): the EMA alone, grid-stride over its n floats. */
+OT_DEVFN void mt_ema_segment(float *e, const float *p, int64_t n, float d, float omd) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) mt_ema1(e + i, p[i], d, omd);
+}
+
 __global__ void mt_sgd_kernel(const ot_slab_seg *__restrict__ seg, int nseg, float *__restrict__ p, float *__restrict__ g,
                               float *__restrict__ buf, mt_sgd_k k) {
     const float c = k.clip ? k.clip[1] : 1.0f;
@@ -59,8 +65,7 @@ __global__ void mt_sgd_kernel(const ot_slab_seg *__restrict__ seg, int nseg, flo
         const int64_t o = seg[s].off, n = seg[s].n;
         const int grp = seg[s].group;
         if (grp < 0) { /* OT_SLAB_EMA_ONLY */
-            if (k.ema)
-                for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) mt_ema1(k.ema + o + i, p[o + i], k.ema_d, k.ema_omd);
+            if (k.ema) mt_ema_segment(k.ema + o, p + o, n, k.ema_d, k.ema_omd);
             continue;
         }
         const float lr = k.lr[grp], mom = k.mom[grp], wd = k.wd[grp];
@@ -92,8 +97,7 @@ __global__ void mt_adam_kernel(const ot_slab_seg *__restrict__ seg, int nseg, fl
         const int64_t o = seg[s].off, n = seg[s].n;
         const int grp = seg[s].group;
         if (grp < 0) { /* OT_SLAB_EMA_ONLY */
-            if (k.ema)
-                for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) mt_ema1(k.ema + o + i, p[o + i], k.ema_d, k.ema_omd);
+            if (k.ema) mt_ema_segment(k.ema + o, p + o, n, k.ema_d, k.ema_omd);
             continue;
         }
         const float lr = k.lr[grp], wd = k.wd[grp], omb1 = __fsub_rn(1.0f, k.b1[grp]);
