@@ -14,16 +14,3 @@ extern "C" int ot_cuda_device_count(char *why, size_t n) {
     if (count == 0 && why && n) snprintf(why, n, "no CUDA device found");
     return count;
 }
-
-extern "C" void *ot_cuda_host_alloc(size_t bytes) {
-    void *p = NULL;
-    if (cudaHostAlloc(&p, bytes ? bytes : 64, cudaHostAllocPortable) != cudaSuccess) {
-        cudaGetLastError();
-        return NULL;
-    }
-    return p;
-}
-
-extern "C" void ot_cuda_host_free(void *p) {
-    if (p) cudaFreeHost(p);
-}

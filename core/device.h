@@ -8,11 +8,4 @@
  * CUDA, no driver, "driver version is insufficient" on machines without a GPU). */
 int ot_cuda_device_count(char *why, size_t n);
 
-/* Host memory for buffers that are copied to a GPU: page-locked (cudaHostAlloc)
- * when this build has CUDA and a device is present, else 64-byte aligned
- * ordinary memory. *pinned says which; pass it back to ot_host_free. */
-#include <stdbool.h>
-void *ot_host_alloc(size_t bytes, bool *pinned);
-void ot_host_free(void *p, bool pinned);
-
 #endif

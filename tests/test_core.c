@@ -1,6 +1,7 @@
 /* test_core.c: shapes, half floats, the test pattern, .npy, graph order. */
 #include "core/device.h"
 #include "core/npy.h"
+#include "core/backend.h"
 #include "testutil.h"
 #include <math.h>
 #include <string.h>
@@ -112,13 +113,16 @@ START_TEST(topological_order_and_cycles) {
 END_TEST
 
 START_TEST(host_memory_without_gpu) {
-    char why[256];
-    bool pinned = true;
-    void *p = ot_host_alloc(1000, &pinned);
-    ck_assert_ptr_nonnull(p);
-    ck_assert_uint_eq((uintptr_t)p % 64, 0);
-    if (ot_cuda_device_count(why, sizeof why) == 0) ck_assert(!pinned); /* no GPU: ordinary memory */
-    ot_host_free(p, pinned);
+    /* the CPU devices' staging memory: ordinary, aligned, and host code may use it (on the guard too) */
+    ot_backend *devs[2] = {ot_backend_cpu(), ot_backend_cpu_guard()};
+    for (int k = 0; k < 2; k++) {
+        unsigned char *p = ot_be_host_alloc(devs[k], 1000);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_uint_eq((uintptr_t)p % 64, 0);
+        ck_assert(!ot_guard_owns(p));
+        p[0] = p[999] = 7;
+        ot_be_host_free(devs[k], p);
+    }
 }
 END_TEST
 
