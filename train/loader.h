@@ -82,6 +82,4 @@ typedef struct ot_sample_out {
 } ot_sample_out;
 ot_status ot_loader_sample(ot_loader *l, int64_t epoch, int64_t pos, ot_sample_out *o, ot_error *err);
 
-/* The batch allocator (page-locked memory hook). */
-
 #endif
