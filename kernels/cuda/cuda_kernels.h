@@ -199,6 +199,22 @@ int ot_cuda_maxpool_bwd(float *dx, const float *dy, const int32_t *arg, int64_t 
                         int kw, int sh, int sw, int ph, int pw, int accumulate, void *stream);
 /* ==== end of elementwise.cu, concat.cu, maxpool.cu ==== */
 
+/* ==== transpose.cu: Transpose (kernels/shape_ops.c) of float tensors, rank <= 8
+ * (docs/CUDA.md, "Transpose"). Bit for bit with the CPU op. ==== */
+/* din: the input dims (host array of rank values), perm: output axis i = input
+ * axis perm[i] (host array), e.g. shape_ops.c's merged tr_params (m, din, perm);
+ * an unmerged shape is merged the same way first (size-1 dims dropped, runs of
+ * input axes that stay adjacent joined). rank 0 is one element. An invalid
+ * rank (> 8) or perm prints why and aborts (a programmer error). */
+/* y (dims din[perm[i]]) = x (dims din) permuted. */
+void ot_cuda_transpose_fwd(float *y, const float *x, int rank, const int64_t *din, const int *perm, void *stream);
+/* dx (dims din) = or, accumulate, += dy (dims din[perm[i]]) permuted back;
+ * accumulate 0 writes 0.0f + v (the bits of the CPU's add into its zeroed
+ * gradient: -0 becomes +0). */
+void ot_cuda_transpose_bwd(float *dx, const float *dy, int rank, const int64_t *din, const int *perm, int accumulate,
+                           void *stream);
+/* ==== end of transpose.cu ==== */
+
 #ifdef __cplusplus
 }
 #endif
