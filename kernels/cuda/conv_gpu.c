@@ -101,13 +101,13 @@ static ot_status bind_handle(ot_kctx *c, int ordinal, bool set_stream, cudnnHand
     if (ordinal < 0 || ordinal >= MAX_GPUS)
         return ot_fail(c->err, OT_ERR_UNSUPPORTED, "Conv on %s: GPU %d is beyond the %d this build handles", c->p->be->name,
                        ordinal, MAX_GPUS);
-    if (!tl_handle[ordinal]) {
-        CU(cudaSetDevice, (ordinal)); /* a handle belongs to the device current at its creation */
+    if (!tl_handle[ordinal]) { /* it belongs to the current device: the plan's (entered, or set by prepare) */
         cudnnHandle_t h = NULL;
         DNN(cudnnCreate, (&h));
         tl_handle[ordinal] = h;
     }
-    if (set_stream) DNN(cudnnSetStream, (tl_handle[ordinal], (cudaStream_t)ot_backend_cuda_stream(c->p->be, OT_STREAM_COMPUTE)));
+    if (set_stream)
+        DNN(cudnnSetStream, (tl_handle[ordinal], (cudaStream_t)ot_backend_cuda_stream(c->p->be, OT_STREAM_COMPUTE)));
     *out = tl_handle[ordinal];
     return OT_OK;
 }
@@ -140,6 +140,12 @@ typedef struct algo_cand {
     cudnnDeterminism_t determinism;
     cudnnMathType_t math;
 } algo_cand;
+
+/* The n entries of any direction's cudnn*AlgoPerf_t list (the three structs have these members). */
+#define TO_CANDS(a, perf, n)                                                                                   \
+    for (int i_ = 0; i_ < (n); i_++)                                                                           \
+        (a)[i_] = (algo_cand){(int)(perf)[i_].algo, (perf)[i_].status, (perf)[i_].memory, (perf)[i_].determinism, \
+                              (perf)[i_].mathType}
 
 static bool math_allowed(cudnnMathType_t m, bool tf32) {
     if (m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return false; /* FP32 data down-converted: never */
@@ -191,8 +197,11 @@ static ot_status choose_fwd(ot_kctx *c, struct ot_conv_cudnn *s, cudnnHandle_t h
     algo_cand *a = calloc((size_t)max, sizeof *a);
     if (!perf || !a) { free(perf); free(a); return ot_fail(c->err, OT_ERR_NOMEM, "out of memory"); }
     cudnnStatus_t st = cudnnGetConvolutionForwardAlgorithm_v7(h, s->x, s->w, s->conv[DIR_FWD], s->y, max, &n, perf);
-    if (st != CUDNN_STATUS_SUCCESS) { free(perf); free(a); return dnn_fail(c, st, "cudnnGetConvolutionForwardAlgorithm_v7"); }
-    for (int i = 0; i < n; i++) a[i] = (algo_cand){(int)perf[i].algo, perf[i].status, perf[i].memory, perf[i].determinism, perf[i].mathType};
+    if (st != CUDNN_STATUS_SUCCESS) {
+        free(perf); free(a);
+        return dnn_fail(c, st, "cudnnGetConvolutionForwardAlgorithm_v7");
+    }
+    TO_CANDS(a, perf, n);
     bool nondet = false;
     int k = pick_algo(a, n, tf32, &nondet);
     ot_status r = use_pick(c, s, DIR_FWD, a, n, k, tf32, nondet);
@@ -217,7 +226,7 @@ static ot_status choose_bwd_data(ot_kctx *c, struct ot_conv_cudnn *s, cudnnHandl
         free(perf); free(a);
         return dnn_fail(c, st, "cudnnGetConvolutionBackwardDataAlgorithm_v7");
     }
-    for (int i = 0; i < n; i++) a[i] = (algo_cand){(int)perf[i].algo, perf[i].status, perf[i].memory, perf[i].determinism, perf[i].mathType};
+    TO_CANDS(a, perf, n);
     bool nondet = false;
     int k = pick_algo(a, n, tf32, &nondet);
     ot_status r = use_pick(c, s, DIR_BWD_DATA, a, n, k, tf32, nondet);
@@ -242,7 +251,7 @@ static ot_status choose_bwd_filter(ot_kctx *c, struct ot_conv_cudnn *s, cudnnHan
         free(perf); free(a);
         return dnn_fail(c, st, "cudnnGetConvolutionBackwardFilterAlgorithm_v7");
     }
-    for (int i = 0; i < n; i++) a[i] = (algo_cand){(int)perf[i].algo, perf[i].status, perf[i].memory, perf[i].determinism, perf[i].mathType};
+    TO_CANDS(a, perf, n);
     bool nondet = false;
     int k = pick_algo(a, n, tf32, &nondet);
     ot_status r = use_pick(c, s, DIR_BWD_FILTER, a, n, k, tf32, nondet);
@@ -285,6 +294,7 @@ static ot_status gpu_prepare(ot_kctx *c) {
     s->ordinal = be->ordinal;
     s->train = ot_training(c);
     const bool tf32 = g_tf32 != 0;
+    CU(cudaSetDevice, (s->ordinal)); /* the runtime enters the device for steps only; cuDNN calls run on the current one */
     cudnnHandle_t h;
     OT_TRY(bind_handle(c, s->ordinal, false, &h));
 
