@@ -295,7 +295,7 @@ static ot_status gpu_prepare(ot_kctx *c) {
     s->train = ot_training(c);
     const bool tf32 = g_tf32 != 0;
     CU(cudaSetDevice, (s->ordinal)); /* the runtime enters the device for steps only; cuDNN calls run on the current one */
-    cudnnHandle_t h;
+    cudnnHandle_t h = NULL;
     OT_TRY(bind_handle(c, s->ordinal, false, &h));
 
     const int n = (int)p->n, ci = (int)p->c, hi = (int)p->h, wi = (int)p->w, m = (int)p->m, oh = (int)p->oh, ow = (int)p->ow;
@@ -340,7 +340,7 @@ static ot_status gpu_forward(ot_kctx *c) {
     ot_conv_params *p = c->params;
     struct ot_conv_cudnn *s = p->cudnn;
     if (!s) return ot_fail(c->err, OT_ERR_INTERNAL, "Conv on %s: forward before prepare", c->p->be->name);
-    cudnnHandle_t h;
+    cudnnHandle_t h = NULL;
     OT_TRY(bind_handle(c, s->ordinal, true, &h));
     const float one = 1.0f, zero = 0.0f;
     float *y = ot_outf(c, 0);
@@ -359,7 +359,7 @@ static ot_status gpu_backward(ot_kctx *c) {
     if (!dx && !dw && !db) return OT_OK;
     if (!s || !s->train)
         return ot_fail(c->err, OT_ERR_INTERNAL, "Conv on %s: backward without a training prepare", c->p->be->name);
-    cudnnHandle_t h;
+    cudnnHandle_t h = NULL;
     OT_TRY(bind_handle(c, s->ordinal, true, &h));
     const float one = 1.0f, zero = 0.0f;
     if (dx) /* beta 0: cuDNN does not read dx, so an unzeroed buffer is fine */
