@@ -5,7 +5,8 @@
  * ot_gin_set). Inference plans, and the k>1 convolutions of training plans, run
  * oneDNN convolution primitives instead where oneDNN accepts the geometry (see
  * "oneDNN convolution primitives" below); im2col stays the fallback. This is the
- * CPU implementation only (ot_cpu_conv); no GPU implementation exists yet. */
+ * CPU implementation (ot_cpu_conv); the CUDA device's is kernels/cuda/conv_gpu.c
+ * (cuDNN), answered by this one under the CPU executor (conv_emu.c). */
 #include "conv.h"
 #include "../core/config.h"
 #include "gemm.h"

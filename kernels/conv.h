@@ -13,6 +13,7 @@ typedef struct ot_conv_params {
     int64_t group;
     int has_bias;
     struct ot_conv_dnn *dnn;     /* oneDNN primitives built by prepare (kernels/conv.c), NULL: im2col + GEMM */
+    struct ot_conv_cudnn *cudnn; /* cuDNN state built by the CUDA device's prepare (kernels/cuda/conv_gpu.c), NULL elsewhere */
 } ot_conv_params;
 
 /* Workspace floats the forward needs (im2col of one image and group). */

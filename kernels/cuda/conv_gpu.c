@@ -1,0 +1,377 @@
+/* conv_gpu.c: Conv (kernels/conv.c's definition) on the CUDA device, as cuDNN
+ * calls: the legacy convolution API of cuDNN 9 (cudnn_cnn.h), FP32 tensors in
+ * NCHW, weights (M, C/group, kh, kw). Compiled only into onnxtrain_cuda; the
+ * executor library answers the same names with the CPU convolution
+ * (conv_emu.c). docs/CUDA.md, "Convolution (cuDNN)".
+ *
+ * prepare  builds the descriptors (x, y, bias (1, M, 1, 1), filter, one
+ *          convolution descriptor per direction, as each carries its
+ *          algorithm's math type), picks the forward algorithm and, in training
+ *          plans, the backward-data and backward-filter ones ONCE per node and
+ *          shape, and raises the plan's shared workspace (c->p->ws_bytes) to the
+ *          largest workspace they need. Nothing is allocated afterwards.
+ * forward  y = conv(x, w) (beta 0), then y += bias (cudnnAddTensor).
+ * backward as conv.c's conv_bwd: nothing without dy; dx WRITTEN (beta 0) when
+ *          ot_gin_set(c, 0), else added (beta 1); dw and db added (beta 1);
+ *          any of them may be NULL.
+ * release  destroys the descriptors (the handle is shared, see below).
+ *
+ * Algorithms: cudnnGet*Algorithm_v7 (heuristics, no benchmarking runs, so
+ * planning is quick and the choice depends only on the shape, the GPU and the
+ * cuDNN version). From its list, in its order (fastest expected first), the
+ * first entry that succeeded, is deterministic (so a training run repeats bit
+ * for bit on the same machine), has an allowed math type and needs at most
+ * WS_CAP bytes of workspace; failing the cap, the allowed entry with the
+ * smallest workspace; with no deterministic entry at all (not expected), the
+ * fastest allowed one, with a warning.
+ *
+ * Math: FP32 by default, CUDNN_FMA_MATH, which excludes TF32 tensor-core
+ * kernels (CUDNN_DEFAULT_MATH would allow TF32 on Ampere and later).
+ * ot_cuda_conv_set_tf32(1) before a plan is created asks for
+ * CUDNN_DEFAULT_MATH instead: TF32 tensor cores allowed (PyTorch's
+ * allow_tf32); the chosen entry's own math type is then set on its descriptor,
+ * as cuDNN selects kernels by algorithm and math type together. Entries that
+ * would down-convert FP32 data (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) are never
+ * taken, nor tensor-op ones without TF32.
+ *
+ * Handle: one cudnnHandle_t per GPU and host thread, created on first use (by
+ * prepare, normally) and kept for the life of the process, like the backends;
+ * every forward / backward binds it to the plan's compute stream
+ * (ot_backend_cuda_stream) before its calls. */
+#include "../conv.h"
+#include "../ops.h"
+#include <cuda_runtime.h>
+#include <cudnn.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { DIR_FWD, DIR_BWD_DATA, DIR_BWD_FILTER, DIR_N };
+static const char *const DIR_NAME[DIR_N] = {"forward", "backward-data", "backward-filter"};
+
+/* Most workspace one algorithm may take before a leaner one is preferred. */
+#define WS_CAP ((size_t)512 << 20)
+#define MAX_GPUS 16
+
+struct ot_conv_cudnn {
+    int ordinal;              /* the GPU the descriptors were built for */
+    bool train;               /* backward algorithms chosen */
+    cudnnTensorDescriptor_t x, y, b;   /* y also describes dy, x dx */
+    cudnnFilterDescriptor_t w;         /* also dw */
+    cudnnConvolutionDescriptor_t conv[DIR_N];
+    cudnnConvolutionFwdAlgo_t fwd;
+    cudnnConvolutionBwdDataAlgo_t bwd_data;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+    size_t ws[DIR_N];         /* workspace bytes of each chosen algorithm */
+};
+
+static int g_tf32;            /* ot_cuda_conv_set_tf32; read by prepare */
+static _Thread_local cudnnHandle_t tl_handle[MAX_GPUS];
+
+void ot_cuda_conv_set_tf32(int on) { g_tf32 = on != 0; }
+
+/* ---- errors: name the call and cuDNN's / CUDA's reason ---- */
+static ot_status dnn_fail(ot_kctx *c, cudnnStatus_t st, const char *call) {
+    char detail[256] = "";
+    cudnnGetLastErrorString(detail, sizeof detail);
+    ot_status code = OT_ERR_INTERNAL;
+    if (CUDNN_STATUS_CATEGORY(st) == CUDNN_STATUS_NOT_SUPPORTED) code = OT_ERR_UNSUPPORTED;
+    else if (st == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED || st == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED)
+        code = OT_ERR_NOMEM;
+    return ot_fail(c->err, code, "%s on %s failed: %s%s%s", call, c->p->be->name, cudnnGetErrorString(st),
+                   detail[0] ? ": " : "", detail);
+}
+static ot_status cuda_fail(ot_kctx *c, cudaError_t e, const char *call) {
+    return ot_fail(c->err, OT_ERR_INTERNAL, "%s on %s failed: %s", call, c->p->be->name, cudaGetErrorString(e));
+}
+/* DNN(fn, (args)): a checked cuDNN call; CU likewise for the CUDA runtime. Both return from the caller. */
+#define DNN(fn, args)                                                      \
+    do {                                                                   \
+        cudnnStatus_t st_ = fn args;                                       \
+        if (st_ != CUDNN_STATUS_SUCCESS) return dnn_fail(c, st_, #fn);    \
+    } while (0)
+#define CU(fn, args)                                                       \
+    do {                                                                   \
+        cudaError_t e_ = fn args;                                          \
+        if (e_ != cudaSuccess) return cuda_fail(c, e_, #fn);               \
+    } while (0)
+
+/* This thread's handle for the plan's GPU, bound to the plan's compute stream. */
+static ot_status bind_handle(ot_kctx *c, int ordinal, bool set_stream, cudnnHandle_t *out) {
+    if (ordinal < 0 || ordinal >= MAX_GPUS)
+        return ot_fail(c->err, OT_ERR_UNSUPPORTED, "Conv on %s: GPU %d is beyond the %d this build handles", c->p->be->name,
+                       ordinal, MAX_GPUS);
+    if (!tl_handle[ordinal]) { /* it belongs to the current device: the plan's (entered, or set by prepare) */
+        cudnnHandle_t h = NULL;
+        DNN(cudnnCreate, (&h));
+        tl_handle[ordinal] = h;
+    }
+    if (set_stream)
+        DNN(cudnnSetStream, (tl_handle[ordinal], (cudaStream_t)ot_backend_cuda_stream(c->p->be, OT_STREAM_COMPUTE)));
+    *out = tl_handle[ordinal];
+    return OT_OK;
+}
+
+/* ---- release ---- */
+static void warn_destroy(cudnnStatus_t st, const char *call) {
+    if (st != CUDNN_STATUS_SUCCESS) ot_warn("Conv: %s failed: %s", call, cudnnGetErrorString(st));
+}
+
+static void gpu_release(void *params) {
+    ot_conv_params *p = params;
+    struct ot_conv_cudnn *s = p->cudnn;
+    if (!s) return;
+    if (s->x) warn_destroy(cudnnDestroyTensorDescriptor(s->x), "cudnnDestroyTensorDescriptor");
+    if (s->y) warn_destroy(cudnnDestroyTensorDescriptor(s->y), "cudnnDestroyTensorDescriptor");
+    if (s->b) warn_destroy(cudnnDestroyTensorDescriptor(s->b), "cudnnDestroyTensorDescriptor");
+    if (s->w) warn_destroy(cudnnDestroyFilterDescriptor(s->w), "cudnnDestroyFilterDescriptor");
+    for (int d = 0; d < DIR_N; d++)
+        if (s->conv[d]) warn_destroy(cudnnDestroyConvolutionDescriptor(s->conv[d]), "cudnnDestroyConvolutionDescriptor");
+    free(s);
+    p->cudnn = NULL;
+}
+
+/* ---- algorithm choice ---- */
+/* One entry of a cudnn*AlgoPerf_t list, whatever the direction. */
+typedef struct algo_cand {
+    int algo;
+    cudnnStatus_t status;
+    size_t memory;
+    cudnnDeterminism_t determinism;
+    cudnnMathType_t math;
+} algo_cand;
+
+/* The n entries of any direction's cudnn*AlgoPerf_t list (the three structs have these members). */
+#define TO_CANDS(a, perf, n)                                                                                   \
+    for (int i_ = 0; i_ < (n); i_++)                                                                           \
+        (a)[i_] = (algo_cand){(int)(perf)[i_].algo, (perf)[i_].status, (perf)[i_].memory, (perf)[i_].determinism, \
+                              (perf)[i_].mathType}
+
+static bool math_allowed(cudnnMathType_t m, bool tf32) {
+    if (m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return false; /* FP32 data down-converted: never */
+    return tf32 || m != CUDNN_TENSOR_OP_MATH;
+}
+
+/* Index of the entry to use (the rule in the file comment), or -1. */
+static int pick_algo(const algo_cand *a, int n, bool tf32, bool *nondet) {
+    for (int pass = 0; pass < 2; pass++) { /* pass 0: deterministic entries only */
+        int lean = -1;
+        for (int i = 0; i < n; i++) {
+            if (a[i].status != CUDNN_STATUS_SUCCESS || !math_allowed(a[i].math, tf32)) continue;
+            if (pass == 0 && a[i].determinism != CUDNN_DETERMINISTIC) continue;
+            if (a[i].memory <= WS_CAP) { *nondet = pass == 1; return i; }
+            if (lean < 0 || a[i].memory < a[lean].memory) lean = i;
+        }
+        if (lean >= 0) { *nondet = pass == 1; return lean; }
+    }
+    return -1;
+}
+
+/* After the pick: the math type onto the direction's descriptor (FMA stays
+ * unless TF32 was asked for), or a clear error when nothing was usable. */
+static ot_status use_pick(ot_kctx *c, struct ot_conv_cudnn *s, int dir, const algo_cand *a, int n, int k, bool tf32, bool nondet) {
+    if (k < 0) {
+        int ok = 0;
+        for (int i = 0; i < n; i++) ok += a[i].status == CUDNN_STATUS_SUCCESS;
+        const ot_conv_params *p = c->params;
+        return ot_fail(c->err, OT_ERR_UNSUPPORTED,
+                       "cuDNN offers no usable %s algorithm for this convolution on %s (%d listed, %d succeeded, math %s): "
+                       "input (%lld, %lld, %lld, %lld), kernel %lldx%lld, stride %lldx%lld, dilation %lldx%lld, group %lld",
+                       DIR_NAME[dir], c->p->be->name, n, ok, tf32 ? "TF32 allowed" : "FP32 only", (long long)p->n,
+                       (long long)p->c, (long long)p->h, (long long)p->w, (long long)p->kh, (long long)p->kw,
+                       (long long)p->sh, (long long)p->sw, (long long)p->dh, (long long)p->dw, (long long)p->group);
+    }
+    if (nondet)
+        ot_warn("Conv on %s: cuDNN lists no deterministic %s algorithm for this shape; using algorithm %d (results may "
+                "differ between runs)", c->p->be->name, DIR_NAME[dir], a[k].algo);
+    if (tf32) DNN(cudnnSetConvolutionMathType, (s->conv[dir], a[k].math));
+    s->ws[dir] = a[k].memory;
+    return OT_OK;
+}
+
+static ot_status choose_fwd(ot_kctx *c, struct ot_conv_cudnn *s, cudnnHandle_t h, bool tf32) {
+    int max = 0, n = 0;
+    DNN(cudnnGetConvolutionForwardAlgorithmMaxCount, (h, &max));
+    if (max < 1) max = CUDNN_CONVOLUTION_FWD_ALGO_COUNT;
+    cudnnConvolutionFwdAlgoPerf_t *perf = calloc((size_t)max, sizeof *perf);
+    algo_cand *a = calloc((size_t)max, sizeof *a);
+    if (!perf || !a) { free(perf); free(a); return ot_fail(c->err, OT_ERR_NOMEM, "out of memory"); }
+    cudnnStatus_t st = cudnnGetConvolutionForwardAlgorithm_v7(h, s->x, s->w, s->conv[DIR_FWD], s->y, max, &n, perf);
+    if (st != CUDNN_STATUS_SUCCESS) {
+        free(perf); free(a);
+        return dnn_fail(c, st, "cudnnGetConvolutionForwardAlgorithm_v7");
+    }
+    TO_CANDS(a, perf, n);
+    bool nondet = false;
+    int k = pick_algo(a, n, tf32, &nondet);
+    ot_status r = use_pick(c, s, DIR_FWD, a, n, k, tf32, nondet);
+    if (!r) s->fwd = perf[k].algo;
+    free(perf); free(a);
+    if (r) return r;
+    size_t bytes = 0; /* the size for the descriptor as finally set, which may exceed the list's estimate */
+    DNN(cudnnGetConvolutionForwardWorkspaceSize, (h, s->x, s->w, s->conv[DIR_FWD], s->y, s->fwd, &bytes));
+    if (bytes > s->ws[DIR_FWD]) s->ws[DIR_FWD] = bytes;
+    return OT_OK;
+}
+
+static ot_status choose_bwd_data(ot_kctx *c, struct ot_conv_cudnn *s, cudnnHandle_t h, bool tf32) {
+    int max = 0, n = 0;
+    DNN(cudnnGetConvolutionBackwardDataAlgorithmMaxCount, (h, &max));
+    if (max < 1) max = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
+    cudnnConvolutionBwdDataAlgoPerf_t *perf = calloc((size_t)max, sizeof *perf);
+    algo_cand *a = calloc((size_t)max, sizeof *a);
+    if (!perf || !a) { free(perf); free(a); return ot_fail(c->err, OT_ERR_NOMEM, "out of memory"); }
+    cudnnStatus_t st = cudnnGetConvolutionBackwardDataAlgorithm_v7(h, s->w, s->y, s->conv[DIR_BWD_DATA], s->x, max, &n, perf);
+    if (st != CUDNN_STATUS_SUCCESS) {
+        free(perf); free(a);
+        return dnn_fail(c, st, "cudnnGetConvolutionBackwardDataAlgorithm_v7");
+    }
+    TO_CANDS(a, perf, n);
+    bool nondet = false;
+    int k = pick_algo(a, n, tf32, &nondet);
+    ot_status r = use_pick(c, s, DIR_BWD_DATA, a, n, k, tf32, nondet);
+    if (!r) s->bwd_data = perf[k].algo;
+    free(perf); free(a);
+    if (r) return r;
+    size_t bytes = 0;
+    DNN(cudnnGetConvolutionBackwardDataWorkspaceSize, (h, s->w, s->y, s->conv[DIR_BWD_DATA], s->x, s->bwd_data, &bytes));
+    if (bytes > s->ws[DIR_BWD_DATA]) s->ws[DIR_BWD_DATA] = bytes;
+    return OT_OK;
+}
+
+static ot_status choose_bwd_filter(ot_kctx *c, struct ot_conv_cudnn *s, cudnnHandle_t h, bool tf32) {
+    int max = 0, n = 0;
+    DNN(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount, (h, &max));
+    if (max < 1) max = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
+    cudnnConvolutionBwdFilterAlgoPerf_t *perf = calloc((size_t)max, sizeof *perf);
+    algo_cand *a = calloc((size_t)max, sizeof *a);
+    if (!perf || !a) { free(perf); free(a); return ot_fail(c->err, OT_ERR_NOMEM, "out of memory"); }
+    cudnnStatus_t st = cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, s->x, s->y, s->conv[DIR_BWD_FILTER], s->w, max, &n, perf);
+    if (st != CUDNN_STATUS_SUCCESS) {
+        free(perf); free(a);
+        return dnn_fail(c, st, "cudnnGetConvolutionBackwardFilterAlgorithm_v7");
+    }
+    TO_CANDS(a, perf, n);
+    bool nondet = false;
+    int k = pick_algo(a, n, tf32, &nondet);
+    ot_status r = use_pick(c, s, DIR_BWD_FILTER, a, n, k, tf32, nondet);
+    if (!r) s->bwd_filter = perf[k].algo;
+    free(perf); free(a);
+    if (r) return r;
+    size_t bytes = 0;
+    DNN(cudnnGetConvolutionBackwardFilterWorkspaceSize, (h, s->x, s->y, s->conv[DIR_BWD_FILTER], s->w, s->bwd_filter, &bytes));
+    if (bytes > s->ws[DIR_BWD_FILTER]) s->ws[DIR_BWD_FILTER] = bytes;
+    return OT_OK;
+}
+
+/* ---- prepare ---- */
+static bool fits_int(int64_t v, int64_t lo) { return v >= lo && v <= INT_MAX; }
+
+static ot_status gpu_prepare(ot_kctx *c) {
+    ot_conv_params *p = c->params;
+    ot_backend *be = c->p->be;
+    gpu_release(p); /* prepared again: built afresh */
+    if (be->kind != OT_DEV_CUDA)
+        return ot_fail(c->err, OT_ERR_INTERNAL, "the cuDNN convolution runs on CUDA devices only, not %s", be->name);
+    if (p->pt != p->pb || p->pl != p->pr)
+        return ot_fail(c->err, OT_ERR_UNSUPPORTED,
+                       "asymmetric pads (top %lld, left %lld, bottom %lld, right %lld) are not supported on the CUDA device "
+                       "(cuDNN pads both sides of an axis equally)",
+                       (long long)p->pt, (long long)p->pl, (long long)p->pb, (long long)p->pr);
+    const int64_t dims[] = {p->n, p->c, p->h, p->w, p->m, p->oh, p->ow, p->kh, p->kw, p->sh, p->sw, p->dh, p->dw, p->group};
+    for (size_t i = 0; i < sizeof dims / sizeof *dims; i++)
+        if (!fits_int(dims[i], 1))
+            return ot_fail(c->err, OT_ERR_UNSUPPORTED,
+                           "a convolution with a size of %lld (empty, or beyond cuDNN's int range) is not supported on the "
+                           "CUDA device",
+                           (long long)dims[i]);
+    if (!fits_int(p->pt, 0) || !fits_int(p->pl, 0))
+        return ot_fail(c->err, OT_ERR_UNSUPPORTED, "pads %lld, %lld are beyond cuDNN's int range", (long long)p->pt, (long long)p->pl);
+
+    struct ot_conv_cudnn *s = calloc(1, sizeof *s);
+    if (!s) return ot_fail(c->err, OT_ERR_NOMEM, "out of memory");
+    p->cudnn = s; /* from here on release frees whatever was built, also after a failure */
+    s->ordinal = be->ordinal;
+    s->train = ot_training(c);
+    const bool tf32 = g_tf32 != 0;
+    CU(cudaSetDevice, (s->ordinal)); /* the runtime enters the device for steps only; cuDNN calls run on the current one */
+    cudnnHandle_t h = NULL;
+    OT_TRY(bind_handle(c, s->ordinal, false, &h));
+
+    const int n = (int)p->n, ci = (int)p->c, hi = (int)p->h, wi = (int)p->w, m = (int)p->m, oh = (int)p->oh, ow = (int)p->ow;
+    const int g = (int)p->group;
+    DNN(cudnnCreateTensorDescriptor, (&s->x));
+    DNN(cudnnSetTensor4dDescriptor, (s->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, ci, hi, wi));
+    DNN(cudnnCreateTensorDescriptor, (&s->y));
+    DNN(cudnnSetTensor4dDescriptor, (s->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, m, oh, ow));
+    if (p->has_bias) {
+        DNN(cudnnCreateTensorDescriptor, (&s->b));
+        DNN(cudnnSetTensor4dDescriptor, (s->b, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, m, 1, 1));
+    }
+    DNN(cudnnCreateFilterDescriptor, (&s->w));
+    DNN(cudnnSetFilter4dDescriptor, (s->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, m, ci / g, (int)p->kh, (int)p->kw));
+    const int ndir = s->train ? DIR_N : 1;
+    for (int d = 0; d < ndir; d++) {
+        DNN(cudnnCreateConvolutionDescriptor, (&s->conv[d]));
+        /* ONNX Conv is a cross-correlation (no kernel flip); accumulate in FP32 */
+        DNN(cudnnSetConvolution2dDescriptor, (s->conv[d], (int)p->pt, (int)p->pl, (int)p->sh, (int)p->sw, (int)p->dh, (int)p->dw,
+                                              CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+        DNN(cudnnSetConvolutionGroupCount, (s->conv[d], g));
+        DNN(cudnnSetConvolutionMathType, (s->conv[d], tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+    }
+    int yn = 0, yc = 0, yh = 0, yw = 0; /* cuDNN's output shape must be the planner's */
+    DNN(cudnnGetConvolution2dForwardOutputDim, (s->conv[DIR_FWD], s->x, s->w, &yn, &yc, &yh, &yw));
+    if (yn != n || yc != m || yh != oh || yw != ow)
+        return ot_fail(c->err, OT_ERR_INTERNAL, "cuDNN computes an output of (%d, %d, %d, %d), the plan (%d, %d, %d, %d)", yn, yc,
+                       yh, yw, n, m, oh, ow);
+
+    OT_TRY(choose_fwd(c, s, h, tf32));
+    if (s->train) {
+        OT_TRY(choose_bwd_data(c, s, h, tf32));
+        OT_TRY(choose_bwd_filter(c, s, h, tf32));
+    }
+    for (int d = 0; d < ndir; d++)
+        if (s->ws[d] > c->p->ws_bytes) c->p->ws_bytes = s->ws[d];
+    return OT_OK;
+}
+
+/* ---- forward / backward ---- */
+static ot_status gpu_forward(ot_kctx *c) {
+    ot_conv_params *p = c->params;
+    struct ot_conv_cudnn *s = p->cudnn;
+    if (!s) return ot_fail(c->err, OT_ERR_INTERNAL, "Conv on %s: forward before prepare", c->p->be->name);
+    cudnnHandle_t h = NULL;
+    OT_TRY(bind_handle(c, s->ordinal, true, &h));
+    const float one = 1.0f, zero = 0.0f;
+    float *y = ot_outf(c, 0);
+    DNN(cudnnConvolutionForward, (h, &one, s->x, ot_inf(c, 0), s->w, ot_inf(c, 1), s->conv[DIR_FWD], s->fwd, c->p->ws,
+                                  c->p->ws_bytes, &zero, s->y, y));
+    if (p->has_bias) DNN(cudnnAddTensor, (h, &one, s->b, ot_inf(c, 2), &one, s->y, y));
+    return OT_OK;
+}
+
+static ot_status gpu_backward(ot_kctx *c) {
+    ot_conv_params *p = c->params;
+    struct ot_conv_cudnn *s = p->cudnn;
+    const float *dy = ot_gout(c, 0);
+    if (!dy) return OT_OK;
+    float *dx = ot_gin(c, 0), *dw = ot_gin(c, 1), *db = p->has_bias ? ot_gin(c, 2) : NULL;
+    if (!dx && !dw && !db) return OT_OK;
+    if (!s || !s->train)
+        return ot_fail(c->err, OT_ERR_INTERNAL, "Conv on %s: backward without a training prepare", c->p->be->name);
+    cudnnHandle_t h = NULL;
+    OT_TRY(bind_handle(c, s->ordinal, true, &h));
+    const float one = 1.0f, zero = 0.0f;
+    if (dx) /* beta 0: cuDNN does not read dx, so an unzeroed buffer is fine */
+        DNN(cudnnConvolutionBackwardData, (h, &one, s->w, ot_inf(c, 1), s->y, dy, s->conv[DIR_BWD_DATA], s->bwd_data, c->p->ws,
+                                           c->p->ws_bytes, ot_gin_set(c, 0) ? &zero : &one, s->x, dx));
+    if (dw)
+        DNN(cudnnConvolutionBackwardFilter, (h, &one, s->x, ot_inf(c, 0), s->y, dy, s->conv[DIR_BWD_FILTER], s->bwd_filter,
+                                             c->p->ws, c->p->ws_bytes, &one, s->w, dw));
+    if (db) DNN(cudnnConvolutionBackwardBias, (h, &one, s->y, dy, &one, s->b, db));
+    return OT_OK;
+}
+
+const ot_op_impl ot_cuda_conv = {
+    .prepare = gpu_prepare, .forward = gpu_forward, .backward = gpu_backward, .release = gpu_release,
+};
