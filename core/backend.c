@@ -2,6 +2,8 @@
 #define _DEFAULT_SOURCE 1 /* MAP_ANONYMOUS, MAP_NORESERVE */
 #include "backend.h"
 #include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -173,6 +175,56 @@ static const ot_backend_vtbl guard_vtbl = {
 static ot_backend guard_backend = {.v = &guard_vtbl, .kind = OT_DEV_CPU_GUARD, .name = "cpu-guard"};
 ot_backend *ot_backend_cpu_guard(void) { return &guard_backend; }
 
+/* ---- the CUDA device on the CPU executor ----
+ * Kind OT_DEV_CUDA (so plans take the CUDA kernel table), memory from the
+ * guard. Unlike cpu-guard, its enter/leave keep the memory closed: only the
+ * executor's launches (kernels/cuda/emu.cpp) and the emulated library calls
+ * (kernels/cuda/conv_emu.c) open the guard, so any host code that touches this
+ * device's memory dies at once, as it would on a GPU. */
+static void emu_copy(ot_backend *be, void *d, const void *src, size_t n) {
+    (void)be;
+    ot_be_enter(&guard_backend); memmove(d, src, n); ot_be_leave(&guard_backend);
+}
+static const ot_backend_vtbl cuda_emu_vtbl = {
+    .alloc = guard_alloc, .free = guard_free, .memset = guard_memset, .upload = guard_upload, .download = guard_download,
+    .copy = emu_copy, .enter = cpu_nop, .leave = cpu_nop, .record = cpu_record, .wait = cpu_wait, .sync = cpu_nop,
+    .host_alloc = cpu_alloc, .host_free = cpu_free,
+};
+#define EMU_DEVICES 8
+static ot_backend cuda_emu[EMU_DEVICES];
+static pthread_mutex_t cuda_emu_mu = PTHREAD_MUTEX_INITIALIZER;
+
+ot_backend *ot_backend_cuda_emu(int ordinal, char *why, size_t n) {
+    if (ordinal < 0 || ordinal >= EMU_DEVICES) {
+        if (why && n) snprintf(why, n, "the CPU executor has devices 0..%d", EMU_DEVICES - 1);
+        return NULL;
+    }
+    pthread_mutex_lock(&cuda_emu_mu);
+    ot_backend *be = &cuda_emu[ordinal];
+    if (!be->v) {
+        be->kind = OT_DEV_CUDA;
+        be->ordinal = ordinal;
+        snprintf(be->name, sizeof be->name, "cuda:%d (executor)", ordinal);
+        be->v = &cuda_emu_vtbl;
+    }
+    pthread_mutex_unlock(&cuda_emu_mu);
+    return be;
+}
+
+/* ---- the GPU that --device N names ---- */
+static ot_gpu_open_fn gpu_open;
+static bool gpu_real;
+void ot_backend_set_gpu(ot_gpu_open_fn open, bool real) { gpu_open = open; gpu_real = real; }
+
+#ifndef ONNXT_HAVE_CUDA
+ot_backend *ot_backend_cuda(int ordinal, char *why, size_t n) {
+    (void)ordinal;
+    if (why && n) snprintf(why, n, "this build has no CUDA backend (configure with the CUDA toolkit installed)");
+    return NULL;
+}
+void *ot_backend_cuda_stream(ot_backend *be, ot_stream s) { (void)be; (void)s; return NULL; }
+#endif
+
 bool ot_guard_owns(const void *p) {
     pthread_mutex_lock(&G.mu);
     bool r = guard_find(p) >= 0;
@@ -189,8 +241,10 @@ int ot_guard_live(void) {
 
 /* ---- names ---- */
 const char *ot_backend_list(void) {
+    if (gpu_open && gpu_real) return "cpu, cpu-guard, 0..N (CUDA GPUs)";
+    if (gpu_open) return "cpu, cpu-guard, 0..7 (the CUDA backend on the CPU executor)";
 #ifdef ONNXT_HAVE_CUDA
-    return "cpu, cpu-guard, 0..N (a CUDA GPU: memory and streams; its op table is not in this version)";
+    return "cpu, cpu-guard, 0..N (a CUDA GPU's memory and streams; this binary links no CUDA kernels)";
 #else
     return "cpu, cpu-guard";
 #endif
@@ -198,8 +252,13 @@ const char *ot_backend_list(void) {
 
 ot_status ot_backend_get(const char *device, ot_backend **out, ot_error *err) {
     *out = NULL;
-    /* "": Ultralytics picks the first GPU when there is one; until the CUDA kernels land the CPU is the default */
-    if (!device || !device[0] || strcmp(device, "cpu") == 0) { *out = ot_backend_cpu(); return OT_OK; }
+    char why[256];
+    if (!device || !device[0]) { /* Ultralytics' default: the first GPU when there is one, else the CPU */
+        ot_backend *be = gpu_open && gpu_real ? gpu_open(0, why, sizeof why) : NULL;
+        *out = be ? be : ot_backend_cpu();
+        return OT_OK;
+    }
+    if (strcmp(device, "cpu") == 0) { *out = ot_backend_cpu(); return OT_OK; }
     if (strcmp(device, "cpu-guard") == 0) { *out = ot_backend_cpu_guard(); return OT_OK; }
     const char *num = strncmp(device, "cuda:", 5) == 0 ? device + 5 : device;
     bool digits = *num != 0, comma = false;
@@ -209,12 +268,7 @@ ot_status ot_backend_get(const char *device, ot_backend **out, ot_error *err) {
     }
     if (!digits) return ot_fail(err, OT_ERR_INVALID, "--device '%s': expected one of %s", device, ot_backend_list());
     if (comma) return ot_fail(err, OT_ERR_UNSUPPORTED, "--device %s: one device at a time in this version", device);
-    char why[256];
-#ifdef ONNXT_HAVE_CUDA
-    ot_backend *be = ot_backend_cuda(atoi(num), why, sizeof why);
+    ot_backend *be = gpu_open ? gpu_open(atoi(num), why, sizeof why) : ot_backend_cuda(atoi(num), why, sizeof why);
     if (be) { *out = be; return OT_OK; }
-#else
-    snprintf(why, sizeof why, "this build has no CUDA backend (configure with the CUDA toolkit installed)");
-#endif
     return ot_fail(err, OT_ERR_UNSUPPORTED, "--device %s: %s; devices here: cpu, cpu-guard", device, why);
 }

@@ -9,9 +9,12 @@
  * Devices:
  *   cpu        ordinary aligned host memory; every call is a plain memcpy/memset.
  *   cuda:N     cudaMalloc'd memory, a compute and a copy stream, events, pinned
- *              staging memory (core/backend_cuda.cu, CUDA builds). Its op and
- *              training kernels are not in this version: plans on it fail at
- *              creation naming the first op without a CUDA implementation.
+ *              staging memory (core/backend_cuda.cu, CUDA builds). Its kernels
+ *              are registered by the CUDA kernel library a binary links
+ *              (kernels/cuda/, ot_cuda_kernels_install); without it plans on it
+ *              fail at creation naming the first op without a CUDA implementation.
+ *   cuda:N (executor)  the same kernels on the CPU executor over guarded
+ *              memory (ot_backend_cuda_emu; tests and -DONNXT_CUDA=EMU builds).
  *   cpu-guard  the CPU kernels over memory that host code cannot touch: each
  *              buffer is its own mapping, PROT_NONE except while one of this
  *              backend's calls (or a bracketed kernel) runs, so a stray host
@@ -64,13 +67,26 @@ struct ot_backend {
 ot_status ot_backend_get(const char *device, ot_backend **out, ot_error *err);
 ot_backend *ot_backend_cpu(void);
 ot_backend *ot_backend_cpu_guard(void);
-/* CUDA builds (core/backend_cuda.cu): GPU `ordinal`'s memory, streams and
- * events; NULL with the reason in why when there is no such GPU. */
+/* GPU `ordinal`'s memory, streams and events (core/backend_cuda.cu); NULL with
+ * the reason in why when there is no such GPU or the build has no CUDA. */
 ot_backend *ot_backend_cuda(int ordinal, char *why, size_t n);
-/* CUDA builds: the cudaStream_t (as void *) of a CUDA backend's compute or copy
- * stream, for code that launches kernels or records timing events on it
- * (`bench kernels`); NULL for a backend that is not a CUDA one. */
+/* The cudaStream_t (as void *) of a CUDA backend's compute or copy stream, for
+ * code that launches kernels or records timing events on it; NULL for a
+ * backend that is not a GPU (the executor's launches ignore streams). */
 void *ot_backend_cuda_stream(ot_backend *be, ot_stream s);
+/* The CUDA device on the CPU executor (kernels/cuda/emu.cpp): kind
+ * OT_DEV_CUDA, named "cuda:N (executor)", its memory the guard's and closed to
+ * host code even inside ot_be_enter (only executor launches open it); no
+ * streams (ot_backend_cuda_stream gives NULL). Ordinals 0..7; NULL with the
+ * reason otherwise. */
+ot_backend *ot_backend_cuda_emu(int ordinal, char *why, size_t n);
+/* What --device N opens: set by a CUDA kernel library's install
+ * (ot_cuda_kernels_install, kernels/cuda/cuda_tables.h) to the GPU
+ * (ot_backend_cuda, real = true) or to the executor (ot_backend_cuda_emu).
+ * Unset, N opens ot_backend_cuda (memory and streams only). The default
+ * device ("") is GPU 0 only when real. */
+typedef ot_backend *(*ot_gpu_open_fn)(int ordinal, char *why, size_t n);
+void ot_backend_set_gpu(ot_gpu_open_fn open, bool real);
 /* What this build offers, for --help and `info`: "cpu, cpu-guard[, 0 (CUDA)]". */
 const char *ot_backend_list(void);
 

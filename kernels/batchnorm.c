@@ -13,15 +13,10 @@
  * Sums in double, the variance from squared deviations (two passes).
  * CPU implementation only (ot_cpu_batchnormalization). */
 #include "ops.h"
+#include "op_params.h"
 #include <math.h>
 
-typedef struct bn_params {
-    int64_t n, c, s;     /* x viewed as (N, C, S) */
-    float eps, momentum;
-    int training;        /* batch statistics */
-    int inplace_stats;   /* training plan: update the running statistics in place, PyTorch style */
-    float *mean, *invstd; /* (C) batch statistics kept for the backward (training plans) */
-} bn_params;
+
 
 /* ---- per-channel row kernels ----
  * Sums in double with 8 independent accumulators: one accumulator serialises

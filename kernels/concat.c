@@ -6,11 +6,10 @@
  * generic: any dtype is moved as bytes; the backward (float32) hands each input
  * its slice of the output gradient. CPU implementation only. */
 #include "ops.h"
+#include "op_params.h"
 #include <string.h>
 
-typedef struct concat_params {
-    int axis;        /* normalised, in [0, rank) */
-} concat_params;
+
 
 /* ---- shape inference ---- */
 

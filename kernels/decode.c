@@ -1,7 +1,8 @@
 /* decode.c: the CPU implementation of the Detect decode (kernels/decode.h). */
 #include "decode.h"
+#include "device_kernels.h"
 
-static void cpu_decode(const float *const *maps, const ot_decode_args *a, float *pred) {
+static void cpu_decode(ot_backend *be, const float *const *maps, const ot_decode_args *a, float *pred) {
     const int n = a->n, na = a->na, no = a->no;
     int64_t base = 0;
     for (int l = 0; l < a->nl; l++) {
@@ -27,5 +28,7 @@ static void cpu_decode(const float *const *maps, const ot_decode_args *a, float 
 static const ot_decode_kernels cpu_kernels = {.decode = cpu_decode};
 
 const ot_decode_kernels *ot_decode_kernels_for(ot_device_kind k) {
-    return k == OT_DEV_CPU || k == OT_DEV_CPU_GUARD ? &cpu_kernels : NULL;
+    if (k == OT_DEV_CPU || k == OT_DEV_CPU_GUARD) return &cpu_kernels;
+    const ot_device_kernels *t = ot_device_kernels_get(k); /* a registered device (kernels/device_kernels.h) */
+    return t ? t->decode : NULL;
 }

@@ -38,7 +38,7 @@ OT_DECODE_FN void ot_decode_cell(float *r, const float *src, int64_t hw, int no,
 }
 
 typedef struct ot_decode_kernels {
-    void (*decode)(const float *const *maps, const ot_decode_args *a, float *pred); /* pred: (n, total, no) */
+    void (*decode)(ot_backend *be, const float *const *maps, const ot_decode_args *a, float *pred); /* pred: (n, total, no) */
 } ot_decode_kernels;
 
 const ot_decode_kernels *ot_decode_kernels_for(ot_device_kind k); /* NULL: none for that device */

@@ -18,24 +18,14 @@
  * walks the same merged space; see its banner. CPU implementations only. */
 #include "elementwise.h"
 #include "ops.h"
+#include "op_params.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- parameters ---- */
 
-typedef enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_POW } bin_kind;
 
-typedef struct bin_params {
-    int kind;                        /* bin_kind */
-    ot_dtype ta, tb;                 /* element types of A and B */
-    int rank;                        /* merged rank, >= 1 */
-    int64_t d[OT_MAX_RANK];          /* merged output dims */
-    int64_t sa[OT_MAX_RANK];         /* element strides of A per merged dim (0: broadcast) */
-    int64_t sb[OT_MAX_RANK];         /* same for B */
-    int64_t numel;
-    int silu;                        /* Mul fused with the Sigmoid of one operand: 0, or 1 + the side of x */
-} bin_params;
 
 #define ROW_CHUNK 8192   /* elements per parallel task within one row */
 

@@ -11,18 +11,11 @@
  * first maximum (like PyTorch): saved by the forward of training plans with
  * unit strides and dilations (separable max), recomputed otherwise. CPU implementation only. */
 #include "ops.h"
+#include "op_params.h"
 #include <float.h>
 #include <string.h>
 
-typedef struct pool_params {
-    int64_t kh, kw;          /* kernel */
-    int64_t sh, sw;          /* strides */
-    int64_t dh, dw;          /* dilations */
-    int64_t pt, pl;          /* top / left padding actually used */
-    bool sep;                /* unit strides and dilations: separable forward */
-    int32_t *arg;            /* training plans with sep: each output's argmax (offset in its
-                              * plane), written by the forward for the backward */
-} pool_params;
+
 
 #define SEP_TASKS 16 /* parallel tasks of the separable forward, each with a workspace slice */
 static size_t sep_scratch_bytes(int64_t H, int64_t OW) { /* rv, rav (float), ra (int32): H*OW each, 64-byte rounded */

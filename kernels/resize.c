@@ -20,21 +20,11 @@
  * The backward adds each output's gradient to the input element it copied.
  * CPU implementation only. */
 #include "ops.h"
+#include "op_params.h"
 #include <math.h>
 #include <string.h>
 
-enum { CT_HALF_PIXEL, CT_ASYMMETRIC, CT_PYTORCH_HALF_PIXEL, CT_TF_HALF_PIXEL_FOR_NN, CT_ALIGN_CORNERS };
-enum { NM_SIMPLE, NM_ROUND_PREFER_FLOOR, NM_ROUND_PREFER_CEIL, NM_FLOOR, NM_CEIL };
 
-typedef struct rs_params {
-    int rank;
-    int coord;                     /* CT_* */
-    int nearest;                   /* NM_* */
-    size_t es;                     /* element size in bytes */
-    float scale[OT_MAX_RANK];
-    int64_t in[OT_MAX_RANK], out[OT_MAX_RANK];
-    int64_t factor[OT_MAX_RANK];   /* k when index o maps to o / k for every o, else 0 */
-} rs_params;
 
 #define MAP_STACK 8192   /* innermost output length tabulated on the stack */
 

@@ -14,6 +14,7 @@
  * aliased the gradients too).
  * CPU implementations only. */
 #include "ops.h"
+#include "op_params.h"
 #include <string.h>
 
 /* ---- shared helpers ---- */
@@ -187,12 +188,7 @@ static ot_status unsqueeze_infer(ot_kctx *c) {
 
 /* ---- Transpose ---- */
 
-typedef struct tr_params {
-    int m;                      /* merged rank (size-1 dims dropped, adjacent runs merged) */
-    int64_t din[OT_MAX_RANK];   /* merged input dims */
-    int perm[OT_MAX_RANK];      /* output merged axis i = input merged axis perm[i] */
-    size_t es;
-} tr_params;
+
 
 static ot_status transpose_infer(ot_kctx *c) {
     tr_params *tp = (tr_params *)c->params;

@@ -1,6 +1,7 @@
 /* slab.c: the CPU implementation of the multi-tensor training kernels
  * (kernels/slab.h), used by the cpu and cpu-guard devices. */
 #include "slab.h"
+#include "device_kernels.h"
 #include "ops.h"
 #include <math.h>
 
@@ -16,7 +17,7 @@ static void sgd_tensor(float *p, const float *g, float *buf, int64_t n, float lr
     }
 }
 
-static void cpu_sgd(const ot_slab_seg *seg, int nseg, float *p, const float *g, float *buf, const ot_sgd_args *a) {
+static void cpu_sgd(ot_backend *be, const ot_slab_seg *seg, int nseg, float *p, const float *g, float *buf, const ot_sgd_args *a) {
     for (int t = 0; t < nseg; t++) {
         int64_t o = seg[t].off;
         int grp = seg[t].group;
@@ -40,7 +41,7 @@ static void adam_tensor(float *p, const float *g, float *m, float *v, int64_t n,
     }
 }
 
-static void cpu_adam(const ot_slab_seg *seg, int nseg, float *p, const float *g, float *m, float *v, const ot_adam_args *a) {
+static void cpu_adam(ot_backend *be, const ot_slab_seg *seg, int nseg, float *p, const float *g, float *m, float *v, const ot_adam_args *a) {
     for (int t = 0; t < nseg; t++) {
         int64_t o = seg[t].off;
         int grp = seg[t].group;
@@ -49,7 +50,7 @@ static void cpu_adam(const ot_slab_seg *seg, int nseg, float *p, const float *g,
     }
 }
 
-static void cpu_ema(float *e, const float *m, int64_t n, float df, float omd) {
+static void cpu_ema(ot_backend *be, float *e, const float *m, int64_t n, float df, float omd) {
 #pragma omp parallel for if (n > 65536)
     for (int64_t i = 0; i < n; i++) {
         float v = e[i] * df;
@@ -83,7 +84,7 @@ static double tensor_sumsq(const float *g, int64_t n) {
     return s;
 }
 
-static void cpu_clip(const ot_slab_seg *seg, int nseg, float *g, float max_norm, float *out) {
+static void cpu_clip(ot_backend *be, const ot_slab_seg *seg, int nseg, float *g, float max_norm, float *out, void *scratch) {
     double total2 = 0;
     for (int t = 0; t < nseg; t++) {
         float tn = (float)sqrt(tensor_sumsq(g + seg[t].off, seg[t].n)); /* per-tensor norms are float32 tensors in torch */
@@ -105,5 +106,7 @@ static void cpu_clip(const ot_slab_seg *seg, int nseg, float *g, float max_norm,
 static const ot_slab_kernels cpu_slab = {.sgd = cpu_sgd, .adam = cpu_adam, .ema = cpu_ema, .clip = cpu_clip};
 
 const ot_slab_kernels *ot_slab_kernels_for(ot_device_kind k) {
-    return k == OT_DEV_CPU || k == OT_DEV_CPU_GUARD ? &cpu_slab : NULL;
+    if (k == OT_DEV_CPU || k == OT_DEV_CPU_GUARD) return &cpu_slab;
+    const ot_device_kernels *t = ot_device_kernels_get(k); /* a registered device (kernels/device_kernels.h) */
+    return t ? t->slab : NULL;
 }

@@ -31,17 +31,22 @@ typedef struct ot_adam_args {
     bool decoupled;        /* AdamW */
 } ot_adam_args;
 
+/* Every entry takes the backend that owns the memory (a device's kernels
+ * launch on its compute stream and may keep scratch there). */
 typedef struct ot_slab_kernels {
     /* SGD with Nesterov momentum and per-group weight decay: p, g, buf slabs. */
-    void (*sgd)(const ot_slab_seg *seg, int nseg, float *p, const float *g, float *buf, const ot_sgd_args *a);
+    void (*sgd)(ot_backend *be, const ot_slab_seg *seg, int nseg, float *p, const float *g, float *buf, const ot_sgd_args *a);
     /* Adam / AdamW: m, v moment slabs. */
-    void (*adam)(const ot_slab_seg *seg, int nseg, float *p, const float *g, float *m, float *v, const ot_adam_args *a);
+    void (*adam)(ot_backend *be, const ot_slab_seg *seg, int nseg, float *p, const float *g, float *m, float *v, const ot_adam_args *a);
     /* ema = d * ema + (1 - d) * model over n floats (omd = 1 - d, rounded by the caller as ModelEMA does). */
-    void (*ema)(float *ema, const float *model, int64_t n, float d, float omd);
+    void (*ema)(ot_backend *be, float *ema, const float *model, int64_t n, float d, float omd);
     /* torch.nn.utils.clip_grad_norm_: total = L2 norm of the per-tensor float
      * norms; every gradient *= min(1, max_norm / (total + 1e-6)). out[0] = total,
-     * out[1] = the coefficient (backend memory: it stays on the device). */
-    void (*clip)(const ot_slab_seg *seg, int nseg, float *g, float max_norm, float *out);
+     * out[1] = the coefficient (backend memory: it stays on the device).
+     * scratch: clip_scratch(nseg) bytes of backend memory (NULL when that is 0). */
+    void (*clip)(ot_backend *be, const ot_slab_seg *seg, int nseg, float *g, float max_norm, float *out, void *scratch);
+    /* Bytes of backend scratch clip needs for nseg segments (the caller owns it); NULL: none. */
+    size_t (*clip_scratch)(int nseg);
 } ot_slab_kernels;
 
 /* The device's implementation; NULL when it has none. */

@@ -2,12 +2,13 @@
  * ComputeLoss's order: targets in build_targets' order, cells in (b, a, j, i)
  * order, sums in double. The math is kernels/yolo_loss_math.h. */
 #include "yolo_loss.h"
+#include "device_kernels.h"
 #include "yolo_loss_math.h"
 
 /* element (b, a, k, j, i) of a head tensor (bs, na*no, ny, nx) */
 #define AT(b, a, k, j, i) ((((int64_t)(b) * na + (a)) * no + (k)) * hw + (int64_t)(j) * nx + (i))
 
-static void cpu_targets(const ot_yolo_loss_args *A, int l) {
+static void cpu_targets(ot_backend *be, const ot_yolo_loss_args *A, int l) {
     const ot_yolo_loss_layer_args *L = &A->layer[l];
     const int na = A->na, nc = A->nc, no = nc + 5, nx = L->nx, n = L->n, bs = A->bs;
     const int64_t hw = (int64_t)L->ny * nx;
@@ -44,7 +45,7 @@ static void cpu_targets(const ot_yolo_loss_args *A, int l) {
     L->sums[1] = lc;
 }
 
-static void cpu_objectness(const ot_yolo_loss_args *A, int l) {
+static void cpu_objectness(ot_backend *be, const ot_yolo_loss_args *A, int l) {
     const ot_yolo_loss_layer_args *L = &A->layer[l];
     const int na = A->na, nc = A->nc, no = nc + 5, ny = L->ny, nx = L->nx, n = L->n, bs = A->bs;
     const int64_t hw = (int64_t)ny * nx, nobj = (int64_t)bs * na * hw;
@@ -78,7 +79,7 @@ static void cpu_objectness(const ot_yolo_loss_args *A, int l) {
     L->sums[2] = lo;
 }
 
-static void cpu_items(const ot_yolo_loss_args *A) {
+static void cpu_items(ot_backend *be, const ot_yolo_loss_args *A) {
     double lbox = 0, lobj = 0, lcls = 0;
     for (int l = 0; l < A->nl; l++) {
         const ot_yolo_loss_layer_args *L = &A->layer[l];
@@ -100,5 +101,7 @@ static void cpu_items(const ot_yolo_loss_args *A) {
 static const ot_yolo_loss_kernels cpu_kernels = {.name = "cpu", .targets = cpu_targets, .objectness = cpu_objectness, .items = cpu_items};
 
 const ot_yolo_loss_kernels *ot_yolo_loss_kernels_for(ot_device_kind k) {
-    return k == OT_DEV_CPU || k == OT_DEV_CPU_GUARD ? &cpu_kernels : NULL;
+    if (k == OT_DEV_CPU || k == OT_DEV_CPU_GUARD) return &cpu_kernels;
+    const ot_device_kernels *t = ot_device_kernels_get(k); /* a registered device (kernels/device_kernels.h) */
+    return t ? t->loss : NULL;
 }

@@ -53,9 +53,9 @@ typedef struct ot_yolo_loss_args {
 
 typedef struct ot_yolo_loss_kernels {
     const char *name;
-    void (*targets)(const ot_yolo_loss_args *A, int l);
-    void (*objectness)(const ot_yolo_loss_args *A, int l);
-    void (*items)(const ot_yolo_loss_args *A);
+    void (*targets)(ot_backend *be, const ot_yolo_loss_args *A, int l);
+    void (*objectness)(ot_backend *be, const ot_yolo_loss_args *A, int l);
+    void (*items)(ot_backend *be, const ot_yolo_loss_args *A);
 } ot_yolo_loss_kernels;
 
 /* The kernels for a device kind: the CPU table for OT_DEV_CPU and

@@ -39,11 +39,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#ifdef ONNXT_HAVE_CUDA
-#include "kernels/cuda/cuda_tables.h"
-#endif
-
-void ot_cuda_conv_set_tf32(int on); /* kernels/cuda/conv_gpu.c */
+#include "kernels/cuda/cuda_tables.h" /* ot_cuda_kernels_install, ot_cuda_conv_set_tf32, ot_cuda_library_real */
 
 #ifdef ONNXT_HAVE_CUDA
 static ot_backend *DEV; /* the CUDA device */
@@ -296,17 +292,24 @@ START_TEST(tf32_on_request) {
 }
 END_TEST
 
-/* cuDNN pads both sides equally: other pads fail at plan creation, saying so. */
+/* cuDNN pads both sides equally: on a GPU other pads fail at plan creation,
+ * saying so (the executor's CPU convolution computes them). */
 START_TEST(asymmetric_pads_refused) {
     const conv_case *k = &CASES[3];
     ot_graph *g = case_graph(k, (const int64_t[]){0, 0, 1, 1}, 5);
     ot_shape xs = ot_shape_make(4, (int64_t[]){k->n, k->c, k->h, k->w});
     ot_plan *p = NULL;
     ot_error e;
-    ck_assert_int_ne(ot_plan_create_on(DEV, g, &xs, 0, NULL, &p, &e), OT_OK);
-    ck_assert_ptr_null(p);
-    ck_assert_msg(strstr(e.msg, "asymmetric pads") && strstr(e.msg, "CUDA device"), "message: %s", e.msg);
-    ck_assert_msg(strstr(e.msg, "(Conv)") != NULL, "the planner names the node: %s", e.msg);
+    ot_status st = ot_plan_create_on(DEV, g, &xs, 0, NULL, &p, &e);
+    if (ot_cuda_library_real) {
+        ck_assert_int_ne(st, OT_OK);
+        ck_assert_ptr_null(p);
+        ck_assert_msg(strstr(e.msg, "asymmetric pads") && strstr(e.msg, "CUDA device"), "message: %s", e.msg);
+        ck_assert_msg(strstr(e.msg, "(Conv)") != NULL, "the planner names the node: %s", e.msg);
+    } else {
+        ck_assert_msg(st == OT_OK, "%s", e.msg);
+        ot_plan_destroy(p);
+    }
     ot_graph_destroy(g);
 }
 END_TEST

@@ -46,7 +46,7 @@ static void check_case(int n, int nl, int na, int no, const int64_t *ny, const i
     }
     const int64_t np = (int64_t)n * a.total * no;
     float *ref = malloc(sizeof(float) * (size_t)np), *got = malloc(sizeof(float) * (size_t)np);
-    ot_decode_kernels_for(OT_DEV_CPU)->decode((const float *const *)hmaps, &a, ref);
+    ot_decode_kernels_for(OT_DEV_CPU)->decode(ot_backend_cpu(), (const float *const *)hmaps, &a, ref);
 
     float *gp = ot_be_alloc(G, sizeof(float) * (size_t)np);
     ot_be_memset(G, gp, 0xff, sizeof(float) * (size_t)np);

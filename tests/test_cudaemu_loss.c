@@ -143,10 +143,10 @@ static void run_case(int nc, bool grad, float fl_gamma, float smooth, float pw, 
     const ot_yolo_loss_kernels *K = ot_yolo_loss_kernels_for(OT_DEV_CPU_GUARD);
     ot_be_enter(G);
     for (int l = 0; l < NL; l++) {
-        K->targets(&A[0], l);
-        K->objectness(&A[0], l);
+        K->targets(ot_backend_cpu_guard(), &A[0], l);
+        K->objectness(ot_backend_cpu_guard(), &A[0], l);
     }
-    K->items(&A[0]);
+    K->items(ot_backend_cpu_guard(), &A[0]);
     for (int l = 0; l < NL; l++) {
         ot_cuda_yolo_loss_targets(&A[1], l, NULL);
         ot_cuda_yolo_loss_objectness(&A[1], l, NULL);

@@ -102,7 +102,7 @@ static void run_steps(int adam, float max_norm, uint64_t seed) {
         double d = 0.9999 * (1.0 - exp(-(double)step / 2000));
         float ed = (float)d, eomd = (float)(1.0 - d);
         ot_be_enter(G);
-        K->clip(cseg, L.n_step, cg, max_norm, cclip);
+        K->clip(ot_backend_cpu_guard(), cseg, L.n_step, cg, max_norm, cclip, NULL);
         ot_be_leave(G);
         float clip[2];
         ot_be_download(G, clip, cclip, sizeof clip);
@@ -111,15 +111,15 @@ static void run_steps(int adam, float max_norm, uint64_t seed) {
         ot_be_enter(G);
         if (adam == 0) {
             ot_sgd_args a = {.lr = {0.01f, 0.02f, 0.005f}, .momentum = {0.937f, 0.9f, 0.8f}, .weight_decay = {0.0f, 5e-4f, 1e-3f}, .first = step == 1};
-            K->sgd(cseg, L.n_step, cp, cg, cm, &a);
+            K->sgd(ot_backend_cpu_guard(), cseg, L.n_step, cp, cg, cm, &a);
             ot_cuda_sgd(dseg, L.n_all, dp, dg, dm, &a, &x, NULL);
         } else {
             ot_adam_args a = {.lr = {0.001f, 0.002f, 0.0005f}, .beta1 = {0.937f, 0.9f, 0.8f}, .weight_decay = {0.0f, 5e-4f, 1e-2f},
                               .beta2 = 0.999f, .eps = 1e-8f, .step = step, .decoupled = adam == 2};
-            K->adam(cseg, L.n_step, cp, cg, cm, cv, &a);
+            K->adam(ot_backend_cpu_guard(), cseg, L.n_step, cp, cg, cm, cv, &a);
             ot_cuda_adam(dseg, L.n_all, dp, dg, dm, dv, &a, &x, NULL);
         }
-        K->ema(ce, cp, n, ed, eomd);
+        K->ema(ot_backend_cpu_guard(), ce, cp, n, ed, eomd);
         ot_be_leave(G);
         assert_bits("p", dp, cp, n);
         assert_bits(adam ? "m" : "momentum", dm, cm, n);
@@ -159,7 +159,7 @@ START_TEST(sgd_plain_bits) {
     for (int step = 1; step <= 2; step++) {
         ot_sgd_args a = {.lr = {0.1f, 0.2f, 0.05f}, .momentum = {0.9f, 0.9f, 0.9f}, .weight_decay = {0.0f, 5e-4f, 0.0f}, .first = step == 1};
         ot_be_enter(G);
-        K->sgd(seg, L.n_step, cp, cg, cm, &a);
+        K->sgd(ot_backend_cpu_guard(), seg, L.n_step, cp, cg, cm, &a);
         ot_cuda_sgd(seg, L.n_step, dp, dg, dm, &a, NULL, NULL);
         ot_be_leave(G);
         assert_bits("p", dp, cp, n);
@@ -182,7 +182,7 @@ START_TEST(ema_bits) {
     float *m = dev_from(m0, sizeof(float) * n), *ce = dev_from(e0, sizeof(float) * n), *de = dev_from(e0, sizeof(float) * n);
     double d = 0.9999 * (1.0 - exp(-5.0 / 2000));
     ot_be_enter(G);
-    ot_slab_kernels_for(OT_DEV_CPU_GUARD)->ema(ce, m, n, (float)d, (float)(1.0 - d));
+    ot_slab_kernels_for(OT_DEV_CPU_GUARD)->ema(ot_backend_cpu_guard(), ce, m, n, (float)d, (float)(1.0 - d));
     ot_cuda_ema(de, m, n, (float)d, (float)(1.0 - d), NULL);
     ot_be_leave(G);
     assert_bits("ema", de, ce, n);
@@ -209,7 +209,7 @@ START_TEST(clip_norm_within_1e6) {
         float *cg = dev_from(g0, nb), *dg = dev_from(g0, nb);
         float *cclip = dev_from(NULL, 8), *dclip = dev_from(NULL, 8), *dclip2 = dev_from(NULL, 8);
         ot_be_enter(G);
-        K->clip(seg, L.n_step, cg, max_norms[k], cclip);
+        K->clip(ot_backend_cpu_guard(), seg, L.n_step, cg, max_norms[k], cclip, NULL);
         ot_cuda_clip_norm(seg, L.n_step, dg, max_norms[k], dclip, scratch, NULL);
         ot_cuda_clip_norm(seg, L.n_step, dg, max_norms[k], dclip2, scratch, NULL);
         ot_cuda_clip_scale(seg, L.n_step, dg, dclip, NULL);
@@ -256,7 +256,7 @@ START_TEST(many_segments) {
     ot_slab_seg *seg = dev_from(t, sizeof *t * nseg);
     ot_sgd_args a = {.lr = {0.1f, 0.2f, 0.05f}, .momentum = {0.9f, 0.8f, 0.7f}, .weight_decay = {1e-3f, 5e-4f, 0.0f}, .first = true};
     ot_be_enter(G);
-    ot_slab_kernels_for(OT_DEV_CPU_GUARD)->sgd(seg, nseg, cp, g, cm, &a);
+    ot_slab_kernels_for(OT_DEV_CPU_GUARD)->sgd(ot_backend_cpu_guard(), seg, nseg, cp, g, cm, &a);
     ot_cuda_sgd(seg, nseg, dp, g, dm, &a, NULL, NULL);
     ot_be_leave(G);
     assert_bits("p", dp, cp, off);

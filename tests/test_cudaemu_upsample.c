@@ -97,7 +97,7 @@ static void check_case(int64_t nc, int64_t h, int64_t w, bool yolo, uint64_t see
         ot_be_memset(G, gy, 0xff, sizeof(float) * (size_t)(n_out + 1));   /* NaN: unwritten elements fail */
         ot_be_memset(G, gdx, 0xff, sizeof(float) * (size_t)(n_in + 1));
         ot_cuda_upsample2x_fwd(gy + off, gx + off, nc, h, w, NULL);
-        ot_cuda_upsample2x_bwd(gdx + off, gdy + off, nc, h, w, NULL);
+        ot_cuda_upsample2x_bwd(gdx + off, gdy + off, nc, h, w, 0, NULL);
         ot_be_download(G, y, gy + off, sizeof(float) * (size_t)n_out);
         ot_be_download(G, dx, gdx + off, sizeof(float) * (size_t)n_in);
         int i = first_diff(y, yref, n_out);
@@ -107,6 +107,26 @@ static void check_case(int64_t nc, int64_t h, int64_t w, bool yolo, uint64_t see
         ck_assert_msg(i < 0, "backward (%lld,%lld,%lld)%s off %d: dx[%d] = %.9g, CPU Resize %.9g", (long long)nc,
                       (long long)h, (long long)w, yolo ? " asymmetric" : "", off, i, i < 0 ? 0.0 : dx[i],
                       i < 0 ? 0.0 : dxref[i]);
+        /* accumulate: onto another consumer's gradient, in kernels/resize.c's scatter order
+         * (gx += top pair, then += bottom pair, per input row) */
+        float *base = malloc(sizeof(float) * (size_t)n_in), *want = malloc(sizeof(float) * (size_t)n_in);
+        ck_assert(base && want);
+        for (int64_t k = 0; k < n_in; k++) base[k] = rfloat(&seed);
+        for (int64_t r = 0; r < nc * h; r++)
+            for (int64_t j = 0; j < w; j++) {
+                const float *t = dy + 4 * r * w + 2 * j, *b = t + 2 * w;
+                float v = base[r * w + j];
+                v += t[0] + t[1];
+                v += b[0] + b[1];
+                want[r * w + j] = v;
+            }
+        ot_be_upload(G, gdx + off, base, sizeof(float) * (size_t)n_in);
+        ot_cuda_upsample2x_bwd(gdx + off, gdy + off, nc, h, w, 1, NULL);
+        ot_be_download(G, dx, gdx + off, sizeof(float) * (size_t)n_in);
+        i = first_diff(dx, want, n_in);
+        ck_assert_msg(i < 0, "accumulating backward (%lld,%lld,%lld) off %d: dx[%d] = %.9g, expected %.9g", (long long)nc,
+                      (long long)h, (long long)w, off, i, i < 0 ? 0.0 : dx[i], i < 0 ? 0.0 : want[i]);
+        free(base); free(want);
         ot_be_free(G, gx); ot_be_free(G, gy); ot_be_free(G, gdy); ot_be_free(G, gdx);
     }
     free(x); free(dy); free(y); free(dx); free(yref); free(dxref);
@@ -138,8 +158,8 @@ END_TEST
 /* Zero-sized tensors launch nothing and touch nothing. */
 START_TEST(empty_is_a_no_op) {
     ot_cuda_upsample2x_fwd(NULL, NULL, 0, 5, 5, NULL);
-    ot_cuda_upsample2x_bwd(NULL, NULL, 3, 0, 5, NULL);
-    ot_cuda_upsample2x_bwd(NULL, NULL, 3, 5, 0, NULL);
+    ot_cuda_upsample2x_bwd(NULL, NULL, 3, 0, 5, 0, NULL);
+    ot_cuda_upsample2x_bwd(NULL, NULL, 3, 5, 0, 1, NULL);
 }
 END_TEST
 

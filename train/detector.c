@@ -121,7 +121,7 @@ ot_status ot_detector_run(ot_detector *d, const float *images, int n, int h, int
         d->pred_cap = need;
     }
     ot_be_enter(d->be);
-    ot_decode_kernels_for(d->be->kind)->decode(maps, &a, d->dpred);
+    ot_decode_kernels_for(d->be->kind)->decode(d->be, maps, &a, d->dpred);
     ot_be_leave(d->be);
     ot_be_download(d->be, d->pred, d->dpred, need * sizeof(float));
     *pred = d->pred;

@@ -257,10 +257,10 @@ ot_status ot_yolo_loss_compute(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, con
     const int nl = A.nl;
     ot_be_enter(be);
     for (int l = 0; l < nl; l++) {
-        K->targets(&A, l);
-        K->objectness(&A, l);
+        K->targets(be, &A, l);
+        K->objectness(be, &A, l);
     }
-    K->items(&A);
+    K->items(be, &A);
     ot_be_leave(be);
     double it[4];
     ot_be_download(be, it, A.items, sizeof it);

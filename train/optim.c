@@ -11,7 +11,7 @@ void ot_optimizer_destroy(ot_optimizer *o) {
     if (!o) return;
     ot_backend *be = o->ag->be;
     free(o->var); free(o->group);
-    ot_be_free(be, o->m1); ot_be_free(be, o->m2); ot_be_free(be, o->seg); ot_be_free(be, o->clip);
+    ot_be_free(be, o->m1); ot_be_free(be, o->m2); ot_be_free(be, o->seg); ot_be_free(be, o->clip); ot_be_free(be, o->clip_scratch);
     free(o);
 }
 
@@ -90,6 +90,14 @@ static void upload_segments(ot_optimizer *o) {
     }
     ot_be_upload(ag->be, o->seg, t, sizeof *t * (size_t)m);
     free(t);
+    size_t scratch = o->k->clip_scratch ? o->k->clip_scratch(o->n_params) : 0;
+    if (scratch > o->clip_scratch_bytes) { /* the device's clip scratch, once per table (the first step) */
+        ot_be_sync(ag->be);
+        ot_be_free(ag->be, o->clip_scratch);
+        o->clip_scratch = ot_be_alloc(ag->be, scratch);
+        if (!o->clip_scratch) { fprintf(stderr, "onnx-train: out of device memory for clip_grad_norm's scratch\n"); abort(); }
+        o->clip_scratch_bytes = scratch;
+    }
     o->seg_dirty = false;
 }
 
@@ -105,7 +113,7 @@ void ot_optimizer_step(ot_optimizer *o) {
             a.momentum[k] = (float)o->momentum[k];
             a.weight_decay[k] = (float)o->weight_decay[k];
         }
-        o->k->sgd(o->seg, o->n, ag->slab, ag->grad_slab, o->m1, &a);
+        o->k->sgd(ag->be, o->seg, o->n, ag->slab, ag->grad_slab, o->m1, &a);
     } else {
         ot_adam_args a = {.beta2 = (float)o->beta2, .eps = (float)o->eps, .step = o->steps, .decoupled = o->kind == OT_OPT_ADAMW};
         for (int k = 0; k < OT_NGROUPS; k++) {
@@ -113,7 +121,7 @@ void ot_optimizer_step(ot_optimizer *o) {
             a.beta1[k] = (float)o->momentum[k];
             a.weight_decay[k] = (float)o->weight_decay[k];
         }
-        o->k->adam(o->seg, o->n, ag->slab, ag->grad_slab, o->m1, o->m2, &a);
+        o->k->adam(ag->be, o->seg, o->n, ag->slab, ag->grad_slab, o->m1, o->m2, &a);
     }
     ot_be_leave(ag->be);
 }
@@ -122,7 +130,7 @@ void ot_optimizer_clip_grad_norm(ot_optimizer *o, double max_norm) {
     ot_autograd *ag = o->ag;
     if (o->seg_dirty) upload_segments(o);
     ot_be_enter(ag->be);
-    o->k->clip(o->seg + o->n, o->n_params, ag->grad_slab, (float)max_norm, o->clip);
+    o->k->clip(ag->be, o->seg + o->n, o->n_params, ag->grad_slab, (float)max_norm, o->clip, o->clip_scratch);
     ot_be_leave(ag->be);
 }
 
@@ -160,6 +168,6 @@ void ot_ema_update(ot_ema *e, const ot_autograd *ag) {
     double d = e->decay * (1.0 - exp(-(double)e->updates / e->tau));
     const ot_slab_kernels *k = ot_slab_kernels_for(e->be->kind); /* an EMA exists only where the optimizer's kernels do */
     ot_be_enter(e->be);
-    k->ema(e->slab, ag->slab, (int64_t)e->n, (float)d, (float)(1.0 - d));
+    k->ema(e->be, e->slab, ag->slab, (int64_t)e->n, (float)d, (float)(1.0 - d));
     ot_be_leave(e->be);
 }

@@ -24,6 +24,8 @@ typedef struct ot_optimizer {
     int n_params;
     bool seg_dirty;         /* o->var changed (freeze): upload the table before the next step */
     float *clip;            /* backend memory: clip_grad_norm's total norm and coefficient */
+    void *clip_scratch;     /* backend memory: the device clip kernel's scratch (slab.h clip_scratch), NULL on the CPU */
+    size_t clip_scratch_bytes;
     long steps;             /* optimizer steps taken */
     double lr[OT_NGROUPS], initial_lr[OT_NGROUPS], momentum[OT_NGROUPS], weight_decay[OT_NGROUPS];
     double beta2, eps;

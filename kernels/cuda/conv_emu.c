@@ -10,7 +10,7 @@
  * adds dw / db exactly as conv_gpu.c's contract says, so both libraries give
  * the same semantics. */
 #include "../conv.h"
-#include "../ops.h"
+#include "cuda_tables.h"
 
 extern const ot_op_impl ot_cpu_conv; /* kernels/conv.c */
 

@@ -39,7 +39,7 @@
  * every forward / backward binds it to the plan's compute stream
  * (ot_backend_cuda_stream) before its calls. */
 #include "../conv.h"
-#include "../ops.h"
+#include "cuda_tables.h"
 #include <cuda_runtime.h>
 #include <cudnn.h>
 #include <limits.h>

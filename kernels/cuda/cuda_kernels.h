@@ -20,8 +20,10 @@ extern "C" {
 void ot_cuda_upsample2x_fwd(float *y, const float *x, int64_t nc, int64_t h, int64_t w, void *stream);
 /* dx (nc, h, w) = the sum of the four gradients in dy (nc, 2h, 2w) that each
  * input element produced, as (dy[2i][2j] + dy[2i][2j+1]) + (dy[2i+1][2j] +
- * dy[2i+1][2j+1]) (the CPU Resize backward's order). Writes dx (no accumulation). */
-void ot_cuda_upsample2x_bwd(float *dx, const float *dy, int64_t nc, int64_t h, int64_t w, void *stream);
+ * dy[2i+1][2j+1]) (the CPU Resize backward's order), written to dx; accumulate:
+ * added as (dx + (dy[2i][2j] + dy[2i][2j+1])) + (dy[2i+1][2j] + dy[2i+1][2j+1]),
+ * the CPU's order when dx already holds another consumer's gradient. No atomics. */
+void ot_cuda_upsample2x_bwd(float *dx, const float *dy, int64_t nc, int64_t h, int64_t w, int accumulate, void *stream);
 
 /* ---- emu_selftest.cu: the executor's self-tests (tests/test_cudaemu_exec.c) ---- */
 /* y[i] = 2 * x[i] + i, grid-stride loop with a small grid. */

@@ -5,7 +5,7 @@
  * memory and host code may not). Blocks are spread over OpenMP threads; each
  * OS thread runs one block at a time, so `static thread_local` storage (what
  * __shared__ expands to) is that block's shared memory. The threads of a block
- * are ucontext fibers on one OS thread, run round-robin by a small scheduler:
+ * are fibers on one OS thread, run round-robin by a small scheduler:
  * a fiber runs until it finishes or waits at a barrier (__syncthreads, or the
  * warp barrier inside every warp intrinsic). When every live fiber waits, the
  * scheduler first releases each warp whose participating lanes (the union of
@@ -14,7 +14,15 @@
  * (exited threads count as arrived, as on Volta and later). Anything else is a
  * deadlock in the kernel (a __syncthreads under divergent control flow, a
  * shuffle whose mask names a lane that never comes): the executor says so
- * (kernel, launch site, block, waiting threads) and aborts. */
+ * (kernel, launch site, block, waiting threads) and aborts.
+ *
+ * Fibers are made once per OS thread and reused for every block: a fiber runs
+ * its thread's body, marks itself done and switches back to the scheduler,
+ * which resumes it for the next block. On x86-64 the switch is a few
+ * instructions of our own (ot_emu_switch below: callee-saved registers, MXCSR
+ * and the x87 control word, then the stack pointer), because ucontext's
+ * swapcontext makes a system call (the signal mask) on every switch, which cost
+ * more than the kernels themselves. Elsewhere ucontext does the switching. */
 #include "compat.h"
 
 extern "C" {
@@ -27,6 +35,28 @@ extern "C" {
 #include <string.h>
 #include <sys/mman.h>
 #include <ucontext.h>
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#define OT_EMU_FAST_SWITCH 1
+/* Saves the callee-saved registers, MXCSR and the x87 control word on the
+ * current stack, stores the stack pointer in *save, loads load and restores
+ * the same from there (System V x86-64; a fresh fiber's stack is laid out by
+ * fiber_init to "return" into fiber_entry). */
+extern "C" void ot_emu_switch(void **save, void *load);
+__asm__(".text\n"
+        ".globl ot_emu_switch\n"
+        ".type ot_emu_switch, @function\n"
+        "ot_emu_switch:\n"
+        "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+        "  subq $8, %rsp\n  stmxcsr (%rsp)\n  fnstcw 4(%rsp)\n"
+        "  movq %rsp, (%rdi)\n  movq %rsi, %rsp\n"
+        "  ldmxcsr (%rsp)\n  fldcw 4(%rsp)\n  addq $8, %rsp\n"
+        "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+        "  ret\n"
+        ".size ot_emu_switch, .-ot_emu_switch\n"
+        ".section .note.GNU-stack,\"\",@progbits\n"
+        ".text\n");
+#endif
 
 thread_local dim3 ot_emu_thread_idx, ot_emu_block_idx, ot_emu_block_dim, ot_emu_grid_dim;
 
@@ -39,7 +69,12 @@ const int MAX_THREADS = 1024;
 const size_t MAX_DYNAMIC_SHARED = 48 * 1024;   /* CUDA's default limit without opt-in */
 
 struct fiber {
+#ifdef OT_EMU_FAST_SWITCH
+    void *sp;               /* saved stack pointer while switched out */
+    bool started;
+#else
     ucontext_t ctx;
+#endif
     unsigned char *stack;   /* STACK_BYTES plus a guard page below */
     int state;
     unsigned mask;          /* F_WAIT_WARP: the lanes this waiter syncs with */
@@ -48,7 +83,11 @@ struct fiber {
 
 /* One per OS thread that runs blocks. */
 struct runner {
+#ifdef OT_EMU_FAST_SWITCH
+    void *sched_sp;
+#else
     ucontext_t sched;
+#endif
     fiber *f = nullptr;
     int cap = 0;            /* fibers with stacks */
     int n = 0;              /* threads of the current block */
@@ -96,16 +135,55 @@ void ensure_fibers(runner *r, int n) {
         if (m == MAP_FAILED) die("mmap of a fiber stack failed");
         mprotect(m, page, PROT_NONE);   /* a stack overflow faults instead of corrupting the next stack */
         r->f[i].stack = static_cast<unsigned char *>(m);
+#ifdef OT_EMU_FAST_SWITCH
+        r->f[i].started = false;
+#endif
     }
     r->cap = n;
 }
 
+#ifdef OT_EMU_FAST_SWITCH
+/* A fiber's life: run the body of its thread in the current block, mark itself
+ * done, give the OS thread back to the scheduler; resumed for the next block. */
+[[noreturn]] void fiber_entry() {
+    for (;;) {
+        runner *r = RT;
+        r->body(r->ctx);
+        fiber *f = &r->f[r->cur];
+        f->state = F_DONE;
+        ot_emu_switch(&f->sp, r->sched_sp);
+    }
+}
+
+/* A fresh stack that ot_emu_switch "returns" into fiber_entry from. */
+void fiber_init(fiber *f) {
+    uintptr_t top = (reinterpret_cast<uintptr_t>(f->stack) + 4096 + STACK_BYTES) & ~(uintptr_t)15;
+    uint64_t *sp = reinterpret_cast<uint64_t *>(top);
+    *--sp = 0;                                               /* fiber_entry's (absent) return address: rsp = 8 mod 16 */
+    *--sp = reinterpret_cast<uint64_t>(&fiber_entry);       /* what ot_emu_switch's ret jumps to */
+    for (int k = 0; k < 6; k++) *--sp = 0;                   /* rbp rbx r12 r13 r14 r15 */
+    --sp;
+    uint32_t csr[2] = {_mm_getcsr(), 0x037f};                /* MXCSR, then the x87 control word (its default) */
+    memcpy(sp, csr, sizeof csr);
+    f->sp = sp;
+    f->started = true;
+}
+
+void switch_to_fiber(runner *r, fiber *f) {
+    if (!f->started) fiber_init(f);
+    ot_emu_switch(&r->sched_sp, f->sp);
+}
+void switch_to_sched(runner *r, fiber *f) { ot_emu_switch(&f->sp, r->sched_sp); }
+#else
 void fiber_main() {
     runner *r = RT;
     r->body(r->ctx);
     r->f[r->cur].state = F_DONE;
     /* returning resumes uc_link: the scheduler */
 }
+void switch_to_fiber(runner *r, fiber *f) { swapcontext(&r->sched, &f->ctx); }
+void switch_to_sched(runner *r, fiber *f) { swapcontext(&f->ctx, &r->sched); }
+#endif
 
 /* Switch from the running fiber back to the scheduler, waiting in state st. */
 void yield_as(int st, unsigned mask) {
@@ -114,7 +192,7 @@ void yield_as(int st, unsigned mask) {
     fiber *f = &r->f[r->cur];
     f->state = st;
     f->mask = mask;
-    swapcontext(&f->ctx, &r->sched);
+    switch_to_sched(r, f);
 }
 
 int linear_tid(const dim3 &t) {
@@ -145,17 +223,21 @@ bool release_warps(runner *r) {
 void run_block(runner *r) {
     const dim3 bd = ot_emu_block_dim;
     int n = r->n;
+#ifndef OT_EMU_FAST_SWITCH
     if (!r->have_base) {
         getcontext(&r->base);
         r->have_base = true;
     }
+#endif
     for (int t = 0; t < n; t++) {
         fiber *f = &r->f[t];
+#ifndef OT_EMU_FAST_SWITCH
         f->ctx = r->base;
         f->ctx.uc_stack.ss_sp = f->stack + 4096;
         f->ctx.uc_stack.ss_size = STACK_BYTES;
         f->ctx.uc_link = &r->sched;
         makecontext(&f->ctx, fiber_main, 0);
+#endif
         f->state = F_READY;
         f->mask = 0;
         f->tid = dim3((unsigned)t % bd.x, ((unsigned)t / bd.x) % bd.y, (unsigned)t / (bd.x * bd.y));
@@ -169,7 +251,7 @@ void run_block(runner *r) {
             r->cur = t;
             ot_emu_thread_idx = f->tid;
             f->state = F_RUNNING;
-            swapcontext(&r->sched, &f->ctx);
+            switch_to_fiber(r, f);
             if (f->state == F_DONE) live--;
         }
         r->cur = -1;

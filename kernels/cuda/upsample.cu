@@ -55,7 +55,7 @@ __global__ void upsample2x_fwd(float *__restrict__ y, const float *__restrict__ 
 }
 
 __global__ void upsample2x_bwd(float *__restrict__ dx, const float *__restrict__ dy, int64_t rows, int64_t w, int vec,
-                               int vec_out) {
+                               int vec_out, int accumulate) {
     int64_t pairs = (w + 1) / 2, items = rows * pairs;
     for (int64_t it = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; it < items; it += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = it / pairs, p = it - r * pairs, j = 2 * p;
@@ -77,7 +77,14 @@ __global__ void upsample2x_bwd(float *__restrict__ dx, const float *__restrict__
                 t0 = top[0]; t1 = top[1]; t2 = top[2]; t3 = top[3];
                 b0 = bot[0]; b1 = bot[1]; b2 = bot[2]; b3 = bot[3];
             }
-            float g0 = (t0 + t1) + (b0 + b1), g1 = (t2 + t3) + (b2 + b3);
+            float g0, g1;
+            if (accumulate) { /* the CPU's order: the top pair onto dx, then the bottom pair */
+                g0 = (d[0] + (t0 + t1)) + (b0 + b1);
+                g1 = (d[1] + (t2 + t3)) + (b2 + b3);
+            } else {
+                g0 = (t0 + t1) + (b0 + b1);
+                g1 = (t2 + t3) + (b2 + b3);
+            }
             if (vec_out) *reinterpret_cast<float2 *>(d) = make_float2(g0, g1);
             else { d[0] = g0; d[1] = g1; }
         } else {
@@ -88,7 +95,7 @@ __global__ void upsample2x_bwd(float *__restrict__ dx, const float *__restrict__
             } else {
                 t0 = top[0]; t1 = top[1]; b0 = bot[0]; b1 = bot[1];
             }
-            d[0] = (t0 + t1) + (b0 + b1);
+            d[0] = accumulate ? (d[0] + (t0 + t1)) + (b0 + b1) : (t0 + t1) + (b0 + b1);
         }
     }
 }
@@ -106,9 +113,10 @@ extern "C" void ot_cuda_upsample2x_fwd(float *y, const float *x, int64_t nc, int
     OT_LAUNCH(upsample2x_fwd, up_grid(items), UP_BLOCK, 0, stream, y, x, rows, w, vec);
 }
 
-extern "C" void ot_cuda_upsample2x_bwd(float *dx, const float *dy, int64_t nc, int64_t h, int64_t w, void *stream) {
+extern "C" void ot_cuda_upsample2x_bwd(float *dx, const float *dy, int64_t nc, int64_t h, int64_t w, int accumulate,
+                                       void *stream) {
     int64_t rows = nc * h, items = rows * ((w + 1) / 2);
     if (items <= 0) return;
     int vec = up_aligned(dy, 16), vec_out = (w & 1) == 0 && up_aligned(dx, 8);
-    OT_LAUNCH(upsample2x_bwd, up_grid(items), UP_BLOCK, 0, stream, dx, dy, rows, w, vec, vec_out);
+    OT_LAUNCH(upsample2x_bwd, up_grid(items), UP_BLOCK, 0, stream, dx, dy, rows, w, vec, vec_out, accumulate);
 }

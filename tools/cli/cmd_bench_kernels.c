@@ -307,7 +307,7 @@ static void launch_up_fwd(const void *c, cudaStream_t s) {
 }
 static void launch_up_bwd(const void *c, cudaStream_t s) {
     const up_ctx *u = c;
-    ot_cuda_upsample2x_bwd(u->y, u->x, u->nc, u->h, u->w, s);
+    ot_cuda_upsample2x_bwd(u->y, u->x, u->nc, u->h, u->w, 0, s);
 }
 
 typedef struct step_ctx {

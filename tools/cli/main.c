@@ -2,6 +2,9 @@
  * place that exits. */
 #include "cli.h"
 #include "core/backend.h"
+#ifdef ONNXT_CLI_KERNELS
+#include "kernels/cuda/cuda_tables.h"
+#endif
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
@@ -61,6 +64,9 @@ int cli_mkdirs(const char *path) {
 }
 
 int main(int argc, char **argv) {
+#ifdef ONNXT_CLI_KERNELS
+    ot_cuda_kernels_install(); /* the CUDA device's kernels: the GPU's, or the executor's (onnx-train-cudaemu) */
+#endif
     if (argc < 2 || cli_is_help(argv[1])) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_EXIT_BAD : 0;
