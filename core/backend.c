@@ -35,10 +35,11 @@ static void cpu_copy(ot_backend *be, void *d, const void *src, size_t n) { (void
 static void cpu_nop(ot_backend *be) { (void)be; }
 static void cpu_record(ot_backend *be, ot_stream s, ot_event *e) { (void)be; (void)s; e->seq++; } /* in order: done at once */
 static void cpu_wait(ot_backend *be, ot_stream s, const ot_event *e) { (void)be; (void)s; (void)e; }
+static void cpu_wait_host(ot_backend *be, const ot_event *e) { (void)be; (void)e; }
 
 static const ot_backend_vtbl cpu_vtbl = {
     .alloc = cpu_alloc, .free = cpu_free, .memset = cpu_memset, .upload = cpu_upload, .download = cpu_download,
-    .copy = cpu_copy, .enter = cpu_nop, .leave = cpu_nop, .record = cpu_record, .wait = cpu_wait, .sync = cpu_nop,
+    .copy = cpu_copy, .enter = cpu_nop, .leave = cpu_nop, .record = cpu_record, .wait = cpu_wait, .sync = cpu_nop, .wait_host = cpu_wait_host,
     .host_alloc = cpu_alloc, .host_free = cpu_free,
 };
 
@@ -168,7 +169,7 @@ static void guard_copy(ot_backend *be, void *d, const void *src, size_t n) {
 
 static const ot_backend_vtbl guard_vtbl = {
     .alloc = guard_alloc, .free = guard_free, .memset = guard_memset, .upload = guard_upload, .download = guard_download,
-    .copy = guard_copy, .enter = guard_enter, .leave = guard_leave, .record = cpu_record, .wait = cpu_wait, .sync = cpu_nop,
+    .copy = guard_copy, .enter = guard_enter, .leave = guard_leave, .record = cpu_record, .wait = cpu_wait, .sync = cpu_nop, .wait_host = cpu_wait_host,
     .host_alloc = cpu_alloc, .host_free = cpu_free, /* staging memory is the host's: open to host code */
 };
 
@@ -187,7 +188,7 @@ static void emu_copy(ot_backend *be, void *d, const void *src, size_t n) {
 }
 static const ot_backend_vtbl cuda_emu_vtbl = {
     .alloc = guard_alloc, .free = guard_free, .memset = guard_memset, .upload = guard_upload, .download = guard_download,
-    .copy = emu_copy, .enter = cpu_nop, .leave = cpu_nop, .record = cpu_record, .wait = cpu_wait, .sync = cpu_nop,
+    .copy = emu_copy, .enter = cpu_nop, .leave = cpu_nop, .record = cpu_record, .wait = cpu_wait, .sync = cpu_nop, .wait_host = cpu_wait_host,
     .host_alloc = cpu_alloc, .host_free = cpu_free,
 };
 #define EMU_DEVICES 8

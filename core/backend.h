@@ -45,6 +45,7 @@ typedef struct ot_backend_vtbl {
     void (*record)(ot_backend *be, ot_stream s, ot_event *e);  /* e completes when s reaches this point */
     void (*wait)(ot_backend *be, ot_stream s, const ot_event *e); /* s waits for e */
     void (*sync)(ot_backend *be);                              /* every stream drained */
+    void (*wait_host)(ot_backend *be, const ot_event *e);      /* the host waits for e (recorded or never recorded) */
     void *(*host_alloc)(ot_backend *be, size_t bytes);         /* host staging memory for uploads (loader batches):
                                                                 * page-locked on a GPU; plain, aligned on the CPU */
     void (*host_free)(ot_backend *be, void *ptr);
@@ -99,6 +100,15 @@ static inline void ot_be_upload(ot_backend *be, void *dst, const void *src, size
 static inline void ot_be_download(ot_backend *be, void *dst, const void *src, size_t n) { if (n) be->v->download(be, OT_STREAM_COMPUTE, dst, src, n); }
 static inline void ot_be_copy(ot_backend *be, void *dst, const void *src, size_t n) { if (n && dst != src) be->v->copy(be, dst, src, n); }
 static inline void ot_be_sync(ot_backend *be) { be->v->sync(be); }
+/* Upload on stream s (OT_STREAM_COPY: overlapped with the compute stream; order
+ * it with ot_be_record / ot_be_wait, and keep src unchanged until the event has
+ * passed, ot_be_wait_host). */
+static inline void ot_be_upload_on(ot_backend *be, ot_stream s, void *dst, const void *src, size_t n) {
+    if (n) be->v->upload(be, s, dst, src, n);
+}
+static inline void ot_be_record(ot_backend *be, ot_stream s, ot_event *e) { be->v->record(be, s, e); }
+static inline void ot_be_wait(ot_backend *be, ot_stream s, const ot_event *e) { be->v->wait(be, s, e); }
+static inline void ot_be_wait_host(ot_backend *be, const ot_event *e) { be->v->wait_host(be, e); }
 static inline void *ot_be_host_alloc(ot_backend *be, size_t n) { return be->v->host_alloc(be, n ? n : 1); }
 static inline void ot_be_host_free(ot_backend *be, void *p) { if (p) be->v->host_free(be, p); }
 static inline void ot_be_enter(ot_backend *be) { if (be->depth++ == 0) be->v->enter(be); }

@@ -60,6 +60,10 @@ static void c_record(ot_backend *be, ot_stream s, ot_event *e) {
 static void c_wait(ot_backend *be, ot_stream s, const ot_event *e) {
     if (e->impl) CUDA_CHECK(cudaStreamWaitEvent(dev_of(be)->stream[s], (cudaEvent_t)e->impl, 0));
 }
+static void c_wait_host(ot_backend *be, const ot_event *e) {
+    (void)be;
+    if (e->impl) CUDA_CHECK(cudaEventSynchronize((cudaEvent_t)e->impl));
+}
 static void c_sync(ot_backend *be) {
     for (int s = 0; s < 2; s++) CUDA_CHECK(cudaStreamSynchronize(dev_of(be)->stream[s]));
 }
@@ -72,7 +76,8 @@ static void *c_host_alloc(ot_backend *be, size_t bytes) {
 static void c_host_free(ot_backend *be, void *p) { (void)be; CUDA_CHECK(cudaFreeHost(p)); }
 
 static const ot_backend_vtbl cuda_vtbl = {
-    c_alloc, c_free, c_memset, c_upload, c_download, c_copy, c_enter, c_leave, c_record, c_wait, c_sync, c_host_alloc, c_host_free,
+    c_alloc, c_free, c_memset, c_upload, c_download, c_copy, c_enter, c_leave, c_record, c_wait, c_sync, c_wait_host, c_host_alloc,
+    c_host_free,
 };
 
 #define MAX_GPUS 16

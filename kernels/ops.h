@@ -8,11 +8,12 @@
  *               infer (validation, output dtypes and shapes, parsed attributes
  *               in c->params), flags, and which values its backward reads.
  *   ot_op_impl  how one device RUNS it: prepare / forward / backward / release.
- *               Today only the CPU table exists (kernels/optable.c); the
- *               cpu-guard device runs the same CPU kernels over guarded memory.
- *               ot_op_impl_get(op, OT_DEV_CUDA) is NULL until a CUDA table is
- *               added: a plan that needs a missing implementation fails at
- *               creation, naming the node, the op and the device.
+ *               The CPU table is built in (kernels/optable.c); the cpu-guard
+ *               device runs the same CPU kernels over guarded memory; the
+ *               CUDA table is registered at start-up by the CUDA kernel
+ *               library (kernels/device_kernels.h, kernels/cuda/cuda_tables.c).
+ *               A plan that needs a missing implementation fails at creation,
+ *               naming the node, the op and the device.
  * Errors name what was expected; the planner prefixes file, node and op. */
 #ifndef OT_OPS_H
 #define OT_OPS_H
@@ -100,7 +101,8 @@ int ot_op_lookup(const char *op_type, const char *domain);
 const ot_op_def *ot_op_get(int index);
 int ot_op_count(void);
 /* Op `index`'s implementation on a device kind: OT_DEV_CPU and OT_DEV_CPU_GUARD
- * share the CPU table; NULL when the device has none (OT_DEV_CUDA, for now). */
+ * share the CPU table; other kinds take their registered table
+ * (kernels/device_kernels.h); NULL when the device has none. */
 const ot_op_impl *ot_op_impl_get(int index, ot_device_kind dev);
 
 /* ---- accessors for kernels ---- */

@@ -47,7 +47,23 @@ typedef struct ot_slab_kernels {
     void (*clip)(ot_backend *be, const ot_slab_seg *seg, int nseg, float *g, float max_norm, float *out, void *scratch);
     /* Bytes of backend scratch clip needs for nseg segments (the caller owns it); NULL: none. */
     size_t (*clip_scratch)(int nseg);
+
+    /* ---- optional: the fused forms of a device (NULL on the CPU, which runs the calls above in turn) ---- */
+    /* clip's norm and coefficient only (out as clip's); the fused steps scale the gradient on read. */
+    void (*clip_norm)(ot_backend *be, const ot_slab_seg *seg, int nseg, const float *g, float max_norm, float *out,
+                      void *scratch);
+    /* One pass: the step of sgd / adam with every gradient multiplied by clip[1] on read (clip: clip_norm's out,
+     * NULL: no clipping), then, with ema non-NULL, ema = ema * d + omd * p over the same segments (ema's order).
+     * Segments of group OT_SLAB_EMA_ONLY are only averaged (BatchNorm buffers, frozen parameters, gaps): the
+     * table then covers the whole slab. Same bits as clip -> step -> ema. */
+    void (*sgd_fused)(ot_backend *be, const ot_slab_seg *seg, int nseg, float *p, float *g, float *buf, const ot_sgd_args *a,
+                      const float *clip, float *ema, float d, float omd);
+    void (*adam_fused)(ot_backend *be, const ot_slab_seg *seg, int nseg, float *p, float *g, float *m, float *v,
+                       const ot_adam_args *a, const float *clip, float *ema, float d, float omd);
 } ot_slab_kernels;
+
+/* A segment that the fused steps only average into the EMA. */
+#define OT_SLAB_EMA_ONLY (-1)
 
 /* The device's implementation; NULL when it has none. */
 const ot_slab_kernels *ot_slab_kernels_for(ot_device_kind k);

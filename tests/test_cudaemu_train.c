@@ -5,14 +5,17 @@
  *   runtime's kernel brackets (only the executor's launches open it);
  * - a training step on a built-in yolov5n (Conv, BatchNormalization, SiLU,
  *   Add, Concat, MaxPool, Resize, Reshape, Transpose, the fused loss) and 20
- *   SGD steps with clip_grad_norm and the EMA (and AdamW): the loss of every
+ *   SGD steps with clip_grad_norm and the EMA in the fused launch
+ *   (ot_optimizer_step_ema; two tensors frozen) and 3 AdamW ones: the loss of every
  *   step, every gradient, every parameter, momentum and EMA value within 1e-5
  *   relative to the largest magnitude of its slab. Most are equal bit for bit;
  *   the clip norm (a deterministic GPU tree, 1e-6) and BatchNorm's training
  *   statistics (the same, docs/CUDA.md) may differ in the last bits;
  * - the CLI built on the executor (onnx-train-cudaemu): `loss --device 0`
- *   against `loss --device cpu` (items within 1e-6, --grads within 1e-5), and
- *   `val --device 0` against `val --device cpu` (the same metrics). */
+ *   against `loss --device cpu` (items within 1e-6, --grads within 1e-5);
+ *   `train --device 0` (batches staged through the copy stream, the loss
+ *   items read after each step) against `train --device cpu`: every batch's
+ *   losses; `val --device 0` against `val --device cpu`: the same metrics. */
 #include "testutil.h"
 #include "core/backend.h"
 #include "core/npy.h"
@@ -101,6 +104,9 @@ static void run_steps(ot_backend *be, ot_opt_kind kind, int steps, trace *t) {
     ot_ema *ema;
     ck_assert_msg(ot_optimizer_create(st->ag, kind, 0.01, 0.937, 5e-4, &o, &e) == OT_OK, "%s", e.msg);
     ck_assert_msg(ot_ema_create(st->ag, &ema, &e) == OT_OK, "%s", e.msg);
+    /* two frozen tensors: the fused launch only averages them into the EMA (OT_SLAB_EMA_ONLY segments) */
+    ot_optimizer_freeze(o, 0);
+    ot_optimizer_freeze(o, 7);
     float *x = malloc(sizeof(float) * 2 * 3 * 64 * 64);
     const float tg[] = {0, 0, 0.5f, 0.5f, 0.3f, 0.4f, 0, 2, 0.25f, 0.7f, 0.2f, 0.1f, 1, 1, 0.6f, 0.3f, 0.5f, 0.5f};
     for (int k = 0; k <= steps; k++) {
@@ -111,9 +117,8 @@ static void run_steps(ot_backend *be, ot_opt_kind kind, int steps, trace *t) {
         if (k == steps) break; /* the last step's gradients are compared as they are */
         ot_optimizer_clip_grad_norm(o, 10.0);
         ot_optimizer_grad_norm(o, &t->gnorm[k], NULL);
-        ot_optimizer_step(o);
+        ot_optimizer_step_ema(o, ema); /* the CUDA tables' fused launch; step then EMA on the CPU */
         ot_autograd_zero_grad(st->ag);
-        ot_ema_update(ema, st->ag);
     }
     t->n = st->ag->slab_floats;
     dl(be, &t->slab, st->ag->slab, t->n);
@@ -266,14 +271,40 @@ START_TEST(t_cli_loss) {
 }
 END_TEST
 
-START_TEST(t_cli_val) {
+/* The loss log's lines (ONNXT_LOSS_LOG: "epoch batch lbox lobj lcls"), read whole. */
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    char *b = calloc(1, 1 << 16);
+    size_t n = fread(b, 1, (1 << 16) - 1, f);
+    fclose(f);
+    ck_assert(n > 0);
+    return b;
+}
+
+/* train on the executor's CUDA device (staged batch uploads, the loss items
+ * read after the step) = train on the CPU: every batch's losses; then val of
+ * that run's weights on both devices: the same metrics. */
+START_TEST(t_cli_train_val) {
     char data[1200];
-    snprintf(data, sizeof data, "%s/syn/data.yaml", W);
-    if (!tu_exists(data)) tu_sh("'%s' data synth --out '%s/syn' --train 8 --val 6 --img 64 --seed 5 >/dev/null", OT_CLI, W);
-    tu_sh("'%s' train --model yolov5n --img 64 --epochs 1 --batch-size 4 --workers 1 --quiet --noplots --exist-ok --data '%s' "
-          "--project '%s/runs' --name cpu --device cpu >/dev/null", OT_CLI, data, W);
+    snprintf(data, sizeof data, "%s/syn12/data.yaml", W);
+    if (!tu_exists(data)) tu_sh("'%s' data synth --out '%s/syn12' --train 12 --val 6 --img 64 --seed 5 >/dev/null", OT_CLI, W);
     for (int k = 0; k < 2; k++)
-        tu_sh("'%s' val --model '%s/runs/cpu/weights/last.ckpt' --data '%s' --img 64 --conf 0.001 --device %s --json | "
+        tu_sh("rm -rf '%s/runs/d%d' '%s/train%d.log' && ONNXT_LOSS_LOG='%s/train%d.log' '%s' train --model yolov5n --img 64 --epochs 1 "
+              "--batch-size 4 --workers 1 --quiet --noplots --exist-ok --data '%s' --project '%s/runs' --name d%d --device %s "
+              ">/dev/null", W, k, W, k, W, k, k ? OT_CLI_EMU : OT_CLI, data, W, k, k ? "0" : "cpu");
+    char a[1300], b[1300];
+    snprintf(a, sizeof a, "%s/train0.log", W);
+    snprintf(b, sizeof b, "%s/train1.log", W);
+    char *x = slurp(a), *y = slurp(b);
+    ck_assert_msg(strcmp(x, y) == 0, "per-batch losses differ:\ncpu:\n%s\ncuda (executor):\n%s", x, y);
+    int lines = 0;
+    for (char *c = x; *c; c++) lines += *c == '\n';
+    ck_assert_int_eq(lines, 3); /* 12 images, batches of 4 */
+    free(x);
+    free(y);
+    for (int k = 0; k < 2; k++)
+        tu_sh("'%s' val --model '%s/runs/d0/weights/last.ckpt' --data '%s' --img 64 --conf 0.001 --device %s --json | "
               "sed -E 's/\"ms_per_image\": ?[-0-9.e+]+//' > '%s/val%d.json'",
               k ? OT_CLI_EMU : OT_CLI, W, data, k ? "0" : "cpu", W, k);
     tu_sh("cd '%s' && cmp val0.json val1.json && grep -q map50 val0.json", W);
@@ -297,7 +328,7 @@ int main(void) {
     TCase *tc = tcase_create("cli");
     tcase_set_timeout(tc, 900);
     tcase_add_test(tc, t_cli_loss);
-    tcase_add_test(tc, t_cli_val);
+    tcase_add_test(tc, t_cli_train_val);
     suite_add_tcase(s, tc);
     return tu_main(s);
 }

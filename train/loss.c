@@ -36,7 +36,9 @@ enum { COLS_HOST = 11, COLS_BE = 13 };
 struct ot_yolo_loss {
     ot_backend *be;
     size_t cap;          /* rows of the tables */
-    void *host;          /* COLS_HOST * cap words: the host tables */
+    void *host;          /* COLS_HOST * cap words: the host tables, in the backend's staging memory (page-locked on a
+                          * GPU, so their uploads are asynchronous: they are rewritten only after the step's items
+                          * were read) */
     void *dev;           /* COLS_BE * cap words: the same on the backend, plus tobj */
     int32_t *last;       /* backend: per objectness cell, the last target that writes it; -1 between calls */
     int64_t last_cap;
@@ -55,7 +57,7 @@ ot_yolo_loss *ot_yolo_loss_create(void) { return ot_yolo_loss_create_on(ot_backe
 
 void ot_yolo_loss_destroy(ot_yolo_loss *L) {
     if (!L) return;
-    free(L->host);
+    ot_be_host_free(L->be, L->host);
     ot_be_free(L->be, L->dev);
     ot_be_free(L->be, L->last);
     ot_be_free(L->be, L->acc);
@@ -165,14 +167,15 @@ ot_status ot_yolo_loss_prepare(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, con
     size_t need = (size_t)nt * (size_t)na * 5 * (size_t)nl;
     if (need > L->cap || !L->host) {
         size_t cap = need > L->cap ? need : L->cap;
-        void *h = malloc(sizeof(int32_t) * COLS_HOST * (cap ? cap : 1));
+        void *h = ot_be_host_alloc(be, sizeof(int32_t) * COLS_HOST * (cap ? cap : 1));
         void *d = ot_be_alloc(be, sizeof(int32_t) * COLS_BE * (cap ? cap : 1));
         if (!h || !d) {
-            free(h);
+            ot_be_host_free(be, h);
             ot_be_free(be, d);
             return ot_fail(err, OT_ERR_NOMEM, "out of memory for %zu loss targets", need);
         }
-        free(L->host);
+        ot_be_sync(be); /* the old tables may still be in use by queued work */
+        ot_be_host_free(be, L->host);
         ot_be_free(be, L->dev);
         L->host = h;
         L->dev = d;
@@ -262,11 +265,15 @@ ot_status ot_yolo_loss_compute(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, con
     }
     K->items(be, &A);
     ot_be_leave(be);
+    if (items) ot_yolo_loss_items(L, items);
+    return OT_OK;
+}
+
+void ot_yolo_loss_items(ot_yolo_loss *L, ot_loss_items *items) {
     double it[4];
-    ot_be_download(be, it, A.items, sizeof it);
+    ot_be_download(L->be, it, L->acc + 3 * OT_MAX_HEADS, sizeof it); /* A.items of ot_yolo_loss_prepare */
     items->lbox = it[0];
     items->lobj = it[1];
     items->lcls = it[2];
     items->loss = it[3];
-    return OT_OK;
 }

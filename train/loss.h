@@ -37,10 +37,14 @@ void ot_yolo_loss_destroy(ot_yolo_loss *L);
  * are memory of L's backend, read and written only by its kernels. targets
  * (host memory): nt rows (image, class, cx, cy, w, h), box normalised to the
  * image. items (host memory): lbox, lobj, lcls (each times its gain) and
- * loss = (lbox + lobj + lcls) * bs, as ComputeLoss returns. Fails
+ * loss = (lbox + lobj + lcls) * bs, as ComputeLoss returns; items NULL: they
+ * stay on the device (no host synchronisation: a training step reads them with
+ * ot_yolo_loss_items after the optimizer step is queued). Fails
  * (OT_ERR_UNSUPPORTED) on a device with no loss kernels in this build. */
 ot_status ot_yolo_loss_compute(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, const float *const *p, const ot_shape *shapes,
                                const float *targets, int nt, float *const *dp, ot_loss_items *items, ot_error *err);
+/* The items of L's last ot_yolo_loss_compute, downloaded (waits for them). */
+void ot_yolo_loss_items(ot_yolo_loss *L, ot_loss_items *items);
 /* The host part of ot_yolo_loss_compute alone: checks, build_targets, the
  * tables uploaded to L's backend, every dp zeroed, and the device kernels'
  * argument struct (*A, kernels/yolo_loss.h) filled; no kernel runs. For

@@ -11,7 +11,7 @@ void ot_optimizer_destroy(ot_optimizer *o) {
     if (!o) return;
     ot_backend *be = o->ag->be;
     free(o->var); free(o->group);
-    ot_be_free(be, o->m1); ot_be_free(be, o->m2); ot_be_free(be, o->seg); ot_be_free(be, o->clip); ot_be_free(be, o->clip_scratch);
+    ot_be_free(be, o->m1); ot_be_free(be, o->m2); ot_be_free(be, o->seg); ot_be_free(be, o->clip); ot_be_free(be, o->clip_scratch); ot_be_free(be, o->seg_ema);
     free(o);
 }
 
@@ -73,6 +73,38 @@ void ot_optimizer_freeze(ot_optimizer *o, int var_index) {
     o->seg_dirty = true;
 }
 
+static bool fused(const ot_optimizer *o) { return o->k->clip_norm && o->k->sgd_fused && o->k->adam_fused; }
+
+static int seg_by_off(const void *a, const void *b) {
+    int64_t x = ((const ot_slab_seg *)a)->off, y = ((const ot_slab_seg *)b)->off;
+    return (x > y) - (x < y);
+}
+
+/* Fused devices: the stepped tensors, then EMA-only segments over every float of the slab outside them. */
+static void upload_ema_segments(ot_optimizer *o, const ot_slab_seg *stepped) {
+    ot_autograd *ag = o->ag;
+    ot_slab_seg *s = malloc(sizeof *s * (size_t)(o->n + 1)), *t = malloc(sizeof *t * (size_t)(2 * o->n + 2));
+    if (!s || !t) { fprintf(stderr, "onnx-train: out of memory for the optimizer's segment table\n"); abort(); }
+    memcpy(s, stepped, sizeof *s * (size_t)o->n);
+    qsort(s, (size_t)o->n, sizeof *s, seg_by_off);
+    int m = 0;
+    for (int i = 0; i < o->n; i++) t[m++] = s[i];
+    int64_t at = 0, end = (int64_t)ag->slab_floats;
+    for (int i = 0; i <= o->n; i++) {
+        int64_t next = i < o->n ? s[i].off : end;
+        if (next > at) t[m++] = (ot_slab_seg){at, next - at, OT_SLAB_EMA_ONLY, 0};
+        if (i < o->n && s[i].off + s[i].n > at) at = s[i].off + s[i].n;
+    }
+    ot_be_sync(ag->be);
+    ot_be_free(ag->be, o->seg_ema);
+    o->seg_ema = ot_be_alloc(ag->be, sizeof *t * (size_t)m);
+    if (!o->seg_ema) { fprintf(stderr, "onnx-train: out of device memory for the optimizer's segment table\n"); abort(); }
+    ot_be_upload(ag->be, o->seg_ema, t, sizeof *t * (size_t)m);
+    o->n_seg_ema = m;
+    free(s);
+    free(t);
+}
+
 /* The segment table: the stepped tensors, then every parameter (clipping), uploaded once per change. */
 static void upload_segments(ot_optimizer *o) {
     ot_autograd *ag = o->ag;
@@ -89,6 +121,7 @@ static void upload_segments(ot_optimizer *o) {
         o->n_params++;
     }
     ot_be_upload(ag->be, o->seg, t, sizeof *t * (size_t)m);
+    if (fused(o)) upload_ema_segments(o, t);
     free(t);
     size_t scratch = o->k->clip_scratch ? o->k->clip_scratch(o->n_params) : 0;
     if (scratch > o->clip_scratch_bytes) { /* the device's clip scratch, once per table (the first step) */
@@ -101,28 +134,78 @@ static void upload_segments(ot_optimizer *o) {
     o->seg_dirty = false;
 }
 
+static ot_sgd_args sgd_args(const ot_optimizer *o) {
+    ot_sgd_args a = {.first = o->steps == 1};
+    for (int k = 0; k < OT_NGROUPS; k++) {
+        a.lr[k] = (float)o->lr[k];
+        a.momentum[k] = (float)o->momentum[k];
+        a.weight_decay[k] = (float)o->weight_decay[k];
+    }
+    return a;
+}
+
+static ot_adam_args adam_args(const ot_optimizer *o) {
+    ot_adam_args a = {.beta2 = (float)o->beta2, .eps = (float)o->eps, .step = o->steps, .decoupled = o->kind == OT_OPT_ADAMW};
+    for (int k = 0; k < OT_NGROUPS; k++) {
+        a.lr[k] = (float)o->lr[k];
+        a.beta1[k] = (float)o->momentum[k];
+        a.weight_decay[k] = (float)o->weight_decay[k];
+    }
+    return a;
+}
+
+/* The fused launch: seg/nseg the stepped table (ema NULL) or seg_ema (the whole slab). */
+static void step_fused(ot_optimizer *o, const ot_slab_seg *seg, int nseg, float *ema, float d, float omd) {
+    ot_autograd *ag = o->ag;
+    const float *clip = o->clip_pending ? o->clip : NULL;
+    o->clip_pending = false;
+    if (o->kind == OT_OPT_SGD) {
+        ot_sgd_args a = sgd_args(o);
+        o->k->sgd_fused(ag->be, seg, nseg, ag->slab, ag->grad_slab, o->m1, &a, clip, ema, d, omd);
+    } else {
+        ot_adam_args a = adam_args(o);
+        o->k->adam_fused(ag->be, seg, nseg, ag->slab, ag->grad_slab, o->m1, o->m2, &a, clip, ema, d, omd);
+    }
+}
+
 void ot_optimizer_step(ot_optimizer *o) {
     ot_autograd *ag = o->ag;
     if (o->seg_dirty) upload_segments(o);
     o->steps++;
     ot_be_enter(ag->be);
-    if (o->kind == OT_OPT_SGD) {
-        ot_sgd_args a = {.first = o->steps == 1};
-        for (int k = 0; k < OT_NGROUPS; k++) {
-            a.lr[k] = (float)o->lr[k];
-            a.momentum[k] = (float)o->momentum[k];
-            a.weight_decay[k] = (float)o->weight_decay[k];
-        }
+    if (fused(o)) {
+        step_fused(o, o->seg, o->n, NULL, 0.0f, 0.0f);
+    } else if (o->kind == OT_OPT_SGD) {
+        ot_sgd_args a = sgd_args(o);
         o->k->sgd(ag->be, o->seg, o->n, ag->slab, ag->grad_slab, o->m1, &a);
     } else {
-        ot_adam_args a = {.beta2 = (float)o->beta2, .eps = (float)o->eps, .step = o->steps, .decoupled = o->kind == OT_OPT_ADAMW};
-        for (int k = 0; k < OT_NGROUPS; k++) {
-            a.lr[k] = (float)o->lr[k];
-            a.beta1[k] = (float)o->momentum[k];
-            a.weight_decay[k] = (float)o->weight_decay[k];
-        }
+        ot_adam_args a = adam_args(o);
         o->k->adam(ag->be, o->seg, o->n, ag->slab, ag->grad_slab, o->m1, o->m2, &a);
     }
+    ot_be_leave(ag->be);
+}
+
+/* The EMA's next decay (ModelEMA.update): updates += 1, d = decay * (1 - exp(-updates / tau)). */
+static void ema_next(ot_ema *e, float *d, float *omd) {
+    e->updates++;
+    double dd = e->decay * (1.0 - exp(-(double)e->updates / e->tau));
+    *d = (float)dd;
+    *omd = (float)(1.0 - dd);
+}
+
+void ot_optimizer_step_ema(ot_optimizer *o, ot_ema *ema) {
+    if (!ema || !fused(o) || ema->n != o->ag->slab_floats) {
+        ot_optimizer_step(o);
+        if (ema) ot_ema_update(ema, o->ag);
+        return;
+    }
+    ot_autograd *ag = o->ag;
+    if (o->seg_dirty) upload_segments(o);
+    o->steps++;
+    float d, omd;
+    ema_next(ema, &d, &omd);
+    ot_be_enter(ag->be);
+    step_fused(o, o->seg_ema, o->n_seg_ema, ema->slab, d, omd);
     ot_be_leave(ag->be);
 }
 
@@ -130,7 +213,12 @@ void ot_optimizer_clip_grad_norm(ot_optimizer *o, double max_norm) {
     ot_autograd *ag = o->ag;
     if (o->seg_dirty) upload_segments(o);
     ot_be_enter(ag->be);
-    o->k->clip(ag->be, o->seg + o->n, o->n_params, ag->grad_slab, (float)max_norm, o->clip, o->clip_scratch);
+    if (fused(o)) { /* the coefficient stays on the device; the next step scales on read */
+        o->k->clip_norm(ag->be, o->seg + o->n, o->n_params, ag->grad_slab, (float)max_norm, o->clip, o->clip_scratch);
+        o->clip_pending = true;
+    } else {
+        o->k->clip(ag->be, o->seg + o->n, o->n_params, ag->grad_slab, (float)max_norm, o->clip, o->clip_scratch);
+    }
     ot_be_leave(ag->be);
 }
 
@@ -164,10 +252,10 @@ void ot_ema_destroy(ot_ema *e) {
 }
 
 void ot_ema_update(ot_ema *e, const ot_autograd *ag) {
-    e->updates++;
-    double d = e->decay * (1.0 - exp(-(double)e->updates / e->tau));
+    float d, omd;
+    ema_next(e, &d, &omd);
     const ot_slab_kernels *k = ot_slab_kernels_for(e->be->kind); /* an EMA exists only where the optimizer's kernels do */
     ot_be_enter(e->be);
-    k->ema(e->be, e->slab, ag->slab, (int64_t)e->n, (float)d, (float)(1.0 - d));
+    k->ema(e->be, e->slab, ag->slab, (int64_t)e->n, d, omd);
     ot_be_leave(e->be);
 }

@@ -26,6 +26,10 @@ typedef struct ot_optimizer {
     float *clip;            /* backend memory: clip_grad_norm's total norm and coefficient */
     void *clip_scratch;     /* backend memory: the device clip kernel's scratch (slab.h clip_scratch), NULL on the CPU */
     size_t clip_scratch_bytes;
+    bool clip_pending;      /* fused devices: clip computed the coefficient only; the next step scales on read */
+    ot_slab_seg *seg_ema;   /* fused devices, backend memory: the stepped tensors, then EMA-only segments covering
+                             * the rest of the slab (ot_optimizer_step_ema) */
+    int n_seg_ema;
     long steps;             /* optimizer steps taken */
     double lr[OT_NGROUPS], initial_lr[OT_NGROUPS], momentum[OT_NGROUPS], weight_decay[OT_NGROUPS];
     double beta2, eps;
@@ -64,5 +68,9 @@ ot_status ot_ema_create(const ot_autograd *ag, ot_ema **out, ot_error *err);
 void ot_ema_destroy(ot_ema *e);
 /* updates += 1; d = decay * (1 - exp(-updates / tau)); ema = d * ema + (1 - d) * model. */
 void ot_ema_update(ot_ema *e, const ot_autograd *ag);
+/* ot_optimizer_step then ot_ema_update (ema NULL: the step alone), the same bits; on a device with fused
+ * kernels (slab.h sgd_fused) one launch does both, and scales the gradients by a pending clip coefficient on
+ * read: one pass over the weights. */
+void ot_optimizer_step_ema(ot_optimizer *o, ot_ema *ema);
 
 #endif

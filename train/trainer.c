@@ -120,6 +120,13 @@ typedef struct run {
     ot_autograd *ag;          /* full batches */
     ot_autograd *alt;         /* another batch shape (short last batch, rect), sharing ag's variables */
     ot_shape alt_shape;
+    /* A device with memory of its own (CUDA): the next batch is uploaded on the copy stream into one of two
+     * staging buffers while the current step runs, and copied into the plan's input on the compute stream after
+     * an event (train_epoch). */
+    float *stage[2];
+    size_t stage_bytes;
+    ot_event stage_ev[2];
+    int stage_k;
     ot_yolo_loss *loss;
     ot_yolo_loss_cfg lcfg;
     ot_optimizer *opt;
@@ -184,6 +191,7 @@ static void run_free(run *r) {
     ot_yolo_loss_destroy(r->loss);
     ot_autograd_destroy(r->alt);
     ot_autograd_destroy(r->ag);
+    if (r->be) { ot_be_sync(r->be); ot_be_free(r->be, r->stage[0]); ot_be_free(r->be, r->stage[1]); }
     ot_graph_destroy(r->g);
     ot_loader_destroy(r->train_ld);
     ot_loader_destroy(r->val_ld);
@@ -827,39 +835,81 @@ static void print_start(const run *r) {
            r->o.img, r->o.img, r->o.workers, r->save_dir, r->o.epochs);
 }
 
-/* One batch (iteration ni of the run): warmup, forward, loss, backward; once the batches to accumulate have gathered
- * since the last step: frozen gradients zeroed, gradients summed over the ranks, clipped to norm 10, the optimizer
- * step and the EMA update. */
-static ot_status train_step(run *r, const ot_batch *b, int64_t i, long ni, ot_loss_items *it, ot_error *err) {
+/* A device with memory of its own stages batches (run.stage); the CPU devices read the loader's batch directly. */
+static bool staged_input(const run *r) { return r->be->kind == OT_DEV_CUDA; }
+
+/* Queue the upload of batch b on the copy stream into the next staging buffer. */
+static ot_status stage_batch(run *r, const ot_batch *b, ot_error *err) {
+    if (!staged_input(r)) return OT_OK;
+    size_t bytes = sizeof(float) * (size_t)b->n * 3 * (size_t)b->h * (size_t)b->w;
+    if (bytes > r->stage_bytes) { /* the first batch, or a larger rect shape: never inside a step */
+        ot_be_sync(r->be);
+        for (int k = 0; k < 2; k++) {
+            ot_be_free(r->be, r->stage[k]);
+            r->stage[k] = ot_be_alloc(r->be, bytes);
+        }
+        r->stage_bytes = r->stage[0] && r->stage[1] ? bytes : 0;
+        if (!r->stage_bytes) return ot_fail(err, OT_ERR_NOMEM, "%s: out of memory for the batch staging buffers (2 x %zu bytes)",
+                                            r->be->name, bytes);
+    }
+    r->stage_k ^= 1;
+    ot_be_upload_on(r->be, OT_STREAM_COPY, r->stage[r->stage_k], b->images, bytes);
+    ot_be_record(r->be, OT_STREAM_COPY, &r->stage_ev[r->stage_k]);
+    return OT_OK;
+}
+
+/* The loader may now reuse the staged batch's host memory: its upload is done. */
+static void stage_release(run *r) {
+    if (staged_input(r)) ot_be_wait_host(r->be, &r->stage_ev[r->stage_k]);
+}
+
+/* One batch (iteration ni of the run), queued without a host synchronisation: warmup, forward, loss, backward;
+ * once the batches to accumulate have gathered since the last step: frozen gradients zeroed, gradients summed
+ * over the ranks, clipped to norm 10, the optimizer step and the EMA update. The loss items stay on the device
+ * until step_finish. */
+static ot_status train_step(run *r, const ot_batch *b, long ni, ot_error *err) {
     int acc = ot_schedule_iteration(&r->sch, r->opt, ni, r->epoch);
     ot_autograd *ag;
     OT_TRY(get_autograd(r, b, &ag, err));
-    const float *in = b->images;
-    OT_TRY(ot_autograd_forward(ag, &in, err));
+    if (staged_input(r)) { /* the staged batch into the plan's input, after its upload */
+        ot_be_wait(r->be, OT_STREAM_COMPUTE, &r->stage_ev[r->stage_k]);
+        ot_be_copy(r->be, ot_autograd_data(ag, r->g->inputs[0]), r->stage[r->stage_k],
+                   sizeof(float) * (size_t)b->n * 3 * (size_t)b->h * (size_t)b->w);
+        OT_TRY(ot_autograd_forward(ag, NULL, err));
+    } else {
+        const float *in = b->images;
+        OT_TRY(ot_autograd_forward(ag, &in, err));
+    }
     const float *outs[OT_MAX_HEADS];
     float *douts[OT_MAX_HEADS];
     ot_shape shapes[OT_MAX_HEADS];
     head_outputs(r, ag, outs, shapes, douts);
-    OT_TRY(ot_yolo_loss_compute(r->loss, &r->lcfg, outs, shapes, b->targets, (int)b->n_targets, douts, it, err));
+    OT_TRY(ot_yolo_loss_compute(r->loss, &r->lcfg, outs, shapes, b->targets, (int)b->n_targets, douts, NULL, err));
     OT_TRY(ot_autograd_backward(ag, err));
-    if (r->loss_log && r->rank == 0)
-        fprintf(r->loss_log, "%d %lld %.9g %.9g %.9g\n", r->epoch, (long long)i, it->lbox, it->lobj, it->lcls);
-    if (!isfinite(it->loss))
-        return ot_fail(err, OT_ERR_INVALID, "epoch %d batch %lld: the loss is not finite (%g); lower lr0 in the hyp file",
-                       r->epoch, (long long)i, it->loss);
     if (ni - r->last_opt_step >= acc) {
         grads_freeze(r);
         grads_allreduce(r);
         ot_optimizer_clip_grad_norm(r->opt, 10.0);
-        ot_optimizer_step(r->opt);
+        ot_optimizer_step_ema(r->opt, r->ema); /* one pass over the weights on a device with fused kernels */
         ot_autograd_zero_grad(r->ag);
-        ot_ema_update(r->ema, r->ag);
         r->last_opt_step = ni;
     }
     return OT_OK;
 }
 
-/* One epoch: the batch loop, the mean losses and the progress lines (and train_batch0..2.jpg on a fresh run). */
+/* The step's loss items (the one wait for the device per batch), logged and checked. */
+static ot_status step_finish(run *r, int64_t i, ot_loss_items *it, ot_error *err) {
+    ot_yolo_loss_items(r->loss, it);
+    if (r->loss_log && r->rank == 0)
+        fprintf(r->loss_log, "%d %lld %.9g %.9g %.9g\n", r->epoch, (long long)i, it->lbox, it->lobj, it->lcls);
+    if (!isfinite(it->loss))
+        return ot_fail(err, OT_ERR_INVALID, "epoch %d batch %lld: the loss is not finite (%g); lower lr0 in the hyp file",
+                       r->epoch, (long long)i, it->loss);
+    return OT_OK;
+}
+
+/* One epoch: the batch loop, the mean losses and the progress lines (and train_batch0..2.jpg on a fresh run).
+ * While the device runs a step the host loads the next batch and queues its upload (stage_batch). */
 static ot_status train_epoch(run *r, ot_error *err) {
     ot_schedule_epoch(&r->sch, r->opt, r->epoch);
     OT_TRY(ot_loader_start(r->train_ld, r->epoch, err));
@@ -868,22 +918,28 @@ static ot_status train_epoch(run *r, ot_error *err) {
     if (!r->o.quiet)
         printf("\n%11s%11s%11s%11s%11s%11s%11s\n", "Epoch", "RAM", "box_loss", "obj_loss", "cls_loss", "Instances", "Size");
     double t0 = now_s();
-    for (int64_t i = 0;; i++) {
-        const ot_batch *b;
-        OT_TRY(ot_loader_next(r->train_ld, &b, err));
-        if (!b) break;
+    const ot_batch *b;
+    OT_TRY(ot_loader_next(r->train_ld, &b, err));
+    if (b) OT_TRY(stage_batch(r, b, err));
+    for (int64_t i = 0; b; i++) {
         test_kill_point(r, r->epoch, i);
         long ni = (long)(i + r->nb * r->epoch);
-        ot_loss_items it;
-        OT_TRY(train_step(r, b, i, ni, &it, err));
-        double li[3] = {it.lbox, it.lobj, it.lcls};
-        for (int k = 0; k < 3; k++) mloss[k] = (mloss[k] * (double)i + li[k]) / (double)(i + 1);
+        OT_TRY(train_step(r, b, ni, err));
+        int64_t n_targets = b->n_targets;
+        int width = b->w;
         if (ni < 3 && !r->o.noplots && !r->ck && r->rank == 0) {
             char p[1300];
             snprintf(p, sizeof p, "%s/train_batch%ld.jpg", r->save_dir, ni);
             OT_TRY(ot_draw_batch(b->images, b->n, b->h, b->w, b->targets, b->n_targets, r->names, r->nc, 1920, p, err));
         }
-        progress(r, r->epoch, i, r->nb, mloss, b->n_targets, b->w, t0, i == r->nb - 1);
+        stage_release(r); /* b is invalid after the next call */
+        OT_TRY(ot_loader_next(r->train_ld, &b, err));
+        if (b) OT_TRY(stage_batch(r, b, err));
+        ot_loss_items it;
+        OT_TRY(step_finish(r, i, &it, err));
+        double li[3] = {it.lbox, it.lobj, it.lcls};
+        for (int k = 0; k < 3; k++) mloss[k] = (mloss[k] * (double)i + li[k]) / (double)(i + 1);
+        progress(r, r->epoch, i, r->nb, mloss, n_targets, width, t0, i == r->nb - 1);
     }
     if (r->loss_log) fflush(r->loss_log);
     for (int k = 0; k < 3; k++) r->lr[k] = r->opt->lr[k];

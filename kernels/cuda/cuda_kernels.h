@@ -60,7 +60,9 @@ void ot_cuda_selftest_warp_sum(float *down, double *down_d, float *xr, int *lane
 /* A segment whose group is OT_SLAB_EMA_ONLY is not stepped: the fused launches
  * only apply the EMA to it (buffers such as BatchNorm running statistics, and
  * frozen parameters, which the model EMA still averages). */
-#define OT_SLAB_EMA_ONLY (-1)
+#ifndef OT_SLAB_EMA_ONLY
+#define OT_SLAB_EMA_ONLY (-1) /* also kernels/slab.h */
+#endif
 
 /* The fused step's extras. clip: device memory, the 2 floats that
  * ot_cuda_clip_norm wrote (total, coefficient); NULL: no clipping. The gradient

@@ -34,13 +34,13 @@ static ot_status view_fwd(ot_kctx *c) {
     return OT_OK;
 }
 
-/* gx += gy over n elements (the CPU's add_to), as a same-shape Add in place. */
+/* gx += gy over n elements (the CPU's add_to): the accumulating gradient of a same-shape Add's operand. */
 static void add_into(ot_kctx *c, float *gx, const float *gy, int64_t n) {
     if (n <= 0) return;
     ot_cuda_bcast p;
     int64_t d = n;
     ot_cuda_bcast_plan(&p, &d, 1, &d, 1);
-    ot_cuda_binary_fwd(OT_CUDA_BIN_ADD, gx, gx, gy, &p, S(c));
+    ot_cuda_binary_bwd(OT_CUDA_BIN_ADD, 0, gx, gy, NULL, NULL, &p, 1, S(c));
 }
 
 static ot_status view_bwd(ot_kctx *c) {
@@ -334,8 +334,24 @@ static void cuda_clip(ot_backend *be, const ot_slab_seg *seg, int nseg, float *g
     ot_cuda_clip_scale(seg, nseg, g, out, BS(be));
 }
 
+static void cuda_clip_norm(ot_backend *be, const ot_slab_seg *seg, int nseg, const float *g, float max_norm, float *out,
+                           void *scratch) {
+    ot_cuda_clip_norm(seg, nseg, g, max_norm, out, (double *)scratch, BS(be));
+}
+static void cuda_sgd_fused(ot_backend *be, const ot_slab_seg *seg, int nseg, float *p, float *g, float *buf,
+                           const ot_sgd_args *a, const float *clip, float *ema, float d, float omd) {
+    ot_cuda_step_extra x = {.clip = clip, .scale_grad = 0, .ema = ema, .ema_d = d, .ema_omd = omd};
+    ot_cuda_sgd(seg, nseg, p, g, buf, a, &x, BS(be));
+}
+static void cuda_adam_fused(ot_backend *be, const ot_slab_seg *seg, int nseg, float *p, float *g, float *m, float *v,
+                            const ot_adam_args *a, const float *clip, float *ema, float d, float omd) {
+    ot_cuda_step_extra x = {.clip = clip, .scale_grad = 0, .ema = ema, .ema_d = d, .ema_omd = omd};
+    ot_cuda_adam(seg, nseg, p, g, m, v, a, &x, BS(be));
+}
+
 static const ot_slab_kernels slab = {
     .sgd = cuda_sgd, .adam = cuda_adam, .ema = cuda_ema, .clip = cuda_clip, .clip_scratch = cuda_clip_scratch,
+    .clip_norm = cuda_clip_norm, .sgd_fused = cuda_sgd_fused, .adam_fused = cuda_adam_fused,
 };
 
 /* ---- the loss and the decode ---- */
