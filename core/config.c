@@ -8,6 +8,7 @@
 static ot_config g_cfg;
 static char g_loss_log[4096], g_kill_at[64];
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static int g_tf32_set = -1; /* ot_config_set_tf32: -1 none, else 0 / 1 (wins over ONNXT_TF32) */
 
 static bool is(const char *v, const char *s) { return v && strcmp(v, s) == 0; }
 
@@ -28,6 +29,7 @@ static void load(void) {
     c.conv_dnn_train = is(v, "0") ? 0 : is(v, "1") ? 1 : -1;
     c.fuse_silu = !is(getenv("ONNXT_FUSE_SILU"), "0");
     c.grad_set = !is(getenv("ONNXT_GRAD_SET"), "0");
+    c.tf32 = g_tf32_set >= 0 ? g_tf32_set == 1 : is(getenv("ONNXT_TF32"), "1");
     v = getenv("ONNXT_DIST_TIMEOUT");
     double t = v ? atof(v) : 0;
     c.dist_timeout_s = t > 0 ? t : 7200;
@@ -52,4 +54,10 @@ const ot_config *ot_config_get(void) {
 void ot_config_reload(void) {
     pthread_once(&g_once, load);
     load();
+}
+
+void ot_config_set_tf32(bool on) {
+    pthread_once(&g_once, load);
+    g_tf32_set = on ? 1 : 0;
+    g_cfg.tf32 = on;
 }

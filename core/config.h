@@ -1,4 +1,5 @@
-/* config.h: every ONNXT_* environment switch, read in one place (core/config.c).
+/* config.h: every ONNXT_* environment switch, read in one place (core/config.c),
+ * and the one setting the command line may override (tf32).
  *
  * ot_config_get() reads the environment once, on first use (thread-safe), into
  * an ot_config that callers only read. docs/ENVIRONMENT.md lists each switch,
@@ -23,6 +24,8 @@ typedef struct ot_config {
     int conv_dnn_train;         /* ONNXT_CONV_DNN_TRAIN: "0" -> 0, "1" -> 1, otherwise -1 (default) */
     bool fuse_silu;             /* ONNXT_FUSE_SILU: false when "0" (default true) */
     bool grad_set;              /* ONNXT_GRAD_SET: false when "0" (default true) */
+    bool tf32;                  /* ONNXT_TF32=1 or --tf32 (ot_config_set_tf32): TF32 tensor cores for the
+                                 * GPU's convolutions (kernels/cuda/conv_gpu.c); default false (FP32) */
     /* ---- distributed ---- */
     double dist_timeout_s;      /* ONNXT_DIST_TIMEOUT: seconds > 0, default 7200 */
     /* ---- trainer (train/trainer.c) ---- */
@@ -40,5 +43,10 @@ const ot_config *ot_config_get(void);
  * thread-safe against concurrent readers; pointers from ot_config_get stay valid
  * (the struct is updated in place). */
 void ot_config_reload(void);
+
+/* --tf32 (the CLI): sets tf32 whatever ONNXT_TF32 says, for plans created
+ * afterwards; kept across ot_config_reload. The only setter: every other
+ * switch comes from the environment. */
+void ot_config_set_tf32(bool on);
 
 #endif

@@ -11,13 +11,21 @@
  *   the same per-batch losses and the same last.ckpt bytes as --device cpu; a
  *   run killed mid-epoch and resumed on the guard gives the uninterrupted
  *   run's losses and best.onnx; `val` and `predict` on the guard print and
- *   write what they do on the CPU. */
+ *   write what they do on the CPU;
+ * - `--device` itself: without a GPU the plain binary refuses `--device 0` in
+ *   one line with exit 2, a list (0,1) likewise; onnx-train-cudaemu accepts
+ *   `--device 0 --tf32` and trains an epoch on the executor, whose checkpoint
+ *   `forward --device 0` runs as the CPU does; `info` and `--help` name the
+ *   devices and the CUDA kernel library; ONNXT_TF32 and --tf32's setter. */
 #include "testutil.h"
 #include "core/backend.h"
+#include "core/config.h"
+#include "core/npy.h"
 #include "train/builtin.h"
 #include "train/checkpoint.h"
 #include "train/optim.h"
 #include "train/step.h"
+#include <math.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -313,6 +321,79 @@ START_TEST(t_cli_val_predict) {
 }
 END_TEST
 
+/* --tf32's setting (core/config.h): ONNXT_TF32=1 turns it on, the CLI's setter wins over the environment and
+ * survives a reload. (Each check test runs in its own process: the setter's override does not leak.) */
+START_TEST(t_config_tf32) {
+    unsetenv("ONNXT_TF32");
+    ot_config_reload();
+    ck_assert(!ot_config_get()->tf32);
+    setenv("ONNXT_TF32", "1", 1);
+    ot_config_reload();
+    ck_assert(ot_config_get()->tf32);
+    ot_config_set_tf32(false);
+    ot_config_reload();
+    ck_assert(!ot_config_get()->tf32);
+    unsetenv("ONNXT_TF32");
+    ot_config_set_tf32(true);
+    ot_config_reload();
+    ck_assert(ot_config_get()->tf32);
+}
+END_TEST
+
+/* `onnx-train ARGS` must exit 2 with one line on stderr that contains want. */
+static void refused_in_one_line(const char *args, const char *want) {
+    char cmd[8192], err[4096];
+    snprintf(cmd, sizeof cmd, "'%s' %s > /dev/null", OT_CLI, args);
+    int rc = tu_run(cmd, err, sizeof err);
+    ck_assert_msg(rc == 2, "onnx-train %s: exit %d, expected 2 (stderr: %s)", args, rc, err);
+    size_t n = strlen(err);
+    ck_assert_msg(n > 1 && strchr(err, '\n') == err + n - 1, "onnx-train %s: expected one line on stderr, got '%s'", args, err);
+    ck_assert_msg(strstr(err, want), "onnx-train %s: '%s' does not say '%s'", args, err, want);
+}
+
+START_TEST(t_cli_device_flags) {
+    char args[4096], why[256], a[1400], b[1400];
+    /* the plain binary links no executor: --device 0 is a GPU or nothing */
+    if (ot_backend_cuda(0, why, sizeof why)) {
+        printf("a GPU is present: the plain binary's refusal of --device 0 is not checked\n");
+    } else {
+        refused_in_one_line("bench train --model yolov5n --img 64 --batch-size 2 --steps 1 --device 0", "--device 0");
+        snprintf(args, sizeof args, "train --model yolov5n --data '%s' --img 64 --epochs 1 --batch-size 2 --device cuda:0 --quiet "
+                 "--project '%s/runs' --name refused", DATA, W);
+        refused_in_one_line(args, "--device cuda:0");
+        snprintf(a, sizeof a, "%s/runs/refused", W);
+        ck_assert_msg(!tu_exists(a), "a refused device left a run folder behind");
+    }
+    refused_in_one_line("bench train --model yolov5n --img 64 --batch-size 2 --steps 1 --device 0,1", "one device at a time");
+    refused_in_one_line("bench train --model yolov5n --img 64 --batch-size 2 --steps 1 --device gpu", "expected one of");
+    /* the executor's binary: --device 0 (and --tf32, which it ignores) trains one epoch */
+    char data4[1300];
+    snprintf(data4, sizeof data4, "%s/syn4/data.yaml", W);
+    if (!tu_exists(data4)) tu_sh("'%s' data synth --out '%s/syn4' --train 4 --val 2 --img 64 --seed 5 >/dev/null", OT_CLI, W);
+    tu_sh("rm -rf '%s/runs/emu' && '%s' train --model yolov5n --data '%s' --img 64 --epochs 1 --batch-size 2 --workers 1 --device 0 "
+          "--tf32 --quiet --noplots --project '%s/runs' --name emu", W, OT_CLI_EMU, data4, W);
+    snprintf(a, sizeof a, "%s/runs/emu/weights/best.onnx", W);
+    ck_assert_msg(tu_exists(a), "%s missing", a);
+    /* its checkpoint's forward on the executor is the CPU's */
+    tu_sh("cd '%s' && rm -rf fe fc && '%s' forward runs/emu/weights/last.ckpt --random-input 1 --out fe --device 0 --tf32 | grep -q 'on cuda:0 (executor)' && "
+          "'%s' forward runs/emu/weights/last.ckpt --random-input 1 --out fc --device cpu | grep -q 'on cpu$'", W, OT_CLI_EMU, OT_CLI);
+    snprintf(a, sizeof a, "%s/fe/output0.npy", W);
+    snprintf(b, sizeof b, "%s/fc/output0.npy", W);
+    ot_tensor x = {0}, y = {0};
+    ot_error e;
+    ck_assert_msg(ot_npy_read(a, &x, &e) == OT_OK && ot_npy_read(b, &y, &e) == OT_OK, "%s", e.msg);
+    ck_assert(ot_shape_eq(&x.shape, &y.shape) && x.dtype == OT_F32 && y.dtype == OT_F32);
+    const float *px = x.data, *py = y.data;
+    for (int64_t i = 0; i < ot_numel(&x.shape); i++)
+        ck_assert_msg(fabsf(px[i] - py[i]) <= 1e-5f * (1 + fabsf(py[i])), "output0[%lld]: %.9g on the executor, %.9g on the CPU", (long long)i, px[i], py[i]);
+    free(x.data);
+    free(y.data);
+    /* info and --help name the devices and the kernel library */
+    tu_sh("'%s' info | grep -q '^CUDA  *CUDA on the CPU executor' && '%s' info | grep -q '^devices .*cpu-guard'", OT_CLI_EMU, OT_CLI);
+    tu_sh("'%s' --help | grep -q '^devices in this build (--device): cpu, cpu-guard' && '%s' train --help | grep -q -- '--tf32'", OT_CLI, OT_CLI);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("guard");
     TCase *tg = tcase_create("guard");
@@ -320,6 +401,7 @@ int main(void) {
     tu_add_fault_test(tg, t_planted_host_write);
     tcase_add_test(tg, t_transfers);
     tcase_add_test(tg, t_missing_implementation);
+    tcase_add_test(tg, t_config_tf32);
     suite_add_tcase(s, tg);
     TCase *ts = tcase_create("steps");
     tcase_set_timeout(ts, 600);
@@ -331,6 +413,7 @@ int main(void) {
     tcase_add_unchecked_fixture(tc, cli_setup, NULL);
     tcase_add_test(tc, t_cli_train_resume);
     tcase_add_test(tc, t_cli_val_predict);
+    tcase_add_test(tc, t_cli_device_flags);
     suite_add_tcase(s, tc);
     return tu_main(s);
 }

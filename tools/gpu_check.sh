@@ -12,19 +12,28 @@
 #
 # Build: a carried build/ (configured with CUDA here: cmake -S . -B build
 # -DCMAKE_CUDA_ARCHITECTURES=90, then --target onnx-train test_cuda_device
-# test_nccl, and --pack-libs) is used when its onnx-train starts. The whole
-# build/ with gpu-libs exceeds the 64 MiB carry; carry these five paths (about
-# 54 MiB): build/onnx-train build/tests/test_cuda_device build/tests/test_nccl
-# build/CMakeCache.txt build/gpu-libs. Otherwise it
-# configures and builds build-gpu there, and when the libraries the build needs
-# are missing it says which, and skips what needs the binary.
+# test_cuda_conv test_nccl, and --pack-libs) is used when its onnx-train
+# starts. The whole build/ with gpu-libs exceeds the 64 MiB carry; carry these
+# six paths (about 57 MiB): build/onnx-train build/tests/test_cuda_device
+# build/tests/test_cuda_conv build/tests/test_nccl build/CMakeCache.txt
+# build/gpu-libs. build/onnx-train-cudaemu is NOT needed (the executor runs in
+# CI, not here). Otherwise it configures and builds build-gpu there, and when
+# the libraries the build needs are missing it says which, and skips what
+# needs the binary.
+#
+# Time: one device call of at most 8 minutes. Every step's timeout is cut to
+# what is left of GPU_CHECK_BUDGET seconds (default 450, counted from the
+# start) less the time kept for the steps after it; a step with no time left
+# is skipped, saying so. The summary is always written.
 #
 # Steps, each logged to $OUT/<step>.log, with a status: pass, fail or skip
 # (with the reason). Exit 0 when no step failed: every step that could run
-# here passed. Skipped is not failed: no GPU (every GPU step), PyTorch absent,
-# no CUDA build possible, `bench train --device 0` blocked because the CUDA op
-# table does not exist yet (the plan names the first op without a kernel; the
-# line is reported). $OUT/steps.tsv lists every step; $OUT/summary.txt the table.
+# here passed. Skipped is not failed: no GPU (every GPU step), PyTorch or its
+# yolov5 package absent, no CUDA build possible, a test binary not carried,
+# no time left. $OUT/steps.tsv lists every step; $OUT/summary.txt the tables:
+# the kernels against PyTorch's and the goals, and the training step
+# (`bench train --device 0` against tools/bench/torch_train_step.py --device
+# cuda, yolov5s at 640, batch 16 and 64, FP32 on both sides).
 set -u
 ROOT=$(pwd)
 OUT=${OUT:-$ROOT/gpu_check_out}
@@ -33,25 +42,37 @@ OUT=$(cd "$OUT" && pwd)
 STEPS=$OUT/steps.tsv
 : > "$STEPS"
 T0=$(date +%s)
+BUDGET=${GPU_CHECK_BUDGET:-450}
 PY=${PYTHON:-python3}
 
 log() { printf '[%4ds] %s\n' $(( $(date +%s) - T0 )) "$*"; }
 # record NAME STATUS REASON
 record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$STEPS"; log "$1: $2${3:+ ($3)}"; }
-# run NAME TIMEOUT_S CMD...: pass on exit 0, fail otherwise (output in $OUT/NAME.log)
+# budget T KEEP: the timeout for a step that wants T seconds, keeping KEEP
+# seconds of the budget (KEEP is for the default 450 s, scaled to another
+# GPU_CHECK_BUDGET) for the steps after it; 0 when fewer than 10 are left.
+budget() {
+    local left=$(( BUDGET - ($(date +%s) - T0) - $2 * BUDGET / 450 ))
+    if [ $left -lt 10 ]; then echo 0; elif [ $left -lt $1 ]; then echo $left; else echo $1; fi
+}
+# run NAME TIMEOUT_S KEEP_S CMD...: pass on exit 0, fail otherwise (output in
+# $OUT/NAME.log); skip when the budget has no time left for it.
 run() {
-    local name=$1 t=$2; shift 2
-    log "$name: $*"
+    local name=$1 t; t=$(budget "$2" "$3"); shift 3
+    if [ "$t" = 0 ]; then record "$name" skip "no time left in the ${BUDGET} s budget"; return 124; fi
+    log "$name (timeout ${t} s): $*"
     timeout "$t" "$@" > "$OUT/$name.log" 2>&1
     local rc=$?
-    if [ $rc -eq 0 ]; then record "$name" pass ""; else record "$name" fail "exit $rc, see $name.log: $(tail -n 1 "$OUT/$name.log" | cut -c1-160)"; fi
+    if [ $rc -eq 0 ]; then record "$name" pass "";
+    elif [ $rc -eq 124 ]; then record "$name" fail "timed out after ${t} s, see $name.log: $(tail -n 1 "$OUT/$name.log" | cut -c1-160)";
+    else record "$name" fail "exit $rc, see $name.log: $(tail -n 1 "$OUT/$name.log" | cut -c1-160)"; fi
     return $rc
 }
 
 if [ "${1:-}" = "--pack-libs" ]; then
     [ -x build/onnx-train ] || { echo "gpu_check.sh --pack-libs: build/onnx-train is not built" >&2; exit 2; }
     mkdir -p build/gpu-libs
-    for bin in build/onnx-train build/tests/test_cuda_device build/tests/test_nccl; do
+    for bin in build/onnx-train build/tests/test_cuda_device build/tests/test_cuda_conv build/tests/test_nccl; do
         [ -x "$bin" ] || continue
         ldd "$bin" | awk '$3 ~ /^\// {print $3}'
     done | sort -u | while read -r lib; do
@@ -69,7 +90,7 @@ log "gpu_check.sh in $ROOT, results in $OUT"
 # ---- 1. the machine ----
 HAVE_GPU=0
 if command -v nvidia-smi > /dev/null 2>&1; then
-    if run nvidia_smi 60 nvidia-smi; then HAVE_GPU=1; fi
+    if run nvidia_smi 60 0 nvidia-smi; then HAVE_GPU=1; fi
     nvidia-smi -L 2>/dev/null | sed 's/^/  /'
 else
     record nvidia_smi skip "nvidia-smi not found: no GPU driver on this machine"
@@ -122,34 +143,35 @@ else
         ls /usr/include/oneapi/dnnl/dnnl.h > /dev/null 2>&1 || missing="$missing oneDNN(libdnnl-dev)"
         if [ -n "$missing" ]; then
             record build skip "cannot build here, missing:$missing (carry a build/ made with CUDA elsewhere, and tools/gpu_check.sh --pack-libs)"
-        elif run build_configure 240 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 &&
-             run build 300 cmake --build build-gpu -j"$(nproc)" --target onnx-train test_cuda_device test_nccl; then
+        elif run build_configure 240 380 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 &&
+             run build 300 200 cmake --build build-gpu -j"$(nproc)" --target onnx-train test_cuda_device test_cuda_conv test_nccl; then
             B=build-gpu
         fi
     fi
 fi
 CLI=${B:+$ROOT/$B/onnx-train}
+if [ -n "$B" ]; then # which CUDA, cuDNN and cuBLAS libraries the binary resolves here (cuDNN loads its sub-libraries later)
+    ldd "$CLI" 2>/dev/null | grep -E 'cudnn|cudart|cublas|nccl' | sed 's/^[[:space:]]*/  /' | tee "$OUT/cuda_libs.txt"
+    "$CLI" info > "$OUT/cli_info.txt" 2>&1 && sed 's/^/  /' "$OUT/cli_info.txt"
+fi
 
-# ---- 4. the cuda tests, plain and under compute-sanitizer memcheck ----
+# ---- 4. the cuda tests (test_cuda_device, test_cuda_conv, test_nccl); under memcheck in 6b ----
 CUDA_TESTS=$(sed -n 's/^set_tests_properties(\(.*\) PROPERTIES LABELS cuda)$/\1/p' tests/CMakeLists.txt)
+missing=""
+if [ -n "$B" ]; then # run the tests that were built or carried; say which were not
+    have=""
+    for t in $CUDA_TESTS; do if [ -x "$B/tests/$t" ]; then have="$have $t"; else missing="$missing $t"; fi; done
+    [ -n "$missing" ] && record cuda_tests_missing skip "not built or carried:$missing (carry build/tests/<name>)"
+    CUDA_TESTS=$have
+fi
 if [ $HAVE_GPU = 0 ]; then
     record ctest_cuda skip "$GPU_WHY"
-    record memcheck skip "$GPU_WHY"
 elif [ -z "$B" ]; then
     record ctest_cuda skip "no CUDA build"
-    record memcheck skip "no CUDA build"
-else
-    if [ "$(sed -n 's/^CMAKE_CACHEFILE_DIR:INTERNAL=//p' "$B/CMakeCache.txt")" = "$ROOT/$B" ]; then
-        run ctest_cuda 240 ctest --test-dir "$B" -L cuda --output-on-failure
-    else # a build carried from another path: its CTestTestfiles name that path; run the executables
-        run ctest_cuda 240 bash -c "for t in $CUDA_TESTS; do echo \"== \$t\"; $B/tests/\$t; rc=\$?; [ \$rc = 0 ] || [ \$rc = 77 ] || exit \$rc; done"
-    fi
-    if command -v compute-sanitizer > /dev/null 2>&1; then
-        run memcheck 240 bash -c "for t in $CUDA_TESTS; do echo \"== \$t\"; compute-sanitizer --tool memcheck --error-exitcode 99 $B/tests/\$t; rc=\$?; [ \$rc = 0 ] || [ \$rc = 77 ] || exit \$rc; done;
-            echo '== bench kernels'; compute-sanitizer --tool memcheck --error-exitcode 99 $CLI bench kernels --device 0 --iters 1"
-    else
-        record memcheck skip "compute-sanitizer not found"
-    fi
+elif [ -z "$missing" ] && [ "$(sed -n 's/^CMAKE_CACHEFILE_DIR:INTERNAL=//p' "$B/CMakeCache.txt")" = "$ROOT/$B" ]; then
+    run ctest_cuda 150 300 ctest --test-dir "$B" -L cuda --output-on-failure
+else # a build carried from another path (its CTestTestfiles name that path), or some tests absent: run the executables
+    run ctest_cuda 150 300 bash -c "for t in $CUDA_TESTS; do echo \"== \$t\"; $B/tests/\$t; rc=\$?; [ \$rc = 0 ] || [ \$rc = 77 ] || exit \$rc; done"
 fi
 
 # ---- 5. the kernels: ours and PyTorch's ----
@@ -165,47 +187,72 @@ elif [ $HAVE_GPU = 0 ]; then
         record bench_kernels fail "without a GPU it should fail with one line and exit 2, got exit $rc"
     fi
 else
-    run bench_kernels 180 bash -c "'$CLI' bench kernels --device 0 --json --iters 100 > '$OUT/bench_kernels.json'"
+    run bench_kernels 90 240 bash -c "'$CLI' bench kernels --device 0 --json --iters 100 > '$OUT/bench_kernels.json'"
 fi
 if [ -n "$B" ]; then
-    run shapes_json 60 "$CLI" bench kernels --shapes-json "$OUT/shapes.json"
+    run shapes_json 60 240 "$CLI" bench kernels --shapes-json "$OUT/shapes.json"
 fi
 if [ ! -f "$OUT/shapes.json" ]; then
     record torch_kernels skip "no shapes.json (needs a build of onnx-train)"
 elif ! $PY -c 'import torch' > /dev/null 2>&1; then
     record torch_kernels skip "PyTorch is not installed for $PY"
 elif [ $HAVE_GPU = 0 ]; then
-    run torch_kernels 180 bash -c "$PY tools/bench/torch_kernels.py --shapes '$OUT/shapes.json' --device cpu --iters 2 > '$OUT/torch_kernels.json'"
+    run torch_kernels 90 200 bash -c "$PY tools/bench/torch_kernels.py --shapes '$OUT/shapes.json' --device cpu --iters 2 > '$OUT/torch_kernels.json'"
 else
-    run torch_kernels 180 bash -c "$PY tools/bench/torch_kernels.py --shapes '$OUT/shapes.json' --device cuda --iters 100 > '$OUT/torch_kernels.json'"
+    run torch_kernels 90 200 bash -c "$PY tools/bench/torch_kernels.py --shapes '$OUT/shapes.json' --device cuda --iters 100 > '$OUT/torch_kernels.json'"
 fi
 
-# ---- 6. a full training step on the GPU, if the CUDA op table exists ----
-if [ -z "$B" ] || [ $HAVE_GPU = 0 ]; then
-    if [ -z "$B" ]; then record bench_train skip "no CUDA build"; else record bench_train skip "$GPU_WHY"; fi
-else
-    for bs in 16 64; do
-        timeout 150 "$CLI" bench train --model yolov5s --device 0 --img 640 --batch-size $bs --steps 5 --json \
+# ---- 6. a full training step on the GPU: ours and PyTorch's, alternating ----
+# yolov5s (ours: the built-in size; PyTorch: Model('yolov5s.yaml'), both nc 80,
+# fresh weights), 640 px, batch 16 then 64, 5 timed steps after warm-up, FP32
+# convolutions on both sides (no --tf32). PyTorch's images and targets are on
+# the GPU before its timed steps; ours upload the batch from pinned memory in
+# each step (the "upload" phase of bench train's JSON).
+TORCH_WHY=""
+if ! $PY -c 'import torch' > /dev/null 2>&1; then TORCH_WHY="PyTorch is not installed for $PY"
+elif ! $PY -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("yolov5") is None)' > /dev/null 2>&1; then
+    TORCH_WHY="the yolov5 pip package (Ultralytics v7.0) is not installed for $PY"
+elif [ $HAVE_GPU = 1 ] && ! $PY -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' > /dev/null 2>&1; then
+    TORCH_WHY="torch.cuda.is_available() is False"
+fi
+for bs in 16 64; do
+    keep=$(( bs == 16 ? 160 : 60 )) # batch 64 runs with the time batch 16 leaves; memcheck (6b) with the rest
+    if [ -z "$B" ]; then record bench_train_b$bs skip "no CUDA build"
+    elif [ $HAVE_GPU = 0 ]; then
+        # without a GPU: --device 0 must be refused in one line with exit 2
+        "$CLI" bench train --model yolov5s --device 0 --img 640 --batch-size $bs --steps 5 --json \
             > "$OUT/bench_train_b$bs.json" 2> "$OUT/bench_train_b$bs.log"
         rc=$?
-        if [ $rc = 0 ]; then
-            record bench_train_b$bs pass ""
-        elif grep -qiE 'no (CUDA|kernel|implementation)|without a CUDA|for device cuda' "$OUT/bench_train_b$bs.log"; then
-            record bench_train_b$bs skip "blocked, the CUDA op table does not exist yet: $(head -n 1 "$OUT/bench_train_b$bs.log" | cut -c1-200)"
-            break
+        if [ $rc = 2 ] && [ "$(wc -l < "$OUT/bench_train_b$bs.log")" = 1 ]; then
+            record bench_train_b$bs skip "$GPU_WHY; it refused as it should (exit 2): $(cat "$OUT/bench_train_b$bs.log")"
         else
-            record bench_train_b$bs fail "exit $rc: $(tail -n 1 "$OUT/bench_train_b$bs.log" | cut -c1-200)"
+            record bench_train_b$bs fail "without a GPU it should fail with one line and exit 2, got exit $rc"
         fi
-    done
-    if grep -q "	pass	" <(grep '^bench_train_b' "$STEPS"); then
-        # torch_train_step.py times the CPU; its GPU counterpart is for when our GPU step exists
-        record torch_train_step skip "tools/bench/torch_train_step.py has no --device cuda yet"
+        rm -f "$OUT/bench_train_b$bs.json"
     else
-        record torch_train_step skip "nothing of ours to compare with (bench train --device 0 did not run)"
+        run bench_train_b$bs 120 $keep bash -c "'$CLI' bench train --model yolov5s --device 0 --img 640 --batch-size $bs --steps 5 --json > '$OUT/bench_train_b$bs.json'"
     fi
+    if [ -n "$TORCH_WHY" ]; then record torch_train_b$bs skip "$TORCH_WHY"
+    elif [ $HAVE_GPU = 0 ]; then record torch_train_b$bs skip "$GPU_WHY"
+    else
+        # --model yolov5s is not a file: Model('yolov5s.yaml'), as ours (no onnx package needed)
+        run torch_train_b$bs 120 $(( keep - 40 )) bash -c "$PY tools/bench/torch_train_step.py --device cuda --model yolov5s --img 640 --batch-size $bs --steps 5 --warmup 2 > '$OUT/torch_train_b$bs.json'"
+    fi
+done
+
+# ---- 6b. the cuda tests and bench kernels under compute-sanitizer memcheck, in the time left ----
+if [ $HAVE_GPU = 0 ]; then
+    record memcheck skip "$GPU_WHY"
+elif [ -z "$B" ]; then
+    record memcheck skip "no CUDA build"
+elif ! command -v compute-sanitizer > /dev/null 2>&1; then
+    record memcheck skip "compute-sanitizer not found"
+else
+    run memcheck 240 0 bash -c "for t in $CUDA_TESTS; do echo \"== \$t\"; compute-sanitizer --tool memcheck --error-exitcode 99 $B/tests/\$t; rc=\$?; [ \$rc = 0 ] || [ \$rc = 77 ] || exit \$rc; done;
+        echo '== bench kernels'; compute-sanitizer --tool memcheck --error-exitcode 99 $CLI bench kernels --device 0 --iters 1"
 fi
 
-# ---- 7. the summary table ----
+# ---- 7. the summary tables ----
 $PY - "$OUT" > "$OUT/summary.txt" 2>&1 <<'EOF'
 import json, os, sys
 out = sys.argv[1]
@@ -250,6 +297,50 @@ if not rows:
 for r in (torch or {}).get("kernels", []):
     if not any(r["kernel"] == x["kernel"] for x in rows):
         print(fmt.format("  torch: " + r["kernel"], r["shape"], "", f(r.get("us"), ".1f"), "", "", "", r.get("skipped", "")))
+
+# the training step: bench train --device 0 against torch_train_step.py --device cuda
+def last_json(name):  # torch_train_step.py prints its JSON as the last line
+    try:
+        with open(os.path.join(out, name)) as fh:
+            lines = [x for x in fh.read().splitlines() if x.strip()]
+        return json.loads(lines[-1]) if lines else None
+    except (OSError, ValueError):
+        return None
+steps = {}
+try:
+    with open(os.path.join(out, "steps.tsv")) as fh:
+        for line in fh:
+            p = line.rstrip("\n").split("\t")
+            if len(p) >= 2:
+                steps[p[0]] = (p[1], p[2] if len(p) > 2 else "")
+except OSError:
+    pass
+def why(step):  # short: the whole reason is in the steps list below
+    st = steps.get(step)
+    return "not run" if not st else st[0] + (" (" + st[1][:60] + ("..." if len(st[1]) > 60 else "") + ")" if st[1] else "")
+tr = [(bs, load("bench_train_b%d.json" % bs), last_json("torch_train_b%d.json" % bs)) for bs in (16, 64)]
+gpus = {j.get("gpu") for _, o, t in tr for j in (o, t) if j and j.get("gpu")}
+print()
+print("Training step, yolov5s at 640, FP32 (forward, loss, backward, clip, SGD, EMA): "
+      + ("on " + ", ".join(sorted(gpus)) if gpus else "not measured"))
+tf = "{:<6} {:>12} {:>12} {:>14} {:>9} {:>11} {:>11}  {}"
+print(tf.format("batch", "ours img/s", "PyTorch img/s", "ours/PyTorch", "ours ms", "PyTorch ms", "ours GPU MiB", "notes"))
+for bs, o, t in tr:
+    oi = o.get("images_per_s") if o else None
+    ti = t.get("images_per_s") if t else None
+    om = (o.get("ms") or {}).get("step") if o else None
+    tm = t["step_s_median"] * 1e3 if t and t.get("step_s_median") is not None else None
+    notes = []
+    if not o:
+        notes.append("ours: " + why("bench_train_b%d" % bs))
+    elif o.get("ms"):
+        notes.append("ours ms: " + ", ".join("%s %.1f" % (k, v) for k, v in o["ms"].items() if k != "step"))
+    if not t:
+        notes.append("PyTorch: " + why("torch_train_b%d" % bs))
+    elif t.get("gpu_peak_reserved_mib") is not None:
+        notes.append("PyTorch peak reserved %.0f MiB" % t["gpu_peak_reserved_mib"])
+    print(tf.format(bs, f(oi, ".1f"), f(ti, ".1f"), f(oi / ti if oi and ti else None, ".2f"), f(om, ".1f"), f(tm, ".1f"),
+                    f(o.get("gpu_used_mb") if o else None, ".0f"), "; ".join(notes)))
 EOF
 echo
 cat "$OUT/summary.txt"

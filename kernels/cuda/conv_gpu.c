@@ -27,7 +27,8 @@
  *
  * Math: FP32 by default, CUDNN_FMA_MATH, which excludes TF32 tensor-core
  * kernels (CUDNN_DEFAULT_MATH would allow TF32 on Ampere and later).
- * ot_cuda_conv_set_tf32(1) before a plan is created asks for
+ * ot_cuda_conv_set_tf32(1), or the tf32 setting of core/config.h (`--tf32`,
+ * ONNXT_TF32=1), before a plan is created asks for
  * CUDNN_DEFAULT_MATH instead: TF32 tensor cores allowed (PyTorch's
  * allow_tf32); the chosen entry's own math type is then set on its descriptor,
  * as cuDNN selects kernels by algorithm and math type together. Entries that
@@ -38,6 +39,7 @@
  * prepare, normally) and kept for the life of the process, like the backends;
  * every forward / backward binds it to the plan's compute stream
  * (ot_backend_cuda_stream) before its calls. */
+#include "../../core/config.h"
 #include "../conv.h"
 #include "cuda_tables.h"
 #include <cuda_runtime.h>
@@ -65,7 +67,7 @@ struct ot_conv_cudnn {
     size_t ws[DIR_N];         /* workspace bytes of each chosen algorithm */
 };
 
-static int g_tf32;            /* ot_cuda_conv_set_tf32; read by prepare */
+static int g_tf32;            /* ot_cuda_conv_set_tf32; read by prepare (with ot_config_get()->tf32) */
 static _Thread_local cudnnHandle_t tl_handle[MAX_GPUS];
 
 void ot_cuda_conv_set_tf32(int on) { g_tf32 = on != 0; }
@@ -293,7 +295,7 @@ static ot_status gpu_prepare(ot_kctx *c) {
     p->cudnn = s; /* from here on release frees whatever was built, also after a failure */
     s->ordinal = be->ordinal;
     s->train = ot_training(c);
-    const bool tf32 = g_tf32 != 0;
+    const bool tf32 = g_tf32 != 0 || ot_config_get()->tf32; /* ot_cuda_conv_set_tf32(1), --tf32 or ONNXT_TF32=1 */
     CU(cudaSetDevice, (s->ordinal)); /* the runtime enters the device for steps only; cuDNN calls run on the current one */
     cudnnHandle_t h = NULL;
     OT_TRY(bind_handle(c, s->ordinal, false, &h));

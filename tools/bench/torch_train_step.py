@@ -1,24 +1,38 @@
 #!/usr/bin/python3
-"""CPU benchmark of one full YOLOv5s training step in PyTorch with the real
-Ultralytics v7.0 code (the `yolov5` pip package): forward in training mode,
-ComputeLoss, backward, clip_grad_norm_(10) as train.py does, SGD step
-(smart_optimizer: Nesterov, three groups), zero_grad and ModelEMA update.
-The PyTorch side of the training benchmark in docs/PERF.md (issue 3); not a
-test.
+"""Benchmark of one full YOLOv5s training step in PyTorch, on the CPU or a
+CUDA GPU, with the real Ultralytics v7.0 code (the `yolov5` pip package):
+forward in training mode, ComputeLoss, backward, clip_grad_norm_(10) as
+train.py does, SGD step (smart_optimizer: Nesterov, three groups), zero_grad
+and ModelEMA update.  The PyTorch side of the training benchmarks in
+docs/PERF.md (issue 3 on the CPU, issue 14 on a GPU: `onnx-train bench train
+--device 0`, tools/gpu_check.sh); not a test.
 
     /usr/bin/python3 tools/bench/torch_train_step.py [--batch-size 16] [--img 320]
         [--steps 10] [--threads 2] [--model ../shared/models/yolov5s-bn.onnx]
+        [--device cpu|cuda|cuda:N] [--tf32]
 
 Weights: the ONNX model's (rebuilt by tools/ref/torch_model_from_onnx.py) when
-the file exists, else Model('yolov5s.yaml', nc=80) as initialised by
-Ultralytics (speed does not depend on the values).  Input: pattern(n, seed 3)
-of the batch shape; targets: the boxes of
+the file exists, else (any other --model, e.g. `yolov5s`) Model('yolov5s.yaml',
+nc=80) as initialised by Ultralytics (speed does not depend on the values).
+Input: pattern(n, seed 3) of the batch shape; targets: the boxes of
 tests/fixtures/train_steps/batch.targets.txt, image k taking those of image
-k % 2.  Prints one JSON line: images/s from the median of --steps timed steps
-after 2 warm-up steps (and from the fastest step: other jobs only ever slow a
-step down; the 1-minute load average before and after is printed to judge
-that), and the process's peak RSS (getrusage ru_maxrss, which includes the
-import and model set-up).
+k % 2.
+
+--device cuda: the model, images and targets live on the GPU (moved there once,
+before the timed steps, so no step copies a batch in); each timed step starts
+and ends with torch.cuda.synchronize(), so its time is the GPU's work and not
+only its launches.  TF32 is off by default (cuDNN convolutions and matmuls in
+FP32, as onnx-train's default); --tf32 sets torch.backends.cudnn.allow_tf32
+and torch.backends.cuda.matmul.allow_tf32 (as `onnx-train --tf32`).  cuDNN runs
+with PyTorch's defaults otherwise (benchmark off, non-deterministic algorithms
+allowed); the JSON says so.
+
+Prints one JSON line: images/s from the median of --steps timed steps after
+--warmup (2) warm-up steps (and from the fastest step: other jobs only ever
+slow a step down; the 1-minute load average before and after is printed to
+judge that), the process's peak RSS (getrusage ru_maxrss, which includes the
+import and model set-up) and, on a GPU, its name and PyTorch's peak allocated
+and reserved GPU memory.
 """
 
 import argparse
@@ -44,12 +58,33 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--model", default=os.path.join(DEFAULT_SHARED, "models", "yolov5s-bn.onnx"))
+    ap.add_argument("--model", default=os.path.join(DEFAULT_SHARED, "models", "yolov5s-bn.onnx"),
+                    help="an ONNX export (its weights); anything else (e.g. yolov5s): Model('yolov5s.yaml')")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 in cuDNN convolutions and matmuls (GPU; default off)")
     args = ap.parse_args()
+    if args.device != "cpu" and not args.device.startswith("cuda"):
+        ap.error("--device must be cpu, cuda or cuda:N (got %r)" % args.device)
 
     import torch
 
     torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    gpu = dev.type == "cuda"
+    if gpu:
+        if not torch.cuda.is_available():
+            print("torch_train_step.py: --device %s but torch.cuda.is_available() is False" % args.device, file=sys.stderr)
+            return 2
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        torch.cuda.set_device(dev)
+        torch.backends.cudnn.allow_tf32 = args.tf32
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+
+    def sync():
+        if gpu:
+            torch.cuda.synchronize(dev)
+
     import torch_model_from_onnx as tmo
     from make_loss_fixtures import read_targets, scale_hyp, load_hyp
 
@@ -63,6 +98,7 @@ def main():
     else:
         model = tmo.build_empty_model()
         src = "yolov5s.yaml (Ultralytics init)"
+    model = model.to(dev)  # before the optimizer, the EMA (a deep copy) and ComputeLoss (it takes the model's device)
     hyp = load_hyp(tmo.yolov5_file("data", "hyps", "hyp.scratch-low.yaml"))
     bs, nbs = args.batch_size, 64
     accumulate = max(round(nbs / bs), 1)
@@ -78,13 +114,16 @@ def main():
         r = t2[t2[:, 0] == (k % 2)].copy()
         r[:, 0] = k
         rows.append(r)
-    targets = torch.from_numpy(np.concatenate(rows))
-    imgs = torch.from_numpy(pattern_input((bs, 3, args.img, args.img), 3))
+    targets = torch.from_numpy(np.concatenate(rows)).to(dev)
+    imgs = torch.from_numpy(pattern_input((bs, 3, args.img, args.img), 3)).to(dev)
 
     model.train()
     load0 = os.getloadavg()[0]
     times = []
+    if gpu:
+        torch.cuda.reset_peak_memory_stats(dev)
     for s in range(args.warmup + args.steps):
+        sync()  # nothing earlier is still running when the clock starts
         t0 = time.perf_counter()
         pred = model(imgs)
         loss, _ = compute_loss(pred, targets)
@@ -93,14 +132,24 @@ def main():
         optimizer.step()
         optimizer.zero_grad()
         ema.update(model)
+        sync()  # every kernel of the step has finished
         dt = time.perf_counter() - t0
         if s >= args.warmup:
             times.append(dt)
         print("step %d %.3f s loss %.6g" % (s, dt, loss.item()), file=sys.stderr, flush=True)
     med = statistics.median(times)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    dev_info = {"device": str(dev), "gpu": None, "tf32": False}
+    if gpu:
+        dev_info = {
+            "device": str(dev), "gpu": torch.cuda.get_device_name(dev), "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(), "tf32": args.tf32,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark, "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "gpu_peak_allocated_mib": round(torch.cuda.max_memory_allocated(dev) / 2**20, 1),
+            "gpu_peak_reserved_mib": round(torch.cuda.max_memory_reserved(dev) / 2**20, 1),
+        }
     print(json.dumps({
-        "bench": "torch_train_step", "model": src, "torch": torch.__version__, "threads": args.threads,
+        "bench": "torch_train_step", "model": src, "torch": torch.__version__, "threads": args.threads, **dev_info,
         "batch_size": bs, "img": args.img, "steps": args.steps, "warmup": args.warmup,
         "step_s_median": round(med, 4), "step_s_min": round(min(times), 4),
         "images_per_s": round(bs / med, 3), "images_per_s_best": round(bs / min(times), 3),

@@ -30,6 +30,13 @@ bool cli_int_arg(int argc, char **argv, int *i, const char *name, long lo, long 
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_error(const ot_error *e);
 bool cli_is_help(const char *a);
+/* --device and --tf32 (train, val, predict, loss, forward, bench train): the
+ * help paragraph, with this binary's devices (ot_backend_list) and CUDA kernel
+ * library; tf32: also --tf32's. */
+void cli_device_help(FILE *f, bool tf32);
+/* The CUDA kernel library this binary registered (ot_cuda_kernels_install),
+ * e.g. "CUDA (sm_86, sm_90)" or "CUDA on the CPU executor"; NULL when none. */
+const char *cli_cuda_kernels_name(void);
 /* mkdir -p */
 int cli_mkdirs(const char *path);
 /* Trainable parameter count: float initializers feeding Conv weights/biases and

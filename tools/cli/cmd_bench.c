@@ -117,7 +117,7 @@ done:
 
 static const struct { const char *name; cli_cmd_fn fn; const char *what; } benches[] = {
     {"data", bench_data, "training samples per second of the data loader"},
-    {"train", bench_train, "images per second of a full training step (CPU)"},
+    {"train", bench_train, "images per second of a full training step (--device: GPU or CPU)"},
     {"kernels", bench_kernels, "the hand-written CUDA kernels against copy bandwidth (GPU, CUDA builds)"},
 };
 

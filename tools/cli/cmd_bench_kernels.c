@@ -31,7 +31,7 @@
 #endif
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: onnx-train bench kernels [--device 0] [--iters 50] [--json] [--model yolov5s]\n"
+    fprintf(f, "usage: onnx-train bench kernels [--device 0|cuda:N] [--iters 50] [--json] [--model yolov5s]\n"
                "                                [--batch-size 16] [--img 640] [--shapes-json F]\n\n"
                "Times the hand-written CUDA kernels on a GPU with CUDA events (5 warm-up\n"
                "launches, then the median of --iters): nearest-2x upsample forward and\n"
@@ -46,9 +46,12 @@ static void usage(FILE *f) {
                "--shapes-json F writes the shapes used (parameters with their groups, BN\n"
                "buffers, upsample inputs, head outputs, matched targets a head) for\n"
                "tools/bench/torch_kernels.py; without --device it only writes F (any build).\n"
-               "Needs a CUDA build and a GPU; otherwise it fails (exit 2) saying why.\n\n"
+               "--device: the GPU to time (default 0, the first GPU: there is no CPU fallback,\n"
+               "as this times GPU kernels). Needs a CUDA build and a GPU; otherwise, and on the\n"
+               "CPU executor (onnx-train-cudaemu, -DONNXT_CUDA=EMU builds), it fails (exit 2)\n"
+               "saying why. Devices of this binary: \"%s\".\n\n"
                "example:\n  onnx-train bench kernels --device 0 --json --iters 100\n"
-               "  onnx-train bench kernels --shapes-json shapes.json\n");
+               "  onnx-train bench kernels --shapes-json shapes.json\n", ot_backend_list());
 }
 
 /* ---- the host part: shapes and tables from the model as training sees it ---- */
@@ -486,6 +489,8 @@ static int run_gpu(const char *device, const shapes *S, int iters, bool json, co
     ot_error e;
     if (ot_backend_get(device, &be, &e)) return cli_fail("bench kernels: %s", e.msg);
     if (be->kind != OT_DEV_CUDA) return cli_fail("bench kernels: --device %s is not a GPU (give a CUDA device number, e.g. 0)", device);
+    if (!ot_backend_cuda_stream(be, OT_STREAM_COMPUTE))
+        return cli_fail("bench kernels: --device %s is %s, not a GPU: this binary runs the CUDA kernels on the CPU executor", device, be->name);
     bench B;
     memset(&B, 0, sizeof B);
     B.be = be;
@@ -555,6 +560,9 @@ int bench_kernels(int argc, char **argv) {
         ot_backend *be;
         ot_error e;
         if (ot_backend_get(device, &be, &e)) return cli_fail("bench kernels: %s", e.msg);
+        if (be->kind != OT_DEV_CUDA) return cli_fail("bench kernels: --device %s is not a GPU (give a CUDA device number, e.g. 0)", device);
+        if (!ot_backend_cuda_stream(be, OT_STREAM_COMPUTE))
+            return cli_fail("bench kernels: --device %s is %s, not a GPU: this binary runs the CUDA kernels on the CPU executor", device, be->name);
     }
 #endif
     shapes S;

@@ -1,9 +1,14 @@
 /* cmd_bench_train.c: `onnx-train bench train`: images per second of a full
- * training step (forward with BN in training mode, YOLOv5 loss, backward,
- * gradient clipping, SGD step, EMA update) and milliseconds per phase, on a
- * synthetic batch (the shared test pattern and fixed boxes), as
- * tools/bench/torch_train_step.py measures PyTorch. */
+ * training step (upload of the batch, forward with BN in training mode, YOLOv5
+ * loss, backward, gradient clipping, SGD step, EMA update) and milliseconds
+ * per phase, on a synthetic batch (the shared test pattern and fixed boxes),
+ * on any device (--device), as tools/bench/torch_train_step.py measures
+ * PyTorch (--device cpu|cuda). On a GPU the timed steps run as train/trainer.c
+ * runs them, with no host wait before the loss items are read at the end, and
+ * the phases come from further steps synchronised at each phase boundary, so
+ * that each phase's time is its kernels' and not only their launches'. */
 #include "cli.h"
+#include "core/config.h"
 #include "core/dist.h"
 #include "kernels/ops.h"
 #include "train/builtin.h"
@@ -13,6 +18,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#ifdef ONNXT_HAVE_CUDA
+#include <cuda_runtime_api.h> /* the GPU's name and memory for the report */
+#endif
 
 static double now_ms(void) {
     struct timespec t;
@@ -22,26 +30,63 @@ static double now_ms(void) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: onnx-train bench train --model M.onnx|yolov5n..x [--batch-size 16] [--img 320] [--steps 10]\n"
-               "                              [--nc 80] [--device cpu|cpu-guard] [--json] [--profile]\n\n"
+               "                              [--nc 80] [--device 0|cpu|cpu-guard] [--tf32] [--json] [--profile]\n\n"
                "Times full training steps on a synthetic batch (images: the test pattern;\n"
-               "targets: 8 fixed boxes an image): forward (BN in training mode), YOLOv5 loss,\n"
-               "backward, clip_grad_norm(10), SGD step, EMA update, after one warm-up step.\n"
+               "targets: 8 fixed boxes an image), as `train` runs them: upload of the batch\n"
+               "(from pinned memory on a GPU), forward (BN in training mode), YOLOv5 loss,\n"
+               "backward, clip_grad_norm(10), SGD step and EMA update (one fused launch on the\n"
+               "CUDA device, then ema shows 0), the loss items read back; one warm-up step\n"
+               "first.\n"
                "--model takes an ONNX export or a built-in size (yolov5n, s, m, l, x: freshly\n"
                "initialised, --nc classes). Prints images/s (from the median step),\n"
-               "milliseconds per phase and the process's peak memory; --json prints one\n"
-               "JSON object (keys images_per_s, ms: {forward, loss, backward, optimizer,\n"
-               "ema, step}, peak_rss_mb, ranks).\n"
+               "milliseconds per phase and the process's peak memory; --json prints one JSON\n"
+               "object (keys images_per_s, ms: {upload, forward, loss, backward, optimizer,\n"
+               "ema, step}, peak_rss_mb, ranks, device, gpu, tf32, fused_step_ema). On a GPU\n"
+               "the timed steps have no host waits inside (ms.step and images/s), and the\n"
+               "phases come from as many more steps with the device synchronised at each\n"
+               "phase boundary.\n"
                "--profile adds, per op type, the forward and backward milliseconds a step\n"
                "(summed over the timed steps' nodes, divided by the steps), the gradient\n"
                "zeroing, the convolutions' GFLOP a step and rate, and the 12 slowest nodes\n"
-               "(GFLOP/s forward and backward for Conv).\n"
-               "--device: cpu (default) or cpu-guard.\n\n"
-               "Under mpirun -np N (CPU ranks, as `train`): each rank runs --batch-size/N\n"
+               "(GFLOP/s forward and backward for Conv). On a GPU the node clocks time the\n"
+               "host's launches, not the kernels (use Nsight Systems for those).\n");
+    cli_device_help(f, true);
+    fprintf(f, "\nUnder mpirun -np N (CPU ranks, as `train`): each rank runs --batch-size/N\n"
                "images with BatchNorm statistics over all ranks (SyncBatchNorm) and the\n"
                "gradients summed over ranks before clipping, the same step as one rank\n"
                "with the whole batch; rank 0 prints, images/s counts the whole batch.\n\n"
-               "example:\n  onnx-train bench train --model yolov5s.onnx --batch-size 16 --img 320\n"
-               "  OMP_NUM_THREADS=1 mpirun -np 2 onnx-train bench train --model yolov5s.onnx\n");
+               "example:\n  onnx-train bench train --model yolov5s.onnx --batch-size 16 --img 320 --device cpu\n"
+               "  onnx-train bench train --model yolov5s --batch-size 64 --img 640 --device 0 --json\n"
+               "  OMP_NUM_THREADS=1 mpirun -np 2 onnx-train bench train --model yolov5s.onnx --device cpu\n");
+}
+
+/* The GPU's name for the report: the CUDA runtime's, "CPU executor" for the
+ * executor's CUDA device, NULL for the CPU devices. */
+static const char *gpu_name(ot_backend *be, char *buf, size_t n) {
+    if (be->kind != OT_DEV_CUDA) return NULL;
+    if (!ot_backend_cuda_stream(be, OT_STREAM_COMPUTE)) return "CPU executor";
+#ifdef ONNXT_HAVE_CUDA
+    struct cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, be->ordinal) == cudaSuccess) {
+        snprintf(buf, n, "%s", prop.name);
+        return buf;
+    }
+#endif
+    (void)buf;
+    (void)n;
+    return "unknown GPU";
+}
+
+/* MiB of the GPU's memory in use (every process's, the CUDA context's too); -1 when not a GPU. */
+static double gpu_used_mb(ot_backend *be) {
+#ifdef ONNXT_HAVE_CUDA
+    size_t free_b = 0, total_b = 0;
+    if (be->kind == OT_DEV_CUDA && ot_backend_cuda_stream(be, OT_STREAM_COMPUTE) && cudaSetDevice(be->ordinal) == cudaSuccess &&
+        cudaMemGetInfo(&free_b, &total_b) == cudaSuccess)
+        return (double)(total_b - free_b) / (1 << 20);
+#endif
+    (void)be;
+    return -1;
 }
 
 static int cmp_d(const void *a, const void *b) {
@@ -113,14 +158,76 @@ static void print_profile(const ot_step *st, long steps) {
     free(idx);
 }
 
+/* What one benchmark step needs. */
+typedef struct bstep {
+    ot_backend *be;
+    ot_step *st;
+    ot_optimizer *o;
+    ot_ema *ema;
+    const float *x, *t; /* the batch (staging memory) and its targets (host) */
+    int nt, world;
+} bstep;
+
+/* One training step as train/trainer.c runs it: the batch uploaded, forward,
+ * the loss (its items stay on the device), backward, the gradient sum over
+ * ranks, clip_grad_norm(10), the optimizer step with the EMA update (one
+ * launch on a device with fused slab kernels; on the others the step, then the
+ * EMA, as ot_optimizer_step_ema does there), zero_grad, and the loss items read
+ * back, which waits for the device. ms[0..5]: upload, forward, loss, backward,
+ * optimizer (clip, step, zero_grad; with the EMA when fused), ema; with phases
+ * the device is synchronised at each boundary first, else they are 0. ms[6]:
+ * the whole step, ended by a synchronisation. */
+static ot_status bench_step(const bstep *B, bool phases, double *ms, ot_error *e) {
+    ot_step *st = B->st;
+    double c[7];
+#define MARK(k) do { if (phases) ot_be_sync(B->be); c[k] = now_ms(); } while (0)
+    c[0] = now_ms();
+    ot_plan_set_input(st->ag->p, 0, B->x);
+    MARK(1);
+    OT_TRY(ot_autograd_forward(st->ag, NULL, e));
+    MARK(2);
+    const float *outs[OT_MAX_HEADS];
+    float *douts[OT_MAX_HEADS];
+    ot_shape shp[OT_MAX_HEADS];
+    for (int l = 0; l < st->graph->n_outputs; l++) {
+        outs[l] = st->ag->p->data[st->graph->outputs[l]];
+        shp[l] = st->ag->p->shape[st->graph->outputs[l]];
+        douts[l] = ot_autograd_output_grad(st->ag, l);
+    }
+    OT_TRY(ot_yolo_loss_compute(st->loss, &st->cfg, outs, shp, B->t, B->nt, douts, NULL, e));
+    MARK(3);
+    OT_TRY(ot_autograd_backward(st->ag, e));
+    if (B->world > 1) ot_dist_sum_f32_on(st->ag->be, st->ag->grad_slab, (int64_t)st->ag->slab_floats);
+    MARK(4);
+    ot_optimizer_clip_grad_norm(B->o, 10.0);
+    const ot_slab_kernels *sk = B->o->k; /* fused step + EMA on this device: ot_optimizer_step_ema is one launch */
+    const bool fused = sk->clip_norm && sk->sgd_fused && sk->adam_fused;
+    if (fused) ot_optimizer_step_ema(B->o, B->ema);
+    else ot_optimizer_step(B->o);
+    ot_autograd_zero_grad(st->ag);
+    MARK(5);
+    if (!fused) ot_ema_update(B->ema, st->ag);
+    MARK(6);
+#undef MARK
+    ot_loss_items li;
+    ot_yolo_loss_items(st->loss, &li);
+    ot_be_sync(B->be);
+    double end = now_ms();
+    for (int k = 0; k < 6; k++) ms[k] = phases ? c[k + 1] - c[k] : 0;
+    ms[6] = end - c[0];
+    return OT_OK;
+}
+
 int bench_train(int argc, char **argv) {
     const char *model = NULL, *device = "";
     long bs = 16, img = 320, steps = 10, nc = 80;
     bool json = false, profile = false;
+    double *prof = NULL; /* --profile's node clocks (the plan's prof while the first pass runs) */
     for (int i = 1; i < argc; i++) {
         if (cli_is_help(argv[i])) { usage(stdout); return 0; }
         if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) model = argv[++i];
         else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = argv[++i];
+        else if (strcmp(argv[i], "--tf32") == 0) ot_config_set_tf32(true);
         else if (strcmp(argv[i], "--json") == 0) json = true;
         else if (strcmp(argv[i], "--profile") == 0) profile = true;
         else if (cli_int_arg(argc, argv, &i, "--batch-size", 1, 1024, &bs)) { if (bs == LONG_MIN) return cli_fail("bench train: bad --batch-size"); }
@@ -156,7 +263,8 @@ int bench_train(int argc, char **argv) {
     ot_step *st = NULL;
     ot_optimizer *o = NULL;
     ot_ema *ema = NULL;
-    float *x = malloc(sizeof(float) * (size_t)ot_numel(&s)), *t = malloc(sizeof(float) * 6 * 8 * (size_t)bs);
+    /* the batch in the backend's staging memory (pinned on a GPU), as the loader's */
+    float *x = ot_be_host_alloc(be, sizeof(float) * (size_t)ot_numel(&s)), *t = malloc(sizeof(float) * 6 * 8 * (size_t)bs);
     int rc = 0, nt = 0;
     if (!x || !t) { rc = cli_fail("out of memory"); goto done; }
     ot_fill_pattern(x, ot_numel(&s), 3);
@@ -173,83 +281,93 @@ int bench_train(int argc, char **argv) {
         goto done;
     }
     ot_autograd_set_bn_sync(st->ag, world > 1 ? ot_dist_sum_f64 : NULL); /* SyncBatchNorm across ranks */
-    double ph[6][1024];
+    enum { NPH = 7 };
+    static double ph[NPH][1024];
     long n = steps > 1024 ? 1024 : steps;
-    for (long it = -1; it < n; it++) { /* it -1: warm-up */
-        if (profile && it == 0 && !(st->ag->p->prof = calloc(2 * (size_t)st->graph->n_nodes + 1, sizeof(double)))) {
-            rc = cli_fail("out of memory");
-            goto done;
+    /* A real GPU runs the step twice over: without host waits inside the step (as train/trainer.c does), for
+     * images/s and ms.step; then with the device synchronised at each phase boundary, for the phases. On the
+     * CPU devices and the executor, where a synchronisation is nothing, one pass gives both. */
+    const bool split = be->kind == OT_DEV_CUDA && ot_backend_cuda_stream(be, OT_STREAM_COMPUTE) != NULL;
+    bstep B = {be, st, o, ema, x, t, nt, world};
+    double tp[NPH];
+    ot_be_sync(be);
+    for (int pass = 0; pass < (split ? 2 : 1); pass++) {
+        const bool phases = !split || pass == 1;
+        for (long it = pass ? 0 : -1; it < n; it++) { /* it -1: warm-up */
+            if (profile && pass == 0 && it == 0 && !(prof = st->ag->p->prof = calloc(2 * (size_t)st->graph->n_nodes + 1, sizeof(double)))) {
+                rc = cli_fail("out of memory");
+                goto done;
+            }
+            if (bench_step(&B, phases, tp, &e)) { rc = cli_error(&e); goto done; }
+            if (it < 0) continue;
+            if (phases) for (int k = 0; k < NPH - 1; k++) ph[k][it] = tp[k];
+            if (pass == 0) ph[NPH - 1][it] = tp[NPH - 1];
         }
-        double t0 = now_ms();
-        const float *in = x;
-        if (ot_autograd_forward(st->ag, &in, &e)) { rc = cli_error(&e); goto done; }
-        double t1 = now_ms();
-        const float *outs[OT_MAX_HEADS];
-        float *douts[OT_MAX_HEADS];
-        ot_shape shp[OT_MAX_HEADS];
-        for (int l = 0; l < st->graph->n_outputs; l++) {
-            outs[l] = st->ag->p->data[st->graph->outputs[l]];
-            shp[l] = st->ag->p->shape[st->graph->outputs[l]];
-            douts[l] = ot_autograd_output_grad(st->ag, l);
-        }
-        ot_loss_items li;
-        if (ot_yolo_loss_compute(st->loss, &st->cfg, outs, shp, t, nt, douts, &li, &e)) { rc = cli_error(&e); goto done; }
-        double t2 = now_ms();
-        if (ot_autograd_backward(st->ag, &e)) { rc = cli_error(&e); goto done; }
-        if (world > 1) ot_dist_sum_f32_on(st->ag->be, st->ag->grad_slab, (int64_t)st->ag->slab_floats);
-        double t3 = now_ms();
-        ot_optimizer_clip_grad_norm(o, 10.0);
-        ot_optimizer_step(o);
-        ot_autograd_zero_grad(st->ag);
-        double t4 = now_ms();
-        ot_ema_update(ema, st->ag);
-        double t5 = now_ms();
-        if (it < 0) continue;
-        ph[0][it] = t1 - t0; ph[1][it] = t2 - t1; ph[2][it] = t3 - t2; ph[3][it] = t4 - t3; ph[4][it] = t5 - t4; ph[5][it] = t5 - t0;
+        st->ag->p->prof = NULL; /* the profile covers the first pass's timed steps */
     }
-    double med[6];
-    for (int k = 0; k < 6; k++) { qsort(ph[k], (size_t)n, sizeof(double), cmp_d); med[k] = ph[k][n / 2]; }
+    st->ag->p->prof = prof;
+    double med[NPH];
+    for (int k = 0; k < NPH; k++) { qsort(ph[k], (size_t)n, sizeof(double), cmp_d); med[k] = ph[k][n / 2]; }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double ips = (double)total_bs / (med[5] / 1e3), rss = (double)ru.ru_maxrss / 1024.0;
+    double ips = (double)total_bs / (med[NPH - 1] / 1e3), rss = (double)ru.ru_maxrss / 1024.0, gpu_mb = gpu_used_mb(be);
+    char gbuf[256];
+    const char *gpu = gpu_name(be, gbuf, sizeof gbuf);
+    const bool real_gpu = gpu && ot_backend_cuda_stream(be, OT_STREAM_COMPUTE) != NULL;
+    const bool tf32 = real_gpu && ot_config_get()->tf32; /* what the convolutions ran with */
+    const bool fused = o->k->clip_norm && o->k->sgd_fused && o->k->adam_fused; /* the EMA rides the optimizer's launch */
     if (world > 1) { /* the collectives keep the ranks in step; memory: all ranks together */
         double v = rss;
         ot_dist_sum_f64(&v, 1);
         rss = v;
     }
     if (rank != 0) goto done;
-    static const char *names[6] = {"forward", "loss", "backward", "optimizer", "ema", "step"};
+    static const char *names[NPH] = {"upload", "forward", "loss", "backward", "optimizer", "ema", "step"};
     if (json) {
         json_t *j = json_object(), *ms = json_object();
         json_object_set_new(j, "model", json_string(model));
         json_object_set_new(j, "device", json_string(be->name));
+        json_object_set_new(j, "gpu", gpu ? json_string(gpu) : json_null());
+        json_object_set_new(j, "tf32", json_boolean(tf32));
         json_object_set_new(j, "batch_size", json_integer(total_bs));
         json_object_set_new(j, "ranks", json_integer(world));
         json_object_set_new(j, "img", json_integer(img));
         json_object_set_new(j, "steps", json_integer(n));
         json_object_set_new(j, "images_per_s", json_real(ips));
-        for (int k = 0; k < 6; k++) json_object_set_new(ms, names[k], json_real(med[k]));
+        for (int k = 0; k < NPH; k++) json_object_set_new(ms, names[k], json_real(med[k]));
         json_object_set_new(j, "ms", ms);
+        json_object_set_new(j, "fused_step_ema", json_boolean(fused));
+        json_object_set_new(j, "phases", json_string(split ? "from separate steps synchronised at each phase" : "the same steps"));
         json_object_set_new(j, "peak_rss_mb", json_real(rss));
         json_object_set_new(j, "arena_mb", json_real((double)st->ag->arena_bytes / (1 << 20)));
+        if (gpu_mb >= 0) json_object_set_new(j, "gpu_used_mb", json_real(gpu_mb));
         char *js = json_dumps(j, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
         printf("%s\n", js);
         free(js);
         json_decref(j);
     } else {
-        printf("%s, batch %ld at %ld px on the CPU (%d rank%s), %ld steps (median):\n", model, total_bs, img, world,
+        printf("%s, batch %ld at %ld px on %s%s%s%s%s (%d rank%s), %ld steps (median):\n", model, total_bs, img, be->name,
+               real_gpu ? " (" : "", real_gpu ? gpu : "", real_gpu ? ")" : "", tf32 ? ", TF32 convolutions" : "", world,
                world > 1 ? "s" : "", n);
-        for (int k = 0; k < 6; k++) printf("  %-10s %9.1f ms\n", names[k], med[k]);
+        for (int k = 0; k < NPH; k++)
+            printf("  %-10s %9.1f ms%s\n", names[k], med[k], k == 5 && fused ? " (in the optimizer's fused launch)"
+                                                          : k == NPH - 1 && split ? " (no waits inside; the phases from separate synchronised steps)" : "");
         printf("  %.2f images/s, peak memory %.0f MiB (activations and gradients arena %.0f MiB)\n", ips, rss,
                (double)st->ag->arena_bytes / (1 << 20));
+        if (gpu_mb >= 0) printf("  GPU memory in use at the end: %.0f MiB (every process's, the CUDA context's too)\n", gpu_mb);
     }
-    if (profile) print_profile(st, n);
+    if (profile) {
+        print_profile(st, n);
+        if (be->kind == OT_DEV_CUDA)
+            printf("  (on %s the node clocks time the host's launches and waits, not the kernels themselves)\n", be->name);
+    }
 done:
-    if (st && st->ag->p->prof) { free(st->ag->p->prof); st->ag->p->prof = NULL; }
+    if (st) st->ag->p->prof = NULL;
+    free(prof);
     ot_ema_destroy(ema);
     ot_optimizer_destroy(o);
     ot_step_destroy(st);
-    free(x);
+    ot_be_host_free(be, x);
     free(t);
     ot_model_destroy(m);
     if (rc && world > 1) ot_dist_abort(rc); /* the other ranks would wait in a collective */

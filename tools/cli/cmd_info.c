@@ -1,4 +1,5 @@
-/* cmd_info.c: `onnx-train info MODEL.onnx [--json] [--ops]`. */
+/* cmd_info.c: `onnx-train info [MODEL.onnx] [--json] [--ops]`: a model, and
+ * this binary's devices and CUDA kernel library. */
 #include "cli.h"
 #include "core/plan.h"
 #include "kernels/ops.h"
@@ -6,11 +7,14 @@
 #include <string.h>
 
 static void info_usage(FILE *f) {
-    fprintf(f, "usage: onnx-train info MODEL.onnx [--json]\n"
+    fprintf(f, "usage: onnx-train info [MODEL.onnx] [--json]\n"
                "       onnx-train info --ops\n\n"
                "Describes a model: inputs and outputs with shapes, an op histogram, the\n"
                "parameter count, the YOLO head (nc, anchors, strides) and the export form\n"
                "(inference, raw, raw-bn). --json prints one JSON object instead.\n"
+               "Then, and alone without a model, this binary: its version, the devices\n"
+               "--device takes, the default device and the CUDA kernel library it links\n"
+               "(JSON: the \"build\" object).\n"
                "--ops lists the ONNX ops onnx-train supports.\n\n"
                "example:\n  onnx-train info yolov5s.onnx\n  onnx-train info yolov5s.onnx --json | jq .head\n");
 }
@@ -56,6 +60,24 @@ static const char *shape_text(const ot_value *v, const ot_shape *s, char *buf, s
     return buf;
 }
 
+/* This binary: version, devices, the default device's rule, the CUDA kernels. */
+static json_t *build_json(void) {
+    const char *kl = cli_cuda_kernels_name();
+    json_t *b = json_object();
+    json_object_set_new(b, "version", json_string(OT_VERSION));
+    json_object_set_new(b, "devices", json_string(ot_backend_list()));
+    json_object_set_new(b, "cuda_kernels", kl ? json_string(kl) : json_null());
+    return b;
+}
+
+static void build_text(void) {
+    const char *kl = cli_cuda_kernels_name();
+    printf("onnx-train %s\n", OT_VERSION);
+    printf("devices    %s\n", ot_backend_list());
+    printf("default    GPU 0 when this binary has the CUDA kernels and a GPU is present, else cpu\n");
+    printf("CUDA       %s\n", kl ? kl : "no CUDA kernels linked");
+}
+
 int cmd_info(int argc, char **argv) {
     const char *path = NULL;
     bool json = false;
@@ -69,7 +91,19 @@ int cmd_info(int argc, char **argv) {
         else if (!path) path = argv[i];
         else { return cli_fail("info: more than one model given" " (see onnx-train info --help)"); }
     }
-    if (!path) { return cli_fail("info: no model given" " (see onnx-train info --help)"); }
+    if (!path) { /* the binary alone */
+        if (json) {
+            json_t *o = json_object();
+            json_object_set_new(o, "build", build_json());
+            char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+            printf("%s\n", s);
+            free(s);
+            json_decref(o);
+        } else {
+            build_text();
+        }
+        return 0;
+    }
     ot_model *g;
     ot_error e;
     if (ot_model_load(path, &g, &e)) return cli_error(&e);
@@ -155,6 +189,7 @@ int cmd_info(int argc, char **argv) {
         }
         json_object_set_new(o, "form", json_string(ot_form_name(h->found ? h->form : OT_FORM_UNKNOWN)));
         json_object_set_new(o, "metadata", meta);
+        json_object_set_new(o, "build", build_json());
         char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
         printf("%s\n", s);
         free(s);
@@ -192,6 +227,8 @@ int cmd_info(int argc, char **argv) {
             const char *val = g->meta[k].value;
             printf("%s %s = %.60s%s\n", k ? "          " : "metadata  ", g->meta[k].key, val, strlen(val) > 60 ? "..." : "");
         }
+        printf("\n");
+        build_text();
     }
     ot_plan_destroy(p);
     ot_model_destroy(g);

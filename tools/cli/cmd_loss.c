@@ -2,6 +2,7 @@
  * forward with BatchNormalization in training mode, the YOLOv5 loss and the
  * backward for that batch. */
 #include "cli.h"
+#include "core/config.h"
 #include "core/npy.h"
 #include "train/step.h"
 #include "train/targets.h"
@@ -10,7 +11,7 @@
 
 static void loss_usage(FILE *f) {
     fprintf(f, "usage: onnx-train loss MODEL.onnx --input X.npy --targets T.txt [--hyp H.yaml] [--img N]\n"
-               "                        [--grads DIR] [--no-bn] [--device cpu|cpu-guard] [--json]\n\n"
+               "                        [--grads DIR] [--no-bn] [--device 0|cpu|cpu-guard] [--tf32] [--json]\n\n"
                "One training forward (BatchNormalization with batch statistics), the YOLOv5 v7.0\n"
                "loss (ComputeLoss) and the backward for one batch. The model may be any YOLOv5\n"
                "export: the Detect decode is cut and, in folded exports, BatchNormalization is\n"
@@ -21,9 +22,9 @@ static void loss_usage(FILE *f) {
                "--json prints one JSON object with exactly those keys. --grads DIR writes the\n"
                "gradient of every trainable initializer as DIR/<name>.npy. --hyp reads an\n"
                "Ultralytics hyp YAML (default: hyp.scratch-low.yaml's values); --img sets the\n"
-               "image size of the obj gain (default: the input's width). --device picks the\n"
-               "backend: cpu (default) or cpu-guard.\n\n"
-               "example:\n  onnx-train loss yolov5s.onnx --input batch.npy --targets batch.txt --json\n");
+               "image size of the obj gain (default: the input's width).\n");
+    cli_device_help(f, true);
+    fprintf(f, "\nexample:\n  onnx-train loss yolov5s.onnx --input batch.npy --targets batch.txt --json\n");
 }
 
 int cmd_loss(int argc, char **argv) {
@@ -39,6 +40,7 @@ int cmd_loss(int argc, char **argv) {
         else if (strcmp(a, "--hyp") == 0 && v) hypf = argv[++i];
         else if (strcmp(a, "--grads") == 0 && v) grads = argv[++i];
         else if (strcmp(a, "--device") == 0 && v) device = argv[++i];
+        else if (strcmp(a, "--tf32") == 0) ot_config_set_tf32(true);
         else if (strcmp(a, "--img") == 0 && v) {
             char *end;
             img = (int)strtol(argv[++i], &end, 10);

@@ -4,6 +4,7 @@
  * name and score (JPEG), and YOLO-format txt lines `class cx cy w h conf`
  * (detect.py --save-txt --save-conf). */
 #include "cli.h"
+#include "core/config.h"
 #include "train/augment.h"
 #include "train/dataset.h"
 #include "train/detector.h"
@@ -17,12 +18,13 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: onnx-train predict --model M.onnx|M.ckpt --source IMG|DIR [--conf 0.25] [--iou 0.45]\n"
-               "                          [--img 640] [--max-det 1000] [--out DIR] [--device cpu|cpu-guard]\n\n"
+               "                          [--img 640] [--max-det 1000] [--out DIR] [--device 0|cpu|cpu-guard] [--tf32]\n\n"
                "Detects objects in an image or every image of a folder as Ultralytics detect.py\n"
                "does, and writes DIR/<image>.jpg with the boxes, class names and scores drawn,\n"
                "and DIR/labels/<image>.txt with one line `class cx cy w h conf` (normalised)\n"
-               "per detection. DIR defaults to runs/detect/exp (exp2, exp3, ... when taken).\n\n"
-               "example:\n  onnx-train predict --model runs/train/exp/weights/best.onnx --source images/ --conf 0.4\n");
+               "per detection. DIR defaults to runs/detect/exp (exp2, exp3, ... when taken).\n");
+    cli_device_help(f, true);
+    fprintf(f, "\nexample:\n  onnx-train predict --model runs/train/exp/weights/best.onnx --source images/ --conf 0.4\n");
 }
 
 static bool dbl(int argc, char **argv, int *i, const char *name, double lo, double hi, double *out, bool *bad) {
@@ -57,7 +59,7 @@ static void box_label(ot_image *im, ot_font *font, int fs, const ot_det *d, cons
 }
 
 int cmd_predict(int argc, char **argv) {
-    const char *model = NULL, *source = NULL, *outdir = NULL, *device = ""; /* "": the default device (core/backend.c: the CPU until the CUDA kernels land) */
+    const char *model = NULL, *source = NULL, *outdir = NULL, *device = ""; /* "": the default device (GPU 0 when present, else the CPU) */
     double conf = 0.25, iou = 0.45;
     long img = 640, max_det = 1000;
     for (int i = 1; i < argc; i++) {
@@ -67,6 +69,7 @@ int cmd_predict(int argc, char **argv) {
         else if (strcmp(argv[i], "--source") == 0 && i + 1 < argc) source = argv[++i];
         else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) outdir = argv[++i];
         else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = argv[++i];
+        else if (strcmp(argv[i], "--tf32") == 0) ot_config_set_tf32(true);
         else if (dbl(argc, argv, &i, "--conf", 0, 1, &conf, &bad) || dbl(argc, argv, &i, "--iou", 0, 1, &iou, &bad)) {
             if (bad) return cli_fail("predict: %s needs a number in 0..1", argv[i - 1]);
         }

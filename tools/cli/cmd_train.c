@@ -1,6 +1,7 @@
 /* cmd_train.c: `onnx-train train`, with Ultralytics train.py's flags and
  * defaults (train/trainer.h does the work). */
 #include "cli.h"
+#include "core/config.h"
 #include "core/dist.h"
 #include "export/export_ckpt.h"
 #include "train/trainer.h"
@@ -10,8 +11,8 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: onnx-train train --model M.onnx|M.ckpt|yolov5n|yolov5s|yolov5m|yolov5l|yolov5x --data D.yaml\n"
-            "                        [--epochs 100] [--batch-size 16] [--img 640] [--device cpu|cpu-guard] [--hyp H.yaml]\n"
-            "                        [--workers 8] [--project runs/train] [--name exp] [--exist-ok]\n"
+            "                        [--epochs 100] [--batch-size 16] [--img 640] [--device 0|cpu|cpu-guard] [--tf32]\n"
+            "                        [--hyp H.yaml] [--workers 8] [--project runs/train] [--name exp] [--exist-ok]\n"
             "                        [--resume [last.ckpt]] [--seed 0] [--cache [ram]] [--noval] [--nosave]\n"
             "                        [--cos-lr] [--optimizer SGD|Adam|AdamW] [--patience 100] [--freeze N]\n"
             "                        [--label-smoothing E] [--rect] [--single-cls] [--noautoanchor]\n"
@@ -29,16 +30,16 @@ static void usage(FILE *f) {
             "count than the data is an error unless --reset-head (new detection layers).\n"
             "--resume continues the latest run under --project (or the given last.ckpt)\n"
             "exactly where its last finished epoch left off. --cache keeps decoded images\n"
-            "in memory. --no-bn trains a folded export without re-inserting BatchNorm.\n"
-            "--device: cpu (default) or cpu-guard (the CPU kernels over memory the host\n"
-            "cannot touch, docs/BACKENDS.md); a GPU number reaches the CUDA backend, whose\n"
-            "kernels are not in this version yet. Data parallel on CPU ranks:\n"
-            "mpirun -np N onnx-train train ... (--batch-size is the total, split over the\n"
-            "ranks; each rank reads its own shard of every epoch; gradients are summed over\n"
-            "ranks before each step; rank 0 logs, validates and saves; --sync-bn takes\n"
-            "BatchNorm statistics over all ranks).\n\n"
+            "in memory. --no-bn trains a folded export without re-inserting BatchNorm.\n");
+    cli_device_help(f, true);
+    fprintf(f,
+            "Data parallel on CPU ranks (multi-GPU is not in this version):\n"
+            "mpirun -np N onnx-train train ... --device cpu (--batch-size is the total,\n"
+            "split over the ranks; each rank reads its own shard of every epoch; gradients\n"
+            "are summed over ranks before each step; rank 0 logs, validates and saves;\n"
+            "--sync-bn takes BatchNorm statistics over all ranks).\n\n"
             "example:\n  onnx-train train --model yolov5n --data coco128.yaml --img 320 --epochs 30\n"
-            "  onnx-train train --model yolov5s.onnx --data my.yaml --epochs 50 --batch-size 8\n"
+            "  onnx-train train --model yolov5s.onnx --data my.yaml --epochs 50 --batch-size 8 --device 0\n"
             "  onnx-train train --resume\n");
 }
 
@@ -63,6 +64,7 @@ int cmd_train(int argc, char **argv) {
         else if (strcmp(a, "--data") == 0 && i + 1 < argc) o.data = argv[++i];
         else if (strcmp(a, "--hyp") == 0 && i + 1 < argc) o.hyp_path = argv[++i];
         else if (strcmp(a, "--device") == 0 && i + 1 < argc) o.device = argv[++i];
+        else if (strcmp(a, "--tf32") == 0) ot_config_set_tf32(true);
         else if (strcmp(a, "--project") == 0 && i + 1 < argc) o.project = argv[++i];
         else if (strcmp(a, "--name") == 0 && i + 1 < argc) o.name = argv[++i];
         else if (strcmp(a, "--exist-ok") == 0) o.exist_ok = true;

@@ -4,6 +4,7 @@
  * object, and optionally write COCO-format detections (val.py --save-json).
  * `val --model` validates a model file through train/validate.h. */
 #include "cli.h"
+#include "core/config.h"
 #include "train/dataset.h"
 #include "train/metrics.h"
 #include "train/validate.h"
@@ -20,7 +21,8 @@ static const char *val_device = ""; /* --device: "" is the default device (core/
 
 static void val_usage(FILE *f) {
     fprintf(f, "usage: onnx-train val --model M.onnx|M.ckpt --data D.yaml [--img 640] [--batch-size 32] [--conf 0.001]\n"
-               "                      [--iou 0.6] [--split val] [--workers 8] [--device cpu|cpu-guard] [--save-json [FILE]] [--json]\n"
+               "                      [--iou 0.6] [--split val] [--workers 8] [--device 0|cpu|cpu-guard] [--tf32]\n"
+               "                      [--save-json [FILE]] [--json]\n"
                "       onnx-train val --data D.yaml --predictions DIR [--split val] [--json] [--save-json FILE]\n\n"
                "--model: validates a model (an ONNX export of any form, or a checkpoint's EMA\n"
                "weights) as val.py does: letterboxed rect batches (pad 0.5), per-class NMS\n"
@@ -36,9 +38,9 @@ static void val_usage(FILE *f) {
                "precision, recall, map50, map50_95, images, instances, classes[]).\n"
                "--save-json writes the detections as COCO results for pycocotools (pixel\n"
                "boxes from the image sizes; COCO category ids when the val split is\n"
-               "coco/val2017.txt, as val.py).\n"
-               "\n"
-               "example:\n  onnx-train val --model runs/train/exp/weights/best.onnx --data coco128.yaml --img 640\n"
+               "coco/val2017.txt, as val.py).\n");
+    cli_device_help(f, true); /* --model only: --predictions runs no model */
+    fprintf(f, "\nexample:\n  onnx-train val --model runs/train/exp/weights/best.onnx --data coco128.yaml --img 640\n"
                "  onnx-train val --data coco128.yaml --predictions runs/detect/exp/labels --json\n");
 }
 
@@ -332,6 +334,7 @@ int cmd_val(int argc, char **argv) {
         else if ((strcmp(argv[i], "--model") == 0 || strcmp(argv[i], "--weights") == 0) && i + 1 < argc) model = argv[++i];
         else if (strcmp(argv[i], "--json") == 0) as_json = true;
         else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) val_device = argv[++i];
+        else if (strcmp(argv[i], "--tf32") == 0) ot_config_set_tf32(true);
         else if (strcmp(argv[i], "--conf") == 0 && i + 1 < argc) {
             conf = strtod(argv[++i], &end);
             if (*end || !(conf >= 0 && conf <= 1)) return cli_fail("val: --conf needs a number in 0..1");

@@ -2,6 +2,7 @@
  * place that exits. */
 #include "cli.h"
 #include "core/backend.h"
+#include "kernels/device_kernels.h"
 #ifdef ONNXT_CLI_KERNELS
 #include "kernels/cuda/cuda_tables.h"
 #endif
@@ -12,7 +13,7 @@
 
 static const struct { const char *name; cli_cmd_fn fn; const char *what; } cmds[] = {
     {"info", cmd_info, "describe a model: inputs, outputs, ops, parameters, YOLO head"},
-    {"forward", cmd_forward, "run the CPU forward pass and write every output as .npy"},
+    {"forward", cmd_forward, "run the forward pass (CPU or GPU) and write every output as .npy"},
     {"loss", cmd_loss, "one training forward, the YOLOv5 loss and its gradients for a batch"},
     {"data", cmd_data, "check a dataset (counts, bad files) or show an augmented batch"},
     {"coco2yolo", cmd_coco2yolo, "convert COCO instances JSON to YOLO label files"},
@@ -20,7 +21,7 @@ static const struct { const char *name; cli_cmd_fn fn; const char *what; } cmds[
     {"val", cmd_val, "score YOLO prediction files against a dataset: P, R, mAP50, mAP50-95 (val.py)"},
     {"export", cmd_export, "write a checkpoint's EMA weights as ONNX, in the form the model came in"},
     {"predict", cmd_predict, "detect objects in images: boxes drawn on JPEGs and YOLO-format txt files"},
-    {"bench", cmd_bench, "measure speed: bench data (loader samples/s), bench train (CPU step images/s)"},
+    {"bench", cmd_bench, "measure speed: bench data (loader samples/s), bench train (step images/s), bench kernels (GPU)"},
 };
 
 static void usage(FILE *f) {
@@ -29,7 +30,10 @@ static void usage(FILE *f) {
             "usage: onnx-train <command> [options]   (onnx-train <command> --help for details)\n\ncommands:\n",
             OT_VERSION);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) fprintf(f, "  %-9s %s\n", cmds[i].name, cmds[i].what);
+    const char *kl = cli_cuda_kernels_name();
     fprintf(f, "\ndevices in this build (--device): %s\n", ot_backend_list());
+    fprintf(f, "CUDA kernels: %s\n", kl ? kl : "none linked (the CUDA device, if any, has memory and streams only)");
+    fprintf(f, "default device (no --device): GPU 0 when this binary has the CUDA kernels and a GPU is present, else cpu\n");
     fprintf(f, "\nexample:\n  onnx-train train --model yolov5n --data coco128.yaml --img 320 --epochs 30\n"
                "  onnx-train info yolov5s.onnx\n"
                "  onnx-train forward yolov5s.onnx --random-input 1 --out out/\n");
@@ -48,6 +52,28 @@ int cli_fail(const char *fmt, ...) {
 int cli_error(const ot_error *e) { return cli_fail("%s", e->msg); }
 
 bool cli_is_help(const char *a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
+
+const char *cli_cuda_kernels_name(void) {
+    const ot_device_kernels *k = ot_device_kernels_get(OT_DEV_CUDA);
+    return k ? k->name : NULL;
+}
+
+void cli_device_help(FILE *f, bool tf32) {
+    const char *kl = cli_cuda_kernels_name();
+    fprintf(f,
+            "--device DEV: 0 (CUDA GPU 0; cuda:0 is the same), cpu, or cpu-guard (the CPU\n"
+            "kernels over memory that host code cannot touch, docs/BACKENDS.md). Without\n"
+            "--device, as Ultralytics: GPU 0 when this binary has the CUDA kernels and a\n"
+            "GPU is present, else cpu. onnx-train-cudaemu and -DONNXT_CUDA=EMU builds run\n"
+            "--device 0 on the CPU executor (the CUDA kernels emulated on the CPU; slow,\n"
+            "for tests). One device at a time: a list such as 0,1 is refused (multi-GPU is\n"
+            "not in this version).\n");
+    if (tf32)
+        fprintf(f, "--tf32: TF32 tensor cores for the convolutions (GPU only; faster, at about\n"
+                   "1e-3 relative precision; also ONNXT_TF32=1). Default: FP32. Does nothing on\n"
+                   "cpu, cpu-guard or the executor.\n");
+    fprintf(f, "This binary's devices: %s.\nIts CUDA kernels: %s.\n", ot_backend_list(), kl ? kl : "none");
+}
 
 int cli_mkdirs(const char *path) {
     char buf[4096];
