@@ -20,7 +20,7 @@
  *              backend's calls (or a bracketed kernel) runs, so a stray host
  *              dereference crashes at once (tests, `--device cpu-guard`). The
  *              CUDA backend's CPU executor uses the same guard.
- * A backend has a compute stream and a copy stream; events order them. The CPU
+ * A backend has a compute, a copy and a communication stream; events order them. The CPU
  * devices run everything in order, so their streams and events are trivial. */
 #ifndef OT_BACKEND_H
 #define OT_BACKEND_H
@@ -28,7 +28,9 @@
 #include "status.h"
 
 typedef enum ot_device_kind { OT_DEV_CPU = 0, OT_DEV_CPU_GUARD = 1, OT_DEV_CUDA = 2, OT_DEV_KINDS } ot_device_kind;
-typedef enum ot_stream { OT_STREAM_COMPUTE = 0, OT_STREAM_COPY = 1 } ot_stream;
+/* OT_STREAM_COMM: collectives over data-parallel ranks (the gradient buckets of
+ * kernels/device_kernels.h's allreduce table), overlapped with the backward. */
+typedef enum ot_stream { OT_STREAM_COMPUTE = 0, OT_STREAM_COPY = 1, OT_STREAM_COMM = 2, OT_STREAMS } ot_stream;
 
 typedef struct ot_backend ot_backend;
 typedef struct ot_event { uint64_t seq; void *impl; } ot_event;
@@ -71,7 +73,7 @@ ot_backend *ot_backend_cpu_guard(void);
 /* GPU `ordinal`'s memory, streams and events (core/backend_cuda.cu); NULL with
  * the reason in why when there is no such GPU or the build has no CUDA. */
 ot_backend *ot_backend_cuda(int ordinal, char *why, size_t n);
-/* The cudaStream_t (as void *) of a CUDA backend's compute or copy stream, for
+/* The cudaStream_t (as void *) of a CUDA backend's compute, copy or comm stream, for
  * code that launches kernels or records timing events on it; NULL for a
  * backend that is not a GPU (the executor's launches ignore streams). */
 void *ot_backend_cuda_stream(ot_backend *be, ot_stream s);

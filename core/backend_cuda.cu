@@ -6,6 +6,7 @@
  * Every CUDA call is checked; a failure names the file, the line and the call
  * and stops the process (a failing device cannot continue a training run; the
  * memory calls that can fail on a full device return NULL instead).
+ * The comm stream carries the gradient all-reduce (kernels/cuda/comm_gpu.c).
  * Kernels are looked up per device (kernels/); this file holds no kernel. */
 extern "C" {
 #include "backend.h"
@@ -24,7 +25,7 @@ static void cuda_check(cudaError_t e, const char *file, int line, const char *wh
 
 typedef struct cuda_dev {
     int ordinal;
-    cudaStream_t stream[2];   /* OT_STREAM_COMPUTE, OT_STREAM_COPY */
+    cudaStream_t stream[OT_STREAMS];   /* OT_STREAM_COMPUTE, OT_STREAM_COPY, OT_STREAM_COMM */
 } cuda_dev;
 
 static cuda_dev *dev_of(ot_backend *be) { return (cuda_dev *)be->impl; }
@@ -65,7 +66,7 @@ static void c_wait_host(ot_backend *be, const ot_event *e) {
     if (e->impl) CUDA_CHECK(cudaEventSynchronize((cudaEvent_t)e->impl));
 }
 static void c_sync(ot_backend *be) {
-    for (int s = 0; s < 2; s++) CUDA_CHECK(cudaStreamSynchronize(dev_of(be)->stream[s]));
+    for (int s = 0; s < OT_STREAMS; s++) CUDA_CHECK(cudaStreamSynchronize(dev_of(be)->stream[s]));
 }
 static void *c_host_alloc(ot_backend *be, size_t bytes) {
     (void)be;
@@ -102,7 +103,7 @@ extern "C" ot_backend *ot_backend_cuda(int ordinal, char *why, size_t n) {
         if (!d) { if (why && n) snprintf(why, n, "out of memory"); return NULL; }
         d->ordinal = ordinal;
         CUDA_CHECK(cudaSetDevice(ordinal));
-        for (int s = 0; s < 2; s++) CUDA_CHECK(cudaStreamCreateWithFlags(&d->stream[s], cudaStreamNonBlocking));
+        for (int s = 0; s < OT_STREAMS; s++) CUDA_CHECK(cudaStreamCreateWithFlags(&d->stream[s], cudaStreamNonBlocking));
         be->v = &cuda_vtbl;
         be->kind = OT_DEV_CUDA;
         be->ordinal = ordinal;
@@ -113,6 +114,6 @@ extern "C" ot_backend *ot_backend_cuda(int ordinal, char *why, size_t n) {
 }
 
 extern "C" void *ot_backend_cuda_stream(ot_backend *be, ot_stream s) {
-    if (!be || be->kind != OT_DEV_CUDA || !be->impl) return NULL;
+    if (!be || be->kind != OT_DEV_CUDA || !be->impl || (int)s < 0 || s >= OT_STREAMS) return NULL;
     return (void *)dev_of(be)->stream[s];
 }

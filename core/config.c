@@ -33,6 +33,9 @@ static void load(void) {
     v = getenv("ONNXT_DIST_TIMEOUT");
     double t = v ? atof(v) : 0;
     c.dist_timeout_s = t > 0 ? t : 7200;
+    v = getenv("ONNXT_BUCKET_MB");
+    t = v ? atof(v) : 0;
+    c.bucket_mb = t > 0 ? t : 25;
     c.loss_log = keep(getenv("ONNXT_LOSS_LOG"), g_loss_log, sizeof g_loss_log);
     c.test_kill_at = keep(getenv("ONNXT_TEST_KILL_AT"), g_kill_at, sizeof g_kill_at);
     c.test_kill_epoch = c.test_kill_iter = -1;

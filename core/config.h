@@ -28,6 +28,7 @@ typedef struct ot_config {
                                  * GPU's convolutions (kernels/cuda/conv_gpu.c); default false (FP32) */
     /* ---- distributed ---- */
     double dist_timeout_s;      /* ONNXT_DIST_TIMEOUT: seconds > 0, default 7200 */
+    double bucket_mb;           /* ONNXT_BUCKET_MB: gradient bucket size on CUDA devices, MB > 0, default 25 */
     /* ---- trainer (train/trainer.c) ---- */
     const char *loss_log;       /* ONNXT_LOSS_LOG: file to append per-batch losses to, NULL when unset */
     const char *test_kill_at;   /* ONNXT_TEST_KILL_AT as given ("E:I"), NULL when unset */

@@ -95,13 +95,18 @@ ot_status ot_nccl_create(int device, ot_nccl **out, ot_error *err) {
     return OT_OK;
 }
 
-ot_status ot_nccl_sum_f32(ot_nccl *c, float *dev, int64_t n, void *stream, ot_error *err) {
-    cudaStream_t s = (cudaStream_t)stream;
-    ncclResult_t r = c->allreduce(dev, dev, (size_t)n, ncclFloat32, ncclSum, c->comm, s);
+ot_status ot_nccl_enqueue_sum_f32(ot_nccl *c, float *dev, int64_t n, void *stream, ot_error *err) {
+    if (!c->comm) return ot_fail(err, OT_ERR_INTERNAL, "NCCL: the communicator was aborted");
+    ncclResult_t r = c->allreduce(dev, dev, (size_t)n, ncclFloat32, ncclSum, c->comm, (cudaStream_t)stream);
     if (r != ncclSuccess) return ot_fail(err, OT_ERR_INTERNAL, "NCCL: ncclAllReduce: %s", c->str(r));
+    return OT_OK;
+}
+
+/* Polls the event (NULL: the stream) until it completes, with the asynchronous error and the deadline. */
+static ot_status poll(ot_nccl *c, cudaStream_t s, cudaEvent_t e, ot_error *err) {
     double t0 = now_s(), lim = deadline_s();
     for (;;) {
-        cudaError_t q = cudaStreamQuery(s);
+        cudaError_t q = e ? cudaEventQuery(e) : cudaStreamQuery(s);
         if (q == cudaSuccess) return OT_OK;
         if (q != cudaErrorNotReady) return ot_fail(err, OT_ERR_INTERNAL, "NCCL: stream error: %s", cudaGetErrorString(q));
         ncclResult_t a = ncclSuccess;
@@ -117,6 +122,16 @@ ot_status ot_nccl_sum_f32(ot_nccl *c, float *dev, int64_t n, void *stream, ot_er
         nanosleep(&d, NULL);
     }
 }
+
+ot_status ot_nccl_sum_f32(ot_nccl *c, float *dev, int64_t n, void *stream, ot_error *err) {
+    OT_TRY(ot_nccl_enqueue_sum_f32(c, dev, n, stream, err));
+    return poll(c, (cudaStream_t)stream, NULL, err);
+}
+
+ot_status ot_nccl_wait_event(ot_nccl *c, void *event, ot_error *err) {
+    if (!c->comm) return ot_fail(err, OT_ERR_INTERNAL, "NCCL: the communicator was aborted");
+    return poll(c, NULL, (cudaEvent_t)event, err);
+}
 #else
 struct ot_nccl { int ranks; };
 ot_status ot_nccl_create(int device, ot_nccl **out, ot_error *err) {
@@ -126,6 +141,13 @@ ot_status ot_nccl_create(int device, ot_nccl **out, ot_error *err) {
 }
 ot_status ot_nccl_sum_f32(ot_nccl *c, float *dev, int64_t n, void *stream, ot_error *err) {
     (void)c; (void)dev; (void)n; (void)stream;
+    return ot_fail(err, OT_ERR_UNSUPPORTED, "NCCL: this build has no CUDA");
+}
+ot_status ot_nccl_enqueue_sum_f32(ot_nccl *c, float *dev, int64_t n, void *stream, ot_error *err) {
+    return ot_nccl_sum_f32(c, dev, n, stream, err);
+}
+ot_status ot_nccl_wait_event(ot_nccl *c, void *event, ot_error *err) {
+    (void)c; (void)event;
     return ot_fail(err, OT_ERR_UNSUPPORTED, "NCCL: this build has no CUDA");
 }
 void ot_nccl_destroy(ot_nccl *c) { free(c); }

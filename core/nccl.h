@@ -21,6 +21,13 @@ ot_status ot_nccl_create(int device, ot_nccl **out, ot_error *err);
  * enqueued on stream (a cudaStream_t; NULL: the legacy default stream) and
  * waited for. */
 ot_status ot_nccl_sum_f32(ot_nccl *c, float *dev, int64_t n, void *stream, ot_error *err);
+/* The same, only enqueued: returns once the sum is on the stream (the
+ * gradient buckets of kernels/cuda/comm_gpu.c); ot_nccl_wait_event waits. */
+ot_status ot_nccl_enqueue_sum_f32(ot_nccl *c, float *dev, int64_t n, void *stream, ot_error *err);
+/* The host waits for a cudaEvent_t (as void *) recorded after enqueued sums,
+ * polling the communicator's asynchronous error and ONNXT_DIST_TIMEOUT (a dead
+ * or hung peer aborts the communicator and returns an error). */
+ot_status ot_nccl_wait_event(ot_nccl *c, void *event, ot_error *err);
 void ot_nccl_destroy(ot_nccl *c);
 int ot_nccl_ranks(const ot_nccl *c);
 

@@ -21,6 +21,26 @@ typedef struct ot_op_row {
     const ot_op_impl *impl;
 } ot_op_row;
 
+/* A device collective: the gradient all-reduce over the data-parallel ranks of
+ * core/dist.h (mpirun), on the device's memory. One communicator per training
+ * run; every rank makes the same calls with the same sizes in the same order.
+ * kernels/cuda/comm_gpu.c: NCCL (core/nccl.h) on the GPU's comm stream;
+ * kernels/cuda/comm_emu.c: the executor's answer, MPI (ot_dist_sum_f32) on the
+ * guarded memory, done before the call returns. */
+typedef struct ot_allreduce ot_allreduce;
+typedef struct ot_allreduce_kernels {
+    /* One communicator over every rank for device be (collective: every rank calls it). */
+    ot_status (*create)(ot_backend *be, ot_allreduce **out, ot_error *err);
+    /* In place: the element-wise sum over the ranks of n floats of device memory,
+     * enqueued on stream s after what s already holds (order it against the
+     * compute stream with ot_be_record / ot_be_wait). */
+    ot_status (*sum_f32)(ot_allreduce *c, float *x, int64_t n, ot_stream s, ot_error *err);
+    /* The host waits for every sum enqueued on s so far, polling the peers'
+     * errors and ONNXT_DIST_TIMEOUT: an error, never a hang. */
+    ot_status (*wait)(ot_allreduce *c, ot_stream s, ot_error *err);
+    void (*destroy)(ot_allreduce *c);
+} ot_allreduce_kernels;
+
 typedef struct ot_device_kernels {
     const char *name;            /* for messages: "CUDA (sm_86, sm_90)", "CUDA on the CPU executor" */
     const ot_op_row *ops;
@@ -28,6 +48,7 @@ typedef struct ot_device_kernels {
     const ot_slab_kernels *slab;
     const ot_yolo_loss_kernels *loss;
     const ot_decode_kernels *decode;
+    const ot_allreduce_kernels *allreduce; /* NULL: gradients cross ranks through the host (ot_dist_sum_f32_on) */
 } ot_device_kernels;
 
 /* Makes t the tables of device kind k (not the CPU kinds, whose tables are

@@ -2,6 +2,7 @@
 #include "trainer.h"
 #include "../core/config.h"
 #include "../core/dist.h"
+#include "../kernels/device_kernels.h"
 #include "../kernels/ops.h"
 #include "autoanchor.h"
 #include "builtin.h"
@@ -127,6 +128,7 @@ typedef struct run {
     size_t stage_bytes;
     ot_event stage_ev[2];
     int stage_k;
+    struct grad_buckets *gb;  /* ranks > 1 on a device with a collective (CUDA): the gradient buckets */
     ot_yolo_loss *loss;
     ot_yolo_loss_cfg lcfg;
     ot_optimizer *opt;
@@ -184,6 +186,8 @@ static void test_kill_point(const run *r, int epoch, int64_t i) {
     raise(SIGKILL);
 }
 
+static void grad_buckets_free(struct grad_buckets *gb);
+
 static void run_free(run *r) {
     ot_detector_destroy(r->det);
     ot_ema_destroy(r->ema);
@@ -192,6 +196,7 @@ static void run_free(run *r) {
     ot_autograd_destroy(r->alt);
     ot_autograd_destroy(r->ag);
     if (r->be) { ot_be_sync(r->be); ot_be_free(r->be, r->stage[0]); ot_be_free(r->be, r->stage[1]); }
+    grad_buckets_free(r->gb);
     ot_graph_destroy(r->g);
     ot_loader_destroy(r->train_ld);
     ot_loader_destroy(r->val_ld);
@@ -383,9 +388,138 @@ static void grads_freeze(run *r) {
             ot_be_memset(r->be, r->ag->grad_slab + r->ag->var_off[k], 0, sizeof(float) * (size_t)ot_numel(&r->ag->p->shape[r->ag->var_vid[k]]));
 }
 
-/* The gradients summed over the ranks, in place. */
-static void grads_allreduce(run *r) {
-    ot_dist_sum_f32_on(r->be, r->ag->grad_slab, (int64_t)r->ag->slab_floats); /* DDP: loss * world, gradients averaged */
+/* ---- gradients over the ranks on a device with a collective (CUDA): buckets overlapped with the backward ----
+ * The gradient slab is cut at variable boundaries into contiguous buckets of about ONNXT_BUCKET_MB (default 25,
+ * DDP's bucket_cap_mb), from the slab's end: the slab follows the graph's order, so its last tensors are the
+ * first the backward finishes. The autograd says when each variable's gradient is final
+ * (ot_autograd_set_grad_ready); once every variable of bucket `next` is, an event on the compute stream and
+ * that bucket's sum on the comm stream after it. Buckets go in index order, the same on every rank. After the
+ * backward the compute stream waits for an event behind the last sum; the host waits (with the deadline) only
+ * before it reads the step's loss items. The CPU devices keep one ot_dist_sum_f32_on after the backward. */
+typedef struct grad_buckets {
+    const ot_allreduce_kernels *k;
+    ot_allreduce *c;
+    int n, next;             /* buckets; the next one to enqueue */
+    size_t *off, *len;       /* per bucket: its floats in the gradient slab */
+    int *vars, *left;        /* per bucket: its variables; those not final yet in this backward */
+    int *of_var;             /* per variable: its bucket */
+    ot_event ready, done;    /* compute stream -> a bucket's sum; the last sum -> compute stream */
+    bool active, pending;    /* this backward's gradients are bucketed; sums not yet waited for by the host */
+    ot_status st;            /* the first sum that failed in this backward */
+    ot_error err;
+} grad_buckets;
+
+static void grad_buckets_free(grad_buckets *gb) {
+    if (!gb) return;
+    if (gb->c) gb->k->destroy(gb->c);
+    free(gb->off); free(gb->len); free(gb->vars); free(gb->left); free(gb->of_var);
+    free(gb);
+}
+
+/* Ranks > 1 on a device whose tables have an all-reduce. */
+static const ot_allreduce_kernels *device_allreduce(const run *r) {
+    if (r->world <= 1 || r->be->kind != OT_DEV_CUDA) return NULL;
+    const ot_device_kernels *t = ot_device_kernels_get(r->be->kind);
+    return t ? t->allreduce : NULL;
+}
+
+/* The bucket plan over ag's slab (every autograd of the run shares its layout) and the communicator. */
+static ot_status grad_buckets_make(run *r, const ot_allreduce_kernels *k, ot_error *err) {
+    const ot_autograd *ag = r->ag;
+    int nv = ag->n_vars;
+    grad_buckets *gb = calloc(1, sizeof *gb);
+    size_t m = (size_t)(nv ? nv : 1);
+    if (gb) {
+        gb->off = malloc(sizeof(size_t) * m); gb->len = malloc(sizeof(size_t) * m);
+        gb->vars = calloc(m, sizeof(int)); gb->left = malloc(sizeof(int) * m); gb->of_var = malloc(sizeof(int) * m);
+    }
+    if (!gb || !gb->off || !gb->len || !gb->vars || !gb->left || !gb->of_var) {
+        grad_buckets_free(gb);
+        return ot_fail(err, OT_ERR_NOMEM, "out of memory");
+    }
+    gb->k = k;
+    double mb = ot_config_get()->bucket_mb; /* ONNXT_BUCKET_MB */
+    size_t cap = (size_t)(mb * 1048576.0 / sizeof(float));
+    if (cap < 1) cap = 1;
+    size_t hi = ag->slab_floats;
+    for (int v = nv - 1; v >= 0; v--) { /* var_off[0] == 0: the buckets cover the whole slab, gaps included */
+        gb->of_var[v] = gb->n;
+        gb->vars[gb->n]++;
+        size_t lo = ag->var_off[v];
+        if (hi - lo >= cap || v == 0) {
+            gb->off[gb->n] = lo;
+            gb->len[gb->n] = hi - lo;
+            gb->n++;
+            hi = lo;
+        }
+    }
+    ot_status st = k->create(r->be, &gb->c, err); /* collective: every rank reaches its first step together */
+    if (st) { grad_buckets_free(gb); return st; }
+    r->gb = gb;
+    if (r->rank == 0 && !r->o.quiet)
+        printf("DDP: %d ranks, gradients all-reduced in %d bucket%s of <= %g MB overlapped with the backward on %s\n", r->world,
+               gb->n, gb->n == 1 ? "" : "s", mb, r->be->name);
+    return OT_OK;
+}
+
+/* The backward has written the last of variable v's gradient: enqueue the buckets now complete, in order. */
+static void grad_ready(void *ctx, int v) {
+    run *r = ctx;
+    grad_buckets *gb = r->gb;
+    gb->left[gb->of_var[v]]--;
+    while (gb->next < gb->n && gb->left[gb->next] == 0) {
+        int b = gb->next++;
+        ot_be_record(r->be, OT_STREAM_COMPUTE, &gb->ready);
+        ot_be_wait(r->be, OT_STREAM_COMM, &gb->ready);
+        ot_status st = gb->k->sum_f32(gb->c, r->ag->grad_slab + gb->off[b], (int64_t)gb->len[b], OT_STREAM_COMM,
+                                      gb->st ? NULL : &gb->err);
+        if (st && !gb->st) gb->st = st;
+        gb->pending = true;
+    }
+}
+
+/* Before a backward: when it ends with an optimizer step on a device with a collective, its gradients are
+ * summed bucket by bucket as the backward finishes them. */
+static ot_status grads_allreduce_begin(run *r, ot_autograd *ag, bool stepping, ot_error *err) {
+    const ot_allreduce_kernels *k = stepping ? device_allreduce(r) : NULL;
+    if (k && !r->gb) OT_TRY(grad_buckets_make(r, k, err));
+    grad_buckets *gb = k ? r->gb : NULL;
+    if (r->gb) r->gb->active = gb != NULL;
+    if (!gb) { ot_autograd_set_grad_ready(ag, NULL, NULL); return OT_OK; }
+    for (int b = 0; b < gb->n; b++) gb->left[b] = gb->vars[b];
+    gb->next = 0;
+    gb->st = OT_OK;
+    ot_autograd_set_grad_ready(ag, grad_ready, r);
+    return OT_OK;
+}
+
+/* The gradients summed over the ranks, in place (DDP: loss * world, gradients averaged), and the frozen ones
+ * zeroed: bucketed, the compute stream waits for the last bucket's sum, then zeroes; otherwise zero, then one
+ * sum over the whole slab (through the host on a device without a collective). */
+static ot_status grads_allreduce(run *r, ot_autograd *ag, ot_error *err) {
+    grad_buckets *gb = r->gb;
+    if (!gb || !gb->active) {
+        grads_freeze(r);
+        ot_dist_sum_f32_on(r->be, r->ag->grad_slab, (int64_t)r->ag->slab_floats);
+        return OT_OK;
+    }
+    ot_autograd_set_grad_ready(ag, NULL, NULL);
+    gb->active = false;
+    if (gb->st) { *err = gb->err; return gb->st; }
+    if (gb->next != gb->n)
+        return ot_fail(err, OT_ERR_INTERNAL, "gradient buckets: %d of %d enqueued after the backward", gb->next, gb->n);
+    ot_be_record(r->be, OT_STREAM_COMM, &gb->done);
+    ot_be_wait(r->be, OT_STREAM_COMPUTE, &gb->done);
+    grads_freeze(r);
+    return OT_OK;
+}
+
+/* The host waits for the step's sums (the peers' errors and ONNXT_DIST_TIMEOUT polled) before it waits for the
+ * step itself. */
+static ot_status grads_allreduce_wait(run *r, ot_error *err) {
+    if (!r->gb || !r->gb->pending) return OT_OK;
+    r->gb->pending = false;
+    return r->gb->k->wait(r->gb->c, OT_STREAM_COMM, err);
 }
 
 /* Ranks > 1 with gradients pending (accumulated, not yet stepped): the checkpoint keeps their sum over the ranks.
@@ -885,10 +1019,11 @@ static ot_status train_step(run *r, const ot_batch *b, long ni, ot_error *err) {
     ot_shape shapes[OT_MAX_HEADS];
     head_outputs(r, ag, outs, shapes, douts);
     OT_TRY(ot_yolo_loss_compute(r->loss, &r->lcfg, outs, shapes, b->targets, (int)b->n_targets, douts, NULL, err));
+    bool stepping = ni - r->last_opt_step >= acc;
+    OT_TRY(grads_allreduce_begin(r, ag, stepping, err));
     OT_TRY(ot_autograd_backward(ag, err));
-    if (ni - r->last_opt_step >= acc) {
-        grads_freeze(r);
-        grads_allreduce(r);
+    if (stepping) {
+        OT_TRY(grads_allreduce(r, ag, err));
         ot_optimizer_clip_grad_norm(r->opt, 10.0);
         ot_optimizer_step_ema(r->opt, r->ema); /* one pass over the weights on a device with fused kernels */
         ot_autograd_zero_grad(r->ag);
@@ -899,6 +1034,7 @@ static ot_status train_step(run *r, const ot_batch *b, long ni, ot_error *err) {
 
 /* The step's loss items (the one wait for the device per batch), logged and checked. */
 static ot_status step_finish(run *r, int64_t i, ot_loss_items *it, ot_error *err) {
+    OT_TRY(grads_allreduce_wait(r, err));
     ot_yolo_loss_items(r->loss, it);
     if (r->loss_log && r->rank == 0)
         fprintf(r->loss_log, "%d %lld %.9g %.9g %.9g\n", r->epoch, (long long)i, it->lbox, it->lobj, it->lcls);

@@ -38,6 +38,7 @@ void ot_autograd_destroy(ot_autograd *a) {
     free(a->var_vid); free(a->kind); free(a->var_off);
     if (!a->shared_vars) { ot_be_free(a->be, a->slab); ot_be_free(a->be, a->grad_slab); }
     free(a->bsteps); free(a->zero_start); free(a->zero_vid); free(a->requires_grad);
+    free(a->final_start); free(a->final_var);
     free(a);
 }
 
@@ -89,6 +90,46 @@ static ot_status make_slabs(ot_autograd *a, ot_error *err) {
         p->data[v] = d;
         if (a->kind[v] == OT_VAR_PARAM) p->grad[v] = a->grad_slab + a->var_off[i];
     }
+    return OT_OK;
+}
+
+/* The variable whose gradient holds gp (a pointer into grad_slab), -1 when gp is not in the slab. */
+static int var_at(const ot_autograd *a, const float *gp) {
+    if (!gp || a->n_vars == 0 || gp < a->grad_slab || gp >= a->grad_slab + a->slab_floats) return -1;
+    size_t off = (size_t)(gp - a->grad_slab);
+    int lo = 0, hi = a->n_vars - 1; /* the last variable starting at or before off */
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (a->var_off[mid] <= off) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
+/* When each variable's gradient is final (ot_autograd_set_grad_ready): after the
+ * last backward step with it, or a view sharing its gradient, among its inputs. */
+static ot_status final_steps(ot_autograd *a, ot_error *err) {
+    int nv = a->n_vars, nb = a->n_bsteps;
+    int *last = malloc(sizeof(int) * (size_t)(nv ? nv : 1));
+    a->final_start = calloc((size_t)nb + 2, sizeof(int));
+    a->final_var = malloc(sizeof(int) * (size_t)(nv ? nv : 1));
+    if (!last || !a->final_start || !a->final_var) { free(last); return ot_fail(err, OT_ERR_NOMEM, "out of memory"); }
+    for (int k = 0; k < nv; k++) last[k] = -1;
+    for (int b = 0; b < nb; b++) {
+        const ot_node *n = &a->g->nodes[a->bsteps[b]];
+        for (int i = 0; i < n->n_in; i++) {
+            int k = n->in[i] >= 0 ? var_at(a, a->p->grad[n->in[i]]) : -1;
+            if (k >= 0) last[k] = b;
+        }
+    }
+    for (int k = 0; k < nv; k++) a->final_start[last[k] + 2]++; /* slot last + 1 counted at start[slot + 1] */
+    for (int s = 1; s <= nb + 1; s++) a->final_start[s] += a->final_start[s - 1];
+    int *cur = malloc(sizeof(int) * ((size_t)nb + 1));
+    if (!cur) { free(last); return ot_fail(err, OT_ERR_NOMEM, "out of memory"); }
+    memcpy(cur, a->final_start, sizeof(int) * ((size_t)nb + 1));
+    for (int k = 0; k < nv; k++) a->final_var[cur[last[k] + 1]++] = k;
+    free(cur);
+    free(last);
     return OT_OK;
 }
 
@@ -234,6 +275,7 @@ ot_status ot_autograd_create_on(ot_backend *be, const ot_graph *g, const ot_shap
         if (birth[nv + v] >= 0) p->grad[v] = p->arena + tl.off[nv + v];
     for (int v = 0; v < nv; v++)
         if (galias[v] != v && p->grad[galias[v]]) p->grad[v] = p->grad[galias[v]];
+    if ((st = final_steps(a, err))) goto fail;
     /* gradients written, not added: a gradient with one writer (one input slot
      * of one backward step), not shared with a view, not the caller's (graph
      * input or output), whose op can write it (OT_OPF_GRAD_SET), is not zeroed:
@@ -312,7 +354,10 @@ ot_status ot_autograd_backward(ot_autograd *a, ot_error *err) {
     ot_plan *p = a->p;
     const ot_graph *g = a->g;
     ot_status st = OT_OK;
+    void (*ready)(void *, int) = a->grad_ready;
     ot_be_enter(a->be);
+    if (ready)
+        for (int z = a->final_start[0]; z < a->final_start[1]; z++) ready(a->grad_ready_ctx, a->final_var[z]);
     for (int b = 0; b < a->n_bsteps && !st; b++) {
         double tz = p->prof ? ot_plan_clock() : 0;
         for (int z = a->zero_start[b]; z < a->zero_start[b + 1]; z++) {
@@ -329,10 +374,17 @@ ot_status ot_autograd_backward(ot_autograd *a, ot_error *err) {
         if (st) {
             char label[600];
             ot_fail_prefix(err, "%s", ot_node_label(g, n, label, sizeof label));
+        } else if (ready) {
+            for (int z = a->final_start[b + 1]; z < a->final_start[b + 2]; z++) ready(a->grad_ready_ctx, a->final_var[z]);
         }
     }
     ot_be_leave(a->be);
     return st;
+}
+
+void ot_autograd_set_grad_ready(ot_autograd *a, void (*cb)(void *ctx, int var), void *ctx) {
+    a->grad_ready = cb;
+    a->grad_ready_ctx = ctx;
 }
 
 void ot_autograd_set_bn_sync(ot_autograd *a, void (*sum)(double *buf, int64_t n)) { a->p->bn_sum = sum; }

@@ -35,6 +35,12 @@ typedef struct ot_autograd {
     size_t arena_bytes;    /* the plan's arena: activations and gradients on one timeline */
     unsigned char *requires_grad; /* per value */
     bool shared_vars;      /* slab and grad_slab belong to another autograd */
+    /* gradients that become final: CSR over n_bsteps + 1 slots; slot 0 before the
+     * first backward step (variables no step writes), slot b + 1 after step b */
+    int *final_start;
+    int *final_var;        /* variable indices (into var_vid / var_off) */
+    void (*grad_ready)(void *ctx, int var);
+    void *grad_ready_ctx;
 } ot_autograd;
 
 /* Default kinds: float initializers feeding Conv weight/bias and BatchNormalization
@@ -65,6 +71,14 @@ float *ot_autograd_output_grad(ot_autograd *a, int k);
  * input_grads) are recomputed by each backward. */
 ot_status ot_autograd_backward(ot_autograd *a, ot_error *err);
 void ot_autograd_zero_grad(ot_autograd *a);
+/* A hook for gradient all-reduce overlapped with the backward: during each
+ * ot_autograd_backward, cb(ctx, k) is called once for every variable k (an
+ * index into var_vid / var_off, buffers included) as soon as the backward steps
+ * queued so far have written the last of its gradient: after the last backward
+ * step that writes it (before the first step for variables none writes), from
+ * the host, in the same order on every run of this autograd. The steps after it
+ * never touch grad_slab[var_off[k] ...]. NULL: no calls (the default). */
+void ot_autograd_set_grad_ready(ot_autograd *a, void (*cb)(void *ctx, int var), void *ctx);
 
 /* Synchronised BatchNorm for data-parallel training: with a sum function
  * (element-wise, in place, over every rank: ot_dist_sum_f64), this autograd's

@@ -365,6 +365,9 @@ static void decode_run(ot_backend *be, const float *const *maps, const ot_decode
 }
 static const ot_decode_kernels decode = {.decode = decode_run};
 
+/* The gradient all-reduce: comm_gpu.c (NCCL) or comm_emu.c (MPI on the executor's memory). */
+extern const ot_allreduce_kernels ot_cuda_allreduce;
+
 static const ot_device_kernels tables = {
     .name = ot_cuda_library_name,
     .ops = op_rows,
@@ -372,6 +375,7 @@ static const ot_device_kernels tables = {
     .slab = &slab,
     .loss = &loss,
     .decode = &decode,
+    .allreduce = &ot_cuda_allreduce,
 };
 
 const ot_device_kernels *ot_cuda_kernels(void) { return &tables; }

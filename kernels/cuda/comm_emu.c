@@ -1,0 +1,46 @@
+/* comm_emu.c: the CUDA device's gradient all-reduce under the CPU executor
+ * (onnxtrain_cudaemu): the names comm_gpu.c exports, answered by the MPI
+ * collectives of core/dist.h (ot_dist_sum_f32) on the executor device's memory.
+ * docs/CUDA.md, "The gradient all-reduce".
+ *
+ * The executor's device memory is cpu-guard memory, closed to host code outside
+ * ot_be_enter(ot_backend_cpu_guard()) ... ot_be_leave, so the sum runs inside
+ * that bracket, in place (no host copy). The executor is one in-order queue:
+ * the sum is done when sum_f32 returns, and wait has nothing left to wait for.
+ * MPI's float sum of two ranks is the same whatever the split into buckets, so
+ * bucketed sums give the bits of one sum over the whole slab. */
+#include "cuda_tables.h"
+#include "core/dist.h"
+#include <stdlib.h>
+
+struct ot_allreduce {
+    ot_backend *be;
+};
+
+static ot_status emu_create(ot_backend *be, ot_allreduce **out, ot_error *err) {
+    *out = calloc(1, sizeof **out);
+    if (!*out) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
+    (*out)->be = be;
+    return OT_OK;
+}
+
+static ot_status emu_sum(ot_allreduce *c, float *x, int64_t n, ot_stream s, ot_error *err) {
+    (void)c; (void)s; (void)err;
+    if (n <= 0 || ot_dist_world() <= 1) return OT_OK;
+    ot_backend *g = ot_backend_cpu_guard();
+    ot_be_enter(g);
+    ot_dist_sum_f32(x, n); /* a dead or hung peer stops every rank (ONNXT_DIST_TIMEOUT) */
+    ot_be_leave(g);
+    return OT_OK;
+}
+
+static ot_status emu_wait(ot_allreduce *c, ot_stream s, ot_error *err) {
+    (void)c; (void)s; (void)err;
+    return OT_OK;
+}
+
+static void emu_destroy(ot_allreduce *c) { free(c); }
+
+const ot_allreduce_kernels ot_cuda_allreduce = {
+    .create = emu_create, .sum_f32 = emu_sum, .wait = emu_wait, .destroy = emu_destroy,
+};

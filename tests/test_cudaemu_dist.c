@@ -1,0 +1,269 @@
+/* test_cudaemu_dist.c: data-parallel training on the CUDA device, each rank its
+ * executor device (`mpirun -np 2 onnx-train-cudaemu train --device 0`): the
+ * gradient slab cut into buckets, each bucket summed over the ranks through the
+ * device tables' allreduce (kernels/cuda/comm_emu.c: MPI on the executor's
+ * guarded memory) as soon as the backward has finished it (train/trainer.c,
+ * ot_autograd_set_grad_ready). docs/TRAINING.md, "Data parallel on CUDA devices".
+ *
+ * The data are test_dist.c's: 16 synthetic images with the same label lines,
+ * augmentation off, so a rank's per-batch loss equals the one-rank loss of the
+ * whole batch and the two runs train the same weights. 2 epochs of batch 4
+ * (6 optimizer steps: warmup accumulation 1 -> 2, SGD + EMA).
+ * - without BatchNormalization (--no-bn, as test_dist.c: the CUDA BatchNorm
+ *   refuses --sync-bn): 2 executor ranks with ONNXT_BUCKET_MB=1 (several
+ *   buckets, counted from the DDP line) against 1 executor rank with batch 4:
+ *   every batch's losses within 1e-5 relative, last.ckpt's weights within 1e-5
+ *   (test_dist.c's measure); against 2 CPU ranks (today's host all-reduce):
+ *   the same losses and weights; the default bucket size (one bucket for
+ *   yolov5n's 7.6 MB) gives the weights of 1 MB buckets bit for bit;
+ * - with BatchNormalization (local statistics on each rank): 2 executor ranks
+ *   against 2 CPU ranks, losses and weights within 1e-5;
+ * - the autograd's hook on a yolov5n step on the executor device: every
+ *   variable final exactly once per backward, and 1 MB buckets cut from the
+ *   slab's end complete while the backward still runs (the first within its
+ *   first half), so their sums overlap it on a GPU.
+ * Exits 77 (skipped) without mpirun or MPI. */
+#include "core/dist.h"
+#include "kernels/cuda/cuda_tables.h"
+#include "testutil.h"
+#include "train/builtin.h"
+#include "train/checkpoint.h"
+#include "train/step.h"
+#include <math.h>
+#include <string.h>
+
+static char W[1024];
+
+/* test_dist.c's launcher: local ranks only, as root in CI, 2 ranks on any core count */
+#define MPIRUN "env OMPI_MCA_plm=isolated OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 mpirun -np 2"
+#define ARGS "--model yolov5n --img 64 --epochs 2 --batch-size 4 --workers 1 --noplots --exist-ok --noautoanchor"
+
+static bool have_mpi(void) {
+    if (!ot_dist_available() || system("command -v mpirun >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "SKIP: no mpirun or no MPI in this build (tools/setup.sh installs openmpi)\n");
+        return false;
+    }
+    if (system("timeout 60 " MPIRUN " true >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "SKIP: mpirun cannot start 2 local processes here (try: " MPIRUN " true)\n");
+        return false;
+    }
+    return true;
+}
+
+static void setup(void) {
+    char p[1300];
+    snprintf(p, sizeof p, "%s/d/data.yaml", W);
+    if (tu_exists(p)) return;
+    tu_sh("'%s' data synth --out '%s/d' --train 16 --val 4 --img 64 --seed 5 >/dev/null", OT_CLI, W);
+    tu_sh("cd '%s/d/labels/train' && f=$(ls | head -1) && for x in *.txt; do [ \"$x\" = \"$f\" ] || cp \"$f\" \"$x\"; done", W);
+    snprintf(p, sizeof p, "%s/hyp.yaml", W);
+    FILE *f = fopen(p, "w");
+    ck_assert(f);
+    fputs("mosaic: 0.0\ntranslate: 0.0\nscale: 0.0\nfliplr: 0.0\nhsv_h: 0.0\nhsv_s: 0.0\nhsv_v: 0.0\n", f);
+    fclose(f);
+}
+
+/* One training run named `name`: ranks 1 or 2, cli OT_CLI / OT_CLI_EMU, its stdout in NAME.out, its
+ * per-batch losses (rank 0's) in NAME.log. */
+static void train(const char *name, int ranks, const char *cli, const char *device, const char *extra, const char *env) {
+    tu_sh("rm -rf '%s/runs/%s' '%s/%s.log' && OMP_NUM_THREADS=1 ONNXT_LOSS_LOG='%s/%s.log' %s %s '%s' train --data '%s/d/data.yaml' "
+          "--hyp '%s/hyp.yaml' " ARGS " %s --device %s --project '%s/runs' --name %s > '%s/%s.out'",
+          W, name, W, name, W, name, env, ranks > 1 ? MPIRUN : "", cli, W, W, extra, device, W, name, W, name);
+}
+
+/* The losses of a loss log ("epoch batch lbox lobj lcls" per line). */
+static int read_losses(const char *name, double *v, int cap) {
+    char p[1300];
+    snprintf(p, sizeof p, "%s/%s.log", W, name);
+    FILE *f = fopen(p, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", p);
+    int n = 0, e, b;
+    double x[3];
+    while (n + 3 <= cap && fscanf(f, "%d %d %lf %lf %lf", &e, &b, &x[0], &x[1], &x[2]) == 5)
+        for (int k = 0; k < 3; k++) v[n++] = x[k];
+    fclose(f);
+    return n;
+}
+
+static void compare_losses(const char *one, const char *two) {
+    double a[300], b[300];
+    int na = read_losses(one, a, 300), nb = read_losses(two, b, 300);
+    ck_assert_int_eq(na, nb);
+    ck_assert_int_eq(na, 3 * 8); /* 2 epochs of 4 batches */
+    double worst = 0;
+    for (int i = 0; i < na; i++) worst = fmax(worst, fabs(a[i] - b[i]) / fmax(1e-30, fabs(a[i])));
+    fprintf(stderr, "losses %s vs %s: max relative %.3g over %d values\n", one, two, worst, na);
+    ck_assert_msg(worst <= 1e-5, "losses %s vs %s: max relative %g", one, two, worst);
+}
+
+static ot_graph *weights(const char *run) {
+    char p[1300];
+    snprintf(p, sizeof p, "%s/runs/%s/weights/last.ckpt", W, run);
+    ot_ckpt *c;
+    ot_graph *g;
+    ot_error e;
+    ck_assert_msg(ot_ckpt_load(p, &c, &e) == OT_OK, "%s", e.msg);
+    ck_assert_msg(ot_ckpt_graph(c, &g, &e) == OT_OK, "%s", e.msg);
+    ck_assert_int_eq((int)json_integer_value(json_object_get(c->header, "epoch")), 1);
+    ot_ckpt_free(c);
+    return g;
+}
+
+/* test_dist.c's measure: max |a - b| / max(1, |a|) and relative L2 over every float initializer, both <= tol. */
+static void compare_weights(const char *one, const char *two, double tol) {
+    ot_graph *a = weights(one), *b = weights(two);
+    double worst = 0, num = 0, den = 0;
+    int n = 0;
+    for (int v = 0; v < a->n_values; v++) {
+        const ot_value *x = &a->values[v];
+        if (!(x->flags & OT_V_INIT) || x->init.dtype != OT_F32) continue;
+        int u = ot_graph_find(b, x->name);
+        ck_assert_msg(u >= 0 && b->values[u].init.nbytes == x->init.nbytes, "%s differs in shape", x->name);
+        const float *p = x->init.data, *q = b->values[u].init.data;
+        for (size_t i = 0; i < x->init.nbytes / sizeof(float); i++) {
+            double d = fabs((double)p[i] - q[i]);
+            worst = fmax(worst, d / fmax(1.0, fabs(p[i])));
+            num += d * d;
+            den += (double)p[i] * p[i];
+        }
+        n++;
+    }
+    ck_assert_int_gt(n, 100);
+    double rel = sqrt(num / den);
+    fprintf(stderr, "weights %s vs %s: max scaled %.3g, relative L2 %.3g over %d tensors\n", one, two, worst, rel, n);
+    ck_assert_msg(worst <= tol && rel <= tol, "%s vs %s: max scaled %g, relative L2 %g", one, two, worst, rel);
+    ot_graph_destroy(a);
+    ot_graph_destroy(b);
+}
+
+/* The bucket count of the DDP line rank 0 printed in NAME.out; -1 when there is none. */
+static int buckets(const char *name) {
+    char p[1300], line[1024];
+    snprintf(p, sizeof p, "%s/%s.out", W, name);
+    FILE *f = fopen(p, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", p);
+    int n = -1;
+    while (fgets(line, sizeof line, f)) {
+        const char *s = strstr(line, "gradients all-reduced in ");
+        if (strncmp(line, "DDP: 2 ranks", 12) == 0 && s) n = atoi(s + strlen("gradients all-reduced in "));
+    }
+    fclose(f);
+    return n;
+}
+
+START_TEST(t_two_executor_ranks_without_bn) {
+    setup();
+    train("one", 1, OT_CLI_EMU, "0", "--no-bn --quiet", "");
+    train("two", 2, OT_CLI_EMU, "0", "--no-bn", "ONNXT_BUCKET_MB=1");
+    train("two_25", 2, OT_CLI_EMU, "0", "--no-bn", "");
+    train("two_cpu", 2, OT_CLI, "cpu", "--no-bn --quiet", "");
+    int nb = buckets("two");
+    fprintf(stderr, "ONNXT_BUCKET_MB=1: %d buckets; default: %d\n", nb, buckets("two_25"));
+    ck_assert_msg(nb >= 5, "expected several 1 MB buckets for yolov5n's gradients, the DDP line says %d", nb);
+    ck_assert_int_eq(buckets("two_25"), 1);
+    compare_losses("one", "two");
+    compare_losses("two_cpu", "two");
+    compare_weights("one", "two", 1e-5);
+    compare_weights("two_cpu", "two", 1e-5);
+    compare_weights("two_25", "two", 0); /* MPI's sum of two floats does not depend on the split */
+}
+END_TEST
+
+START_TEST(t_two_executor_ranks_with_bn) {
+    setup();
+    train("two_bn", 2, OT_CLI_EMU, "0", "--quiet", "ONNXT_BUCKET_MB=0.5");
+    train("two_bn_cpu", 2, OT_CLI, "cpu", "--quiet", "");
+    compare_losses("two_bn_cpu", "two_bn");
+    compare_weights("two_bn_cpu", "two_bn", 1e-5);
+}
+END_TEST
+
+/* ---- the hook ---- */
+typedef struct seen { const ot_autograd *ag; int *calls; int n; } seen;
+static void on_ready(void *ctx, int var) {
+    seen *s = ctx;
+    ck_assert(var >= 0 && var < s->ag->n_vars);
+    s->calls[var]++;
+    s->n++;
+}
+
+START_TEST(t_grad_ready_hook) {
+    ot_error e;
+    uint8_t *buf;
+    size_t len;
+    ot_model *m;
+    ck_assert_msg(ot_builtin_onnx("yolov5n", 3, 64, 7, NULL, &buf, &len, &e) == OT_OK, "%s", e.msg);
+    ck_assert_msg(ot_model_load_buffer(buf, len, ".", "yolov5n", &m, &e) == OT_OK, "%s", e.msg);
+    free(buf);
+    char why[200];
+    ot_backend *be = ot_backend_cuda_emu(0, why, sizeof why);
+    ck_assert_msg(be != NULL, "%s", why);
+    ot_hyp hyp;
+    ot_hyp_default(&hyp);
+    ot_shape sh = {4, {2, 3, 64, 64}};
+    ot_step *st;
+    ck_assert_msg(ot_step_create_on(be, m, NULL, &hyp, sh, 64, &st, &e) == OT_OK, "%s", e.msg);
+    const ot_autograd *ag = st->ag;
+    int nv = ag->n_vars, nb = ag->n_bsteps;
+    /* every variable in exactly one slot */
+    int *slot = malloc(sizeof(int) * (size_t)nv);
+    for (int k = 0; k < nv; k++) slot[k] = -1;
+    ck_assert_int_eq(ag->final_start[0], 0);
+    ck_assert_int_eq(ag->final_start[nb + 1], nv);
+    for (int sl = 0; sl <= nb; sl++)
+        for (int z = ag->final_start[sl]; z < ag->final_start[sl + 1]; z++) {
+            ck_assert_int_eq(slot[ag->final_var[z]], -1);
+            slot[ag->final_var[z]] = sl;
+        }
+    /* 1 MB buckets from the slab's end, as train/trainer.c cuts them: when each is complete */
+    size_t cap = 1048576 / sizeof(float), hi = ag->slab_floats;
+    int buckets = 0, ready = 0, first = -1, before_end = 0;
+    for (int v = nv - 1; v >= 0; v--) {
+        if (slot[v] > ready) ready = slot[v];
+        if (hi - ag->var_off[v] >= cap || v == 0) {
+            if (first < 0) first = ready;
+            before_end += ready < nb;
+            buckets++;
+            hi = ag->var_off[v];
+            ready = 0;
+        }
+    }
+    fprintf(stderr, "yolov5n: %d variables, %d backward steps, %d 1 MB buckets: the first complete after step %d, "
+                    "%d before the last step\n", nv, nb, buckets, first - 1, before_end);
+    ck_assert_int_ge(buckets, 5);
+    ck_assert_msg(first <= nb / 2, "the slab's last bucket is complete only after backward step %d of %d", first - 1, nb);
+    ck_assert_int_ge(before_end, buckets - 1);
+    /* the hook during a backward: every variable once */
+    seen s = {ag, calloc((size_t)nv, sizeof(int)), 0};
+    ot_autograd_set_grad_ready(st->ag, on_ready, &s);
+    float *x = malloc(sizeof(float) * 2 * 3 * 64 * 64);
+    ot_fill_pattern(x, 2 * 3 * 64 * 64, 3);
+    const float tg[] = {0, 0, 0.5f, 0.5f, 0.3f, 0.4f, 1, 1, 0.6f, 0.3f, 0.5f, 0.5f};
+    ot_loss_items it;
+    ck_assert_msg(ot_step_run(st, x, tg, 2, true, &it, &e) == OT_OK, "%s", e.msg);
+    ck_assert_int_eq(s.n, nv);
+    for (int k = 0; k < nv; k++) ck_assert_int_eq(s.calls[k], 1);
+    ot_autograd_set_grad_ready(st->ag, NULL, NULL);
+    ck_assert_msg(ot_step_run(st, x, tg, 2, true, &it, &e) == OT_OK, "%s", e.msg);
+    ck_assert_int_eq(s.n, nv);
+    free(s.calls);
+    free(slot);
+    free(x);
+    ot_step_destroy(st);
+    ot_model_destroy(m);
+}
+END_TEST
+
+int main(void) {
+    ot_cuda_kernels_install(); /* this binary links onnxtrain_cudaemu: the executor's CUDA tables */
+    if (!have_mpi()) return OT_SKIP;
+    snprintf(W, sizeof W, "%s", tu_work());
+    Suite *s = suite_create("cudaemu_dist");
+    TCase *t = tcase_create("dist");
+    tcase_set_timeout(t, 600);
+    tcase_add_test(t, t_two_executor_ranks_without_bn);
+    tcase_add_test(t, t_two_executor_ranks_with_bn);
+    tcase_add_test(t, t_grad_ready_hook);
+    suite_add_tcase(s, t);
+    return tu_main(s);
+}
