@@ -71,4 +71,13 @@ typedef struct tr_params {
     size_t es;
 } tr_params;
 
+/* ---- Split (kernels/shape_ops.c) ---- */
+#define SPLIT_MAX 64
+
+typedef struct split_params {
+    int axis, n;
+    int64_t size[SPLIT_MAX];    /* length of each output along the axis */
+    size_t es;
+} split_params;
+
 #endif

@@ -296,13 +296,6 @@ static ot_status transpose_fwd(ot_kctx *c) {
 
 /* ---- Split ---- */
 
-#define SPLIT_MAX 64
-
-typedef struct split_params {
-    int axis, n;
-    int64_t size[SPLIT_MAX];    /* length of each output along the axis */
-    size_t es;
-} split_params;
 
 static ot_status split_infer(ot_kctx *c) {
     split_params *sp = (split_params *)c->params;

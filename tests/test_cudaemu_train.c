@@ -15,7 +15,9 @@
  *   against `loss --device cpu` (items within 1e-6, --grads within 1e-5);
  *   `train --device 0` (batches staged through the copy stream, the loss
  *   items read after each step) against `train --device cpu`: every batch's
- *   losses; `val --device 0` against `val --device cpu`: the same metrics. */
+ *   losses; `val --device 0` against `val --device cpu`: the same metrics;
+ *   `predict` and `forward` of the exported inference model (its Detect
+ *   decode: Split, Pow): the same labels and output bytes. */
 #include "testutil.h"
 #include "core/backend.h"
 #include "core/npy.h"
@@ -308,6 +310,16 @@ START_TEST(t_cli_train_val) {
               "sed -E 's/\"ms_per_image\": ?[-0-9.e+]+//' > '%s/val%d.json'",
               k ? OT_CLI_EMU : OT_CLI, W, data, k ? "0" : "cpu", W, k);
     tu_sh("cd '%s' && cmp val0.json val1.json && grep -q map50 val0.json", W);
+    /* the exported inference model (its Detect decode: Split, Pow) through predict and forward */
+    for (int k = 0; k < 2; k++) {
+        tu_sh("rm -rf '%s/pred%d' && '%s' predict --model '%s/runs/d0/weights/best.onnx' --source '%s/syn12/images/val' "
+              "--img 64 --conf 0.001 --device %s --out '%s/pred%d' >/dev/null",
+              W, k, k ? OT_CLI_EMU : OT_CLI, W, W, k ? "0" : "cpu", W, k);
+        tu_sh("rm -rf '%s/fwd%d' && '%s' forward '%s/runs/d0/weights/best.onnx' --random-input 3 --device %s --out '%s/fwd%d' "
+              ">/dev/null", W, k, k ? OT_CLI_EMU : OT_CLI, W, k ? "0" : "cpu", W, k);
+    }
+    tu_sh("cd '%s' && diff -r pred0/labels pred1/labels && test -n \"$(ls pred0/labels)\" && diff -r fwd0 fwd1 && "
+          "test -n \"$(ls fwd0)\"", W);
 }
 END_TEST
 

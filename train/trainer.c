@@ -36,7 +36,7 @@ void ot_train_opts_default(ot_train_opts *o) {
     o->name = "exp";
     o->optimizer = OT_OPT_SGD;
     o->label_smoothing = -1;
-    o->device = ""; /* the default device (core/backend.c: the CPU until the CUDA kernels land) */
+    o->device = ""; /* the default device (core/backend.c: the first GPU when there is one, else the CPU) */
 }
 
 static double now_s(void) {

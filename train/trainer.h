@@ -30,7 +30,7 @@ typedef struct ot_train_opts {
     bool sync_bn;             /* data-parallel ranks: BatchNorm statistics over every rank */
     ot_opt_kind optimizer;
     double label_smoothing;   /* < 0: the hyp's */
-    const char *device;       /* "cpu" */
+    const char *device;       /* --device: "" (the first GPU when there is one, else the CPU), "cpu", "cpu-guard", "0" */
     bool quiet;               /* no progress output (tests) */
 } ot_train_opts;
 

@@ -291,6 +291,47 @@ static ot_status transpose_bwd(ot_kctx *c) {
 }
 static const ot_op_impl transpose_row = {.prepare = transpose_prepare, .forward = transpose_fwd, .backward = transpose_bwd};
 
+/* ---- Split (the inference Detect head's decode: forward only) ---- */
+static ot_status split_prepare(ot_kctx *c) {
+    const split_params *sp = c->params;
+    if (sp->es != sizeof(float))
+        return ot_fail(c->err, OT_ERR_UNSUPPORTED, "elements of %zu bytes: the CUDA device splits 4-byte elements", sp->es);
+    return OT_OK;
+}
+static ot_status split_fwd(ot_kctx *c) {
+    const split_params *sp = c->params;
+    const ot_shape *xs = ot_ishape(c, 0);
+    int64_t outer = 1, inner = 1, ch[SPLIT_MAX];
+    float *y[SPLIT_MAX];
+    for (int k = 0; k < sp->axis; k++) outer *= xs->d[k];
+    for (int k = sp->axis + 1; k < xs->rank; k++) inner *= xs->d[k];
+    for (int i = 0; i < sp->n; i++) {
+        y[i] = ot_has_out(c, i) ? ot_outf(c, i) : NULL;
+        ch[i] = sp->size[i];
+    }
+    ot_cuda_concat_bwd(y, ot_inf(c, 0), ch, sp->n, outer, inner, NULL, S(c)); /* each output = its slice, copied */
+    return OT_OK;
+}
+static const ot_op_impl split_row = {.prepare = split_prepare, .forward = split_fwd};
+
+/* ---- Pow with the constant exponent 2 (the inference Detect head's decode): x * x, the CPU's bits ---- */
+static ot_status pow_prepare(ot_kctx *c) {
+    const bin_params *bp = c->params;
+    const float *e = ot_iconst(c, 1);
+    if (bp->ta != OT_F32 || bp->tb != OT_F32 || !e || ot_numel(ot_ishape(c, 1)) != 1 || e[0] != 2.0f)
+        return ot_fail(c->err, OT_ERR_UNSUPPORTED,
+                       "the CUDA device runs Pow as float32 x ** 2 with a constant scalar exponent (YOLOv5's decode)");
+    return OT_OK;
+}
+static ot_status pow_fwd(ot_kctx *c) {
+    const ot_shape *x = ot_ishape(c, 0);
+    ot_cuda_bcast p;
+    ot_cuda_bcast_plan(&p, x->d, x->rank, x->d, x->rank);
+    ot_cuda_binary_fwd(OT_CUDA_BIN_MUL, ot_outf(c, 0), ot_inf(c, 0), ot_inf(c, 0), &p, S(c));
+    return OT_OK;
+}
+static const ot_op_impl pow_row = {.prepare = pow_prepare, .forward = pow_fwd};
+
 /* ---- the op table: every op YOLOv5 training and validation runs (the rest fold at plan time) ---- */
 static const ot_op_row op_rows[] = {
     {"Conv", &ot_cuda_conv},
@@ -303,6 +344,8 @@ static const ot_op_row op_rows[] = {
     {"Resize", &resize_row},
     {"Upsample", &resize_row},
     {"Transpose", &transpose_row},
+    {"Split", &split_row},
+    {"Pow", &pow_row},
     {"Reshape", &view_row},
     {"Flatten", &view_row},
     {"Identity", &view_row},

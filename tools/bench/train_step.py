@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def ours(a):
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
     out = subprocess.run([a.cli, "bench", "train", "--model", a.model, "--batch-size", str(a.batch_size), "--img",
-                          str(a.img), "--steps", str(a.steps), "--json"], env=env, capture_output=True, text=True,
+                          str(a.img), "--steps", str(a.steps), "--device", "cpu", "--json"], env=env, capture_output=True, text=True,
                          check=True).stdout
     j = json.loads(out)
     return j["images_per_s"], j["peak_rss_mb"], j["ms"]
