@@ -33,6 +33,8 @@ static void load(void) {
     v = getenv("ONNXT_DIST_TIMEOUT");
     double t = v ? atof(v) : 0;
     c.dist_timeout_s = t > 0 ? t : 7200;
+    v = getenv("ONNXT_DEVICE_ALLREDUCE");
+    c.device_allreduce = v && strcmp(v, "1") == 0;
     v = getenv("ONNXT_BUCKET_MB");
     t = v ? atof(v) : 0;
     c.bucket_mb = t > 0 ? t : 25;

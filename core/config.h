@@ -29,6 +29,8 @@ typedef struct ot_config {
     /* ---- distributed ---- */
     double dist_timeout_s;      /* ONNXT_DIST_TIMEOUT: seconds > 0, default 7200 */
     double bucket_mb;           /* ONNXT_BUCKET_MB: gradient bucket size on CUDA devices, MB > 0, default 25 */
+    bool device_allreduce;      /* ONNXT_DEVICE_ALLREDUCE=1: the bucketed device all-reduce even with one rank
+                                 * (a single-rank NCCL communicator: tools/gpu_check.sh, tests) */
     /* ---- trainer (train/trainer.c) ---- */
     const char *loss_log;       /* ONNXT_LOSS_LOG: file to append per-batch losses to, NULL when unset */
     const char *test_kill_at;   /* ONNXT_TEST_KILL_AT as given ("E:I"), NULL when unset */

@@ -285,16 +285,17 @@ static char *slurp(const char *path) {
 }
 
 /* train on the executor's CUDA device (staged batch uploads, the loss items
- * read after the step) = train on the CPU: every batch's losses; then val of
+ * read after the step, and the bucketed device all-reduce forced on with one
+ * rank: ONNXT_DEVICE_ALLREDUCE) = train on the CPU: every batch's losses; then val of
  * that run's weights on both devices: the same metrics. */
 START_TEST(t_cli_train_val) {
     char data[1200];
     snprintf(data, sizeof data, "%s/syn12/data.yaml", W);
     if (!tu_exists(data)) tu_sh("'%s' data synth --out '%s/syn12' --train 12 --val 6 --img 64 --seed 5 >/dev/null", OT_CLI, W);
     for (int k = 0; k < 2; k++)
-        tu_sh("rm -rf '%s/runs/d%d' '%s/train%d.log' && ONNXT_LOSS_LOG='%s/train%d.log' '%s' train --model yolov5n --img 64 --epochs 1 "
+        tu_sh("rm -rf '%s/runs/d%d' '%s/train%d.log' && %s ONNXT_LOSS_LOG='%s/train%d.log' '%s' train --model yolov5n --img 64 --epochs 1 "
               "--batch-size 4 --workers 1 --quiet --noplots --exist-ok --data '%s' --project '%s/runs' --name d%d --device %s "
-              ">/dev/null", W, k, W, k, W, k, k ? OT_CLI_EMU : OT_CLI, data, W, k, k ? "0" : "cpu");
+              ">/dev/null", W, k, W, k, k ? "ONNXT_DEVICE_ALLREDUCE=1 ONNXT_BUCKET_MB=0.5" : "", W, k, k ? OT_CLI_EMU : OT_CLI, data, W, k, k ? "0" : "cpu");
     char a[1300], b[1300];
     snprintf(a, sizeof a, "%s/train0.log", W);
     snprintf(b, sizeof b, "%s/train1.log", W);

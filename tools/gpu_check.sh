@@ -174,6 +174,22 @@ else # a build carried from another path (its CTestTestfiles name that path), or
     run ctest_cuda 150 300 bash -c "for t in $CUDA_TESTS; do echo \"== \$t\"; $B/tests/\$t; rc=\$?; [ \$rc = 0 ] || [ \$rc = 77 ] || exit \$rc; done"
 fi
 
+# ---- 4b. training on the GPU, and the NCCL path with a single-rank communicator (issue 15) ----
+# A tiny synthetic set; one epoch of yolov5n at 64 px, batch 64 (no accumulation: 2 optimizer steps) plainly, then with the bucketed device all-reduce forced on
+# (ONNXT_DEVICE_ALLREDUCE=1: one NCCL rank, 1 MB buckets). A sum over one rank is the identity, so the per-batch
+# losses must be the same bits.
+if [ -z "$B" ] || [ $HAVE_GPU = 0 ]; then
+    if [ -z "$B" ]; then record nccl_train skip "no CUDA build"; else record nccl_train skip "$GPU_WHY"; fi
+else
+    NT=$OUT/nccl_train
+    rm -rf "$NT" && mkdir -p "$NT"
+    run nccl_train 90 330 bash -c "'$CLI' data synth --out '$NT/syn' --train 128 --val 8 --img 64 --seed 5 >/dev/null &&
+        A='train --model yolov5n --img 64 --epochs 1 --batch-size 64 --workers 2 --noplots --exist-ok --noval --data $NT/syn/data.yaml --project $NT/runs --device 0' &&
+        ONNXT_LOSS_LOG='$NT/plain.log' '$CLI' \$A --name plain &&
+        ONNXT_DEVICE_ALLREDUCE=1 ONNXT_BUCKET_MB=1 ONNXT_LOSS_LOG='$NT/nccl.log' '$CLI' \$A --name nccl | tee '$NT/nccl.out' &&
+        grep -q 'DDP: 1 rank, gradients all-reduced in' '$NT/nccl.out' && cmp '$NT/plain.log' '$NT/nccl.log' && echo 'NCCL single rank: same losses'"
+fi
+
 # ---- 5. the kernels: ours and PyTorch's ----
 if [ -z "$B" ]; then
     record bench_kernels skip "no CUDA build"

@@ -418,7 +418,7 @@ static void grad_buckets_free(grad_buckets *gb) {
 
 /* Ranks > 1 on a device whose tables have an all-reduce. */
 static const ot_allreduce_kernels *device_allreduce(const run *r) {
-    if (r->world <= 1 || r->be->kind != OT_DEV_CUDA) return NULL;
+    if ((r->world <= 1 && !ot_config_get()->device_allreduce) || r->be->kind != OT_DEV_CUDA) return NULL;
     const ot_device_kernels *t = ot_device_kernels_get(r->be->kind);
     return t ? t->allreduce : NULL;
 }
@@ -457,8 +457,8 @@ static ot_status grad_buckets_make(run *r, const ot_allreduce_kernels *k, ot_err
     if (st) { grad_buckets_free(gb); return st; }
     r->gb = gb;
     if (r->rank == 0 && !r->o.quiet)
-        printf("DDP: %d ranks, gradients all-reduced in %d bucket%s of <= %g MB overlapped with the backward on %s\n", r->world,
-               gb->n, gb->n == 1 ? "" : "s", mb, r->be->name);
+        printf("DDP: %d rank%s, gradients all-reduced in %d bucket%s of <= %g MB overlapped with the backward on %s\n", r->world,
+               r->world == 1 ? "" : "s", gb->n, gb->n == 1 ? "" : "s", mb, r->be->name);
     return OT_OK;
 }
 
