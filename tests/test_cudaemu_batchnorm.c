@@ -21,6 +21,15 @@
  * Inference: bit for bit against the CPU op's float expression (bn_infer_fwd's
  * a = scale / sqrtf(var + eps), b = bias - mean * a, y = x * a + b), written
  * out here (ISO C, no contraction, as the library).
+ * SyncBatchNorm (the ot_cuda_bn_sync_* split kernels, kernels/batchnorm.c's
+ * bn_train_fwd_sync / bn_train_bwd_sync): the CPU's synchronised path on one
+ * rank (the sum over ranks the identity) gives its local path's bits; the split
+ * kernels on 1 rank give the local kernels' bits, on 2 and 3 simulated ranks
+ * (the batch split, each rank its own buffers, the stats summed on the host in
+ * rank order, dscale / dbias summed in float afterwards) the CPU's results
+ * within the tolerances above, every rank the same running / saved statistics
+ * bit for bit; the CUDA device's BatchNormalization row on the executor,
+ * synchronised on one rank, gives the local kernels' bits (3 sums per step).
  * Odd N, C, H, W (1s and primes), S above and below the block size. */
 #include "core/backend.h"
 #include "core/runtime/autograd.h"
