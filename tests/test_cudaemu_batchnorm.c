@@ -21,10 +21,20 @@
  * Inference: bit for bit against the CPU op's float expression (bn_infer_fwd's
  * a = scale / sqrtf(var + eps), b = bias - mean * a, y = x * a + b), written
  * out here (ISO C, no contraction, as the library).
+ * SyncBatchNorm (the ot_cuda_bn_sync_* split kernels, kernels/batchnorm.c's
+ * bn_train_fwd_sync / bn_train_bwd_sync): the CPU's synchronised path on one
+ * rank (the sum over ranks the identity) gives its local path's bits; the split
+ * kernels on 1 rank give the local kernels' bits, on 2 and 3 simulated ranks
+ * (the batch split, each rank its own buffers, the stats summed on the host in
+ * rank order, dscale / dbias summed in float afterwards) the CPU's results
+ * within the tolerances above, every rank the same running / saved statistics
+ * bit for bit; the CUDA device's BatchNormalization row on the executor,
+ * synchronised on one rank, gives the local kernels' bits (3 sums per step).
  * Odd N, C, H, W (1s and primes), S above and below the block size. */
 #include "core/backend.h"
 #include "core/runtime/autograd.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/cuda_tables.h"
 #include "kernels/ops.h"
 #include "cudaemu_graph.h" /* rnext, rfloat, cg_attr */
 #include "testutil.h"
@@ -112,6 +122,134 @@ static void gget(ot_backend *G, float *h, const float *d, int64_t n) {
     if (n > 0) ot_be_download(G, h, d, sizeof(float) * (size_t)n);
 }
 
+/* SyncBatchNorm on one rank: the sum over ranks is the identity (counted). */
+static int sum_calls;
+static void sum_one_rank(double *buf, int64_t n) {
+    (void)buf;
+    ck_assert_int_ge(n, 1);
+    sum_calls++;
+}
+
+/* One training step of the one-node graph on be (the CPU, or the CUDA device's row on the executor), local
+ * or synchronised statistics (sum_one_rank): y, running mean / var, dx, dscale, dbias into host arrays. */
+static void run_graph(ot_backend *be, bool sync, int64_t N, int64_t C, int64_t H, int64_t W, const float *x, const float *dy,
+                      const float *scale, const float *bias, const float *rm, const float *rv, float *y, float *rmo, float *rvo,
+                      float *dx, float *ds, float *db) {
+    const int64_t nx = N * C * H * W;
+    int vid[6];
+    ot_graph *g = bn_graph(C, scale, bias, rm, rv, vid);
+    ot_shape xs = ot_shape_make(4, (int64_t[]){N, C, H, W});
+    ot_autograd *a;
+    ot_error e;
+    ck_assert_msg(ot_autograd_create_on(be, g, &xs, NULL, true, &a, &e) == OT_OK, "%s", e.msg);
+    ot_autograd_set_bn_sync(a, sync ? sum_one_rank : NULL);
+    int calls = sum_calls;
+    ck_assert_msg(ot_autograd_forward(a, (const float *const[]){x}, &e) == OT_OK, "%s", e.msg);
+    ot_autograd_download(a, vid[5], y);
+    ot_autograd_download(a, vid[3], rmo);
+    ot_autograd_download(a, vid[4], rvo);
+    if (nx > 0) ot_be_upload(a->be, ot_autograd_output_grad(a, 0), dy, sizeof(float) * (size_t)nx);
+    ck_assert_msg(ot_autograd_backward(a, &e) == OT_OK, "%s", e.msg);
+    ck_assert_int_eq(sum_calls - calls, sync ? 3 : 0); /* the forward's two sums, the backward's one */
+    ot_autograd_download_grad(a, vid[0], dx);
+    ot_autograd_download_grad(a, vid[1], ds);
+    ot_autograd_download_grad(a, vid[2], db);
+    ot_autograd_destroy(a);
+    ot_graph_destroy(g);
+}
+
+static void check_bits(const char *what, const float *a, const float *r, int64_t n, const int64_t dims[4]) {
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(memcmp(&a[i], &r[i], sizeof(float)) == 0, "%s (%lld,%lld,%lld,%lld)[%lld] = %.9g, expected the bits of %.9g",
+                      what, (long long)dims[0], (long long)dims[1], (long long)dims[2], (long long)dims[3], (long long)i,
+                      (double)a[i], (double)r[i]);
+}
+
+/* The split kernels over ranks batches x[b0, b1) of x, each with its own stats buffer, running statistics,
+ * saved statistics and local dscale / dbias; the sums over the ranks done here on the host in rank order (as
+ * MPI's sum for two ranks). Returns y, the running statistics of rank 0 (every rank's must be the same bits),
+ * the saved statistics, dx, and dscale / dbias summed over the ranks in float (the gradient all-reduce). */
+#define MAXR 3
+static void run_sync_kernels(int ranks, int64_t N, int64_t C, int64_t S, const float *x, const float *dy, const float *scale,
+                             const float *bias, const float *rm, const float *rv, float *y, float *rmo, float *rvo, float *mu,
+                             float *inv, float *dx, float *ds, float *db, const int64_t dims[4]) {
+    ot_backend *G = ot_backend_cpu_guard();
+    const int64_t nst = 2 * C + 1, cs = C * S;
+    int64_t lo[MAXR + 1];
+    for (int r = 0; r <= ranks; r++) lo[r] = N * r / ranks;
+    double *st[MAXR], *h[MAXR], *tot = calloc((size_t)nst, sizeof(double));
+    float *gx[MAXR], *gdy[MAXR], *gy[MAXR], *grm[MAXR], *grv[MAXR], *gmu[MAXR], *ginv[MAXR], *gdx[MAXR], *gds[MAXR], *gdb[MAXR];
+    float *gscale = gput(G, scale, C), *gbias = gput(G, bias, C);
+    for (int r = 0; r < ranks; r++) {
+        int64_t n = lo[r + 1] - lo[r];
+        st[r] = ot_be_alloc(G, sizeof(double) * (size_t)nst);
+        ot_be_memset(G, st[r], 0xff, sizeof(double) * (size_t)nst);
+        h[r] = malloc(sizeof(double) * (size_t)nst);
+        gx[r] = gput(G, x + lo[r] * cs, n * cs);
+        gdy[r] = gput(G, dy + lo[r] * cs, n * cs);
+        gy[r] = gnan(G, n * cs);
+        gdx[r] = gnan(G, n * cs);
+        grm[r] = gput(G, rm, C);
+        grv[r] = gput(G, rv, C);
+        gmu[r] = gnan(G, C);
+        ginv[r] = gnan(G, C);
+        gds[r] = gnan(G, C);
+        gdb[r] = gnan(G, C);
+        ot_be_memset(G, gds[r], 0, sizeof(float) * (size_t)C);
+        ot_be_memset(G, gdb[r], 0, sizeof(float) * (size_t)C);
+    }
+    /* the host sum of st[r][lo, lo + n) over the ranks; count >= 0: the range's last element is each rank's count */
+#define SUM_RANKS(LO, NN, COUNTED)                                                                                            \
+    do {                                                                                                                     \
+        for (int64_t k = 0; k < (NN); k++) tot[k] = 0;                                                                       \
+        for (int r = 0; r < ranks; r++) {                                                                                    \
+            int64_t nd = (COUNTED) ? (NN) - 1 : (NN);                                                                        \
+            if (nd > 0) ot_be_download(G, h[r], st[r] + (LO), sizeof(double) * (size_t)nd);                                  \
+            if (COUNTED) h[r][(NN) - 1] = (double)((lo[r + 1] - lo[r]) * S);                                                 \
+            for (int64_t k = 0; k < (NN); k++) tot[k] += h[r][k];                                                            \
+        }                                                                                                                    \
+        for (int r = 0; r < ranks; r++) ot_be_upload(G, st[r] + (LO), tot, sizeof(double) * (size_t)(NN));                  \
+    } while (0)
+    for (int r = 0; r < ranks; r++) ot_cuda_bn_sync_fwd_sum(st[r], gx[r], lo[r + 1] - lo[r], C, S, NULL);
+    SUM_RANKS(0, C + 1, 1);
+    for (int r = 0; r < ranks; r++) ot_cuda_bn_sync_fwd_sqdev(st[r], gx[r], lo[r + 1] - lo[r], C, S, NULL);
+    SUM_RANKS(C + 1, C, 0);
+    for (int r = 0; r < ranks; r++)
+        ot_cuda_bn_sync_fwd_apply(gy[r], gmu[r], ginv[r], grm[r], grv[r], gx[r], gscale, gbias, st[r], lo[r + 1] - lo[r], C, S,
+                                  EPS, MOMENTUM, NULL);
+    for (int r = 0; r < ranks; r++) ot_cuda_bn_sync_bwd_sums(st[r], gds[r], gdb[r], gdy[r], gx[r], gmu[r], ginv[r],
+                                                             lo[r + 1] - lo[r], C, S, NULL);
+    SUM_RANKS(0, 2 * C + 1, 1);
+#undef SUM_RANKS
+    for (int r = 0; r < ranks; r++)
+        ot_cuda_bn_sync_bwd_dx(gdx[r], 1, gdy[r], gx[r], gscale, gmu[r], ginv[r], st[r], lo[r + 1] - lo[r], C, S, NULL);
+    float *t = malloc(sizeof(float) * (size_t)(C > 0 ? C : 1));
+    for (int r = 0; r < ranks; r++) {
+        int64_t n = lo[r + 1] - lo[r];
+        gget(G, y + lo[r] * cs, gy[r], n * cs);
+        gget(G, dx + lo[r] * cs, gdx[r], n * cs);
+        float *dst[4] = {rmo, rvo, mu, inv};
+        float *src[4] = {grm[r], grv[r], gmu[r], ginv[r]};
+        const char *names[4] = {"running_mean of a rank", "running_var of a rank", "saved_mean of a rank", "saved_invstd of a rank"};
+        for (int k = 0; k < 4; k++) {
+            if (r == 0) gget(G, dst[k], src[k], C);
+            else { gget(G, t, src[k], C); check_bits(names[k], t, dst[k], C, dims); }
+        }
+        gget(G, t, gds[r], C);
+        for (int64_t ch = 0; ch < C; ch++) ds[ch] = r ? ds[ch] + t[ch] : t[ch];
+        gget(G, t, gdb[r], C);
+        for (int64_t ch = 0; ch < C; ch++) db[ch] = r ? db[ch] + t[ch] : t[ch];
+        float *bufs[] = {gx[r], gdy[r], gy[r], grm[r], grv[r], gmu[r], ginv[r], gdx[r], gds[r], gdb[r]};
+        for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) ot_be_free(G, bufs[i]);
+        ot_be_free(G, st[r]);
+        free(h[r]);
+    }
+    ot_be_free(G, gscale);
+    ot_be_free(G, gbias);
+    free(t);
+    free(tot);
+}
+
 static void check_case(int64_t N, int64_t C, int64_t H, int64_t W, uint64_t seed) {
     const int64_t S = H * W, nx = N * C * S, dims[4] = {N, C, H, W};
     float *x = malloc(sizeof(float) * (size_t)nx), *dy = malloc(sizeof(float) * (size_t)nx);
@@ -197,6 +335,67 @@ static void check_case(int64_t N, int64_t C, int64_t H, int64_t W, uint64_t seed
     gget(G, h, gdb, C);
     check_close("dbias", h, dbref, 1, C, 1e-5, maxabs(dbref, C), dims);
 
+    /* ---- SyncBatchNorm ----
+     * the CPU's synchronised path on one rank (bn_train_fwd_sync / bn_train_bwd_sync, the sum the identity)
+     * gives its local path's bits */
+    float *y2 = malloc(sizeof(float) * (size_t)nx), *dx2 = malloc(sizeof(float) * (size_t)nx);
+    float *c6[6];
+    for (int k = 0; k < 6; k++) c6[k] = malloc(sizeof(float) * (size_t)(C > 0 ? C : 1));
+    run_graph(ot_backend_cpu(), true, N, C, H, W, x, dy, scale, bias, rm, rv, y2, c6[0], c6[1], dx2, c6[2], c6[3]);
+    check_bits("CPU sync y", y2, yref, nx, dims);
+    check_bits("CPU sync running_mean", c6[0], rmref, C, dims);
+    check_bits("CPU sync running_var", c6[1], rvref, C, dims);
+    check_bits("CPU sync dx", dx2, dxref, nx, dims);
+    check_bits("CPU sync dscale", c6[2], dsref, C, dims);
+    check_bits("CPU sync dbias", c6[3], dbref, C, dims);
+    /* the split kernels on 1 rank: the local kernels' bits; on 2 and 3 ranks (batches split, sums on the
+     * host): the CPU's statistics and gradients within the local kernels' tolerances */
+    float *lk[8];
+    for (int k = 0; k < 8; k++) lk[k] = malloc(sizeof(float) * (size_t)(k < 2 ? (nx > 0 ? nx : 1) : (C > 0 ? C : 1)));
+    gget(G, lk[0], gy, nx);
+    gget(G, lk[1], gdx, nx);
+    gget(G, lk[2], grm, C);
+    gget(G, lk[3], grv, C);
+    gget(G, lk[4], gmu, C);
+    gget(G, lk[5], ginv, C);
+    gget(G, lk[6], gds, C);
+    gget(G, lk[7], gdb, C);
+    for (int ranks = 1; ranks <= MAXR; ranks++) {
+        run_sync_kernels(ranks, N, C, S, x, dy, scale, bias, rm, rv, y2, c6[0], c6[1], c6[4], c6[5], dx2, c6[2], c6[3], dims);
+        if (ranks == 1) {
+            check_bits("sync kernels y", y2, lk[0], nx, dims);
+            check_bits("sync kernels dx", dx2, lk[1], nx, dims);
+            check_bits("sync kernels running_mean", c6[0], lk[2], C, dims);
+            check_bits("sync kernels running_var", c6[1], lk[3], C, dims);
+            check_bits("sync kernels saved_mean", c6[4], lk[4], C, dims);
+            check_bits("sync kernels saved_invstd", c6[5], lk[5], C, dims);
+            check_bits("sync kernels dscale", c6[2], lk[6], C, dims);
+            check_bits("sync kernels dbias", c6[3], lk[7], C, dims);
+        }
+        check_close("sync y", y2, yref, 1, nx, 1e-6, 1, dims);
+        check_close("sync running_mean", c6[0], rmref, 1, C, 1e-6, 1e-2 * maxabs(rmref, C), dims);
+        check_close("sync running_var", c6[1], rvref, 1, C, 1e-6, 0, dims);
+        check_close("sync saved_mean", c6[4], muref, 1, C, 1e-6, 1e-2 * maxabs(muref, C), dims);
+        check_close("sync saved_invstd", c6[5], invref, 1, C, 1e-6, 0, dims);
+        check_close("sync dx", dx2, dxref, 1, nx, 1e-5, maxabs(dxref, nx), dims);
+        check_close("sync dscale", c6[2], dsref, 1, C, 1e-5, maxabs(dsref, C), dims);
+        check_close("sync dbias", c6[3], dbref, 1, C, 1e-5, maxabs(dbref, C), dims);
+    }
+    /* the CUDA device's row (cuda_tables.c) on the executor, synchronised on one rank: the local kernels' bits */
+    char why[200];
+    ot_backend *D = ot_backend_cuda_emu(0, why, sizeof why);
+    ck_assert_msg(D != NULL, "%s", why);
+    run_graph(D, true, N, C, H, W, x, dy, scale, bias, rm, rv, y2, c6[0], c6[1], dx2, c6[2], c6[3]);
+    check_bits("row sync y", y2, lk[0], nx, dims);
+    check_bits("row sync running_mean", c6[0], lk[2], C, dims);
+    check_bits("row sync running_var", c6[1], lk[3], C, dims);
+    check_bits("row sync dx", dx2, lk[1], nx, dims);
+    check_bits("row sync dscale", c6[2], lk[6], C, dims);
+    check_bits("row sync dbias", c6[3], lk[7], C, dims);
+    free(y2); free(dx2);
+    for (int k = 0; k < 6; k++) free(c6[k]);
+    for (int k = 0; k < 8; k++) free(lk[k]);
+
     /* the accumulate paths: a second backward adds the same gradients again */
     ot_cuda_bn_train_bwd(gdx, 0, gds, gdb, gdy, gx, gscale, gmu, ginv, N, C, S, NULL);
     gget(G, dx, gdx, nx);
@@ -253,6 +452,11 @@ START_TEST(empty_is_a_no_op) {
     ot_cuda_bn_infer_fwd(NULL, NULL, NULL, NULL, NULL, NULL, 2, 3, 0, EPS, NULL);
     ot_cuda_bn_train_fwd(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 2, 0, 5, EPS, MOMENTUM, NULL);
     ot_cuda_bn_train_bwd(NULL, 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 2, 0, 5, NULL);
+    ot_cuda_bn_sync_fwd_sum(NULL, NULL, 2, 0, 5, NULL);
+    ot_cuda_bn_sync_fwd_sqdev(NULL, NULL, 2, 0, 5, NULL);
+    ot_cuda_bn_sync_fwd_apply(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 2, 0, 5, EPS, MOMENTUM, NULL);
+    ot_cuda_bn_sync_bwd_sums(NULL, NULL, NULL, NULL, NULL, NULL, NULL, 2, 0, 5, NULL);
+    ot_cuda_bn_sync_bwd_dx(NULL, 1, NULL, NULL, NULL, NULL, NULL, NULL, 2, 0, 5, NULL);
 }
 END_TEST
 
@@ -267,4 +471,7 @@ static Suite *suite(void) {
     return s;
 }
 
-int main(void) { return tu_main(suite()); }
+int main(void) {
+    ot_cuda_kernels_install(); /* the executor's CUDA tables, for the BatchNormalization row */
+    return tu_main(suite());
+}

@@ -135,6 +135,33 @@ void ot_cuda_bn_train_fwd(float *y, float *saved_mean, float *saved_invstd, floa
 void ot_cuda_bn_train_bwd(float *dx, int dx_set, float *dscale, float *dbias, const float *dy, const float *x,
                           const float *scale, const float *saved_mean, const float *saved_invstd, int64_t n, int64_t c,
                           int64_t s, void *stream);
+/* SyncBatchNorm (--sync-bn over data-parallel ranks): ot_cuda_bn_train_fwd /
+ * _bwd split at their reductions, kernels/batchnorm.c's bn_train_fwd_sync /
+ * bn_train_bwd_sync on the device. stats: device doubles, 2c + 1, the CPU's
+ * buffer layouts; the caller sums the named ranges over the ranks between the
+ * calls (in place). On one rank (no sum) they give ot_cuda_bn_train_fwd /
+ * _bwd's bits.
+ * Forward: fwd_sum writes stats[0, c) = the local sums of x; the caller sets
+ * stats[c] = n * s and sums stats[0, c] over the ranks; fwd_sqdev writes
+ * stats[c + 1, 2c + 1) = the local sums of (x - mean)^2, mean = stats[ch] /
+ * stats[c]; the caller sums that range; fwd_apply writes y, the saved mean /
+ * invstd and the running statistics (as ot_cuda_bn_train_fwd, from the global
+ * sums). Backward: bwd_sums writes stats[0, c) = sum dy, stats[c, 2c) = sum dy *
+ * xhat and adds them to dbias / dscale (local: the data-parallel step sums
+ * parameter gradients); the caller sets stats[2c] = n * s and sums stats[0,
+ * 2c] over the ranks; bwd_dx writes or adds dx (NULL: nothing) from the global
+ * sums. */
+void ot_cuda_bn_sync_fwd_sum(double *stats, const float *x, int64_t n, int64_t c, int64_t s, void *stream);
+void ot_cuda_bn_sync_fwd_sqdev(double *stats, const float *x, int64_t n, int64_t c, int64_t s, void *stream);
+void ot_cuda_bn_sync_fwd_apply(float *y, float *saved_mean, float *saved_invstd, float *running_mean, float *running_var,
+                               const float *x, const float *scale, const float *bias, const double *stats, int64_t n,
+                               int64_t c, int64_t s, float eps, float momentum, void *stream);
+void ot_cuda_bn_sync_bwd_sums(double *stats, float *dscale, float *dbias, const float *dy, const float *x,
+                              const float *saved_mean, const float *saved_invstd, int64_t n, int64_t c, int64_t s,
+                              void *stream);
+void ot_cuda_bn_sync_bwd_dx(float *dx, int dx_set, const float *dy, const float *x, const float *scale,
+                            const float *saved_mean, const float *saved_invstd, const double *stats, int64_t n, int64_t c,
+                            int64_t s, void *stream);
 /* The YOLOv5 Detect decode (kernels/decode.h's decode on the device): maps: a
  * host array of a->nl device pointers, the head maps (n, na*no, ny, nx); a: a
  * host struct; pred (n, a->total, a->no), device memory. Each row is

@@ -233,7 +233,16 @@ static ot_status resize_bwd(ot_kctx *c) {
 }
 static const ot_op_impl resize_row = {.prepare = resize_prepare, .forward = resize_fwd, .backward = resize_bwd};
 
-/* ---- BatchNormalization ---- */
+/* ---- BatchNormalization ----
+ * SyncBatchNorm (ot_bn_sum set: --sync-bn over data-parallel ranks): the split
+ * kernels with their small per-channel double buffer (2C + 1 doubles, in the
+ * plan's workspace) summed over the ranks by the plan's host callback
+ * (ot_dist_sum_f64): downloaded (which waits for the compute stream), summed,
+ * uploaded (from pageable memory: staged before the upload returns). Two host
+ * round trips per forward and one per backward, a few KB each, the buffer
+ * layouts of kernels/batchnorm.c's CPU path. docs/CUDA.md, "SyncBatchNorm". */
+static size_t bn_stats_bytes(const bn_params *p) { return sizeof(double) * (size_t)(2 * p->c + 1); }
+
 static ot_status bn_prepare(ot_kctx *c) {
     const bn_params *p = c->params;
     for (int i = 0; i < 5; i++) OT_TRY(need_f32(c, i));
@@ -244,13 +253,37 @@ static ot_status bn_prepare(ot_kctx *c) {
     if (p->inplace_stats && c->n->n_out > 1)
         return ot_fail(c->err, OT_ERR_UNSUPPORTED, "%d outputs: the CUDA device's training BatchNormalization has output 0 only "
                        "(the running statistics are updated in place)", c->n->n_out);
-    if (p->inplace_stats && ot_bn_sum(c))
-        return ot_fail(c->err, OT_ERR_UNSUPPORTED, "synchronised BatchNorm over ranks is not in this version of the CUDA device");
+    /* the synchronised form's stats buffer: synchronisation is set after plan creation (ot_autograd_set_bn_sync) */
+    if (p->inplace_stats && bn_stats_bytes(p) > c->p->ws_bytes) c->p->ws_bytes = bn_stats_bytes(p);
     return OT_OK;
 }
+
+/* dev[lo, lo + n) summed over the ranks, in place, through the host; count >= 0: dev[lo + n - 1] = count first. */
+static void bn_sum_ranks(ot_kctx *c, double *dev, int64_t lo, int64_t n, double count) {
+    void (*sum)(double *, int64_t) = ot_bn_sum(c);
+    double *h = malloc(sizeof(double) * (size_t)n);
+    if (!h) abort(); /* a few KB; a failure cannot be reported mid-step on one rank only (as the CPU's sync path) */
+    ot_backend *be = c->p->be;
+    size_t bytes = sizeof(double) * (size_t)n;
+    ot_be_download(be, h, dev + lo, count >= 0 ? bytes - sizeof(double) : bytes);
+    if (count >= 0) h[n - 1] = count;
+    sum(h, n);
+    ot_be_upload(be, dev + lo, h, bytes);
+    free(h);
+}
+
 static ot_status bn_fwd(ot_kctx *c) {
     const bn_params *p = c->params;
-    if (p->inplace_stats)
+    if (p->inplace_stats && ot_bn_sum(c)) {
+        double *st = c->p->ws;
+        const float *x = ot_inf(c, 0);
+        ot_cuda_bn_sync_fwd_sum(st, x, p->n, p->c, p->s, S(c));
+        bn_sum_ranks(c, st, 0, p->c + 1, (double)(p->n * p->s));
+        ot_cuda_bn_sync_fwd_sqdev(st, x, p->n, p->c, p->s, S(c));
+        bn_sum_ranks(c, st, p->c + 1, p->c, -1);
+        ot_cuda_bn_sync_fwd_apply(ot_outf(c, 0), p->mean, p->invstd, (float *)ot_inf(c, 3), (float *)ot_inf(c, 4), x,
+                                  ot_inf(c, 1), ot_inf(c, 2), st, p->n, p->c, p->s, p->eps, p->momentum, S(c));
+    } else if (p->inplace_stats)
         ot_cuda_bn_train_fwd(ot_outf(c, 0), p->mean, p->invstd, (float *)ot_inf(c, 3), (float *)ot_inf(c, 4), ot_inf(c, 0),
                              ot_inf(c, 1), ot_inf(c, 2), p->n, p->c, p->s, p->eps, p->momentum, S(c));
     else
@@ -264,6 +297,14 @@ static ot_status bn_bwd(ot_kctx *c) {
     if (!dy) return OT_OK;
     if (!p->inplace_stats)
         return ot_fail(c->err, OT_ERR_UNSUPPORTED, "backward of the inference form is not supported (train with batch statistics)");
+    if (ot_bn_sum(c)) { /* every rank sums, dx or not (the same collectives in the same order) */
+        double *st = c->p->ws;
+        ot_cuda_bn_sync_bwd_sums(st, ot_gin(c, 1), ot_gin(c, 2), dy, ot_inf(c, 0), p->mean, p->invstd, p->n, p->c, p->s, S(c));
+        bn_sum_ranks(c, st, 0, 2 * p->c + 1, (double)(p->n * p->s));
+        ot_cuda_bn_sync_bwd_dx(ot_gin(c, 0), ot_gin_set(c, 0), dy, ot_inf(c, 0), ot_inf(c, 1), p->mean, p->invstd, st, p->n,
+                               p->c, p->s, S(c));
+        return OT_OK;
+    }
     ot_cuda_bn_train_bwd(ot_gin(c, 0), ot_gin_set(c, 0), ot_gin(c, 1), ot_gin(c, 2), dy, ot_inf(c, 0), ot_inf(c, 1), p->mean,
                          p->invstd, p->n, p->c, p->s, S(c));
     return OT_OK;
