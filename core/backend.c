@@ -268,8 +268,52 @@ ot_status ot_backend_get(const char *device, ot_backend **out, ot_error *err) {
         else if (!isdigit((unsigned char)*c)) digits = false;
     }
     if (!digits) return ot_fail(err, OT_ERR_INVALID, "--device '%s': expected one of %s", device, ot_backend_list());
-    if (comma) return ot_fail(err, OT_ERR_UNSUPPORTED, "--device %s: one device at a time in this version", device);
+    if (comma)
+        return ot_fail(err, OT_ERR_UNSUPPORTED, "--device %s: one device at a time for this command (a list is for train: one process per device)",
+                       device);
     ot_backend *be = gpu_open ? gpu_open(atoi(num), why, sizeof why) : ot_backend_cuda(atoi(num), why, sizeof why);
     if (be) { *out = be; return OT_OK; }
     return ot_fail(err, OT_ERR_UNSUPPORTED, "--device %s: %s; devices here: cpu, cpu-guard", device, why);
+}
+
+/* ---- device lists (train --device 0,1) ---- */
+int ot_device_list_count(const char *device, ot_error *err) {
+    if (!device || !strchr(device, ',')) return 0;
+    const char *c = strncmp(device, "cuda:", 5) == 0 ? device + 5 : device;
+    int n = 0;
+    long seen[64];
+    for (;;) {
+        if (!isdigit((unsigned char)*c)) break;
+        char *end;
+        long v = strtol(c, &end, 10);
+        for (int k = 0; k < n; k++)
+            if (seen[k] == v) {
+                ot_fail(err, OT_ERR_INVALID, "--device %s: device %ld is listed twice (one process per device)", device, v);
+                return -1;
+            }
+        if (n == (int)(sizeof seen / sizeof seen[0])) {
+            ot_fail(err, OT_ERR_INVALID, "--device %s: more than %d devices", device, n);
+            return -1;
+        }
+        seen[n++] = v;
+        c = end;
+        if (*c == 0) return n;
+        if (*c != ',') break;
+        c++;
+    }
+    ot_fail(err, OT_ERR_INVALID, "--device '%s': expected one device (%s) or a list of GPU numbers such as 0,1", device, ot_backend_list());
+    return -1;
+}
+
+ot_status ot_device_list_pick(const char *device, int k, char *out, size_t n, ot_error *err) {
+    int count = ot_device_list_count(device, err);
+    if (count < 0) return OT_ERR_INVALID;
+    if (count == 0) return ot_fail(err, OT_ERR_INVALID, "--device %s: not a list of devices", device);
+    if (k < 0 || k >= count)
+        return ot_fail(err, OT_ERR_INVALID, "--device %s lists %d devices, and this is process %d on its machine (one process per listed device)",
+                       device, count, k);
+    const char *c = strncmp(device, "cuda:", 5) == 0 ? device + 5 : device;
+    for (int i = 0; i < k; i++) c = strchr(c, ',') + 1;
+    snprintf(out, n, "%ld", strtol(c, NULL, 10));
+    return OT_OK;
 }

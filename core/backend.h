@@ -68,6 +68,13 @@ struct ot_backend {
  * "" picks Ultralytics' default (the first GPU when this build and machine have
  * one, else the CPU). Backends are process-wide and never destroyed. */
 ot_status ot_backend_get(const char *device, ot_backend **out, ot_error *err);
+/* A list of GPU numbers such as "0,1" (or "cuda:0,1"), which only `train` takes
+ * (one process per device, core/dist.h): its length when `device` is such a
+ * list of two or more distinct numbers; 0 when it is not a list (one device,
+ * cpu, ""); -1 with the reason in err when it is a malformed list ("0,", "0,0"). */
+int ot_device_list_count(const char *device, ot_error *err);
+/* Entry k of such a list, as a one-device name ("1") in out[n]. */
+ot_status ot_device_list_pick(const char *device, int k, char *out, size_t n, ot_error *err);
 ot_backend *ot_backend_cpu(void);
 ot_backend *ot_backend_cpu_guard(void);
 /* GPU `ordinal`'s memory, streams and events (core/backend_cuda.cu); NULL with

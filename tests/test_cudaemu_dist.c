@@ -22,6 +22,11 @@
  *   variable final exactly once per backward, and 1 MB buckets cut from the
  *   slab's end complete while the backward still runs (the first within its
  *   first half), so their sums overlap it on a GPU.
+ * - `onnx-train-cudaemu train --device 0,1`, the ranks started by onnx-train
+ *   (mpirun underneath, core/dist.c): the losses and weights of the mpirun form
+ *   bit for bit, rank 0's lines only, rank 1 on the list's second entry; rank 1
+ *   killed mid-epoch: the job exits non-zero at once, and --resume from the
+ *   last checkpoint gives the uninterrupted run's losses and weights exactly.
  * Exits 77 (skipped) without mpirun or MPI. */
 #include "core/dist.h"
 #include "kernels/cuda/cuda_tables.h"
@@ -31,6 +36,7 @@
 #include "train/step.h"
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 static char W[1024];
 
@@ -71,8 +77,8 @@ static void train(const char *name, int ranks, const char *cli, const char *devi
           W, name, W, name, W, name, env, ranks > 1 ? MPIRUN : "", cli, W, W, extra, device, W, name, W, name);
 }
 
-/* The losses of a loss log ("epoch batch lbox lobj lcls" per line). */
-static int read_losses(const char *name, double *v, int cap) {
+/* The losses of a loss log ("epoch batch lbox lobj lcls" per line): those of epoch `epoch`, or all (-1). */
+static int read_losses(const char *name, int epoch, double *v, int cap) {
     char p[1300];
     snprintf(p, sizeof p, "%s/%s.log", W, name);
     FILE *f = fopen(p, "r");
@@ -80,21 +86,25 @@ static int read_losses(const char *name, double *v, int cap) {
     int n = 0, e, b;
     double x[3];
     while (n + 3 <= cap && fscanf(f, "%d %d %lf %lf %lf", &e, &b, &x[0], &x[1], &x[2]) == 5)
-        for (int k = 0; k < 3; k++) v[n++] = x[k];
+        if (epoch < 0 || e == epoch)
+            for (int k = 0; k < 3; k++) v[n++] = x[k];
     fclose(f);
     return n;
 }
 
-static void compare_losses(const char *one, const char *two) {
+/* Epoch `epoch`'s (-1: every epoch's) `count` losses of two logs within relative `tol` (0: bit for bit). */
+static void compare_losses_at(const char *one, const char *two, int epoch, int count, double tol) {
     double a[300], b[300];
-    int na = read_losses(one, a, 300), nb = read_losses(two, b, 300);
-    ck_assert_int_eq(na, nb);
-    ck_assert_int_eq(na, 3 * 8); /* 2 epochs of 4 batches */
+    int na = read_losses(one, epoch, a, 300), nb = read_losses(two, epoch, b, 300);
+    ck_assert_int_eq(na, count);
+    ck_assert_int_eq(nb, count);
     double worst = 0;
     for (int i = 0; i < na; i++) worst = fmax(worst, fabs(a[i] - b[i]) / fmax(1e-30, fabs(a[i])));
-    fprintf(stderr, "losses %s vs %s: max relative %.3g over %d values\n", one, two, worst, na);
-    ck_assert_msg(worst <= 1e-5, "losses %s vs %s: max relative %g", one, two, worst);
+    fprintf(stderr, "losses %s vs %s (epoch %d): max relative %.3g over %d values\n", one, two, epoch, worst, na);
+    ck_assert_msg(worst <= tol, "losses %s vs %s: max relative %g", one, two, worst);
 }
+
+static void compare_losses(const char *one, const char *two) { compare_losses_at(one, two, -1, 3 * 8, 1e-5); } /* 2 epochs of 4 batches */
 
 static ot_graph *weights(const char *run) {
     char p[1300];
@@ -175,6 +185,91 @@ START_TEST(t_two_executor_ranks_with_bn) {
     train("two_bn_cpu", 2, OT_CLI, "cpu", "--quiet", "");
     compare_losses("two_bn_cpu", "two_bn");
     compare_weights("two_bn_cpu", "two_bn", 1e-5);
+}
+END_TEST
+
+/* ---- `train --device 0,1`: the ranks started by onnx-train itself (mpirun underneath) ---- */
+static bool ran(const char *name) {
+    char p[1300];
+    snprintf(p, sizeof p, "%s/runs/%s/weights/last.ckpt", W, name);
+    return tu_exists(p);
+}
+
+/* The lines of NAME.out that contain `what`. */
+static int out_lines(const char *name, const char *what) {
+    char p[1300], line[4096];
+    snprintf(p, sizeof p, "%s/%s.out", W, name);
+    FILE *f = fopen(p, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", p);
+    int n = 0;
+    while (fgets(line, sizeof line, f)) n += strstr(line, what) != NULL;
+    fclose(f);
+    return n;
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* `onnx-train-cudaemu train --device 0,1` against `mpirun -np 2 onnx-train-cudaemu train --device 0`: the same
+ * per-batch losses and weights, bit for bit (the executor devices 0 and 1 compute alike); rank 0's lines only. */
+START_TEST(t_self_launched_ranks) {
+    setup();
+    if (!ran("two_25")) train("two_25", 2, OT_CLI_EMU, "0", "--no-bn", "");
+    double t0 = now_s();
+    train("self", 1, OT_CLI_EMU, "0,1", "--no-bn", "");
+    fprintf(stderr, "train --device 0,1: %.1f s\n", now_s() - t0);
+    compare_losses_at("two_25", "self", -1, 3 * 8, 0);
+    compare_weights("two_25", "self", 0);
+    ck_assert_int_eq(buckets("self"), 1);                 /* "DDP: 2 ranks ..." */
+    ck_assert_int_eq(out_lines("self", "DDP: "), 1);      /* from rank 0 only */
+    ck_assert_int_eq(out_lines("self", "Results saved to"), 1);
+    /* rank 1 takes the list's second entry: 9 is no executor device, and rank 1 says so */
+    char cmd[8192], err[4096];
+    snprintf(cmd, sizeof cmd, "timeout 60 '%s' train --data '%s/d/data.yaml' " ARGS " --quiet --no-bn --device 0,9 --project '%s/runs' --name bad9 >/dev/null",
+             OT_CLI_EMU, W, W);
+    int rc = tu_run(cmd, err, sizeof err);
+    ck_assert_msg(rc != 0 && rc != 124, "--device 0,9: expected a failure, got %d", rc);
+    ck_assert_msg(strstr(err, "rank 1: --device 9") != NULL, "stderr: %s", err);
+    /* a malformed list: one line before any process starts */
+    snprintf(cmd, sizeof cmd, "'%s' train --data '%s/d/data.yaml' " ARGS " --device 0,0", OT_CLI_EMU, W);
+    ck_assert_int_eq(tu_run(cmd, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "listed twice") != NULL, "stderr: %s", err);
+}
+END_TEST
+
+/* Rank 1 of `--device 0,1` killed before batch 1 of epoch 1: the job exits non-zero at once (mpirun stops rank 0;
+ * ONNXT_DIST_TIMEOUT=10 backs it), epoch 0's last.ckpt is whole, and --resume from it gives the uninterrupted
+ * run's epoch-1 losses and weights bit for bit. */
+START_TEST(t_self_launched_killed_rank) {
+    setup();
+    if (!ran("self")) train("self", 1, OT_CLI_EMU, "0,1", "--no-bn", "");
+    char cmd[8192], err[4096];
+    snprintf(cmd, sizeof cmd,
+             "rm -rf '%s/runs/killed' '%s/killed.log' '%s/resumed.log' && OMP_NUM_THREADS=1 ONNXT_LOSS_LOG='%s/killed.log' ONNXT_DIST_TIMEOUT=10 "
+             "ONNXT_TEST_KILL_AT=1:1 ONNXT_TEST_KILL_RANK=1 timeout 120 '%s' train --data '%s/d/data.yaml' --hyp '%s/hyp.yaml' " ARGS
+             " --quiet --no-bn --device 0,1 --project '%s/runs' --name killed >/dev/null",
+             W, W, W, W, OT_CLI_EMU, W, W, W);
+    double t0 = now_s();
+    int rc = tu_run(cmd, err, sizeof err);
+    double dt = now_s() - t0;
+    fprintf(stderr, "killed rank: exit %d after %.1f s\n", rc, dt);
+    ck_assert_msg(rc != 0 && rc != 124, "expected the job to stop with an error before the 120 s timeout, got %d: %s", rc, err);
+    ck_assert_msg(dt < 60, "the job took %.0f s to stop", dt);
+    ck_assert_msg(strstr(err, "rank 1") != NULL, "stderr does not name the dead rank: %s", err);
+    char p[1300];
+    snprintf(p, sizeof p, "%s/runs/killed/weights/last.ckpt", W);
+    ot_ckpt *c;
+    ot_error e;
+    ck_assert_msg(ot_ckpt_load(p, &c, &e) == OT_OK, "%s", e.msg);
+    ck_assert_int_eq((int)json_integer_value(json_object_get(c->header, "epoch")), 0);
+    ot_ckpt_free(c);
+    tu_sh("OMP_NUM_THREADS=1 ONNXT_LOSS_LOG='%s/resumed.log' '%s' train --resume '%s' --workers 1 --quiet --device 0,1 >/dev/null", W, OT_CLI_EMU, p);
+    compare_losses_at("self", "killed", 0, 3 * 4, 0);
+    compare_losses_at("self", "resumed", 1, 3 * 4, 0);
+    compare_weights("self", "killed", 0);
 }
 END_TEST
 
@@ -263,6 +358,8 @@ int main(void) {
     tcase_set_timeout(t, 600);
     tcase_add_test(t, t_two_executor_ranks_without_bn);
     tcase_add_test(t, t_two_executor_ranks_with_bn);
+    tcase_add_test(t, t_self_launched_ranks);
+    tcase_add_test(t, t_self_launched_killed_rank);
     tcase_add_test(t, t_grad_ready_hook);
     suite_add_tcase(s, t);
     return tu_main(s);

@@ -1,6 +1,7 @@
 /* cmd_train.c: `onnx-train train`, with Ultralytics train.py's flags and
  * defaults (train/trainer.h does the work). */
 #include "cli.h"
+#include "core/backend.h"
 #include "core/config.h"
 #include "core/dist.h"
 #include "export/export_ckpt.h"
@@ -11,7 +12,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: onnx-train train --model M.onnx|M.ckpt|yolov5n|yolov5s|yolov5m|yolov5l|yolov5x --data D.yaml\n"
-            "                        [--epochs 100] [--batch-size 16] [--img 640] [--device 0|cpu|cpu-guard] [--tf32]\n"
+            "                        [--epochs 100] [--batch-size 16] [--img 640] [--device 0|0,1|cpu|cpu-guard] [--tf32]\n"
             "                        [--hyp H.yaml] [--workers 8] [--project runs/train] [--name exp] [--exist-ok]\n"
             "                        [--resume [last.ckpt]] [--seed 0] [--cache [ram]] [--noval] [--nosave]\n"
             "                        [--cos-lr] [--optimizer SGD|Adam|AdamW] [--patience 100] [--freeze N]\n"
@@ -33,11 +34,15 @@ static void usage(FILE *f) {
             "in memory. --no-bn trains a folded export without re-inserting BatchNorm.\n");
     cli_device_help(f, true);
     fprintf(f,
-            "Data parallel on CPU ranks (multi-GPU is not in this version):\n"
-            "mpirun -np N onnx-train train ... --device cpu (--batch-size is the total,\n"
-            "split over the ranks; each rank reads its own shard of every epoch; gradients\n"
-            "are summed over ranks before each step; rank 0 logs, validates and saves;\n"
-            "--sync-bn takes BatchNorm statistics over all ranks).\n\n"
+            "Data parallel: --device 0,1[,...] starts one process per listed GPU on this\n"
+            "machine (under OpenMPI's mpirun, which must be installed; the job stops and\n"
+            "exits non-zero when any of them fails). On several machines, or CPU ranks:\n"
+            "mpirun -np N onnx-train train ... --device 0 (or cpu); with --device 0,1\n"
+            "under mpirun each rank takes the entry of its rank on its machine.\n"
+            "--batch-size is the total, split over the ranks; each rank reads its own\n"
+            "shard of every epoch; gradients are summed over ranks before each step; rank\n"
+            "0 logs, validates and saves; --sync-bn takes BatchNorm statistics over all\n"
+            "ranks (CPU). docs/TRAINING.md, \"Data parallel on CUDA devices\".\n\n"
             "example:\n  onnx-train train --model yolov5n --data coco128.yaml --img 320 --epochs 30\n"
             "  onnx-train train --model yolov5s.onnx --data my.yaml --epochs 50 --batch-size 8 --device 0\n"
             "  onnx-train train --resume\n");
@@ -109,7 +114,24 @@ int cmd_train(int argc, char **argv) {
         return cli_fail("train: --model and --data are required (see onnx-train train --help)");
     ot_error e;
     ot_train_result res = {0};
+    /* --device 0,1: one rank per device. Without a launcher this process starts them (under mpirun) and
+     * becomes that job; each rank runs on the list's entry at its rank on this machine. */
+    int ndev = ot_device_list_count(o.device, &e);
+    if (ndev < 0) return cli_fail("train: %s", e.msg);
+    if (ndev > 0 && !ot_dist_launched()) {
+        ot_dist_launch_local(ndev, argc, argv, &e); /* returns only when it failed */
+        return cli_fail("train --device %s: %s", o.device, e.msg);
+    }
     if (ot_dist_init(NULL, NULL, &e)) return cli_error(&e);
+    if (ot_dist_world() > 1) setvbuf(stdout, NULL, _IOLBF, 0); /* rank 0's lines through the launcher's pipe as they come */
+    char dev[32];
+    if (ndev > 0) {
+        if (ot_device_list_pick(o.device, ot_dist_local_rank(), dev, sizeof dev, &e)) {
+            fprintf(stderr, "onnx-train: rank %d: %s\n", ot_dist_rank(), e.msg);
+            ot_dist_abort(CLI_EXIT_BAD);
+        }
+        o.device = dev;
+    }
     if (ot_train(&o, &res, &e)) {
         if (ot_dist_world() > 1) fprintf(stderr, "onnx-train: rank %d: %s\n", ot_dist_rank(), e.msg);
         else cli_error(&e);

@@ -66,8 +66,8 @@ void cli_device_help(FILE *f, bool tf32) {
             "--device, as Ultralytics: GPU 0 when this binary has the CUDA kernels and a\n"
             "GPU is present, else cpu. onnx-train-cudaemu and -DONNXT_CUDA=EMU builds run\n"
             "--device 0 on the CPU executor (the CUDA kernels emulated on the CPU; slow,\n"
-            "for tests). One device at a time: a list such as 0,1 is refused (multi-GPU is\n"
-            "not in this version).\n");
+            "for tests). One device at a time, except train: --device 0,1 trains on\n"
+            "GPUs 0 and 1, one process per device (train --help).\n");
     if (tf32)
         fprintf(f, "--tf32: TF32 tensor cores for the convolutions (GPU only; faster, at about\n"
                    "1e-3 relative precision; also ONNXT_TF32=1). Default: FP32. Does nothing on\n"
