@@ -9,8 +9,8 @@
  * augmentation off, so a rank's per-batch loss equals the one-rank loss of the
  * whole batch and the two runs train the same weights. 2 epochs of batch 4
  * (6 optimizer steps: warmup accumulation 1 -> 2, SGD + EMA).
- * - without BatchNormalization (--no-bn, as test_dist.c: the CUDA BatchNorm
- *   refuses --sync-bn): 2 executor ranks with ONNXT_BUCKET_MB=1 (several
+ * - without BatchNormalization (--no-bn, as test_dist.c; --sync-bn on CUDA
+ *   ranks is tests/test_cudaemu_syncbn.c): 2 executor ranks with ONNXT_BUCKET_MB=1 (several
  *   buckets, counted from the DDP line) against 1 executor rank with batch 4:
  *   every batch's losses within 1e-5 relative, last.ckpt's weights within 1e-5
  *   (test_dist.c's measure); against 2 CPU ranks (today's host all-reduce):
