@@ -9,6 +9,7 @@ static ot_config g_cfg;
 static char g_loss_log[4096], g_kill_at[64];
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_tf32_set = -1; /* ot_config_set_tf32: -1 none, else 0 / 1 (wins over ONNXT_TF32) */
+static double g_bucket_mb_set = 0; /* ot_config_set_bucket_mb: > 0 wins over ONNXT_BUCKET_MB */
 
 static bool is(const char *v, const char *s) { return v && strcmp(v, s) == 0; }
 
@@ -37,7 +38,7 @@ static void load(void) {
     c.device_allreduce = v && strcmp(v, "1") == 0;
     v = getenv("ONNXT_BUCKET_MB");
     t = v ? atof(v) : 0;
-    c.bucket_mb = t > 0 ? t : 25;
+    c.bucket_mb = g_bucket_mb_set > 0 ? g_bucket_mb_set : t > 0 ? t : 25;
     c.loss_log = keep(getenv("ONNXT_LOSS_LOG"), g_loss_log, sizeof g_loss_log);
     c.test_kill_at = keep(getenv("ONNXT_TEST_KILL_AT"), g_kill_at, sizeof g_kill_at);
     c.test_kill_epoch = c.test_kill_iter = -1;
@@ -59,6 +60,11 @@ const ot_config *ot_config_get(void) {
 void ot_config_reload(void) {
     pthread_once(&g_once, load);
     load();
+}
+
+void ot_config_set_bucket_mb(double mb) {
+    pthread_once(&g_once, load);
+    if (mb > 0) g_bucket_mb_set = g_cfg.bucket_mb = mb;
 }
 
 void ot_config_set_tf32(bool on) {

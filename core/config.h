@@ -51,5 +51,7 @@ void ot_config_reload(void);
  * afterwards; kept across ot_config_reload. The only setter: every other
  * switch comes from the environment. */
 void ot_config_set_tf32(bool on);
+/* --bucket-mb (wins over ONNXT_BUCKET_MB); mb > 0. */
+void ot_config_set_bucket_mb(double mb);
 
 #endif

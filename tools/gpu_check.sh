@@ -256,6 +256,25 @@ for bs in 16 64; do
     fi
 done
 
+# ---- 6c. two GPUs: images/s of train --device 0 against --device 0,1 (issue 15), alternating ----
+# One epoch of yolov5s at 640, total batch 32, on 256 synthetic images (validation off), twice each way; the
+# images/s come from the wall time of the epoch's batches as the trainer's own timer reports them ("it/s" is not
+# printed in --quiet, so the whole command's time is used, start-up included: a lower bound for both).
+NGPU=0
+[ $HAVE_GPU = 1 ] && NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
+if [ $HAVE_GPU = 0 ]; then record two_gpus skip "$GPU_WHY"
+elif [ "$NGPU" -lt 2 ]; then record two_gpus skip "this machine has $NGPU GPU (two are needed)"
+elif [ -z "$B" ]; then record two_gpus skip "no CUDA build"
+else
+    TG=$OUT/two_gpus
+    rm -rf "$TG" && mkdir -p "$TG"
+    run two_gpus 150 60 bash -c "'$CLI' data synth --out '$TG/syn' --train 256 --val 8 --img 640 --seed 5 >/dev/null &&
+        for k in 1 2 3 4; do d=0; [ \$((k % 2)) = 0 ] && d=0,1;
+          s=\$(date +%s.%N); '$CLI' train --model yolov5s --img 640 --epochs 1 --batch-size 32 --workers 4 --noval --noplots --quiet \
+            --exist-ok --data '$TG/syn/data.yaml' --project '$TG/runs' --name r\$k --device \$d || exit 1;
+          e=\$(date +%s.%N); awk -v d=\$d -v s=\$s -v e=\$e 'BEGIN { printf \"%s %.2f\\n\", d, 256 / (e - s) }'; done | tee '$TG/images_per_s.txt'"
+fi
+
 # ---- 6b. the cuda tests and bench kernels under compute-sanitizer memcheck, in the time left ----
 if [ $HAVE_GPU = 0 ]; then
     record memcheck skip "$GPU_WHY"
@@ -357,6 +376,21 @@ for bs, o, t in tr:
         notes.append("PyTorch peak reserved %.0f MiB" % t["gpu_peak_reserved_mib"])
     print(tf.format(bs, f(oi, ".1f"), f(ti, ".1f"), f(oi / ti if oi and ti else None, ".2f"), f(om, ".1f"), f(tm, ".1f"),
                     f(o.get("gpu_used_mb") if o else None, ".0f"), "; ".join(notes)))
+print()
+ips = {}
+try:
+    with open(os.path.join(out, "two_gpus", "images_per_s.txt")) as fh:
+        for line in fh:
+            d, v = line.split()
+            ips.setdefault(d, []).append(float(v))
+except (OSError, ValueError):
+    pass
+if "0" in ips and "0,1" in ips:
+    one, two = max(ips["0"]), max(ips["0,1"])
+    print("Two GPUs (train, yolov5s 640, total batch 32, whole-command images/s, best of 2 alternating): "
+          "1 GPU %.1f, 2 GPUs %.1f, scaling %.2fx (goal >= 1.9x)" % (one, two, two / one))
+else:
+    print("Two GPUs: " + why("two_gpus"))
 EOF
 echo
 cat "$OUT/summary.txt"

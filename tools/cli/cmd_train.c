@@ -17,7 +17,7 @@ static void usage(FILE *f) {
             "                        [--resume [last.ckpt]] [--seed 0] [--cache [ram]] [--noval] [--nosave]\n"
             "                        [--cos-lr] [--optimizer SGD|Adam|AdamW] [--patience 100] [--freeze N]\n"
             "                        [--label-smoothing E] [--rect] [--single-cls] [--noautoanchor]\n"
-            "                        [--noplots] [--reset-head] [--no-bn] [--sync-bn]\n\n"
+            "                        [--noplots] [--reset-head] [--no-bn] [--sync-bn] [--bucket-mb 25]\n\n"
             "Trains a YOLOv5 detector as Ultralytics YOLOv5 v7.0 train.py does: mosaic and\n"
             "the rest of hyp.scratch-low's augmentation, the v7.0 loss, SGD (Nesterov) with\n"
             "gradient accumulation to a nominal batch of 64, warmup, linear or cosine LR,\n"
@@ -42,7 +42,9 @@ static void usage(FILE *f) {
             "--batch-size is the total, split over the ranks; each rank reads its own\n"
             "shard of every epoch; gradients are summed over ranks before each step; rank\n"
             "0 logs, validates and saves; --sync-bn takes BatchNorm statistics over all\n"
-            "ranks (CPU). docs/TRAINING.md, \"Data parallel on CUDA devices\".\n\n"
+            "ranks. On GPUs the gradients are summed (NCCL) in buckets of --bucket-mb MB\n"
+            "(default 25, DDP's bucket_cap_mb; also ONNXT_BUCKET_MB) while the backward\n"
+            "runs. docs/TRAINING.md, \"Data parallel on CUDA devices\".\n\n"
             "example:\n  onnx-train train --model yolov5n --data coco128.yaml --img 320 --epochs 30\n"
             "  onnx-train train --model yolov5s.onnx --data my.yaml --epochs 50 --batch-size 8 --device 0\n"
             "  onnx-train train --resume\n");
@@ -89,6 +91,12 @@ int cmd_train(int argc, char **argv) {
         else if (strcmp(a, "--reset-head") == 0) o.reset_head = true;
         else if (strcmp(a, "--no-bn") == 0) o.no_bn = true;
         else if (strcmp(a, "--sync-bn") == 0) o.sync_bn = true;
+        else if (strcmp(a, "--bucket-mb") == 0 && i + 1 < argc) {
+            char *end;
+            double mb = strtod(argv[++i], &end);
+            if (*end || !(mb > 0) || mb > 65536) return cli_fail("train: --bucket-mb '%s': expected a size in MB > 0", argv[i]);
+            ot_config_set_bucket_mb(mb);
+        }
         else if (strcmp(a, "--quiet") == 0) o.quiet = true;
         else if (strcmp(a, "--optimizer") == 0 && i + 1 < argc) {
             const char *s = argv[++i];
