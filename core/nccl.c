@@ -102,6 +102,13 @@ ot_status ot_nccl_enqueue_sum_f32(ot_nccl *c, float *dev, int64_t n, void *strea
     return OT_OK;
 }
 
+ot_status ot_nccl_enqueue_sum_f64(ot_nccl *c, double *dev, int64_t n, void *stream, ot_error *err) {
+    if (!c->comm) return ot_fail(err, OT_ERR_INTERNAL, "NCCL: the communicator was aborted");
+    ncclResult_t r = c->allreduce(dev, dev, (size_t)n, ncclFloat64, ncclSum, c->comm, (cudaStream_t)stream);
+    if (r != ncclSuccess) return ot_fail(err, OT_ERR_INTERNAL, "NCCL: ncclAllReduce (double): %s", c->str(r));
+    return OT_OK;
+}
+
 /* Polls the event (NULL: the stream) until it completes, with the asynchronous error and the deadline. */
 static ot_status poll(ot_nccl *c, cudaStream_t s, cudaEvent_t e, ot_error *err) {
     double t0 = now_s(), lim = deadline_s();
@@ -145,6 +152,10 @@ ot_status ot_nccl_sum_f32(ot_nccl *c, float *dev, int64_t n, void *stream, ot_er
 }
 ot_status ot_nccl_enqueue_sum_f32(ot_nccl *c, float *dev, int64_t n, void *stream, ot_error *err) {
     return ot_nccl_sum_f32(c, dev, n, stream, err);
+}
+ot_status ot_nccl_enqueue_sum_f64(ot_nccl *c, double *dev, int64_t n, void *stream, ot_error *err) {
+    (void)c; (void)dev; (void)n; (void)stream;
+    return ot_fail(err, OT_ERR_UNSUPPORTED, "NCCL: this build has no CUDA");
 }
 ot_status ot_nccl_wait_event(ot_nccl *c, void *event, ot_error *err) {
     (void)c; (void)event;

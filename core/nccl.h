@@ -24,6 +24,7 @@ ot_status ot_nccl_sum_f32(ot_nccl *c, float *dev, int64_t n, void *stream, ot_er
 /* The same, only enqueued: returns once the sum is on the stream (the
  * gradient buckets of kernels/cuda/comm_gpu.c); ot_nccl_wait_event waits. */
 ot_status ot_nccl_enqueue_sum_f32(ot_nccl *c, float *dev, int64_t n, void *stream, ot_error *err);
+ot_status ot_nccl_enqueue_sum_f64(ot_nccl *c, double *dev, int64_t n, void *stream, ot_error *err);
 /* The host waits for a cudaEvent_t (as void *) recorded after enqueued sums,
  * polling the communicator's asynchronous error and ONNXT_DIST_TIMEOUT (a dead
  * or hung peer aborts the communicator and returns an error). */

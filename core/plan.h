@@ -41,6 +41,9 @@ typedef struct ot_plan {
     void *ws;              /* an op raises ws_bytes in infer or prepare and uses ws in forward / backward */
     void (*bn_sum)(double *buf, int64_t n); /* training plans: BatchNorm's element-wise sum over data-parallel
                             * ranks (synchronised statistics), NULL: local statistics (ot_autograd_set_bn_sync) */
+    ot_status (*bn_dev_sum)(void *ctx, double *dev, int64_t n, ot_error *err); /* with bn_sum: the same sum on the
+                            * device's memory, enqueued on its compute stream (NCCL); NULL: through the host */
+    void *bn_dev_ctx;
     double *prof;          /* NULL, or 2 per node (forward, backward seconds, summed) + 1 (gradient zeroing): bench --profile */
 } ot_plan;
 

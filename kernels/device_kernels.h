@@ -35,6 +35,8 @@ typedef struct ot_allreduce_kernels {
      * enqueued on stream s after what s already holds (order it against the
      * compute stream with ot_be_record / ot_be_wait). */
     ot_status (*sum_f32)(ot_allreduce *c, float *x, int64_t n, ot_stream s, ot_error *err);
+    /* The same for n doubles (SyncBatchNorm's statistics, on the compute stream). */
+    ot_status (*sum_f64)(ot_allreduce *c, double *x, int64_t n, ot_stream s, ot_error *err);
     /* The host waits for every sum enqueued on s so far, polling the peers'
      * errors and ONNXT_DIST_TIMEOUT: an error, never a hang. */
     ot_status (*wait)(ot_allreduce *c, ot_stream s, ot_error *err);

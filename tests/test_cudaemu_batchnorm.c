@@ -130,9 +130,27 @@ static void sum_one_rank(double *buf, int64_t n) {
     sum_calls++;
 }
 
+/* The device form (core/plan.h bn_dev_sum, the trainer's communicator): the sum of the stats range on the
+ * device's memory, the identity on one rank (counted); the forward's first and the backward's range end in the
+ * element count the kernels wrote (checked). */
+static int dev_calls;
+static int64_t dev_count;
+static ot_status dev_sum_one_rank(void *ctx, double *dev, int64_t n, ot_error *err) {
+    (void)err;
+    ck_assert_int_ge(n, 1);
+    if (dev_calls % 3 != 1) { /* the ranges [0, c] and [0, 2c] */
+        double last;
+        ot_be_download(ctx, &last, dev + n - 1, sizeof last);
+        ck_assert_msg(last == (double)dev_count, "the count in the stats buffer: %g, expected %lld", last, (long long)dev_count);
+    }
+    dev_calls++;
+    return OT_OK;
+}
+
 /* One training step of the one-node graph on be (the CPU, or the CUDA device's row on the executor), local
- * or synchronised statistics (sum_one_rank): y, running mean / var, dx, dscale, dbias into host arrays. */
-static void run_graph(ot_backend *be, bool sync, int64_t N, int64_t C, int64_t H, int64_t W, const float *x, const float *dy,
+ * statistics (sync 0) or synchronised: through the host (1: sum_one_rank) or on the device (2: dev_sum_one_rank,
+ * the CUDA row only): y, running mean / var, dx, dscale, dbias into host arrays. */
+static void run_graph(ot_backend *be, int sync, int64_t N, int64_t C, int64_t H, int64_t W, const float *x, const float *dy,
                       const float *scale, const float *bias, const float *rm, const float *rv, float *y, float *rmo, float *rvo,
                       float *dx, float *ds, float *db) {
     const int64_t nx = N * C * H * W;
@@ -143,14 +161,17 @@ static void run_graph(ot_backend *be, bool sync, int64_t N, int64_t C, int64_t H
     ot_error e;
     ck_assert_msg(ot_autograd_create_on(be, g, &xs, NULL, true, &a, &e) == OT_OK, "%s", e.msg);
     ot_autograd_set_bn_sync(a, sync ? sum_one_rank : NULL);
-    int calls = sum_calls;
+    if (sync == 2) ot_autograd_set_bn_sync_device(a, dev_sum_one_rank, be);
+    int calls = sum_calls, dcalls = dev_calls = 0;
+    dev_count = N * H * W;
     ck_assert_msg(ot_autograd_forward(a, (const float *const[]){x}, &e) == OT_OK, "%s", e.msg);
     ot_autograd_download(a, vid[5], y);
     ot_autograd_download(a, vid[3], rmo);
     ot_autograd_download(a, vid[4], rvo);
     if (nx > 0) ot_be_upload(a->be, ot_autograd_output_grad(a, 0), dy, sizeof(float) * (size_t)nx);
     ck_assert_msg(ot_autograd_backward(a, &e) == OT_OK, "%s", e.msg);
-    ck_assert_int_eq(sum_calls - calls, sync ? 3 : 0); /* the forward's two sums, the backward's one */
+    ck_assert_int_eq(sum_calls - calls, sync == 1 ? 3 : 0); /* the forward's two sums, the backward's one */
+    ck_assert_int_eq(dev_calls - dcalls, sync == 2 ? 3 : 0);
     ot_autograd_download_grad(a, vid[0], dx);
     ot_autograd_download_grad(a, vid[1], ds);
     ot_autograd_download_grad(a, vid[2], db);
@@ -198,14 +219,16 @@ static void run_sync_kernels(int ranks, int64_t N, int64_t C, int64_t S, const f
         ot_be_memset(G, gds[r], 0, sizeof(float) * (size_t)C);
         ot_be_memset(G, gdb[r], 0, sizeof(float) * (size_t)C);
     }
-    /* the host sum of st[r][lo, lo + n) over the ranks; count >= 0: the range's last element is each rank's count */
+    /* the host sum of st[r][lo, lo + n) over the ranks; COUNTED: the range's last element is each rank's count,
+     * written by the kernel (checked here) */
 #define SUM_RANKS(LO, NN, COUNTED)                                                                                            \
     do {                                                                                                                     \
         for (int64_t k = 0; k < (NN); k++) tot[k] = 0;                                                                       \
         for (int r = 0; r < ranks; r++) {                                                                                    \
-            int64_t nd = (COUNTED) ? (NN) - 1 : (NN);                                                                        \
-            if (nd > 0) ot_be_download(G, h[r], st[r] + (LO), sizeof(double) * (size_t)nd);                                  \
-            if (COUNTED) h[r][(NN) - 1] = (double)((lo[r + 1] - lo[r]) * S);                                                 \
+            ot_be_download(G, h[r], st[r] + (LO), sizeof(double) * (size_t)(NN));                                            \
+            if (COUNTED) ck_assert_msg(h[r][(NN) - 1] == (double)((lo[r + 1] - lo[r]) * S),                                  \
+                                       "rank %d: the kernel's count %g, expected %lld", r, h[r][(NN) - 1],                  \
+                                       (long long)((lo[r + 1] - lo[r]) * S));                                                \
             for (int64_t k = 0; k < (NN); k++) tot[k] += h[r][k];                                                            \
         }                                                                                                                    \
         for (int r = 0; r < ranks; r++) ot_be_upload(G, st[r] + (LO), tot, sizeof(double) * (size_t)(NN));                  \
@@ -341,7 +364,7 @@ static void check_case(int64_t N, int64_t C, int64_t H, int64_t W, uint64_t seed
     float *y2 = malloc(sizeof(float) * (size_t)nx), *dx2 = malloc(sizeof(float) * (size_t)nx);
     float *c6[6];
     for (int k = 0; k < 6; k++) c6[k] = malloc(sizeof(float) * (size_t)(C > 0 ? C : 1));
-    run_graph(ot_backend_cpu(), true, N, C, H, W, x, dy, scale, bias, rm, rv, y2, c6[0], c6[1], dx2, c6[2], c6[3]);
+    run_graph(ot_backend_cpu(), 1, N, C, H, W, x, dy, scale, bias, rm, rv, y2, c6[0], c6[1], dx2, c6[2], c6[3]);
     check_bits("CPU sync y", y2, yref, nx, dims);
     check_bits("CPU sync running_mean", c6[0], rmref, C, dims);
     check_bits("CPU sync running_var", c6[1], rvref, C, dims);
@@ -385,13 +408,15 @@ static void check_case(int64_t N, int64_t C, int64_t H, int64_t W, uint64_t seed
     char why[200];
     ot_backend *D = ot_backend_cuda_emu(0, why, sizeof why);
     ck_assert_msg(D != NULL, "%s", why);
-    run_graph(D, true, N, C, H, W, x, dy, scale, bias, rm, rv, y2, c6[0], c6[1], dx2, c6[2], c6[3]);
-    check_bits("row sync y", y2, lk[0], nx, dims);
-    check_bits("row sync running_mean", c6[0], lk[2], C, dims);
-    check_bits("row sync running_var", c6[1], lk[3], C, dims);
-    check_bits("row sync dx", dx2, lk[1], nx, dims);
-    check_bits("row sync dscale", c6[2], lk[6], C, dims);
-    check_bits("row sync dbias", c6[3], lk[7], C, dims);
+    for (int mode = 1; mode <= 2; mode++) { /* the host sum, then the device sum */
+        run_graph(D, mode, N, C, H, W, x, dy, scale, bias, rm, rv, y2, c6[0], c6[1], dx2, c6[2], c6[3]);
+        check_bits("row sync y", y2, lk[0], nx, dims);
+        check_bits("row sync running_mean", c6[0], lk[2], C, dims);
+        check_bits("row sync running_var", c6[1], lk[3], C, dims);
+        check_bits("row sync dx", dx2, lk[1], nx, dims);
+        check_bits("row sync dscale", c6[2], lk[6], C, dims);
+        check_bits("row sync dbias", c6[3], lk[7], C, dims);
+    }
     free(y2); free(dx2);
     for (int k = 0; k < 6; k++) free(c6[k]);
     for (int k = 0; k < 8; k++) free(lk[k]);

@@ -129,6 +129,8 @@ typedef struct run {
     ot_event stage_ev[2];
     int stage_k;
     struct grad_buckets *gb;  /* ranks > 1 on a device with a collective (CUDA): the gradient buckets */
+    const struct ot_allreduce_kernels *comm_k; /* and their communicator (also SyncBatchNorm's), made once */
+    struct ot_allreduce *comm;
     ot_yolo_loss *loss;
     ot_yolo_loss_cfg lcfg;
     ot_optimizer *opt;
@@ -197,6 +199,7 @@ static void run_free(run *r) {
     ot_autograd_destroy(r->ag);
     if (r->be) { ot_be_sync(r->be); ot_be_free(r->be, r->stage[0]); ot_be_free(r->be, r->stage[1]); }
     grad_buckets_free(r->gb);
+    if (r->comm) r->comm_k->destroy(r->comm);
     ot_graph_destroy(r->g);
     ot_loader_destroy(r->train_ld);
     ot_loader_destroy(r->val_ld);
@@ -398,7 +401,7 @@ static void grads_freeze(run *r) {
  * before it reads the step's loss items. The CPU devices keep one ot_dist_sum_f32_on after the backward. */
 typedef struct grad_buckets {
     const ot_allreduce_kernels *k;
-    ot_allreduce *c;
+    ot_allreduce *c;         /* the run's communicator (run.comm), not owned */
     int n, next;             /* buckets; the next one to enqueue */
     size_t *off, *len;       /* per bucket: its floats in the gradient slab */
     int *vars, *left;        /* per bucket: its variables; those not final yet in this backward */
@@ -411,7 +414,6 @@ typedef struct grad_buckets {
 
 static void grad_buckets_free(grad_buckets *gb) {
     if (!gb) return;
-    if (gb->c) gb->k->destroy(gb->c);
     free(gb->off); free(gb->len); free(gb->vars); free(gb->left); free(gb->of_var);
     free(gb);
 }
@@ -421,6 +423,20 @@ static const ot_allreduce_kernels *device_allreduce(const run *r) {
     if ((r->world <= 1 && !ot_config_get()->device_allreduce) || r->be->kind != OT_DEV_CUDA) return NULL;
     const ot_device_kernels *t = ot_device_kernels_get(r->be->kind);
     return t ? t->allreduce : NULL;
+}
+
+/* The run's device communicator (collective on first use: every rank reaches it at the same point). */
+static ot_status device_comm(run *r, const ot_allreduce_kernels *k, ot_error *err) {
+    if (r->comm) return OT_OK;
+    OT_TRY(k->create(r->be, &r->comm, err));
+    r->comm_k = k;
+    return OT_OK;
+}
+
+/* SyncBatchNorm's statistics summed on the device, on the compute stream (core/plan.h bn_dev_sum). */
+static ot_status bn_dev_sum(void *ctx, double *dev, int64_t n, ot_error *err) {
+    run *r = ctx;
+    return r->comm_k->sum_f64(r->comm, dev, n, OT_STREAM_COMPUTE, err);
 }
 
 /* The bucket plan over ag's slab (every autograd of the run shares its layout) and the communicator. */
@@ -453,8 +469,9 @@ static ot_status grad_buckets_make(run *r, const ot_allreduce_kernels *k, ot_err
             hi = lo;
         }
     }
-    ot_status st = k->create(r->be, &gb->c, err); /* collective: every rank reaches its first step together */
+    ot_status st = device_comm(r, k, err); /* collective: every rank reaches its first step together */
     if (st) { grad_buckets_free(gb); return st; }
+    gb->c = r->comm;
     r->gb = gb;
     if (r->rank == 0 && !r->o.quiet)
         printf("DDP: %d rank%s, gradients all-reduced in %d bucket%s of <= %g MB overlapped with the backward on %s\n", r->world,
@@ -874,6 +891,11 @@ static ot_status setup_model(run *r, ot_error *err) {
     ot_shape in = {4, {r->batch_local, 3, r->o.img, r->o.img}};
     OT_TRY(ot_autograd_create_on(r->be, r->g, &in, NULL, false, &r->ag, err));
     ot_autograd_set_bn_sync(r->ag, r->world > 1 && r->o.sync_bn ? ot_dist_sum_f64 : NULL); /* SyncBatchNorm; alt plans share it */
+    const ot_allreduce_kernels *k = device_allreduce(r);
+    if (r->world > 1 && r->o.sync_bn && k && k->sum_f64) { /* on the device's communicator (NCCL on GPUs) */
+        OT_TRY(device_comm(r, k, err));
+        ot_autograd_set_bn_sync_device(r->ag, bn_dev_sum, r);
+    }
     if (!(r->loss = ot_yolo_loss_create_on(r->be))) return ot_fail(err, OT_ERR_NOMEM, "out of memory");
     ot_yolo_loss_cfg_init(&r->lcfg, head, &r->hyp, r->o.img);
     return OT_OK;

@@ -51,6 +51,8 @@ ot_status ot_autograd_share_vars(ot_autograd *dst, ot_autograd *src, ot_error *e
     dst->grad_slab = src->grad_slab;
     dst->shared_vars = true;
     dst->p->bn_sum = src->p->bn_sum; /* one training: the same BatchNorm synchronisation */
+    dst->p->bn_dev_sum = src->p->bn_dev_sum;
+    dst->p->bn_dev_ctx = src->p->bn_dev_ctx;
     for (int i = 0; i < dst->n_vars; i++) {
         int v = dst->var_vid[i];
         dst->p->data[v] = dst->slab + dst->var_off[i];
@@ -388,5 +390,10 @@ void ot_autograd_set_grad_ready(ot_autograd *a, void (*cb)(void *ctx, int var), 
 }
 
 void ot_autograd_set_bn_sync(ot_autograd *a, void (*sum)(double *buf, int64_t n)) { a->p->bn_sum = sum; }
+void ot_autograd_set_bn_sync_device(ot_autograd *a, ot_status (*sum)(void *ctx, double *dev, int64_t n, ot_error *err),
+                                    void *ctx) {
+    a->p->bn_dev_sum = sum;
+    a->p->bn_dev_ctx = ctx;
+}
 
 void ot_autograd_zero_grad(ot_autograd *a) { ot_be_memset(a->be, a->grad_slab, 0, a->slab_floats * sizeof(float)); }

@@ -86,6 +86,12 @@ void ot_autograd_set_grad_ready(ot_autograd *a, void (*cb)(void *ctx, int var), 
  * (torch SyncBatchNorm); NULL (the default): local statistics. Every rank must
  * run the same plans in the same order. */
 void ot_autograd_set_bn_sync(ot_autograd *a, void (*sum)(double *buf, int64_t n));
+/* With ot_autograd_set_bn_sync's host sum set, a device whose BatchNorm row
+ * can (CUDA) sums the statistics in device memory instead: sum(ctx, dev, n, err)
+ * enqueues the in-place sum of n doubles over the ranks on the compute stream
+ * (NCCL; kernels/device_kernels.h's allreduce sum_f64). NULL: through the host. */
+void ot_autograd_set_bn_sync_device(ot_autograd *a, ot_status (*sum)(void *ctx, double *dev, int64_t n, ot_error *err),
+                                    void *ctx);
 
 /* Data / gradient of any value (NULL when it has none): backend memory, for
  * kernels and backend calls only. */

@@ -186,10 +186,10 @@ __global__ void bn_train_bwd_k(float *dx, int set, float *dscale, float *dbias, 
 /* ---- SyncBatchNorm: the same kernels split at their reductions ----
  * Forward stats (2c + 1 doubles): [0, c) the local sums of x, [c] the element
  * count, [c + 1, 2c + 1) the sums of squared deviations from the global mean;
- * the caller sums [0, c] over the ranks (the count set before the sum) between
+ * the caller sums [0, c] over the ranks (the kernel writes this rank's count) between
  * bn_sync_sum_k and bn_sync_sqdev_k, and [c + 1, 2c + 1) between
  * bn_sync_sqdev_k and bn_sync_apply_k. Backward stats (2c + 1 doubles): [0, c)
- * the sums of dy, [c, 2c) of dy * xhat, [2c] the count, summed over the ranks
+ * the sums of dy, [c, 2c) of dy * xhat, [2c] the count (written by the kernel), summed over the ranks
  * between bn_sync_bwd_sums_k and bn_sync_bwd_dx_k. kernels/batchnorm.c's
  * bn_train_fwd_sync / bn_train_bwd_sync, with the layout of their buffers. */
 __global__ void bn_sync_sum_k(double *stats, const float *x, int64_t n, int64_t c, int64_t s) {
@@ -198,6 +198,7 @@ __global__ void bn_sync_sum_k(double *stats, const float *x, int64_t n, int64_t 
         const double sum = bn_chan_sum(x, n, c, s, ch, red);
         if (threadIdx.x == 0) stats[ch] = sum;
     }
+    if (blockIdx.x == 0 && threadIdx.x == 0) stats[c] = (double)(n * s); /* this rank's count, summed with the sums */
 }
 
 __global__ void bn_sync_sqdev_k(double *stats, const float *x, int64_t n, int64_t c, int64_t s) {
@@ -233,6 +234,7 @@ __global__ void bn_sync_bwd_sums_k(double *stats, float *dscale, float *dbias, c
             stats[c + ch] = sdyxh;
         }
     }
+    if (blockIdx.x == 0 && threadIdx.x == 0) stats[2 * c] = (double)(n * s);
 }
 
 __global__ void bn_sync_bwd_dx_k(float *dx, int set, const float *dy, const float *x, const float *__restrict__ scale,

@@ -34,6 +34,16 @@ static ot_status emu_sum(ot_allreduce *c, float *x, int64_t n, ot_stream s, ot_e
     return OT_OK;
 }
 
+static ot_status emu_sum_f64(ot_allreduce *c, double *x, int64_t n, ot_stream s, ot_error *err) {
+    (void)c; (void)s; (void)err;
+    if (n <= 0 || ot_dist_world() <= 1) return OT_OK;
+    ot_backend *g = ot_backend_cpu_guard();
+    ot_be_enter(g);
+    ot_dist_sum_f64(x, n);
+    ot_be_leave(g);
+    return OT_OK;
+}
+
 static ot_status emu_wait(ot_allreduce *c, ot_stream s, ot_error *err) {
     (void)c; (void)s; (void)err;
     return OT_OK;
@@ -42,5 +52,5 @@ static ot_status emu_wait(ot_allreduce *c, ot_stream s, ot_error *err) {
 static void emu_destroy(ot_allreduce *c) { free(c); }
 
 const ot_allreduce_kernels ot_cuda_allreduce = {
-    .create = emu_create, .sum_f32 = emu_sum, .wait = emu_wait, .destroy = emu_destroy,
+    .create = emu_create, .sum_f32 = emu_sum, .sum_f64 = emu_sum_f64, .wait = emu_wait, .destroy = emu_destroy,
 };

@@ -34,6 +34,11 @@ static ot_status gpu_sum(ot_allreduce *c, float *x, int64_t n, ot_stream s, ot_e
     return ot_nccl_enqueue_sum_f32(c->nccl, x, n, ot_backend_cuda_stream(c->be, s), err);
 }
 
+static ot_status gpu_sum_f64(ot_allreduce *c, double *x, int64_t n, ot_stream s, ot_error *err) {
+    if (n <= 0) return OT_OK;
+    return ot_nccl_enqueue_sum_f64(c->nccl, x, n, ot_backend_cuda_stream(c->be, s), err);
+}
+
 static ot_status gpu_wait(ot_allreduce *c, ot_stream s, ot_error *err) {
     ot_be_record(c->be, s, &c->done);
     return ot_nccl_wait_event(c->nccl, c->done.impl, err);
@@ -46,5 +51,5 @@ static void gpu_destroy(ot_allreduce *c) {
 }
 
 const ot_allreduce_kernels ot_cuda_allreduce = {
-    .create = gpu_create, .sum_f32 = gpu_sum, .wait = gpu_wait, .destroy = gpu_destroy,
+    .create = gpu_create, .sum_f32 = gpu_sum, .sum_f64 = gpu_sum_f64, .wait = gpu_wait, .destroy = gpu_destroy,
 };

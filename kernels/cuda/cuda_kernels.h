@@ -141,15 +141,15 @@ void ot_cuda_bn_train_bwd(float *dx, int dx_set, float *dscale, float *dbias, co
  * buffer layouts; the caller sums the named ranges over the ranks between the
  * calls (in place). On one rank (no sum) they give ot_cuda_bn_train_fwd /
  * _bwd's bits.
- * Forward: fwd_sum writes stats[0, c) = the local sums of x; the caller sets
- * stats[c] = n * s and sums stats[0, c] over the ranks; fwd_sqdev writes
+ * Forward: fwd_sum writes stats[0, c) = the local sums of x and stats[c] =
+ * n * s; the caller sums stats[0, c] over the ranks; fwd_sqdev writes
  * stats[c + 1, 2c + 1) = the local sums of (x - mean)^2, mean = stats[ch] /
  * stats[c]; the caller sums that range; fwd_apply writes y, the saved mean /
  * invstd and the running statistics (as ot_cuda_bn_train_fwd, from the global
  * sums). Backward: bwd_sums writes stats[0, c) = sum dy, stats[c, 2c) = sum dy *
- * xhat and adds them to dbias / dscale (local: the data-parallel step sums
- * parameter gradients); the caller sets stats[2c] = n * s and sums stats[0,
- * 2c] over the ranks; bwd_dx writes or adds dx (NULL: nothing) from the global
+ * xhat, stats[2c] = n * s, and adds them to dbias / dscale (local: the
+ * data-parallel step sums parameter gradients); the caller sums stats[0, 2c]
+ * over the ranks; bwd_dx writes or adds dx (NULL: nothing) from the global
  * sums. */
 void ot_cuda_bn_sync_fwd_sum(double *stats, const float *x, int64_t n, int64_t c, int64_t s, void *stream);
 void ot_cuda_bn_sync_fwd_sqdev(double *stats, const float *x, int64_t n, int64_t c, int64_t s, void *stream);

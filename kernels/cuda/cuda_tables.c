@@ -236,11 +236,14 @@ static const ot_op_impl resize_row = {.prepare = resize_prepare, .forward = resi
 /* ---- BatchNormalization ----
  * SyncBatchNorm (ot_bn_sum set: --sync-bn over data-parallel ranks): the split
  * kernels with their small per-channel double buffer (2C + 1 doubles, in the
- * plan's workspace) summed over the ranks by the plan's host callback
+ * plan's workspace; the kernels write this rank's element count in its last
+ * slot) summed over the ranks in place between them. With the plan's device sum
+ * (bn_dev_sum: the trainer's communicator, kernels/device_kernels.h's allreduce
+ * sum_f64) the sum is enqueued on the compute stream (NCCL on a GPU, MPI on the
+ * executor): no host round trip. Otherwise through the host callback
  * (ot_dist_sum_f64): downloaded (which waits for the compute stream), summed,
- * uploaded (from pageable memory: staged before the upload returns). Two host
- * round trips per forward and one per backward, a few KB each, the buffer
- * layouts of kernels/batchnorm.c's CPU path. docs/CUDA.md, "SyncBatchNorm". */
+ * uploaded. Two sums per forward and one per backward, a few KB each, the
+ * buffer layouts of kernels/batchnorm.c's CPU path. docs/CUDA.md, "SyncBatchNorm". */
 static size_t bn_stats_bytes(const bn_params *p) { return sizeof(double) * (size_t)(2 * p->c + 1); }
 
 static ot_status bn_prepare(ot_kctx *c) {
@@ -258,18 +261,20 @@ static ot_status bn_prepare(ot_kctx *c) {
     return OT_OK;
 }
 
-/* dev[lo, lo + n) summed over the ranks, in place, through the host; count >= 0: dev[lo + n - 1] = count first. */
-static void bn_sum_ranks(ot_kctx *c, double *dev, int64_t lo, int64_t n, double count) {
+/* dev[lo, lo + n) summed over the ranks, in place: on the device when the plan has a device sum, else through
+ * the host. */
+static ot_status bn_sum_ranks(ot_kctx *c, double *dev, int64_t lo, int64_t n) {
+    if (c->p->bn_dev_sum) return c->p->bn_dev_sum(c->p->bn_dev_ctx, dev + lo, n, c->err);
     void (*sum)(double *, int64_t) = ot_bn_sum(c);
     double *h = malloc(sizeof(double) * (size_t)n);
     if (!h) abort(); /* a few KB; a failure cannot be reported mid-step on one rank only (as the CPU's sync path) */
     ot_backend *be = c->p->be;
     size_t bytes = sizeof(double) * (size_t)n;
-    ot_be_download(be, h, dev + lo, count >= 0 ? bytes - sizeof(double) : bytes);
-    if (count >= 0) h[n - 1] = count;
+    ot_be_download(be, h, dev + lo, bytes);
     sum(h, n);
     ot_be_upload(be, dev + lo, h, bytes);
     free(h);
+    return OT_OK;
 }
 
 static ot_status bn_fwd(ot_kctx *c) {
@@ -278,9 +283,9 @@ static ot_status bn_fwd(ot_kctx *c) {
         double *st = c->p->ws;
         const float *x = ot_inf(c, 0);
         ot_cuda_bn_sync_fwd_sum(st, x, p->n, p->c, p->s, S(c));
-        bn_sum_ranks(c, st, 0, p->c + 1, (double)(p->n * p->s));
+        OT_TRY(bn_sum_ranks(c, st, 0, p->c + 1));
         ot_cuda_bn_sync_fwd_sqdev(st, x, p->n, p->c, p->s, S(c));
-        bn_sum_ranks(c, st, p->c + 1, p->c, -1);
+        OT_TRY(bn_sum_ranks(c, st, p->c + 1, p->c));
         ot_cuda_bn_sync_fwd_apply(ot_outf(c, 0), p->mean, p->invstd, (float *)ot_inf(c, 3), (float *)ot_inf(c, 4), x,
                                   ot_inf(c, 1), ot_inf(c, 2), st, p->n, p->c, p->s, p->eps, p->momentum, S(c));
     } else if (p->inplace_stats)
@@ -300,7 +305,7 @@ static ot_status bn_bwd(ot_kctx *c) {
     if (ot_bn_sum(c)) { /* every rank sums, dx or not (the same collectives in the same order) */
         double *st = c->p->ws;
         ot_cuda_bn_sync_bwd_sums(st, ot_gin(c, 1), ot_gin(c, 2), dy, ot_inf(c, 0), p->mean, p->invstd, p->n, p->c, p->s, S(c));
-        bn_sum_ranks(c, st, 0, 2 * p->c + 1, (double)(p->n * p->s));
+        OT_TRY(bn_sum_ranks(c, st, 0, 2 * p->c + 1));
         ot_cuda_bn_sync_bwd_dx(ot_gin(c, 0), ot_gin_set(c, 0), dy, ot_inf(c, 0), ot_inf(c, 1), p->mean, p->invstd, st, p->n,
                                p->c, p->s, S(c));
         return OT_OK;
