@@ -5,10 +5,11 @@
  * guarded memory) as soon as the backward has finished it (train/trainer.c,
  * ot_autograd_set_grad_ready). docs/TRAINING.md, "Data parallel on CUDA devices".
  *
- * The data are test_dist.c's: 16 synthetic images with the same label lines,
- * augmentation off, so a rank's per-batch loss equals the one-rank loss of the
- * whole batch and the two runs train the same weights. 2 epochs of batch 4
- * (6 optimizer steps: warmup accumulation 1 -> 2, SGD + EMA).
+ * The data are test_dist.c's, more of them: 40 synthetic images with the same
+ * label lines, augmentation off (tu_dp_data), so a rank's per-batch loss equals
+ * the one-rank loss of the whole batch and the two runs train the same
+ * weights. 2 epochs of batch 4: 20 batches, 10 optimizer steps (SGD + EMA,
+ * warmup accumulation 1 -> 4; checked: last.ckpt's ema_updates).
  * - without BatchNormalization (--no-bn, as test_dist.c; --sync-bn on CUDA
  *   ranks is tests/test_cudaemu_syncbn.c): 2 executor ranks with ONNXT_BUCKET_MB=1 (several
  *   buckets, counted from the DDP line) against 1 executor rank with batch 4:
@@ -40,34 +41,12 @@
 
 static char W[1024];
 
-/* test_dist.c's launcher: local ranks only, as root in CI, 2 ranks on any core count */
-#define MPIRUN "env OMPI_MCA_plm=isolated OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 mpirun -np 2"
+#define MPIRUN TU_MPIRUN
 #define ARGS "--model yolov5n --img 64 --epochs 2 --batch-size 4 --workers 1 --noplots --exist-ok --noautoanchor"
+#define NB 10    /* batches per epoch: 40 images of batch 4 */
+#define STEPS 10 /* optimizer steps in 2 epochs */
 
-static bool have_mpi(void) {
-    if (!ot_dist_available() || system("command -v mpirun >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "SKIP: no mpirun or no MPI in this build (tools/setup.sh installs openmpi)\n");
-        return false;
-    }
-    if (system("timeout 60 " MPIRUN " true >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "SKIP: mpirun cannot start 2 local processes here (try: " MPIRUN " true)\n");
-        return false;
-    }
-    return true;
-}
-
-static void setup(void) {
-    char p[1300];
-    snprintf(p, sizeof p, "%s/d/data.yaml", W);
-    if (tu_exists(p)) return;
-    tu_sh("'%s' data synth --out '%s/d' --train 16 --val 4 --img 64 --seed 5 >/dev/null", OT_CLI, W);
-    tu_sh("cd '%s/d/labels/train' && f=$(ls | head -1) && for x in *.txt; do [ \"$x\" = \"$f\" ] || cp \"$f\" \"$x\"; done", W);
-    snprintf(p, sizeof p, "%s/hyp.yaml", W);
-    FILE *f = fopen(p, "w");
-    ck_assert(f);
-    fputs("mosaic: 0.0\ntranslate: 0.0\nscale: 0.0\nfliplr: 0.0\nhsv_h: 0.0\nhsv_s: 0.0\nhsv_v: 0.0\n", f);
-    fclose(f);
-}
+static void setup(void) { tu_dp_data(W, 4 * NB); }
 
 /* One training run named `name`: ranks 1 or 2, cli OT_CLI / OT_CLI_EMU, its stdout in NAME.out, its
  * per-batch losses (rank 0's) in NAME.log. */
@@ -77,71 +56,27 @@ static void train(const char *name, int ranks, const char *cli, const char *devi
           W, name, W, name, W, name, env, ranks > 1 ? MPIRUN : "", cli, W, W, extra, device, W, name, W, name);
 }
 
-/* The losses of a loss log ("epoch batch lbox lobj lcls" per line): those of epoch `epoch`, or all (-1). */
-static int read_losses(const char *name, int epoch, double *v, int cap) {
-    char p[1300];
-    snprintf(p, sizeof p, "%s/%s.log", W, name);
-    FILE *f = fopen(p, "r");
-    ck_assert_msg(f != NULL, "cannot open %s", p);
-    int n = 0, e, b;
-    double x[3];
-    while (n + 3 <= cap && fscanf(f, "%d %d %lf %lf %lf", &e, &b, &x[0], &x[1], &x[2]) == 5)
-        if (epoch < 0 || e == epoch)
-            for (int k = 0; k < 3; k++) v[n++] = x[k];
-    fclose(f);
-    return n;
-}
-
-/* Epoch `epoch`'s (-1: every epoch's) `count` losses of two logs within relative `tol` (0: bit for bit). */
+/* Epoch `epoch`'s (-1: every epoch's) `count` losses of runs one and two within relative `tol` (0: bit for bit). */
 static void compare_losses_at(const char *one, const char *two, int epoch, int count, double tol) {
-    double a[300], b[300];
-    int na = read_losses(one, epoch, a, 300), nb = read_losses(two, epoch, b, 300);
-    ck_assert_int_eq(na, count);
-    ck_assert_int_eq(nb, count);
-    double worst = 0;
-    for (int i = 0; i < na; i++) worst = fmax(worst, fabs(a[i] - b[i]) / fmax(1e-30, fabs(a[i])));
-    fprintf(stderr, "losses %s vs %s (epoch %d): max relative %.3g over %d values\n", one, two, epoch, worst, na);
+    char p[1300], q[1300];
+    snprintf(p, sizeof p, "%s/%s.log", W, one);
+    snprintf(q, sizeof q, "%s/%s.log", W, two);
+    double worst = tu_loss_diff(p, q, epoch, count);
     ck_assert_msg(worst <= tol, "losses %s vs %s: max relative %g", one, two, worst);
 }
 
-static void compare_losses(const char *one, const char *two) { compare_losses_at(one, two, -1, 3 * 8, 1e-5); } /* 2 epochs of 4 batches */
+static void compare_losses(const char *one, const char *two) { compare_losses_at(one, two, -1, 3 * 2 * NB, 1e-5); }
 
-static ot_graph *weights(const char *run) {
-    char p[1300];
-    snprintf(p, sizeof p, "%s/runs/%s/weights/last.ckpt", W, run);
-    ot_ckpt *c;
-    ot_graph *g;
-    ot_error e;
-    ck_assert_msg(ot_ckpt_load(p, &c, &e) == OT_OK, "%s", e.msg);
-    ck_assert_msg(ot_ckpt_graph(c, &g, &e) == OT_OK, "%s", e.msg);
-    ck_assert_int_eq((int)json_integer_value(json_object_get(c->header, "epoch")), 1);
-    ot_ckpt_free(c);
-    return g;
-}
-
-/* test_dist.c's measure: max |a - b| / max(1, |a|) and relative L2 over every float initializer, both <= tol. */
+/* last.ckpt's weights of runs one and two (after epoch 1 and STEPS optimizer steps) within `tol` (test_dist.c's
+ * measure; 0: bit for bit). */
 static void compare_weights(const char *one, const char *two, double tol) {
-    ot_graph *a = weights(one), *b = weights(two);
-    double worst = 0, num = 0, den = 0;
-    int n = 0;
-    for (int v = 0; v < a->n_values; v++) {
-        const ot_value *x = &a->values[v];
-        if (!(x->flags & OT_V_INIT) || x->init.dtype != OT_F32) continue;
-        int u = ot_graph_find(b, x->name);
-        ck_assert_msg(u >= 0 && b->values[u].init.nbytes == x->init.nbytes, "%s differs in shape", x->name);
-        const float *p = x->init.data, *q = b->values[u].init.data;
-        for (size_t i = 0; i < x->init.nbytes / sizeof(float); i++) {
-            double d = fabs((double)p[i] - q[i]);
-            worst = fmax(worst, d / fmax(1.0, fabs(p[i])));
-            num += d * d;
-            den += (double)p[i] * p[i];
-        }
-        n++;
-    }
-    ck_assert_int_gt(n, 100);
-    double rel = sqrt(num / den);
-    fprintf(stderr, "weights %s vs %s: max scaled %.3g, relative L2 %.3g over %d tensors\n", one, two, worst, rel, n);
-    ck_assert_msg(worst <= tol && rel <= tol, "%s vs %s: max scaled %g, relative L2 %g", one, two, worst, rel);
+    char p[1300], q[1300], what[200];
+    snprintf(p, sizeof p, "%s/runs/%s/weights/last.ckpt", W, one);
+    snprintf(q, sizeof q, "%s/runs/%s/weights/last.ckpt", W, two);
+    snprintf(what, sizeof what, "%s vs %s", one, two);
+    ot_graph *a = tu_ckpt_weights(p, 1, STEPS), *b = tu_ckpt_weights(q, 1, STEPS);
+    double d = tu_weight_diff(a, b, what);
+    ck_assert_msg(d <= tol, "%s: weights differ by %g (tolerance %g)", what, d, tol);
     ot_graph_destroy(a);
     ot_graph_destroy(b);
 }
@@ -221,7 +156,7 @@ START_TEST(t_self_launched_ranks) {
     double t0 = now_s();
     train("self", 1, OT_CLI_EMU, "0,1", "--no-bn --bucket-mb 1", ""); /* the flag reaches every rank; sums keep their bits */
     fprintf(stderr, "train --device 0,1: %.1f s\n", now_s() - t0);
-    compare_losses_at("two_25", "self", -1, 3 * 8, 0);
+    compare_losses_at("two_25", "self", -1, 3 * 2 * NB, 0);
     compare_weights("two_25", "self", 0);
     ck_assert_int_gt(buckets("self"), 1);                 /* "DDP: 2 ranks ... in K buckets" (1 at the default 25 MB) */
     ck_assert_int_eq(out_lines("self", "DDP: "), 1);      /* from rank 0 only */
@@ -261,14 +196,10 @@ START_TEST(t_self_launched_killed_rank) {
     ck_assert_msg(strstr(err, "rank 1") != NULL, "stderr does not name the dead rank: %s", err);
     char p[1300];
     snprintf(p, sizeof p, "%s/runs/killed/weights/last.ckpt", W);
-    ot_ckpt *c;
-    ot_error e;
-    ck_assert_msg(ot_ckpt_load(p, &c, &e) == OT_OK, "%s", e.msg);
-    ck_assert_int_eq((int)json_integer_value(json_object_get(c->header, "epoch")), 0);
-    ot_ckpt_free(c);
+    ot_graph_destroy(tu_ckpt_weights(p, 0, -1)); /* whole, of epoch 0 */
     tu_sh("OMP_NUM_THREADS=1 ONNXT_LOSS_LOG='%s/resumed.log' '%s' train --resume '%s' --workers 1 --quiet --device 0,1 >/dev/null", W, OT_CLI_EMU, p);
-    compare_losses_at("self", "killed", 0, 3 * 4, 0);
-    compare_losses_at("self", "resumed", 1, 3 * 4, 0);
+    compare_losses_at("self", "killed", 0, 3 * NB, 0);
+    compare_losses_at("self", "resumed", 1, 3 * NB, 0);
     compare_weights("self", "killed", 0);
 }
 END_TEST
@@ -351,7 +282,7 @@ END_TEST
 
 int main(void) {
     ot_cuda_kernels_install(); /* this binary links onnxtrain_cudaemu: the executor's CUDA tables */
-    if (!have_mpi()) return OT_SKIP;
+    if (!tu_have_mpi()) return OT_SKIP;
     snprintf(W, sizeof W, "%s", tu_work());
     Suite *s = suite_create("cudaemu_dist");
     TCase *t = tcase_create("dist");

@@ -26,72 +26,24 @@
 
 static char W[1024];
 
-/* local ranks only (the isolated launcher needs no ssh), as root in CI, 2 ranks on any core count */
-#define MPIRUN "env OMPI_MCA_plm=isolated OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 mpirun -np 2"
-
-static bool have_mpi(void) {
-    if (!ot_dist_available() || system("command -v mpirun >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "SKIP: no mpirun or no MPI in this build (tools/setup.sh installs openmpi)\n");
-        return false;
-    }
-    /* a machine where mpirun cannot start two local processes at all is an environment problem, not ours */
-    if (system("timeout 60 " MPIRUN " true >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "SKIP: mpirun cannot start 2 local processes here (try: " MPIRUN " true)\n");
-        return false;
-    }
-    return true;
-}
+#define MPIRUN TU_MPIRUN
+#define have_mpi tu_have_mpi
 #define ARGS "--model yolov5n --img 64 --epochs 2 --batch-size 4 --workers 1 --quiet --noplots --exist-ok --noautoanchor"
 
 static void setup(void) {
     snprintf(W, sizeof W, "%s", tu_work());
-    char p[1300];
-    snprintf(p, sizeof p, "%s/d/data.yaml", W);
-    if (tu_exists(p)) return;
-    tu_sh("'%s' data synth --out '%s/d' --train 16 --val 4 --img 64 --seed 5 >/dev/null", OT_CLI, W);
-    tu_sh("cd '%s/d/labels/train' && f=$(ls | head -1) && for x in *.txt; do [ \"$x\" = \"$f\" ] || cp \"$f\" \"$x\"; done", W);
-    snprintf(p, sizeof p, "%s/hyp.yaml", W);
-    FILE *f = fopen(p, "w");
-    ck_assert(f);
-    fputs("mosaic: 0.0\ntranslate: 0.0\nscale: 0.0\nfliplr: 0.0\nhsv_h: 0.0\nhsv_s: 0.0\nhsv_v: 0.0\n", f);
-    fclose(f);
+    tu_dp_data(W, 16);
 }
 
-static ot_graph *weights(const char *run) {
-    char p[1300];
-    snprintf(p, sizeof p, "%s/runs/%s/weights/last.ckpt", W, run);
-    ot_ckpt *c;
-    ot_graph *g;
-    ot_error e;
-    ck_assert_msg(ot_ckpt_load(p, &c, &e) == OT_OK, "%s", e.msg);
-    ck_assert_msg(ot_ckpt_graph(c, &g, &e) == OT_OK, "%s", e.msg);
-    ck_assert_int_eq((int)json_integer_value(json_object_get(c->header, "epoch")), 1);
-    ot_ckpt_free(c);
-    return g;
-}
-
+/* last.ckpt's weights of runs one and two (after epoch 1, 6 optimizer steps) within 1e-5. */
 static void compare(const char *one, const char *two) {
-    ot_graph *a = weights(one), *b = weights(two);
-    double worst = 0, num = 0, den = 0;
-    int n = 0;
-    for (int v = 0; v < a->n_values; v++) {
-        const ot_value *x = &a->values[v];
-        if (!(x->flags & OT_V_INIT) || x->init.dtype != OT_F32) continue;
-        int u = ot_graph_find(b, x->name);
-        ck_assert_msg(u >= 0 && b->values[u].init.nbytes == x->init.nbytes, "%s differs in shape", x->name);
-        const float *p = x->init.data, *q = b->values[u].init.data;
-        for (size_t i = 0; i < x->init.nbytes / sizeof(float); i++) {
-            double d = fabs((double)p[i] - q[i]);
-            worst = fmax(worst, d / fmax(1.0, fabs(p[i])));
-            num += d * d;
-            den += (double)p[i] * p[i];
-        }
-        n++;
-    }
-    ck_assert_int_gt(n, 100);
-    double rel = sqrt(num / den);
-    fprintf(stderr, "%s vs %s: max scaled %.3g, relative L2 %.3g over %d tensors\n", one, two, worst, rel, n);
-    ck_assert_msg(worst <= 1e-5 && rel <= 1e-5, "%s vs %s: max scaled %g, relative L2 %g", one, two, worst, rel);
+    char p[1300], q[1300], what[200];
+    snprintf(p, sizeof p, "%s/runs/%s/weights/last.ckpt", W, one);
+    snprintf(q, sizeof q, "%s/runs/%s/weights/last.ckpt", W, two);
+    snprintf(what, sizeof what, "%s vs %s", one, two);
+    ot_graph *a = tu_ckpt_weights(p, 1, 6), *b = tu_ckpt_weights(q, 1, 6);
+    double d = tu_weight_diff(a, b, what);
+    ck_assert_msg(d <= 1e-5, "%s: weights differ by %g", what, d);
     ot_graph_destroy(a);
     ot_graph_destroy(b);
 }

@@ -1,5 +1,7 @@
 /* testutil.c: helpers shared by the Check suites. */
 #include "testutil.h"
+#include "core/dist.h"
+#include "train/checkpoint.h"
 #include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
@@ -108,4 +110,96 @@ void tu_sh(const char *fmt, ...) {
     va_end(ap);
     int rc = tu_run(cmd, err, sizeof err);
     ck_assert_msg(rc == 0, "%s -> %d: %s", cmd, rc, err);
+}
+
+/* ---- data-parallel runs ---- */
+
+bool tu_have_mpi(void) {
+    if (!ot_dist_available() || system("command -v mpirun >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "SKIP: no mpirun or no MPI in this build (tools/setup.sh installs openmpi)\n");
+        return false;
+    }
+    /* a machine where mpirun cannot start two local processes at all is an environment problem, not ours */
+    if (system("timeout 60 " TU_MPIRUN " true >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "SKIP: mpirun cannot start 2 local processes here (try: " TU_MPIRUN " true)\n");
+        return false;
+    }
+    return true;
+}
+
+void tu_dp_data(const char *work, int ntrain) {
+    char p[1300];
+    snprintf(p, sizeof p, "%s/d/data.yaml", work);
+    if (tu_exists(p)) return;
+    tu_sh("'%s' data synth --out '%s/d' --train %d --val 4 --img 64 --seed 5 >/dev/null", OT_CLI, work, ntrain);
+    tu_sh("cd '%s/d/labels/train' && f=$(ls | head -1) && for x in *.txt; do [ \"$x\" = \"$f\" ] || cp \"$f\" \"$x\"; done", work);
+    snprintf(p, sizeof p, "%s/hyp.yaml", work);
+    FILE *f = fopen(p, "w");
+    ck_assert(f);
+    fputs("mosaic: 0.0\ntranslate: 0.0\nscale: 0.0\nfliplr: 0.0\nhsv_h: 0.0\nhsv_s: 0.0\nhsv_v: 0.0\n", f);
+    fclose(f);
+}
+
+int tu_losses(const char *log, int epoch, double *v, int cap) {
+    FILE *f = fopen(log, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", log);
+    int n = 0, e, b;
+    double x[3];
+    while (n + 3 <= cap && fscanf(f, "%d %d %lf %lf %lf", &e, &b, &x[0], &x[1], &x[2]) == 5)
+        if (epoch < 0 || e == epoch)
+            for (int k = 0; k < 3; k++) v[n++] = x[k];
+    fclose(f);
+    return n;
+}
+
+double tu_loss_diff(const char *log_a, const char *log_b, int epoch, int count) {
+    enum { CAP = 600 };
+    double a[CAP], b[CAP];
+    int na = tu_losses(log_a, epoch, a, CAP), nb = tu_losses(log_b, epoch, b, CAP);
+    ck_assert_msg(na == count && nb == count, "losses of epoch %d: %d in %s and %d in %s, expected %d", epoch, na, log_a, nb,
+                  log_b, count);
+    double worst = 0;
+    for (int i = 0; i < na; i++) worst = fmax(worst, fabs(a[i] - b[i]) / fmax(1e-30, fabs(a[i])));
+    fprintf(stderr, "losses %s vs %s (epoch %d): max relative %.3g over %d values\n", log_a, log_b, epoch, worst, na);
+    return worst;
+}
+
+ot_graph *tu_ckpt_weights(const char *ckpt, int epoch, int ema_updates) {
+    ot_ckpt *c;
+    ot_graph *g;
+    ot_error e;
+    ck_assert_msg(ot_ckpt_load(ckpt, &c, &e) == OT_OK, "%s", e.msg);
+    ck_assert_msg(ot_ckpt_graph(c, &g, &e) == OT_OK, "%s", e.msg);
+    ck_assert_int_eq((int)json_integer_value(json_object_get(c->header, "epoch")), epoch);
+    if (ema_updates >= 0)
+        ck_assert_msg(json_integer_value(json_object_get(c->header, "ema_updates")) == ema_updates,
+                      "%s: %lld EMA updates (optimizer steps), expected %d", ckpt,
+                      (long long)json_integer_value(json_object_get(c->header, "ema_updates")), ema_updates);
+    ot_ckpt_free(c);
+    return g;
+}
+
+double tu_weight_diff(const ot_graph *a, const ot_graph *b, const char *what) {
+    double worst = 0, num = 0, den = 0;
+    const char *at = "";
+    int n = 0;
+    for (int v = 0; v < a->n_values; v++) {
+        const ot_value *x = &a->values[v];
+        if (!(x->flags & OT_V_INIT) || x->init.dtype != OT_F32) continue;
+        int u = ot_graph_find(b, x->name);
+        ck_assert_msg(u >= 0 && b->values[u].init.nbytes == x->init.nbytes, "%s: %s differs in shape", what, x->name);
+        const float *p = x->init.data, *q = b->values[u].init.data;
+        for (size_t i = 0; i < x->init.nbytes / sizeof(float); i++) {
+            double d = fabs((double)p[i] - q[i]);
+            if (d / fmax(1.0, fabs(p[i])) > worst) at = x->name;
+            worst = fmax(worst, d / fmax(1.0, fabs(p[i])));
+            num += d * d;
+            den += (double)p[i] * p[i];
+        }
+        n++;
+    }
+    ck_assert_int_gt(n, 100);
+    double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+    fprintf(stderr, "weights %s: max scaled %.3g (%s), relative L2 %.3g over %d tensors\n", what, worst, at, rel, n);
+    return fmax(worst, rel);
 }

@@ -46,6 +46,26 @@ void tu_refcase_free(tu_refcase *c);
 #else
 #define tu_add_fault_test(tc, t) tcase_add_test_raise_signal(tc, t, SIGSEGV)
 #endif
+/* ---- Data-parallel runs (test_dist.c, test_cudaemu_dist.c, test_cudaemu_syncbn.c) ----
+ * Local ranks only (the isolated launcher needs no ssh), as root in CI, 2 ranks on any core count. */
+#define TU_MPIRUN "env OMPI_MCA_plm=isolated OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 mpirun -np 2"
+/* MPI in this build and mpirun able to start 2 local processes; false with a SKIP line on stderr. */
+bool tu_have_mpi(void);
+/* WORK/d: `ntrain` synthetic 64-pixel images that all carry the same label lines (4 val images), and
+ * WORK/hyp.yaml with augmentation off, so every image matches the same number of targets per layer and a
+ * batch split over ranks gives per-rank loss means that add up to the whole batch's (made once). */
+void tu_dp_data(const char *work, int ntrain);
+/* The losses ("epoch batch lbox lobj lcls" per line of an ONNXT_LOSS_LOG file) of epoch `epoch` (-1: all). */
+int tu_losses(const char *log, int epoch, double *v, int cap);
+/* The largest relative difference of two loss logs' epoch-`epoch` losses, each of which must hold `count`. */
+double tu_loss_diff(const char *log_a, const char *log_b, int epoch, int count);
+/* The weights of a training checkpoint, whose header must say epoch `epoch` and, unless -1, `ema_updates`
+ * optimizer steps (one EMA update each). */
+ot_graph *tu_ckpt_weights(const char *ckpt, int epoch, int ema_updates);
+/* test_dist.c's measure over every float initializer of two graphs: the larger of max |a - b| / max(1, |a|)
+ * and the relative L2 difference (printed with `what`). */
+double tu_weight_diff(const ot_graph *a, const ot_graph *b, const char *what);
+
 /* Run a Check suite; returns the process exit code. */
 int tu_main(Suite *s);
 
