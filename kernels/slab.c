@@ -103,7 +103,41 @@ static void cpu_clip(ot_backend *be, const ot_slab_seg *seg, int nseg, float *g,
     }
 }
 
-static const ot_slab_kernels cpu_slab = {.sgd = cpu_sgd, .adam = cpu_adam, .ema = cpu_ema, .clip = cpu_clip};
+/* ---- GradScaler (torch.cuda.amp): the oracle of the devices' amp kernels; the CPU itself trains in FP32 ---- */
+static void cpu_amp_scale(ot_backend *be, float *x, int64_t n, const ot_amp_state *st) {
+    (void)be;
+    const float s = st->scale;
+    for (int64_t i = 0; i < n; i++) x[i] = x[i] * s;
+}
+
+static void cpu_amp_unscale(ot_backend *be, float *g, int64_t n, ot_amp_state *st) {
+    (void)be;
+    const float inv = (float)(1.0 / (double)st->scale);
+    for (int64_t i = 0; i < n; i++) {
+        const float v = g[i];
+        if (!isfinite(v)) st->found_inf = 1.0f;
+        g[i] = inv == 1.0f ? v : v * inv;
+    }
+}
+
+static void cpu_amp_update(ot_backend *be, ot_amp_state *st, float growth, float backoff, int interval) {
+    (void)be;
+    if (st->found_inf != 0.0f) {
+        st->scale = st->scale * backoff;
+        st->tracker = 0;
+    } else if (st->tracker + 1 == interval) {
+        const float s = st->scale * growth;
+        if (isfinite(s)) st->scale = s;
+        st->tracker = 0;
+    } else
+        st->tracker++;
+    st->skipped = st->found_inf;
+    st->found_inf = 0.0f;
+}
+
+static const ot_slab_kernels cpu_slab = {.sgd = cpu_sgd, .adam = cpu_adam, .ema = cpu_ema, .clip = cpu_clip,
+                                         .amp_scale = cpu_amp_scale, .amp_unscale = cpu_amp_unscale,
+                                         .amp_update = cpu_amp_update};
 
 const ot_slab_kernels *ot_slab_kernels_for(ot_device_kind k) {
     if (k == OT_DEV_CPU || k == OT_DEV_CPU_GUARD) return &cpu_slab;

@@ -31,6 +31,14 @@ typedef struct ot_adam_args {
     bool decoupled;        /* AdamW */
 } ot_adam_args;
 
+/* torch.cuda.amp.GradScaler's state, in backend memory (train/amp.h). */
+typedef struct ot_amp_state {
+    float scale;       /* the loss scale (init 2^16) */
+    float found_inf;   /* set by amp_unscale when a gradient was not finite; cleared by amp_update */
+    int32_t tracker;   /* steps since the last growth or backoff (_growth_tracker) */
+    float skipped;     /* amp_update's copy of found_inf: the step just taken was skipped (for the host) */
+} ot_amp_state;
+
 /* Every entry takes the backend that owns the memory (a device's kernels
  * launch on its compute stream and may keep scratch there). */
 typedef struct ot_slab_kernels {
@@ -60,6 +68,23 @@ typedef struct ot_slab_kernels {
                       const float *clip, float *ema, float d, float omd);
     void (*adam_fused)(ot_backend *be, const ot_slab_seg *seg, int nseg, float *p, float *g, float *m, float *v,
                        const ot_adam_args *a, const float *clip, float *ema, float d, float omd);
+    /* The same with GradScaler's skip: where amp->found_inf is set (amp_unscale found a non-finite gradient) p,
+     * the gradients and the optimizer state stay as they are and ema still averages p (train.py updates the EMA
+     * after a skipped scaler.step). amp NULL: sgd_fused / adam_fused. */
+    void (*sgd_fused_amp)(ot_backend *be, const ot_slab_seg *seg, int nseg, float *p, float *g, float *buf,
+                          const ot_sgd_args *a, const float *clip, float *ema, float d, float omd, const ot_amp_state *amp);
+    void (*adam_fused_amp)(ot_backend *be, const ot_slab_seg *seg, int nseg, float *p, float *g, float *m, float *v,
+                           const ot_adam_args *a, const float *clip, float *ema, float d, float omd, const ot_amp_state *amp);
+
+    /* ---- mixed precision (torch.cuda.amp.GradScaler; NULL on a device without it) ---- */
+    /* x[0, n) *= st->scale: the loss gradient's seed (scaler.scale(loss)). */
+    void (*amp_scale)(ot_backend *be, float *x, int64_t n, const ot_amp_state *st);
+    /* g[0, n) *= (float)(1 / (double)st->scale) (unchanged where that is 1); st->found_inf = 1 where any g was
+     * not finite before (unscale_). */
+    void (*amp_unscale)(ot_backend *be, float *g, int64_t n, ot_amp_state *st);
+    /* update(): found_inf: scale *= backoff, tracker = 0; else tracker + 1 == interval: scale *= growth (kept
+     * only when finite), tracker = 0; else tracker + 1. Then skipped = found_inf, found_inf = 0. */
+    void (*amp_update)(ot_backend *be, ot_amp_state *st, float growth, float backoff, int interval);
 } ot_slab_kernels;
 
 /* A segment that the fused steps only average into the EMA. */

@@ -22,6 +22,8 @@
 #if defined(__CUDACC__)
 /* ======================= nvcc ======================= */
 #include <cuda_runtime.h>
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -200,6 +202,57 @@ static inline double __dsub_rn(double a, double b) { return a - b; }
 static inline double __dmul_rn(double a, double b) { return a * b; }
 static inline float __uint_as_float(unsigned b) { float f; __builtin_memcpy(&f, &b, 4); return f; }
 static inline unsigned __float_as_uint(float f) { unsigned b; __builtin_memcpy(&b, &f, 4); return b; }
+
+/* ---- half precision (--amp): the executor's own __half and __nv_bfloat16, a
+ * 16-bit pattern each, with the conversions the kernels use, rounding as
+ * CUDA's are documented to: round to nearest, ties to even; a float beyond the
+ * largest half (65504) by half a unit or more becomes infinity; NaN becomes
+ * the canonical NaN (0x7fff; to float 0x7fffffff for a half NaN). Checked
+ * against the definitions and, where the CUDA headers exist, against
+ * cuda_fp16.h's and cuda_bf16.h's own host versions (tests/test_cudaemu_half.c). ---- */
+struct __half { unsigned short x; };
+struct __nv_bfloat16 { unsigned short x; };
+static inline __half __float2half_rn(float f) {
+    const unsigned b = __float_as_uint(f), sign = (b >> 16) & 0x8000u, ax = b & 0x7fffffffu;
+    unsigned q;
+    if (ax > 0x7f800000u) q = 0x7fffu;                 /* NaN */
+    else if (ax >= 0x477ff000u) q = sign | 0x7c00u;    /* >= 65520: infinity */
+    else if (ax < 0x38800000u) {                       /* below 2^-14: a subnormal half or zero */
+        if (ax <= 0x33000000u) q = sign;               /* <= 2^-25 (the tie goes to even 0) */
+        else {
+            const unsigned e = ax >> 23, m = (ax & 0x7fffffu) | 0x800000u, sh = 126u - e; /* f * 2^24 = m >> sh */
+            const unsigned r = m & ((1u << sh) - 1u), tie = 1u << (sh - 1u);
+            q = m >> sh;
+            if (r > tie || (r == tie && (q & 1u))) q++;
+            q |= sign;
+        }
+    } else {                                           /* normal: rebias the exponent, round 13 bits off */
+        const unsigned r = ax & 0x1fffu;
+        q = (ax - 0x38000000u) >> 13;
+        if (r > 0x1000u || (r == 0x1000u && (q & 1u))) q++; /* a carry into the exponent is right */
+        q |= sign;
+    }
+    __half h;
+    h.x = (unsigned short)q;
+    return h;
+}
+static inline float __half2float(__half h) {
+    const unsigned sign = (unsigned)(h.x & 0x8000u) << 16, e = (h.x >> 10) & 0x1fu, m = h.x & 0x3ffu;
+    if (e == 0x1fu) return m ? __uint_as_float(0x7fffffffu) : __uint_as_float(sign | 0x7f800000u);
+    if (e == 0) { /* subnormal: m * 2^-24, exact in float */
+        const float v = (float)m * 5.9604644775390625e-8f;
+        return sign ? -v : v;
+    }
+    return __uint_as_float(sign | ((e + 112u) << 23) | (m << 13));
+}
+static inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+    const unsigned b = __float_as_uint(f);
+    __nv_bfloat16 r;
+    r.x = (b & 0x7fffffffu) > 0x7f800000u ? (unsigned short)0x7fffu
+                                           : (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+    return r;
+}
+static inline float __bfloat162float(__nv_bfloat16 h) { return __uint_as_float((unsigned)h.x << 16); }
 
 #else
 #error "kernels/cuda/compat.h: compile with nvcc, or with -DOT_CUDA_EMU for the CPU executor"

@@ -25,6 +25,21 @@ void ot_cuda_upsample2x_fwd(float *y, const float *x, int64_t nc, int64_t h, int
  * the CPU's order when dx already holds another consumer's gradient. No atomics. */
 void ot_cuda_upsample2x_bwd(float *dx, const float *dy, int64_t nc, int64_t h, int64_t w, int accumulate, void *stream);
 
+/* ---- amp.cu: mixed precision (--amp) ----
+ * Conversions: y[i] = x[i] as IEEE binary16 / bfloat16 (round to nearest even,
+ * CUDA's __float2half_rn / __float2bfloat16_rn; NaN -> 0x7fff) and back
+ * (exact; a half NaN -> 0x7fffffff). round_half: y = x rounded to half (bf16 0)
+ * or bfloat16 (1) precision and kept in float (in place allowed). */
+void ot_cuda_f32_to_f16(uint16_t *y, const float *x, int64_t n, void *stream);
+void ot_cuda_f16_to_f32(float *y, const uint16_t *x, int64_t n, void *stream);
+void ot_cuda_f32_to_bf16(uint16_t *y, const float *x, int64_t n, void *stream);
+void ot_cuda_bf16_to_f32(float *y, const uint16_t *x, int64_t n, void *stream);
+void ot_cuda_round_half(float *y, const float *x, int64_t n, int bf16, void *stream);
+/* GradScaler on the device (kernels/slab.h's amp_scale, amp_unscale, amp_update). */
+void ot_cuda_amp_scale(float *x, int64_t n, const ot_amp_state *st, void *stream);
+void ot_cuda_amp_unscale(float *g, int64_t n, ot_amp_state *st, void *stream);
+void ot_cuda_amp_update(ot_amp_state *st, float growth, float backoff, int interval, void *stream);
+
 /* ---- emu_selftest.cu: the executor's self-tests (tests/test_cudaemu_exec.c) ---- */
 /* y[i] = 2 * x[i] + i, grid-stride loop with a small grid. */
 void ot_cuda_selftest_gridstride(float *y, const float *x, int64_t n, void *stream);
@@ -76,6 +91,7 @@ typedef struct ot_cuda_step_extra {
     int scale_grad;
     float *ema;
     float ema_d, ema_omd;
+    const ot_amp_state *amp; /* GradScaler: where amp->found_inf is set, no step (the EMA still averages); NULL: none */
 } ot_cuda_step_extra;
 
 /* SGD (momentum, Nesterov, per-group weight decay, a->first) + clip scale + EMA, one launch. */

@@ -438,9 +438,28 @@ static void cuda_adam_fused(ot_backend *be, const ot_slab_seg *seg, int nseg, fl
     ot_cuda_adam(seg, nseg, p, g, m, v, a, &x, BS(be));
 }
 
+static void cuda_sgd_fused_amp(ot_backend *be, const ot_slab_seg *seg, int nseg, float *p, float *g, float *buf,
+                               const ot_sgd_args *a, const float *clip, float *ema, float d, float omd, const ot_amp_state *amp) {
+    ot_cuda_step_extra x = {.clip = clip, .scale_grad = 0, .ema = ema, .ema_d = d, .ema_omd = omd, .amp = amp};
+    ot_cuda_sgd(seg, nseg, p, g, buf, a, &x, BS(be));
+}
+static void cuda_adam_fused_amp(ot_backend *be, const ot_slab_seg *seg, int nseg, float *p, float *g, float *m, float *v,
+                                const ot_adam_args *a, const float *clip, float *ema, float d, float omd,
+                                const ot_amp_state *amp) {
+    ot_cuda_step_extra x = {.clip = clip, .scale_grad = 0, .ema = ema, .ema_d = d, .ema_omd = omd, .amp = amp};
+    ot_cuda_adam(seg, nseg, p, g, m, v, a, &x, BS(be));
+}
+static void cuda_amp_scale(ot_backend *be, float *x, int64_t n, const ot_amp_state *st) { ot_cuda_amp_scale(x, n, st, BS(be)); }
+static void cuda_amp_unscale(ot_backend *be, float *g, int64_t n, ot_amp_state *st) { ot_cuda_amp_unscale(g, n, st, BS(be)); }
+static void cuda_amp_update(ot_backend *be, ot_amp_state *st, float growth, float backoff, int interval) {
+    ot_cuda_amp_update(st, growth, backoff, interval, BS(be));
+}
+
 static const ot_slab_kernels slab = {
     .sgd = cuda_sgd, .adam = cuda_adam, .ema = cuda_ema, .clip = cuda_clip, .clip_scratch = cuda_clip_scratch,
     .clip_norm = cuda_clip_norm, .sgd_fused = cuda_sgd_fused, .adam_fused = cuda_adam_fused,
+    .sgd_fused_amp = cuda_sgd_fused_amp, .adam_fused_amp = cuda_adam_fused_amp,
+    .amp_scale = cuda_amp_scale, .amp_unscale = cuda_amp_unscale, .amp_update = cuda_amp_update,
 };
 
 /* ---- the loss and the decode ---- */

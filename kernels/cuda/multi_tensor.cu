@@ -32,6 +32,7 @@ typedef struct mt_sgd_k {
     const float *clip;
     float *ema;
     float ema_d, ema_omd;
+    const ot_amp_state *amp;
 } mt_sgd_k;
 
 typedef struct mt_adam_k {
@@ -42,6 +43,7 @@ typedef struct mt_adam_k {
     const float *clip;
     float *ema;
     float ema_d, ema_omd;
+    const ot_amp_state *amp;
 } mt_adam_k;
 
 /* slab.c cpu_ema, one element */
@@ -60,11 +62,12 @@ OT_DEVFN void mt_ema_segment(float *e, const float *p, int64_t n, float d, float
 __global__ void mt_sgd_kernel(const ot_slab_seg *__restrict__ seg, int nseg, float *__restrict__ p, float *__restrict__ g,
                               float *__restrict__ buf, mt_sgd_k k) {
     const float c = k.clip ? k.clip[1] : 1.0f;
+    const bool skip = k.amp && k.amp->found_inf != 0.0f;
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int s = blockIdx.y; s < nseg; s += gridDim.y) {
         const int64_t o = seg[s].off, n = seg[s].n;
         const int grp = seg[s].group;
-        if (grp < 0) { /* OT_SLAB_EMA_ONLY */
+        if (grp < 0 || skip) { /* OT_SLAB_EMA_ONLY, or GradScaler skipped the step */
             if (k.ema) mt_ema_segment(k.ema + o, p + o, n, k.ema_d, k.ema_omd);
             continue;
         }
@@ -91,12 +94,13 @@ __global__ void mt_sgd_kernel(const ot_slab_seg *__restrict__ seg, int nseg, flo
 __global__ void mt_adam_kernel(const ot_slab_seg *__restrict__ seg, int nseg, float *__restrict__ p, float *__restrict__ g,
                                float *__restrict__ m, float *__restrict__ v, mt_adam_k k) {
     const float c = k.clip ? k.clip[1] : 1.0f;
+    const bool skip = k.amp && k.amp->found_inf != 0.0f;
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     const float omb2 = __fsub_rn(1.0f, k.b2);
     for (int s = blockIdx.y; s < nseg; s += gridDim.y) {
         const int64_t o = seg[s].off, n = seg[s].n;
         const int grp = seg[s].group;
-        if (grp < 0) { /* OT_SLAB_EMA_ONLY */
+        if (grp < 0 || skip) { /* OT_SLAB_EMA_ONLY, or GradScaler skipped the step */
             if (k.ema) mt_ema_segment(k.ema + o, p + o, n, k.ema_d, k.ema_omd);
             continue;
         }
@@ -207,6 +211,7 @@ extern "C" void ot_cuda_sgd(const ot_slab_seg *seg, int nseg, float *p, float *g
     k.ema = x ? x->ema : NULL;
     k.ema_d = x ? x->ema_d : 0.0f;
     k.ema_omd = x ? x->ema_omd : 0.0f;
+    k.amp = x ? x->amp : NULL;
     OT_LAUNCH(mt_sgd_kernel, dim3(MT_BLOCKS_X, mt_grid_y(nseg)), dim3(MT_THREADS), 0, stream, seg, nseg, p, g, buf, k);
 }
 
@@ -231,6 +236,7 @@ extern "C" void ot_cuda_adam(const ot_slab_seg *seg, int nseg, float *p, float *
     k.ema = x ? x->ema : NULL;
     k.ema_d = x ? x->ema_d : 0.0f;
     k.ema_omd = x ? x->ema_omd : 0.0f;
+    k.amp = x ? x->amp : NULL;
     OT_LAUNCH(mt_adam_kernel, dim3(MT_BLOCKS_X, mt_grid_y(nseg)), dim3(MT_THREADS), 0, stream, seg, nseg, p, g, m, v, k);
 }
 
