@@ -216,6 +216,7 @@ ot_backend *ot_backend_cuda_emu(int ordinal, char *why, size_t n) {
 static ot_gpu_open_fn gpu_open;
 static bool gpu_real;
 void ot_backend_set_gpu(ot_gpu_open_fn open, bool real) { gpu_open = open; gpu_real = real; }
+bool ot_backend_gpu_is_real(void) { return gpu_open && gpu_real; }
 
 #ifndef ONNXT_HAVE_CUDA
 ot_backend *ot_backend_cuda(int ordinal, char *why, size_t n) {

@@ -97,6 +97,8 @@ ot_backend *ot_backend_cuda_emu(int ordinal, char *why, size_t n);
  * device ("") is GPU 0 only when real. */
 typedef ot_backend *(*ot_gpu_open_fn)(int ordinal, char *why, size_t n);
 void ot_backend_set_gpu(ot_gpu_open_fn open, bool real);
+/* The CUDA device kind opens real GPUs (not the executor). */
+bool ot_backend_gpu_is_real(void);
 /* What this build offers, for --help and `info`: "cpu, cpu-guard[, 0 (CUDA)]". */
 const char *ot_backend_list(void);
 

@@ -9,6 +9,7 @@ static ot_config g_cfg;
 static char g_loss_log[4096], g_kill_at[64];
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_tf32_set = -1; /* ot_config_set_tf32: -1 none, else 0 / 1 (wins over ONNXT_TF32) */
+static int g_amp_set = 0;           /* ot_config_set_amp */
 static double g_bucket_mb_set = 0; /* ot_config_set_bucket_mb: > 0 wins over ONNXT_BUCKET_MB */
 
 static bool is(const char *v, const char *s) { return v && strcmp(v, s) == 0; }
@@ -49,6 +50,9 @@ static void load(void) {
     c.test_hang = getenv("ONNXT_TEST_HANG") != NULL;
     v = getenv("ONNXT_TEST_KILL_IN_CKPT");
     c.test_kill_in_ckpt = v ? atoi(v) : -1;
+    v = getenv("ONNXT_TEST_AMP_INF");
+    c.test_amp_inf = v ? atol(v) : -1;
+    c.amp = g_amp_set;
     g_cfg = c;
 }
 
@@ -65,6 +69,11 @@ void ot_config_reload(void) {
 void ot_config_set_bucket_mb(double mb) {
     pthread_once(&g_once, load);
     if (mb > 0) g_bucket_mb_set = g_cfg.bucket_mb = mb;
+}
+
+void ot_config_set_amp(int mode) {
+    pthread_once(&g_once, load);
+    g_amp_set = g_cfg.amp = mode;
 }
 
 void ot_config_set_tf32(bool on) {

@@ -26,6 +26,8 @@ typedef struct ot_config {
     bool grad_set;              /* ONNXT_GRAD_SET: false when "0" (default true) */
     bool tf32;                  /* ONNXT_TF32=1 or --tf32 (ot_config_set_tf32): TF32 tensor cores for the
                                  * GPU's convolutions (kernels/cuda/conv_gpu.c); default false (FP32) */
+    int amp;                    /* ot_config_set_amp (train --amp): 0 FP32, 1 fp16, 2 bf16: the precision of the CUDA
+                                 * device's convolutions in plans created afterwards (train/amp.h); default 0 */
     /* ---- distributed ---- */
     double dist_timeout_s;      /* ONNXT_DIST_TIMEOUT: seconds > 0, default 7200 */
     double bucket_mb;           /* ONNXT_BUCKET_MB: gradient bucket size on CUDA devices, MB > 0, default 25 */
@@ -38,6 +40,8 @@ typedef struct ot_config {
     int test_kill_rank;         /* ONNXT_TEST_KILL_RANK: the rank that dies; -1 (unset): every rank */
     bool test_hang;             /* ONNXT_TEST_HANG set (any value): hang instead of dying */
     int test_kill_in_ckpt;      /* ONNXT_TEST_KILL_IN_CKPT: die while writing last.ckpt of this epoch; -1 when unset */
+    long test_amp_inf;          /* ONNXT_TEST_AMP_INF: plant +inf in the gradients before the unscale of the optimizer
+                                 * step at this iteration (--amp fp16); -1 when unset */
 } ot_config;
 
 /* The switches, read from the environment on the first call. Never NULL. */
@@ -51,6 +55,8 @@ void ot_config_reload(void);
  * afterwards; kept across ot_config_reload. The only setter: every other
  * switch comes from the environment. */
 void ot_config_set_tf32(bool on);
+/* train --amp: 0 off, 1 fp16, 2 bf16 (kept across ot_config_reload). */
+void ot_config_set_amp(int mode);
 /* --bucket-mb (wins over ONNXT_BUCKET_MB); mb > 0. */
 void ot_config_set_bucket_mb(double mb);
 

@@ -286,7 +286,7 @@ int main(void) {
     snprintf(W, sizeof W, "%s", tu_work());
     Suite *s = suite_create("cudaemu_dist");
     TCase *t = tcase_create("dist");
-    tcase_set_timeout(t, 600);
+    tcase_set_timeout(t, 900); /* ~150 s alone, ~270 s beside test_cudaemu_syncbn on 2 cores */
     tcase_add_test(t, t_two_executor_ranks_without_bn);
     tcase_add_test(t, t_two_executor_ranks_with_bn);
     tcase_add_test(t, t_self_launched_ranks);

@@ -96,7 +96,7 @@ int main(void) {
     snprintf(W, sizeof W, "%s", tu_work());
     Suite *s = suite_create("cudaemu_syncbn");
     TCase *t = tcase_create("syncbn");
-    tcase_set_timeout(t, 300);
+    tcase_set_timeout(t, 900); /* 4 runs of 20 batches, 2 on the executor: ~140 s alone, twice that beside test_cudaemu_dist */
     tcase_add_test(t, t_two_executor_ranks_sync_bn);
     suite_add_tcase(s, t);
     return tu_main(s);

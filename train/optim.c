@@ -161,10 +161,13 @@ static void step_fused(ot_optimizer *o, const ot_slab_seg *seg, int nseg, float 
     o->clip_pending = false;
     if (o->kind == OT_OPT_SGD) {
         ot_sgd_args a = sgd_args(o);
-        o->k->sgd_fused(ag->be, seg, nseg, ag->slab, ag->grad_slab, o->m1, &a, clip, ema, d, omd);
+        if (o->amp) o->k->sgd_fused_amp(ag->be, seg, nseg, ag->slab, ag->grad_slab, o->m1, &a, clip, ema, d, omd, o->amp);
+        else o->k->sgd_fused(ag->be, seg, nseg, ag->slab, ag->grad_slab, o->m1, &a, clip, ema, d, omd);
     } else {
         ot_adam_args a = adam_args(o);
-        o->k->adam_fused(ag->be, seg, nseg, ag->slab, ag->grad_slab, o->m1, o->m2, &a, clip, ema, d, omd);
+        if (o->amp)
+            o->k->adam_fused_amp(ag->be, seg, nseg, ag->slab, ag->grad_slab, o->m1, o->m2, &a, clip, ema, d, omd, o->amp);
+        else o->k->adam_fused(ag->be, seg, nseg, ag->slab, ag->grad_slab, o->m1, o->m2, &a, clip, ema, d, omd);
     }
 }
 
@@ -207,6 +210,12 @@ void ot_optimizer_step_ema(ot_optimizer *o, ot_ema *ema) {
     ot_be_enter(ag->be);
     step_fused(o, o->seg_ema, o->n_seg_ema, ema->slab, d, omd);
     ot_be_leave(ag->be);
+}
+
+void ot_optimizer_set_amp(ot_optimizer *o, const ot_amp_state *amp) { o->amp = amp; }
+
+void ot_optimizer_unstep(ot_optimizer *o) {
+    if (o->steps > 0) o->steps--;
 }
 
 void ot_optimizer_clip_grad_norm(ot_optimizer *o, double max_norm) {

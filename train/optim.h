@@ -31,6 +31,7 @@ typedef struct ot_optimizer {
                              * the rest of the slab (ot_optimizer_step_ema) */
     int n_seg_ema;
     long steps;             /* optimizer steps taken */
+    const ot_amp_state *amp; /* --amp fp16: GradScaler's device state; the fused step skips on its found_inf */
     double lr[OT_NGROUPS], initial_lr[OT_NGROUPS], momentum[OT_NGROUPS], weight_decay[OT_NGROUPS];
     double beta2, eps;
 } ot_optimizer;
@@ -72,5 +73,12 @@ void ot_ema_update(ot_ema *e, const ot_autograd *ag);
  * kernels (slab.h sgd_fused) one launch does both, and scales the gradients by a pending clip coefficient on
  * read: one pass over the weights. */
 void ot_optimizer_step_ema(ot_optimizer *o, ot_ema *ema);
+/* GradScaler (train/amp.h): later fused steps take the scaler's device state and skip where its found_inf is
+ * set (p and the optimizer state unchanged, the EMA still updated, as train.py's scaler.step then ema.update);
+ * NULL: never skip. Needs a device with fused kernels. */
+void ot_optimizer_set_amp(ot_optimizer *o, const ot_amp_state *amp);
+/* The step just taken was skipped (read from the scaler after it): the step count goes back, so SGD's first
+ * step and Adam's bias corrections count the steps taken, as torch.optim's state does. */
+void ot_optimizer_unstep(ot_optimizer *o);
 
 #endif

@@ -4,6 +4,7 @@
 #include "../core/dist.h"
 #include "../kernels/device_kernels.h"
 #include "../kernels/ops.h"
+#include "amp.h"
 #include "autoanchor.h"
 #include "builtin.h"
 #include "checkpoint.h"
@@ -130,6 +131,8 @@ typedef struct run {
     int stage_k;
     struct grad_buckets *gb;  /* ranks > 1 on a device with a collective (CUDA): the gradient buckets */
     const struct ot_allreduce_kernels *comm_k; /* and their communicator (also SyncBatchNorm's), made once */
+    ot_amp_mode amp;          /* --amp, resolved for the device */
+    ot_scaler *scaler;        /* fp16: GradScaler */
     struct ot_allreduce *comm;
     ot_yolo_loss *loss;
     ot_yolo_loss_cfg lcfg;
@@ -165,6 +168,7 @@ typedef struct run {
         int kill_rank;        /* ONNXT_TEST_KILL_RANK: only this rank dies */
         bool hang;            /* ONNXT_TEST_HANG: the rank hangs instead of dying */
         int kill_ckpt_epoch;  /* ONNXT_TEST_KILL_IN_CKPT: the epoch whose last.ckpt is left half written; -1 when unset */
+        long amp_inf;         /* ONNXT_TEST_AMP_INF: the iteration whose step gets a planted +inf gradient; -1 unset */
     } test;
 } run;
 
@@ -178,6 +182,7 @@ static void test_hooks_read(run *r) {
     r->test.kill_rank = c->test_kill_rank;
     r->test.hang = c->test_hang;
     r->test.kill_ckpt_epoch = c->test_kill_in_ckpt;
+    r->test.amp_inf = c->test_amp_inf;
 }
 
 /* Before batch i of an epoch: the process dies (or hangs) where ONNXT_TEST_KILL_AT says. */
@@ -195,6 +200,7 @@ static void run_free(run *r) {
     ot_ema_destroy(r->ema);
     ot_optimizer_destroy(r->opt);
     ot_yolo_loss_destroy(r->loss);
+    ot_scaler_destroy(r->scaler);
     ot_autograd_destroy(r->alt);
     ot_autograd_destroy(r->ag);
     if (r->be) { ot_be_sync(r->be); ot_be_free(r->be, r->stage[0]); ot_be_free(r->be, r->stage[1]); }
@@ -240,6 +246,7 @@ static json_t *args_json(const run *r) {
     json_object_set_new(j, "single_cls", json_boolean(o->single_cls));
     json_object_set_new(j, "noplots", json_boolean(o->noplots));
     json_object_set_new(j, "sync_bn", json_boolean(o->sync_bn));
+    json_object_set_new(j, "amp", json_string(ot_amp_name(r->amp)));
     json_object_set_new(j, "optimizer", json_string(ot_opt_name(o->optimizer)));
     for (int i = 0; i < ot_hyp_count(); i++) json_object_set_new(h, ot_hyp_name(i), json_real(ot_hyp_get(&r->hyp, i)));
     json_object_set_new(j, "hyp", h);
@@ -266,6 +273,8 @@ static ot_status args_from_json(run *r, const json_t *j, ot_error *err) {
     o->single_cls = json_is_true(json_object_get(j, "single_cls"));
     o->noplots = json_is_true(json_object_get(j, "noplots"));
     o->sync_bn = json_is_true(json_object_get(j, "sync_bn"));
+    ot_amp_mode am;
+    if (!o->amp && ot_amp_parse(json_string_value(json_object_get(j, "amp")), &am)) o->amp = ot_amp_name(am); /* --amp wins */
     const char *opt = json_string_value(json_object_get(j, "optimizer"));
     o->optimizer = opt && strcmp(opt, "Adam") == 0 ? OT_OPT_ADAM : opt && strcmp(opt, "AdamW") == 0 ? OT_OPT_ADAMW : OT_OPT_SGD;
     const char *sd = json_string_value(json_object_get(j, "save_dir"));
@@ -689,6 +698,10 @@ static ot_status save_ckpt(run *r, const char *path, int epoch, double fitness, 
     json_object_set_new(h, "best_epoch", json_integer(r->best_epoch));
     json_object_set_new(h, "fitness", json_real(fitness));
     json_object_set_new(h, "last_opt_step", json_integer(r->last_opt_step));
+    if (r->scaler) { /* GradScaler's state (after the last step, read by step_finish), so --resume continues it */
+        json_object_set_new(h, "amp_scale", json_real(r->scaler->host.scale));
+        json_object_set_new(h, "amp_tracker", json_integer(r->scaler->host.tracker));
+    }
     json_object_set_new(h, "args", args_json(r));
     json_object_set_new(h, "source", json_incref(r->source));
     json_t *nm = json_array();
@@ -949,6 +962,38 @@ static ot_status setup_optimizer(run *r, ot_error *err) {
     return ot_ema_create(r->ag, &r->ema, err);
 }
 
+/* --amp for the device, before any plan is made (the CUDA convolutions read it when planned): train.py's
+ * default, AMP on a GPU; FP32 on the CPU devices (an explicit --amp there is an error) and on the executor's
+ * CUDA device unless asked for (its runs stay comparable with the CPU's bit for bit). */
+static ot_status setup_amp(run *r, ot_error *err) {
+    bool gpu = r->be->kind == OT_DEV_CUDA;
+    if (!r->o.amp) r->amp = gpu && ot_backend_gpu_is_real() ? OT_AMP_FP16 : OT_AMP_OFF;
+    else if (!ot_amp_parse(r->o.amp, &r->amp))
+        return ot_fail(err, OT_ERR_INVALID, "--amp %s: expected fp16, bf16 or off", r->o.amp);
+    if (r->amp != OT_AMP_OFF && !gpu)
+        return ot_fail(err, OT_ERR_UNSUPPORTED, "--amp %s needs a CUDA device; %s trains in FP32 (--amp off)", ot_amp_name(r->amp),
+                       r->be->name);
+    ot_config_set_amp((int)r->amp);
+    if (!r->o.quiet && r->amp != OT_AMP_OFF)
+        printf("AMP: %s convolutions (FP32 master weights, optimizer, EMA and loss)%s\n", ot_amp_name(r->amp),
+               r->amp == OT_AMP_FP16 ? ", dynamic loss scaling from 65536 (torch.cuda.amp.GradScaler)" : "");
+    return OT_OK;
+}
+
+/* fp16: GradScaler, its state from the checkpoint on --resume; the optimizer skips on its found_inf. */
+static ot_status setup_scaler(run *r, ot_error *err) {
+    if (r->amp != OT_AMP_FP16) return OT_OK;
+    float scale = OT_AMP_INIT_SCALE;
+    int tracker = 0;
+    if (r->ck && json_is_number(json_object_get(r->ck->header, "amp_scale"))) {
+        scale = (float)json_number_value(json_object_get(r->ck->header, "amp_scale"));
+        tracker = (int)json_integer_value(json_object_get(r->ck->header, "amp_tracker"));
+    }
+    OT_TRY(ot_scaler_create(r->be, scale, tracker, &r->scaler, err));
+    ot_optimizer_set_amp(r->opt, r->scaler->dev);
+    return OT_OK;
+}
+
 /* Options, hyperparameters, ranks, save directory, datasets, model, AutoAnchor, loaders, autograd, optimizer, EMA. */
 static ot_status train_setup(run *r, const ot_train_opts *opts, ot_error *err) {
     r->o = *opts;
@@ -965,11 +1010,13 @@ static ot_status train_setup(run *r, const ot_train_opts *opts, ot_error *err) {
         for (int i = 0; i < ot_hyp_count(); i++) printf("%s%s=%g", i ? ", " : "", ot_hyp_name(i), ot_hyp_get(&r->hyp, i));
         printf("\n");
     }
+    OT_TRY(setup_amp(r, err));
     OT_TRY(setup_ranks(r, err));
     OT_TRY(setup_data(r, err));
     OT_TRY(setup_model(r, err));
     OT_TRY(setup_loaders(r, err));
-    return setup_optimizer(r, err);
+    OT_TRY(setup_optimizer(r, err));
+    return setup_scaler(r, err);
 }
 
 /* --resume: the checkpoint's weights, EMA, optimizer state and pending gradients; results.csv cut back to its epoch. */
@@ -1041,13 +1088,26 @@ static ot_status train_step(run *r, const ot_batch *b, long ni, ot_error *err) {
     ot_shape shapes[OT_MAX_HEADS];
     head_outputs(r, ag, outs, shapes, douts);
     OT_TRY(ot_yolo_loss_compute(r->loss, &r->lcfg, outs, shapes, b->targets, (int)b->n_targets, douts, NULL, err));
+    if (r->scaler) { /* scaler.scale(loss).backward(): the loss gradient times the scale */
+        int64_t n[OT_MAX_HEADS];
+        for (int l = 0; l < r->g->n_outputs; l++) n[l] = ot_numel(&shapes[l]);
+        ot_scaler_scale(r->scaler, douts, n, r->g->n_outputs);
+    }
     bool stepping = ni - r->last_opt_step >= acc;
     OT_TRY(grads_allreduce_begin(r, ag, stepping, err));
     OT_TRY(ot_autograd_backward(ag, err));
     if (stepping) {
         OT_TRY(grads_allreduce(r, ag, err));
+        if (r->scaler) { /* scaler.unscale_(optimizer) before clipping; tests may plant an overflow first */
+            if (ni == r->test.amp_inf) {
+                const float inf = INFINITY;
+                ot_be_upload(r->be, r->ag->grad_slab + r->ag->var_off[r->ag->n_vars - 1], &inf, sizeof inf);
+            }
+            ot_scaler_unscale(r->scaler, r->ag->grad_slab, (int64_t)r->ag->slab_floats);
+        }
         ot_optimizer_clip_grad_norm(r->opt, 10.0);
         ot_optimizer_step_ema(r->opt, r->ema); /* one pass over the weights on a device with fused kernels */
+        if (r->scaler) ot_scaler_update(r->scaler);
         ot_autograd_zero_grad(r->ag);
         r->last_opt_step = ni;
     }
@@ -1058,6 +1118,16 @@ static ot_status train_step(run *r, const ot_batch *b, long ni, ot_error *err) {
 static ot_status step_finish(run *r, int64_t i, ot_loss_items *it, ot_error *err) {
     OT_TRY(grads_allreduce_wait(r, err));
     ot_yolo_loss_items(r->loss, it);
+    if (r->scaler && r->last_opt_step == (long)(i + r->nb * r->epoch)) { /* this batch stepped: was it skipped? */
+        float before = r->scaler->host.scale;
+        if (ot_scaler_read(r->scaler)) {
+            ot_optimizer_unstep(r->opt);
+            if (!r->o.quiet)
+                printf("AMP: epoch %d batch %lld: gradients not finite, optimizer step skipped, loss scale %g -> %g\n", r->epoch,
+                       (long long)i, (double)before, (double)r->scaler->host.scale);
+            if (!isfinite(it->loss)) return OT_OK; /* an overflow in half precision: the scaler handled it */
+        }
+    }
     if (r->loss_log && r->rank == 0)
         fprintf(r->loss_log, "%d %lld %.9g %.9g %.9g\n", r->epoch, (long long)i, it->lbox, it->lobj, it->lcls);
     if (!isfinite(it->loss))
@@ -1096,7 +1166,8 @@ static ot_status train_epoch(run *r, ot_error *err) {
         ot_loss_items it;
         OT_TRY(step_finish(r, i, &it, err));
         double li[3] = {it.lbox, it.lobj, it.lcls};
-        for (int k = 0; k < 3; k++) mloss[k] = (mloss[k] * (double)i + li[k]) / (double)(i + 1);
+        if (isfinite(it.loss)) /* a half-precision overflow that the scaler skipped leaves the means as they were */
+            for (int k = 0; k < 3; k++) mloss[k] = (mloss[k] * (double)i + li[k]) / (double)(i + 1);
         progress(r, r->epoch, i, r->nb, mloss, n_targets, width, t0, i == r->nb - 1);
     }
     if (r->loss_log) fflush(r->loss_log);

@@ -28,6 +28,8 @@ typedef struct ot_train_opts {
     const char *resume;       /* NULL: no; "": the latest last.ckpt under project; else a path */
     bool cache_ram, noval, nosave, cos_lr, rect, single_cls, noautoanchor, reset_head, no_bn, noplots;
     bool sync_bn;             /* data-parallel ranks: BatchNorm statistics over every rank */
+    const char *amp;          /* --amp "fp16" | "bf16" | "off"; NULL: fp16 on a GPU, off on the CPU devices and the
+                               * executor's CUDA device (train/amp.h) */
     ot_opt_kind optimizer;
     double label_smoothing;   /* < 0: the hyp's */
     const char *device;       /* --device: "" (the first GPU when there is one, else the CPU), "cpu", "cpu-guard", "0" */

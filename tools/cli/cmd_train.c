@@ -17,7 +17,8 @@ static void usage(FILE *f) {
             "                        [--resume [last.ckpt]] [--seed 0] [--cache [ram]] [--noval] [--nosave]\n"
             "                        [--cos-lr] [--optimizer SGD|Adam|AdamW] [--patience 100] [--freeze N]\n"
             "                        [--label-smoothing E] [--rect] [--single-cls] [--noautoanchor]\n"
-            "                        [--noplots] [--reset-head] [--no-bn] [--sync-bn] [--bucket-mb 25]\n\n"
+            "                        [--noplots] [--reset-head] [--no-bn] [--sync-bn] [--bucket-mb 25]\n"
+            "                        [--amp fp16|bf16|off]\n\n"
             "Trains a YOLOv5 detector as Ultralytics YOLOv5 v7.0 train.py does: mosaic and\n"
             "the rest of hyp.scratch-low's augmentation, the v7.0 loss, SGD (Nesterov) with\n"
             "gradient accumulation to a nominal batch of 64, warmup, linear or cosine LR,\n"
@@ -31,7 +32,13 @@ static void usage(FILE *f) {
             "count than the data is an error unless --reset-head (new detection layers).\n"
             "--resume continues the latest run under --project (or the given last.ckpt)\n"
             "exactly where its last finished epoch left off. --cache keeps decoded images\n"
-            "in memory. --no-bn trains a folded export without re-inserting BatchNorm.\n");
+            "in memory. --no-bn trains a folded export without re-inserting BatchNorm.\n"
+            "--amp: mixed precision on a GPU, on by default (fp16) as in train.py: the\n"
+            "convolutions in half precision (fp16 or bf16), FP32 master weights, optimizer,\n"
+            "EMA, loss, checkpoints and export; fp16 with dynamic loss scaling (GradScaler:\n"
+            "a step with non-finite gradients is skipped and the scale halved, doubled\n"
+            "after 2000 good steps). off: FP32. The CPU devices train in FP32; the\n"
+            "executor's device (onnx-train-cudaemu) too unless --amp is given.\n");
     cli_device_help(f, true);
     fprintf(f,
             "Data parallel: --device 0,1[,...] starts one process per listed GPU on this\n"
@@ -72,6 +79,7 @@ int cmd_train(int argc, char **argv) {
         else if (strcmp(a, "--hyp") == 0 && i + 1 < argc) o.hyp_path = argv[++i];
         else if (strcmp(a, "--device") == 0 && i + 1 < argc) o.device = argv[++i];
         else if (strcmp(a, "--tf32") == 0) ot_config_set_tf32(true);
+        else if (strcmp(a, "--amp") == 0 && i + 1 < argc) o.amp = argv[++i];
         else if (strcmp(a, "--project") == 0 && i + 1 < argc) o.project = argv[++i];
         else if (strcmp(a, "--name") == 0 && i + 1 < argc) o.name = argv[++i];
         else if (strcmp(a, "--exist-ok") == 0) o.exist_ok = true;
