@@ -132,6 +132,7 @@ typedef struct run {
     struct grad_buckets *gb;  /* ranks > 1 on a device with a collective (CUDA): the gradient buckets */
     const struct ot_allreduce_kernels *comm_k; /* and their communicator (also SyncBatchNorm's), made once */
     ot_amp_mode amp;          /* --amp, resolved for the device */
+    bool amp_from_ckpt;       /* --resume without --amp: the checkpoint's mode */
     ot_scaler *scaler;        /* fp16: GradScaler */
     struct ot_allreduce *comm;
     ot_yolo_loss *loss;
@@ -274,7 +275,10 @@ static ot_status args_from_json(run *r, const json_t *j, ot_error *err) {
     o->noplots = json_is_true(json_object_get(j, "noplots"));
     o->sync_bn = json_is_true(json_object_get(j, "sync_bn"));
     ot_amp_mode am;
-    if (!o->amp && ot_amp_parse(json_string_value(json_object_get(j, "amp")), &am)) o->amp = ot_amp_name(am); /* --amp wins */
+    if (!o->amp && ot_amp_parse(json_string_value(json_object_get(j, "amp")), &am)) { /* --amp wins */
+        o->amp = ot_amp_name(am);
+        r->amp_from_ckpt = true;
+    }
     const char *opt = json_string_value(json_object_get(j, "optimizer"));
     o->optimizer = opt && strcmp(opt, "Adam") == 0 ? OT_OPT_ADAM : opt && strcmp(opt, "AdamW") == 0 ? OT_OPT_ADAMW : OT_OPT_SGD;
     const char *sd = json_string_value(json_object_get(j, "save_dir"));
@@ -970,6 +974,10 @@ static ot_status setup_amp(run *r, ot_error *err) {
     if (!r->o.amp) r->amp = gpu && ot_backend_gpu_is_real() ? OT_AMP_FP16 : OT_AMP_OFF;
     else if (!ot_amp_parse(r->o.amp, &r->amp))
         return ot_fail(err, OT_ERR_INVALID, "--amp %s: expected fp16, bf16 or off", r->o.amp);
+    if (r->amp != OT_AMP_OFF && !gpu && r->amp_from_ckpt) { /* resumed on another device: FP32 there */
+        ot_warn("the checkpoint trained with --amp %s; %s trains in FP32", ot_amp_name(r->amp), r->be->name);
+        r->amp = OT_AMP_OFF;
+    }
     if (r->amp != OT_AMP_OFF && !gpu)
         return ot_fail(err, OT_ERR_UNSUPPORTED, "--amp %s needs a CUDA device; %s trains in FP32 (--amp off)", ot_amp_name(r->amp),
                        r->be->name);

@@ -28,6 +28,12 @@ __global__ void amp_round_k(float *y, const float *x, int64_t n, int bf16) {
     else GRID_STRIDE(i, n) y[i] = __half2float(__float2half_rn(x[i]));
 }
 
+/* g = saved + round(g): a half-precision gradient contribution added to the FP32 accumulator. */
+__global__ void amp_round_add_k(float *g, const float *saved, int64_t n, int bf16) {
+    if (bf16) GRID_STRIDE(i, n) g[i] = __fadd_rn(saved[i], __bfloat162float(__float2bfloat16_rn(g[i])));
+    else GRID_STRIDE(i, n) g[i] = __fadd_rn(saved[i], __half2float(__float2half_rn(g[i])));
+}
+
 /* x *= scale (the loss gradient's seed, GradScaler.scale(loss)). */
 __global__ void amp_scale_k(float *x, int64_t n, const ot_amp_state *st) {
     const float s = st->scale;
@@ -81,6 +87,9 @@ extern "C" void ot_cuda_bf16_to_f32(float *y, const uint16_t *x, int64_t n, void
 }
 extern "C" void ot_cuda_round_half(float *y, const float *x, int64_t n, int bf16, void *stream) {
     if (n > 0) OT_LAUNCH(amp_round_k, amp_grid(n), AMP_BLOCK, 0, stream, y, x, n, bf16);
+}
+extern "C" void ot_cuda_round_add(float *g, const float *saved, int64_t n, int bf16, void *stream) {
+    if (n > 0) OT_LAUNCH(amp_round_add_k, amp_grid(n), AMP_BLOCK, 0, stream, g, saved, n, bf16);
 }
 extern "C" void ot_cuda_amp_scale(float *x, int64_t n, const ot_amp_state *st, void *stream) {
     if (n > 0) OT_LAUNCH(amp_scale_k, amp_grid(n), AMP_BLOCK, 0, stream, x, n, st);

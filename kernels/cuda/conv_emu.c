@@ -8,34 +8,120 @@
  * state (the CPU row's oneDNN primitives, its workspace need) and touches no
  * tensor memory; release frees what it built. The CPU row honours ot_gin_set and
  * adds dw / db exactly as conv_gpu.c's contract says, so both libraries give
- * the same semantics. */
+ * the same semantics.
+ *
+ * Mixed precision (core/config.h amp, train --amp; docs/CUDA.md "Mixed
+ * precision"): a convolution of half tensors with FP32 accumulation, as cuDNN
+ * runs it on the GPU, computed as the FP32 convolution of values rounded to
+ * half (or bfloat16) precision by amp.cu's kernels: the input rounded in place
+ * (activations are stored in half under autocast), the weights and bias rounded
+ * into a copy (the FP32 master weights stay), the output rounded in place.
+ * Backward: dy rounded in place; dx rounded after it is written or added; the
+ * weight and bias gradients computed into zeroed buffers, rounded, and added to
+ * the FP32 gradients they accumulate into (autocast's cast back to FP32). */
 #include "../conv.h"
+#include "../../core/config.h"
+#include "cuda_kernels.h"
 #include "cuda_tables.h"
 
 extern const ot_op_impl ot_cpu_conv; /* kernels/conv.c */
 
+/* The executor's per-node state, under the name conv_gpu.c uses for its cuDNN state (never linked together). */
+struct ot_conv_cudnn {
+    int bf16;        /* 0 fp16, 1 bfloat16 */
+    int64_t nw, nb;  /* weight and bias floats */
+    float *wr;       /* device: the rounded weights, then the rounded bias */
+    float *gsave;    /* device: the weight and bias gradients accumulated so far */
+};
+
 /* The executor computes in FP32 (the CPU convolution); TF32 has no meaning here. */
 void ot_cuda_conv_set_tf32(int on) { (void)on; }
 
-static ot_status emu_prepare(ot_kctx *c) { return ot_cpu_conv.prepare ? ot_cpu_conv.prepare(c) : OT_OK; }
+static ot_status emu_prepare(ot_kctx *c) {
+    if (ot_cpu_conv.prepare) OT_TRY(ot_cpu_conv.prepare(c));
+    ot_conv_params *p = c->params;
+    int amp = ot_config_get()->amp;
+    if (!amp || p->cudnn) return OT_OK;
+    struct ot_conv_cudnn *a = calloc(1, sizeof *a);
+    if (!a) return ot_fail(c->err, OT_ERR_NOMEM, "out of memory");
+    a->bf16 = amp == 2;
+    a->nw = p->m * (p->c / p->group) * p->kh * p->kw;
+    a->nb = p->has_bias ? p->m : 0;
+    size_t bytes = sizeof(float) * (size_t)(a->nw + a->nb);
+    a->wr = ot_plan_state(c, bytes);
+    a->gsave = ot_plan_state(c, bytes);
+    if (!a->wr || !a->gsave) { free(a); return ot_fail(c->err, OT_ERR_NOMEM, "out of device memory"); }
+    p->cudnn = a;
+    return OT_OK;
+}
 
-static ot_status emu_forward(ot_kctx *c) {
+static int64_t numel_of(const ot_kctx *c, int vid) { return ot_numel(&c->p->shape[vid]); }
+
+/* The weights (and bias) rounded into a->wr and put in their place in the plan; ow / ob get the originals. */
+static void swap_in_rounded(ot_kctx *c, struct ot_conv_cudnn *a, void **ow, void **ob) {
+    const ot_conv_params *p = c->params;
+    ot_cuda_round_half(a->wr, ot_inf(c, 1), a->nw, a->bf16, NULL);
+    *ow = c->p->data[c->n->in[1]];
+    c->p->data[c->n->in[1]] = a->wr;
+    if (p->has_bias) {
+        ot_cuda_round_half(a->wr + a->nw, ot_inf(c, 2), a->nb, a->bf16, NULL);
+        *ob = c->p->data[c->n->in[2]];
+        c->p->data[c->n->in[2]] = a->wr + a->nw;
+    }
+}
+static void swap_out(ot_kctx *c, void *ow, void *ob) {
+    c->p->data[c->n->in[1]] = ow;
+    if (((const ot_conv_params *)c->params)->has_bias) c->p->data[c->n->in[2]] = ob;
+}
+
+static ot_status cpu_call(ot_kctx *c, ot_status (*fn)(ot_kctx *)) {
     ot_backend *g = ot_backend_cpu_guard();
     ot_be_enter(g);
-    ot_status st = ot_cpu_conv.forward(c);
+    ot_status st = fn(c);
     ot_be_leave(g);
+    return st;
+}
+
+static ot_status emu_forward(ot_kctx *c) {
+    struct ot_conv_cudnn *a = ((ot_conv_params *)c->params)->cudnn;
+    if (!a) return cpu_call(c, ot_cpu_conv.forward);
+    float *x = (float *)ot_inf(c, 0);
+    ot_cuda_round_half(x, x, numel_of(c, c->n->in[0]), a->bf16, NULL);
+    void *ow = NULL, *ob = NULL;
+    swap_in_rounded(c, a, &ow, &ob);
+    ot_status st = cpu_call(c, ot_cpu_conv.forward);
+    swap_out(c, ow, ob);
+    float *y = ot_outf(c, 0);
+    ot_cuda_round_half(y, y, numel_of(c, c->n->out[0]), a->bf16, NULL);
     return st;
 }
 
 static ot_status emu_backward(ot_kctx *c) {
-    ot_backend *g = ot_backend_cpu_guard();
-    ot_be_enter(g);
-    ot_status st = ot_cpu_conv.backward(c);
-    ot_be_leave(g);
+    const ot_conv_params *p = c->params;
+    struct ot_conv_cudnn *a = p->cudnn;
+    if (!a) return cpu_call(c, ot_cpu_conv.backward);
+    float *dy = (float *)ot_gout(c, 0);
+    if (!dy) return OT_OK;
+    ot_cuda_round_half(dy, dy, numel_of(c, c->n->out[0]), a->bf16, NULL);
+    float *dw = ot_gin(c, 1), *db = p->has_bias ? ot_gin(c, 2) : NULL;
+    ot_backend *be = c->p->be;
+    if (dw) { ot_be_copy(be, a->gsave, dw, sizeof(float) * (size_t)a->nw); ot_be_memset(be, dw, 0, sizeof(float) * (size_t)a->nw); }
+    if (db) { ot_be_copy(be, a->gsave + a->nw, db, sizeof(float) * (size_t)a->nb); ot_be_memset(be, db, 0, sizeof(float) * (size_t)a->nb); }
+    void *ow = NULL, *ob = NULL;
+    swap_in_rounded(c, a, &ow, &ob);
+    ot_status st = cpu_call(c, ot_cpu_conv.backward);
+    swap_out(c, ow, ob);
+    float *dx = ot_gin(c, 0);
+    if (dx) ot_cuda_round_half(dx, dx, numel_of(c, c->n->in[0]), a->bf16, NULL);
+    if (dw) ot_cuda_round_add(dw, a->gsave, a->nw, a->bf16, NULL);
+    if (db) ot_cuda_round_add(db, a->gsave + a->nw, a->nb, a->bf16, NULL);
     return st;
 }
 
 static void emu_release(void *params) {
+    ot_conv_params *p = params;
+    free(p->cudnn); /* its device buffers are plan state, freed with the plan */
+    p->cudnn = NULL;
     if (ot_cpu_conv.release) ot_cpu_conv.release(params);
 }
 

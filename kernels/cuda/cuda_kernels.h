@@ -35,6 +35,8 @@ void ot_cuda_f16_to_f32(float *y, const uint16_t *x, int64_t n, void *stream);
 void ot_cuda_f32_to_bf16(uint16_t *y, const float *x, int64_t n, void *stream);
 void ot_cuda_bf16_to_f32(float *y, const uint16_t *x, int64_t n, void *stream);
 void ot_cuda_round_half(float *y, const float *x, int64_t n, int bf16, void *stream);
+/* g = saved + g rounded to half / bfloat16 precision (a half gradient added to an FP32 one). */
+void ot_cuda_round_add(float *g, const float *saved, int64_t n, int bf16, void *stream);
 /* GradScaler on the device (kernels/slab.h's amp_scale, amp_unscale, amp_update). */
 void ot_cuda_amp_scale(float *x, int64_t n, const ot_amp_state *st, void *stream);
 void ot_cuda_amp_unscale(float *g, int64_t n, ot_amp_state *st, void *stream);
