@@ -14,7 +14,9 @@
  * - where the CUDA headers are present (tests/cuda_fp16_ref.cpp, OT_FP16_REF):
  *   the same inputs give the bits of cuda_fp16.h's and cuda_bf16.h's own host
  *   __float2half_rn, __half2float, __float2bfloat16_rn, __bfloat162float;
- * - round_half is the round trip, in place too;
+ * - round_half is the round trip, in place too; half_accumulate (a half
+ *   gradient written or added into an FP32 one, then rounded or not) and
+ *   round_add are their definitions, bit for bit;
  * - GradScaler (amp_scale, amp_unscale, amp_update) against kernels/slab.c's
  *   CPU oracle, bit for bit: unscale with and without a planted inf / NaN
  *   (found_inf set only with it), the update's backoff on an overflow, growth
@@ -168,6 +170,46 @@ START_TEST(t_conversions) {
     ot_backend *g = ot_backend_cpu_guard();
     ot_be_free(g, dx); ot_be_free(g, dh); ot_be_free(g, db); ot_be_free(g, dall); ot_be_free(g, df); ot_be_free(g, dg);
     free(x); free(h); free(b); free(fh); free(fb);
+}
+END_TEST
+
+/* half_accumulate and round_add (the convolutions' --amp gradients) against their definitions on the host. */
+START_TEST(t_accumulate) {
+    enum { N = 5000 };
+    uint64_t s = 7;
+    float y0[N], saved[N];
+    uint16_t h[N];
+    for (int i = 0; i < N; i++) { y0[i] = rsym1(&s) * 3.0f; saved[i] = rsym1(&s); h[i] = (uint16_t)(rnext(&s) & 0x7bff); }
+    for (int bf = 0; bf <= 1; bf++)
+        for (int acc = 0; acc <= 1; acc++)
+            for (int rnd = 0; rnd <= 1; rnd++) {
+                float *dy = dev_from(y0, sizeof y0);
+                uint16_t *dh = dev_from(h, sizeof h);
+                ot_cuda_half_accumulate(dy, dh, N, bf, acc, rnd, NULL);
+                float *y = host_from(dy, sizeof y0);
+                for (int i = 0; i < N; i++) {
+                    float v = bf ? fbits((uint32_t)h[i] << 16) : fbits(oracle_h2f_bits(h[i]));
+                    if (acc) v = y0[i] + v;
+                    if (rnd) v = bf ? fbits((uint32_t)oracle_f2bf(v) << 16) : fbits(oracle_h2f_bits(oracle_f2h(v)));
+                    ck_assert_msg(tu_bits(y[i]) == tu_bits(v), "half_accumulate(bf16 %d, acc %d, round %d)[%d]: %a, expected %a", bf, acc, rnd,
+                                  i, (double)y[i], (double)v);
+                }
+                free(y);
+                ot_be_free(ot_backend_cpu_guard(), dy);
+                ot_be_free(ot_backend_cpu_guard(), dh);
+            }
+    for (int bf = 0; bf <= 1; bf++) {
+        float *dg = dev_from(y0, sizeof y0), *ds = dev_from(saved, sizeof saved);
+        ot_cuda_round_add(dg, ds, N, bf, NULL);
+        float *g = host_from(dg, sizeof y0);
+        for (int i = 0; i < N; i++) {
+            float r = bf ? fbits((uint32_t)oracle_f2bf(y0[i]) << 16) : fbits(oracle_h2f_bits(oracle_f2h(y0[i])));
+            ck_assert(tu_bits(g[i]) == tu_bits(saved[i] + r));
+        }
+        free(g);
+        ot_be_free(ot_backend_cpu_guard(), dg);
+        ot_be_free(ot_backend_cpu_guard(), ds);
+    }
 }
 END_TEST
 
@@ -340,6 +382,7 @@ int main(void) {
     TCase *t = tcase_create("half");
     tcase_set_timeout(t, 300);
     tcase_add_test(t, t_conversions);
+    tcase_add_test(t, t_accumulate);
     tcase_add_test(t, t_unscale);
     tcase_add_test(t, t_update);
     tcase_add_test(t, t_fused_skip);

@@ -34,6 +34,24 @@ __global__ void amp_round_add_k(float *g, const float *saved, int64_t n, int bf1
     else GRID_STRIDE(i, n) g[i] = __fadd_rn(saved[i], __half2float(__float2half_rn(g[i])));
 }
 
+/* y = (acc ? y + h : h) for half values h, then (rnd) rounded to half precision: a half convolution's gradient
+ * joining an FP32 one (conv_gpu.c under --amp). */
+template <typename H, float (*TOF)(H)>
+OT_DEVFN void amp_acc(float *y, const H *h, int64_t n, int bf16, int acc, int rnd) {
+    GRID_STRIDE(i, n) {
+        float v = TOF(h[i]);
+        if (acc) v = __fadd_rn(y[i], v);
+        if (rnd) v = bf16 ? __bfloat162float(__float2bfloat16_rn(v)) : __half2float(__float2half_rn(v));
+        y[i] = v;
+    }
+}
+OT_DEVFN float amp_h2f(__half h) { return __half2float(h); }
+OT_DEVFN float amp_b2f(__nv_bfloat16 h) { return __bfloat162float(h); }
+__global__ void amp_acc_f16_k(float *y, const __half *h, int64_t n, int acc, int rnd) { amp_acc<__half, amp_h2f>(y, h, n, 0, acc, rnd); }
+__global__ void amp_acc_bf16_k(float *y, const __nv_bfloat16 *h, int64_t n, int acc, int rnd) {
+    amp_acc<__nv_bfloat16, amp_b2f>(y, h, n, 1, acc, rnd);
+}
+
 /* x *= scale (the loss gradient's seed, GradScaler.scale(loss)). */
 __global__ void amp_scale_k(float *x, int64_t n, const ot_amp_state *st) {
     const float s = st->scale;
@@ -90,6 +108,14 @@ extern "C" void ot_cuda_round_half(float *y, const float *x, int64_t n, int bf16
 }
 extern "C" void ot_cuda_round_add(float *g, const float *saved, int64_t n, int bf16, void *stream) {
     if (n > 0) OT_LAUNCH(amp_round_add_k, amp_grid(n), AMP_BLOCK, 0, stream, g, saved, n, bf16);
+}
+extern "C" void ot_cuda_half_accumulate(float *y, const uint16_t *h, int64_t n, int bf16, int accumulate, int round,
+                                        void *stream) {
+    if (n <= 0) return;
+    if (bf16)
+        OT_LAUNCH(amp_acc_bf16_k, amp_grid(n), AMP_BLOCK, 0, stream, y, reinterpret_cast<const __nv_bfloat16 *>(h), n, accumulate,
+                  round);
+    else OT_LAUNCH(amp_acc_f16_k, amp_grid(n), AMP_BLOCK, 0, stream, y, reinterpret_cast<const __half *>(h), n, accumulate, round);
 }
 extern "C" void ot_cuda_amp_scale(float *x, int64_t n, const ot_amp_state *st, void *stream) {
     if (n > 0) OT_LAUNCH(amp_scale_k, amp_grid(n), AMP_BLOCK, 0, stream, x, n, st);

@@ -41,6 +41,7 @@
  * (ot_backend_cuda_stream) before its calls. */
 #include "../../core/config.h"
 #include "../conv.h"
+#include "cuda_kernels.h"
 #include "cuda_tables.h"
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -65,6 +66,13 @@ struct ot_conv_cudnn {
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
     size_t ws[DIR_N];         /* workspace bytes of each chosen algorithm */
+    /* mixed precision (core/config.h amp: 1 fp16, 2 bf16; 0 off): the half descriptors and, after the algorithms'
+     * workspace (ws_algo bytes), the half copies in the plan's workspace: byte offsets of x, w, y (forward) and
+     * dy, dx, dw (backward; x and w shared) */
+    int amp;
+    cudnnTensorDescriptor_t xh, yh;
+    cudnnFilterDescriptor_t wh;
+    size_t ws_algo, off_x, off_w, off_y, off_dy, off_dx, off_dw;
 };
 
 static int g_tf32;            /* ot_cuda_conv_set_tf32; read by prepare (with ot_config_get()->tf32) */
@@ -127,6 +135,9 @@ static void gpu_release(void *params) {
     if (s->y) warn_destroy(cudnnDestroyTensorDescriptor(s->y), "cudnnDestroyTensorDescriptor");
     if (s->b) warn_destroy(cudnnDestroyTensorDescriptor(s->b), "cudnnDestroyTensorDescriptor");
     if (s->w) warn_destroy(cudnnDestroyFilterDescriptor(s->w), "cudnnDestroyFilterDescriptor");
+    if (s->xh) warn_destroy(cudnnDestroyTensorDescriptor(s->xh), "cudnnDestroyTensorDescriptor");
+    if (s->yh) warn_destroy(cudnnDestroyTensorDescriptor(s->yh), "cudnnDestroyTensorDescriptor");
+    if (s->wh) warn_destroy(cudnnDestroyFilterDescriptor(s->wh), "cudnnDestroyFilterDescriptor");
     for (int d = 0; d < DIR_N; d++)
         if (s->conv[d]) warn_destroy(cudnnDestroyConvolutionDescriptor(s->conv[d]), "cudnnDestroyConvolutionDescriptor");
     free(s);
@@ -148,6 +159,11 @@ typedef struct algo_cand {
     for (int i_ = 0; i_ < (n); i_++)                                                                           \
         (a)[i_] = (algo_cand){(int)(perf)[i_].algo, (perf)[i_].status, (perf)[i_].memory, (perf)[i_].determinism, \
                               (perf)[i_].mathType}
+
+/* The descriptors the algorithms run on: the half ones under mixed precision. */
+#define XD(s) ((s)->amp ? (s)->xh : (s)->x)
+#define YD(s) ((s)->amp ? (s)->yh : (s)->y)
+#define WD(s) ((s)->amp ? (s)->wh : (s)->w)
 
 static bool math_allowed(cudnnMathType_t m, bool tf32) {
     if (m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return false; /* FP32 data down-converted: never */
@@ -198,7 +214,7 @@ static ot_status choose_fwd(ot_kctx *c, struct ot_conv_cudnn *s, cudnnHandle_t h
     cudnnConvolutionFwdAlgoPerf_t *perf = calloc((size_t)max, sizeof *perf);
     algo_cand *a = calloc((size_t)max, sizeof *a);
     if (!perf || !a) { free(perf); free(a); return ot_fail(c->err, OT_ERR_NOMEM, "out of memory"); }
-    cudnnStatus_t st = cudnnGetConvolutionForwardAlgorithm_v7(h, s->x, s->w, s->conv[DIR_FWD], s->y, max, &n, perf);
+    cudnnStatus_t st = cudnnGetConvolutionForwardAlgorithm_v7(h, XD(s), WD(s), s->conv[DIR_FWD], YD(s), max, &n, perf);
     if (st != CUDNN_STATUS_SUCCESS) {
         free(perf); free(a);
         return dnn_fail(c, st, "cudnnGetConvolutionForwardAlgorithm_v7");
@@ -211,7 +227,7 @@ static ot_status choose_fwd(ot_kctx *c, struct ot_conv_cudnn *s, cudnnHandle_t h
     free(perf); free(a);
     if (r) return r;
     size_t bytes = 0; /* the size for the descriptor as finally set, which may exceed the list's estimate */
-    DNN(cudnnGetConvolutionForwardWorkspaceSize, (h, s->x, s->w, s->conv[DIR_FWD], s->y, s->fwd, &bytes));
+    DNN(cudnnGetConvolutionForwardWorkspaceSize, (h, XD(s), WD(s), s->conv[DIR_FWD], YD(s), s->fwd, &bytes));
     if (bytes > s->ws[DIR_FWD]) s->ws[DIR_FWD] = bytes;
     return OT_OK;
 }
@@ -223,7 +239,7 @@ static ot_status choose_bwd_data(ot_kctx *c, struct ot_conv_cudnn *s, cudnnHandl
     cudnnConvolutionBwdDataAlgoPerf_t *perf = calloc((size_t)max, sizeof *perf);
     algo_cand *a = calloc((size_t)max, sizeof *a);
     if (!perf || !a) { free(perf); free(a); return ot_fail(c->err, OT_ERR_NOMEM, "out of memory"); }
-    cudnnStatus_t st = cudnnGetConvolutionBackwardDataAlgorithm_v7(h, s->w, s->y, s->conv[DIR_BWD_DATA], s->x, max, &n, perf);
+    cudnnStatus_t st = cudnnGetConvolutionBackwardDataAlgorithm_v7(h, WD(s), YD(s), s->conv[DIR_BWD_DATA], XD(s), max, &n, perf);
     if (st != CUDNN_STATUS_SUCCESS) {
         free(perf); free(a);
         return dnn_fail(c, st, "cudnnGetConvolutionBackwardDataAlgorithm_v7");
@@ -236,7 +252,7 @@ static ot_status choose_bwd_data(ot_kctx *c, struct ot_conv_cudnn *s, cudnnHandl
     free(perf); free(a);
     if (r) return r;
     size_t bytes = 0;
-    DNN(cudnnGetConvolutionBackwardDataWorkspaceSize, (h, s->w, s->y, s->conv[DIR_BWD_DATA], s->x, s->bwd_data, &bytes));
+    DNN(cudnnGetConvolutionBackwardDataWorkspaceSize, (h, WD(s), YD(s), s->conv[DIR_BWD_DATA], XD(s), s->bwd_data, &bytes));
     if (bytes > s->ws[DIR_BWD_DATA]) s->ws[DIR_BWD_DATA] = bytes;
     return OT_OK;
 }
@@ -248,7 +264,7 @@ static ot_status choose_bwd_filter(ot_kctx *c, struct ot_conv_cudnn *s, cudnnHan
     cudnnConvolutionBwdFilterAlgoPerf_t *perf = calloc((size_t)max, sizeof *perf);
     algo_cand *a = calloc((size_t)max, sizeof *a);
     if (!perf || !a) { free(perf); free(a); return ot_fail(c->err, OT_ERR_NOMEM, "out of memory"); }
-    cudnnStatus_t st = cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, s->x, s->y, s->conv[DIR_BWD_FILTER], s->w, max, &n, perf);
+    cudnnStatus_t st = cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, XD(s), YD(s), s->conv[DIR_BWD_FILTER], WD(s), max, &n, perf);
     if (st != CUDNN_STATUS_SUCCESS) {
         free(perf); free(a);
         return dnn_fail(c, st, "cudnnGetConvolutionBackwardFilterAlgorithm_v7");
@@ -261,7 +277,7 @@ static ot_status choose_bwd_filter(ot_kctx *c, struct ot_conv_cudnn *s, cudnnHan
     free(perf); free(a);
     if (r) return r;
     size_t bytes = 0;
-    DNN(cudnnGetConvolutionBackwardFilterWorkspaceSize, (h, s->x, s->y, s->conv[DIR_BWD_FILTER], s->w, s->bwd_filter, &bytes));
+    DNN(cudnnGetConvolutionBackwardFilterWorkspaceSize, (h, XD(s), YD(s), s->conv[DIR_BWD_FILTER], WD(s), s->bwd_filter, &bytes));
     if (bytes > s->ws[DIR_BWD_FILTER]) s->ws[DIR_BWD_FILTER] = bytes;
     return OT_OK;
 }
@@ -295,7 +311,9 @@ static ot_status gpu_prepare(ot_kctx *c) {
     p->cudnn = s; /* from here on release frees whatever was built, also after a failure */
     s->ordinal = be->ordinal;
     s->train = ot_training(c);
-    const bool tf32 = g_tf32 != 0 || ot_config_get()->tf32; /* ot_cuda_conv_set_tf32(1), --tf32 or ONNXT_TF32=1 */
+    s->amp = ot_config_get()->amp; /* train --amp: half data, FP32 accumulation, tensor cores */
+    /* ot_cuda_conv_set_tf32(1), --tf32 or ONNXT_TF32=1; half data (--amp) takes tensor-op math as well */
+    const bool tf32 = g_tf32 != 0 || ot_config_get()->tf32 || s->amp;
     CU(cudaSetDevice, (s->ordinal)); /* the runtime enters the device for steps only; cuDNN calls run on the current one */
     cudnnHandle_t h = NULL;
     OT_TRY(bind_handle(c, s->ordinal, false, &h));
@@ -312,6 +330,15 @@ static ot_status gpu_prepare(ot_kctx *c) {
     }
     DNN(cudnnCreateFilterDescriptor, (&s->w));
     DNN(cudnnSetFilter4dDescriptor, (s->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, m, ci / g, (int)p->kh, (int)p->kw));
+    if (s->amp) {
+        const cudnnDataType_t ht = s->amp == 2 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
+        DNN(cudnnCreateTensorDescriptor, (&s->xh));
+        DNN(cudnnSetTensor4dDescriptor, (s->xh, CUDNN_TENSOR_NCHW, ht, n, ci, hi, wi));
+        DNN(cudnnCreateTensorDescriptor, (&s->yh));
+        DNN(cudnnSetTensor4dDescriptor, (s->yh, CUDNN_TENSOR_NCHW, ht, n, m, oh, ow));
+        DNN(cudnnCreateFilterDescriptor, (&s->wh));
+        DNN(cudnnSetFilter4dDescriptor, (s->wh, ht, CUDNN_TENSOR_NCHW, m, ci / g, (int)p->kh, (int)p->kw));
+    }
     const int ndir = s->train ? DIR_N : 1;
     for (int d = 0; d < ndir; d++) {
         DNN(cudnnCreateConvolutionDescriptor, (&s->conv[d]));
@@ -322,7 +349,7 @@ static ot_status gpu_prepare(ot_kctx *c) {
         DNN(cudnnSetConvolutionMathType, (s->conv[d], tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
     }
     int yn = 0, yc = 0, yh = 0, yw = 0; /* cuDNN's output shape must be the planner's */
-    DNN(cudnnGetConvolution2dForwardOutputDim, (s->conv[DIR_FWD], s->x, s->w, &yn, &yc, &yh, &yw));
+    DNN(cudnnGetConvolution2dForwardOutputDim, (s->conv[DIR_FWD], XD(s), WD(s), &yn, &yc, &yh, &yw));
     if (yn != n || yc != m || yh != oh || yw != ow)
         return ot_fail(c->err, OT_ERR_INTERNAL, "cuDNN computes an output of (%d, %d, %d, %d), the plan (%d, %d, %d, %d)", yn, yc,
                        yh, yw, n, m, oh, ow);
@@ -332,8 +359,85 @@ static ot_status gpu_prepare(ot_kctx *c) {
         OT_TRY(choose_bwd_data(c, s, h, tf32));
         OT_TRY(choose_bwd_filter(c, s, h, tf32));
     }
+    size_t need = 0;
     for (int d = 0; d < ndir; d++)
-        if (s->ws[d] > c->p->ws_bytes) c->p->ws_bytes = s->ws[d];
+        if (s->ws[d] > need) need = s->ws[d];
+    if (s->amp) { /* the half copies after the algorithms' workspace, each 256-byte aligned */
+        const size_t nx = (size_t)p->n * (size_t)p->c * (size_t)p->h * (size_t)p->w, ny = (size_t)p->n * (size_t)p->m * (size_t)p->oh * (size_t)p->ow;
+        const size_t nw = (size_t)p->m * (size_t)(p->c / p->group) * (size_t)p->kh * (size_t)p->kw;
+#define HALVES(k) ((((k) * 2u) + 255u) & ~(size_t)255u)
+        s->ws_algo = (need + 255u) & ~(size_t)255u;
+        s->off_x = s->ws_algo;
+        s->off_w = s->off_x + HALVES(nx);
+        s->off_y = s->off_w + HALVES(nw);
+        s->off_dy = s->off_y; /* the backward reuses y's place for dy */
+        s->off_dx = s->off_dy + HALVES(ny);
+        s->off_dw = s->off_dx + HALVES(nx);
+        need = s->off_dw + HALVES(nw);
+#undef HALVES
+    } else
+        s->ws_algo = need;
+    if (need > c->p->ws_bytes) c->p->ws_bytes = need;
+    return OT_OK;
+}
+
+/* ---- mixed precision: the float tensors converted for a half convolution ---- */
+static void to_half(const struct ot_conv_cudnn *s, void *dst, const float *src, int64_t n, void *stream) {
+    if (s->amp == 2) ot_cuda_f32_to_bf16(dst, src, n, stream);
+    else ot_cuda_f32_to_f16(dst, src, n, stream);
+}
+static unsigned char *ws_at(ot_kctx *c, size_t off) { return (unsigned char *)c->p->ws + off; }
+
+/* forward under --amp: x rounded in place (autocast stores activations in half), x and w converted, the half
+ * convolution (FP32 accumulation), y back to float, the bias added, y rounded: conv_emu.c's semantics. */
+static ot_status amp_forward(ot_kctx *c, cudnnHandle_t h) {
+    ot_conv_params *p = c->params;
+    struct ot_conv_cudnn *s = p->cudnn;
+    void *st = ot_backend_cuda_stream(c->p->be, OT_STREAM_COMPUTE);
+    const int bf = s->amp == 2;
+    const int64_t nx = ot_numel(&c->p->shape[c->n->in[0]]), ny = ot_numel(&c->p->shape[c->n->out[0]]);
+    const int64_t nw = p->m * (p->c / p->group) * p->kh * p->kw;
+    float *x = (float *)ot_inf(c, 0), *y = ot_outf(c, 0);
+    ot_cuda_round_half(x, x, nx, bf, st);
+    to_half(s, ws_at(c, s->off_x), x, nx, st);
+    to_half(s, ws_at(c, s->off_w), ot_inf(c, 1), nw, st);
+    const float one = 1.0f, zero = 0.0f;
+    DNN(cudnnConvolutionForward, (h, &one, s->xh, ws_at(c, s->off_x), s->wh, ws_at(c, s->off_w), s->conv[DIR_FWD], s->fwd,
+                                  c->p->ws, s->ws_algo, &zero, s->yh, ws_at(c, s->off_y)));
+    if (bf) ot_cuda_bf16_to_f32(y, (const uint16_t *)ws_at(c, s->off_y), ny, st);
+    else ot_cuda_f16_to_f32(y, (const uint16_t *)ws_at(c, s->off_y), ny, st);
+    if (p->has_bias) DNN(cudnnAddTensor, (h, &one, s->b, ot_inf(c, 2), &one, s->y, y));
+    if (p->has_bias) ot_cuda_round_half(y, y, ny, bf, st);
+    return OT_OK;
+}
+
+/* backward under --amp: dy rounded in place and converted (with x and w); dx and dw from the half convolutions,
+ * added to (or, dx when set, written into) the FP32 gradients, dx rounded; db from the rounded dy in FP32. */
+static ot_status amp_backward(ot_kctx *c, cudnnHandle_t h, float *dx, float *dw, float *db) {
+    ot_conv_params *p = c->params;
+    struct ot_conv_cudnn *s = p->cudnn;
+    void *st = ot_backend_cuda_stream(c->p->be, OT_STREAM_COMPUTE);
+    const int bf = s->amp == 2;
+    const int64_t nx = ot_numel(&c->p->shape[c->n->in[0]]), ny = ot_numel(&c->p->shape[c->n->out[0]]);
+    const int64_t nw = p->m * (p->c / p->group) * p->kh * p->kw;
+    float *dy = (float *)ot_gout(c, 0);
+    ot_cuda_round_half(dy, dy, ny, bf, st);
+    to_half(s, ws_at(c, s->off_dy), dy, ny, st);
+    to_half(s, ws_at(c, s->off_w), ot_inf(c, 1), nw, st);
+    const float one = 1.0f, zero = 0.0f;
+    if (dx) {
+        DNN(cudnnConvolutionBackwardData, (h, &one, s->wh, ws_at(c, s->off_w), s->yh, ws_at(c, s->off_dy), s->conv[DIR_BWD_DATA],
+                                           s->bwd_data, c->p->ws, s->ws_algo, &zero, s->xh, ws_at(c, s->off_dx)));
+        ot_cuda_half_accumulate(dx, (const uint16_t *)ws_at(c, s->off_dx), nx, bf, !ot_gin_set(c, 0), 1, st);
+    }
+    if (dw) {
+        to_half(s, ws_at(c, s->off_x), ot_inf(c, 0), nx, st);
+        DNN(cudnnConvolutionBackwardFilter, (h, &one, s->xh, ws_at(c, s->off_x), s->yh, ws_at(c, s->off_dy),
+                                             s->conv[DIR_BWD_FILTER], s->bwd_filter, c->p->ws, s->ws_algo, &zero, s->wh,
+                                             ws_at(c, s->off_dw)));
+        ot_cuda_half_accumulate(dw, (const uint16_t *)ws_at(c, s->off_dw), nw, bf, 1, 0, st);
+    }
+    if (db) DNN(cudnnConvolutionBackwardBias, (h, &one, s->y, dy, &one, s->b, db));
     return OT_OK;
 }
 
@@ -344,10 +448,11 @@ static ot_status gpu_forward(ot_kctx *c) {
     if (!s) return ot_fail(c->err, OT_ERR_INTERNAL, "Conv on %s: forward before prepare", c->p->be->name);
     cudnnHandle_t h = NULL;
     OT_TRY(bind_handle(c, s->ordinal, true, &h));
+    if (s->amp) return amp_forward(c, h);
     const float one = 1.0f, zero = 0.0f;
     float *y = ot_outf(c, 0);
     DNN(cudnnConvolutionForward, (h, &one, s->x, ot_inf(c, 0), s->w, ot_inf(c, 1), s->conv[DIR_FWD], s->fwd, c->p->ws,
-                                  c->p->ws_bytes, &zero, s->y, y));
+                                  s->ws_algo, &zero, s->y, y));
     if (p->has_bias) DNN(cudnnAddTensor, (h, &one, s->b, ot_inf(c, 2), &one, s->y, y));
     return OT_OK;
 }
@@ -363,13 +468,14 @@ static ot_status gpu_backward(ot_kctx *c) {
         return ot_fail(c->err, OT_ERR_INTERNAL, "Conv on %s: backward without a training prepare", c->p->be->name);
     cudnnHandle_t h = NULL;
     OT_TRY(bind_handle(c, s->ordinal, true, &h));
+    if (s->amp) return amp_backward(c, h, dx, dw, db);
     const float one = 1.0f, zero = 0.0f;
     if (dx) /* beta 0: cuDNN does not read dx, so an unzeroed buffer is fine */
         DNN(cudnnConvolutionBackwardData, (h, &one, s->w, ot_inf(c, 1), s->y, dy, s->conv[DIR_BWD_DATA], s->bwd_data, c->p->ws,
-                                           c->p->ws_bytes, ot_gin_set(c, 0) ? &zero : &one, s->x, dx));
+                                           s->ws_algo, ot_gin_set(c, 0) ? &zero : &one, s->x, dx));
     if (dw)
         DNN(cudnnConvolutionBackwardFilter, (h, &one, s->x, ot_inf(c, 0), s->y, dy, s->conv[DIR_BWD_FILTER], s->bwd_filter,
-                                             c->p->ws, c->p->ws_bytes, &one, s->w, dw));
+                                             c->p->ws, s->ws_algo, &one, s->w, dw));
     if (db) DNN(cudnnConvolutionBackwardBias, (h, &one, s->y, dy, &one, s->b, db));
     return OT_OK;
 }

@@ -35,6 +35,9 @@ void ot_cuda_f16_to_f32(float *y, const uint16_t *x, int64_t n, void *stream);
 void ot_cuda_f32_to_bf16(uint16_t *y, const float *x, int64_t n, void *stream);
 void ot_cuda_bf16_to_f32(float *y, const uint16_t *x, int64_t n, void *stream);
 void ot_cuda_round_half(float *y, const float *x, int64_t n, int bf16, void *stream);
+/* y = (accumulate ? y + h : h) for the n half (bf16 0) or bfloat16 (1) values h, then, with round, rounded to
+ * that precision (conv_gpu.c's --amp gradients). */
+void ot_cuda_half_accumulate(float *y, const uint16_t *h, int64_t n, int bf16, int accumulate, int round, void *stream);
 /* g = saved + g rounded to half / bfloat16 precision (a half gradient added to an FP32 one). */
 void ot_cuda_round_add(float *g, const float *saved, int64_t n, int bf16, void *stream);
 /* GradScaler on the device (kernels/slab.h's amp_scale, amp_unscale, amp_update). */
