@@ -33,7 +33,7 @@
 # no time left. $OUT/steps.tsv lists every step; $OUT/summary.txt the tables:
 # the kernels against PyTorch's and the goals, and the training step
 # (`bench train --device 0` against tools/bench/torch_train_step.py --device
-# cuda, yolov5s at 640, batch 16 and 64, FP32 on both sides).
+# cuda, yolov5s at 640: batch 16 and 64 in FP32, batch 64 with AMP, both sides).
 set -u
 ROOT=$(pwd)
 OUT=${OUT:-$ROOT/gpu_check_out}
@@ -231,28 +231,34 @@ elif ! $PY -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("yo
 elif [ $HAVE_GPU = 1 ] && ! $PY -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' > /dev/null 2>&1; then
     TORCH_WHY="torch.cuda.is_available() is False"
 fi
-for bs in 16 64; do
-    keep=$(( bs == 16 ? 160 : 60 )) # batch 64 runs with the time batch 16 leaves; memcheck (6b) with the rest
-    if [ -z "$B" ]; then record bench_train_b$bs skip "no CUDA build"
+# Rows: batch 16 and 64 in FP32, then batch 64 with mixed precision on both sides
+# (ours: --amp fp16; PyTorch: train.py's autocast + GradScaler, --amp), issue 16.
+for cfg in 16:fp32 64:fp32 64:amp; do
+    bs=${cfg%:*}; prec=${cfg#*:}
+    sfx=""; oamp=""; tamp=""
+    if [ "$prec" = amp ]; then sfx="_amp"; oamp="--amp fp16"; tamp="--amp"; fi
+    name=bench_train_b$bs$sfx; tname=torch_train_b$bs$sfx
+    case $cfg in 16:fp32) keep=200 ;; 64:fp32) keep=120 ;; *) keep=60 ;; esac # later rows and memcheck (6b) get the rest
+    if [ -z "$B" ]; then record $name skip "no CUDA build"
     elif [ $HAVE_GPU = 0 ]; then
         # without a GPU: --device 0 must be refused in one line with exit 2
-        "$CLI" bench train --model yolov5s --device 0 --img 640 --batch-size $bs --steps 5 --json \
-            > "$OUT/bench_train_b$bs.json" 2> "$OUT/bench_train_b$bs.log"
+        "$CLI" bench train --model yolov5s --device 0 --img 640 --batch-size $bs --steps 5 $oamp --json \
+            > "$OUT/$name.json" 2> "$OUT/$name.log"
         rc=$?
-        if [ $rc = 2 ] && [ "$(wc -l < "$OUT/bench_train_b$bs.log")" = 1 ]; then
-            record bench_train_b$bs skip "$GPU_WHY; it refused as it should (exit 2): $(cat "$OUT/bench_train_b$bs.log")"
+        if [ $rc = 2 ] && [ "$(wc -l < "$OUT/$name.log")" = 1 ]; then
+            record $name skip "$GPU_WHY; it refused as it should (exit 2): $(cat "$OUT/$name.log")"
         else
-            record bench_train_b$bs fail "without a GPU it should fail with one line and exit 2, got exit $rc"
+            record $name fail "without a GPU it should fail with one line and exit 2, got exit $rc"
         fi
-        rm -f "$OUT/bench_train_b$bs.json"
+        rm -f "$OUT/$name.json"
     else
-        run bench_train_b$bs 120 $keep bash -c "'$CLI' bench train --model yolov5s --device 0 --img 640 --batch-size $bs --steps 5 --json > '$OUT/bench_train_b$bs.json'"
+        run $name 120 $keep bash -c "'$CLI' bench train --model yolov5s --device 0 --img 640 --batch-size $bs --steps 5 $oamp --json > '$OUT/$name.json'"
     fi
-    if [ -n "$TORCH_WHY" ]; then record torch_train_b$bs skip "$TORCH_WHY"
-    elif [ $HAVE_GPU = 0 ]; then record torch_train_b$bs skip "$GPU_WHY"
+    if [ -n "$TORCH_WHY" ]; then record $tname skip "$TORCH_WHY"
+    elif [ $HAVE_GPU = 0 ]; then record $tname skip "$GPU_WHY"
     else
         # --model yolov5s is not a file: Model('yolov5s.yaml'), as ours (no onnx package needed)
-        run torch_train_b$bs 120 $(( keep - 40 )) bash -c "$PY tools/bench/torch_train_step.py --device cuda --model yolov5s --img 640 --batch-size $bs --steps 5 --warmup 2 > '$OUT/torch_train_b$bs.json'"
+        run $tname 120 $(( keep - 40 )) bash -c "$PY tools/bench/torch_train_step.py --device cuda --model yolov5s --img 640 --batch-size $bs --steps 5 --warmup 2 $tamp > '$OUT/$tname.json'"
     fi
 done
 
@@ -353,28 +359,29 @@ except OSError:
 def why(step):  # short: the whole reason is in the steps list below
     st = steps.get(step)
     return "not run" if not st else st[0] + (" (" + st[1][:60] + ("..." if len(st[1]) > 60 else "") + ")" if st[1] else "")
-tr = [(bs, load("bench_train_b%d.json" % bs), last_json("torch_train_b%d.json" % bs)) for bs in (16, 64)]
-gpus = {j.get("gpu") for _, o, t in tr for j in (o, t) if j and j.get("gpu")}
+tr = [(bs, sfx, load("bench_train_b%d%s.json" % (bs, sfx)), last_json("torch_train_b%d%s.json" % (bs, sfx)))
+      for bs, sfx in ((16, ""), (64, ""), (64, "_amp"))]
+gpus = {j.get("gpu") for _, _, o, t in tr for j in (o, t) if j and j.get("gpu")}
 print()
-print("Training step, yolov5s at 640, FP32 (forward, loss, backward, clip, SGD, EMA): "
+print("Training step, yolov5s at 640 (forward, loss, backward, clip, SGD, EMA), FP32 and AMP (goals: AMP >= 2.0x, FP32 >= 1.5x): "
       + ("on " + ", ".join(sorted(gpus)) if gpus else "not measured"))
-tf = "{:<6} {:>12} {:>12} {:>14} {:>9} {:>11} {:>11}  {}"
-print(tf.format("batch", "ours img/s", "PyTorch img/s", "ours/PyTorch", "ours ms", "PyTorch ms", "ours GPU MiB", "notes"))
-for bs, o, t in tr:
+tf = "{:<6} {:<5} {:>12} {:>12} {:>14} {:>9} {:>11} {:>11}  {}"
+print(tf.format("batch", "prec", "ours img/s", "PyTorch img/s", "ours/PyTorch", "ours ms", "PyTorch ms", "ours GPU MiB", "notes"))
+for bs, sfx, o, t in tr:
     oi = o.get("images_per_s") if o else None
     ti = t.get("images_per_s") if t else None
     om = (o.get("ms") or {}).get("step") if o else None
     tm = t["step_s_median"] * 1e3 if t and t.get("step_s_median") is not None else None
     notes = []
     if not o:
-        notes.append("ours: " + why("bench_train_b%d" % bs))
+        notes.append("ours: " + why("bench_train_b%d%s" % (bs, sfx)))
     elif o.get("ms"):
         notes.append("ours ms: " + ", ".join("%s %.1f" % (k, v) for k, v in o["ms"].items() if k != "step"))
     if not t:
-        notes.append("PyTorch: " + why("torch_train_b%d" % bs))
+        notes.append("PyTorch: " + why("torch_train_b%d%s" % (bs, sfx)))
     elif t.get("gpu_peak_reserved_mib") is not None:
         notes.append("PyTorch peak reserved %.0f MiB" % t["gpu_peak_reserved_mib"])
-    print(tf.format(bs, f(oi, ".1f"), f(ti, ".1f"), f(oi / ti if oi and ti else None, ".2f"), f(om, ".1f"), f(tm, ".1f"),
+    print(tf.format(bs, "AMP" if sfx else "FP32", f(oi, ".1f"), f(ti, ".1f"), f(oi / ti if oi and ti else None, ".2f"), f(om, ".1f"), f(tm, ".1f"),
                     f(o.get("gpu_used_mb") if o else None, ".0f"), "; ".join(notes)))
 print()
 ips = {}

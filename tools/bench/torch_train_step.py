@@ -9,7 +9,7 @@ docs/PERF.md (issue 3 on the CPU, issue 14 on a GPU: `onnx-train bench train
 
     /usr/bin/python3 tools/bench/torch_train_step.py [--batch-size 16] [--img 320]
         [--steps 10] [--threads 2] [--model ../shared/models/yolov5s-bn.onnx]
-        [--device cpu|cuda|cuda:N] [--tf32]
+        [--device cpu|cuda|cuda:N] [--tf32] [--amp]
 
 Weights: the ONNX model's (rebuilt by tools/ref/torch_model_from_onnx.py) when
 the file exists, else (any other --model, e.g. `yolov5s`) Model('yolov5s.yaml',
@@ -25,7 +25,10 @@ only its launches.  TF32 is off by default (cuDNN convolutions and matmuls in
 FP32, as onnx-train's default); --tf32 sets torch.backends.cudnn.allow_tf32
 and torch.backends.cuda.matmul.allow_tf32 (as `onnx-train --tf32`).  cuDNN runs
 with PyTorch's defaults otherwise (benchmark off, non-deterministic algorithms
-allowed); the JSON says so.
+allowed); the JSON says so.  --amp (GPU): train.py's mixed precision, the
+forward and ComputeLoss under torch.cuda.amp.autocast and GradScaler around
+the backward, unscale_ before clipping, scaler.step and update (the peer of
+`onnx-train bench train --amp fp16`, issue 16).
 
 Prints one JSON line: images/s from the median of --steps timed steps after
 --warmup (2) warm-up steps (and from the fastest step: other jobs only ever
@@ -62,7 +65,11 @@ def main():
                     help="an ONNX export (its weights); anything else (e.g. yolov5s): Model('yolov5s.yaml')")
     ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 in cuDNN convolutions and matmuls (GPU; default off)")
+    ap.add_argument("--amp", action="store_true",
+                    help="train.py's mixed precision (GPU): torch.cuda.amp.autocast around forward and loss, GradScaler")
     args = ap.parse_args()
+    if args.amp and args.device == "cpu":
+        ap.error("--amp needs --device cuda (train.py turns AMP off on the CPU)")
     if args.device != "cpu" and not args.device.startswith("cuda"):
         ap.error("--device must be cpu, cuda or cuda:N (got %r)" % args.device)
 
@@ -117,6 +124,7 @@ def main():
     targets = torch.from_numpy(np.concatenate(rows)).to(dev)
     imgs = torch.from_numpy(pattern_input((bs, 3, args.img, args.img), 3)).to(dev)
 
+    scaler = torch.cuda.amp.GradScaler(enabled=args.amp)  # train.py: init_scale 2**16, growth 2, backoff 0.5, 2000
     model.train()
     load0 = os.getloadavg()[0]
     times = []
@@ -125,11 +133,14 @@ def main():
     for s in range(args.warmup + args.steps):
         sync()  # nothing earlier is still running when the clock starts
         t0 = time.perf_counter()
-        pred = model(imgs)
-        loss, _ = compute_loss(pred, targets)
-        loss.backward()
+        with torch.cuda.amp.autocast(args.amp):  # train.py's step, in its order
+            pred = model(imgs)
+            loss, _ = compute_loss(pred, targets)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         optimizer.zero_grad()
         ema.update(model)
         sync()  # every kernel of the step has finished
@@ -150,12 +161,14 @@ def main():
         }
     print(json.dumps({
         "bench": "torch_train_step", "model": src, "torch": torch.__version__, "threads": args.threads, **dev_info,
+        "amp": args.amp,
         "batch_size": bs, "img": args.img, "steps": args.steps, "warmup": args.warmup,
         "step_s_median": round(med, 4), "step_s_min": round(min(times), 4),
         "images_per_s": round(bs / med, 3), "images_per_s_best": round(bs / min(times), 3),
         "peak_rss_mib": round(rss / 1024, 1),
         "loadavg_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],  # before / after: other jobs on the machine slow it
-        "step": "forward(train) + ComputeLoss + backward + clip_grad_norm_(10) + SGD(nesterov) step + zero_grad + ModelEMA.update",
+        "step": ("autocast(" if args.amp else "(") + "forward(train) + ComputeLoss) + backward"
+                + (" (GradScaler)" if args.amp else "") + " + clip_grad_norm_(10) + SGD(nesterov) step + zero_grad + ModelEMA.update",
     }))
     return 0
 

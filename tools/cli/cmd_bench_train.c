@@ -11,6 +11,7 @@
 #include "core/config.h"
 #include "core/dist.h"
 #include "kernels/ops.h"
+#include "train/amp.h"
 #include "train/builtin.h"
 #include "train/optim.h"
 #include "train/step.h"
@@ -30,13 +31,16 @@ static double now_ms(void) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: onnx-train bench train --model M.onnx|yolov5n..x [--batch-size 16] [--img 320] [--steps 10]\n"
-               "                              [--nc 80] [--device 0|cpu|cpu-guard] [--tf32] [--json] [--profile]\n\n"
+               "                              [--nc 80] [--device 0|cpu|cpu-guard] [--tf32] [--amp fp16|bf16|off]\n"
+               "                              [--json] [--profile]\n\n"
                "Times full training steps on a synthetic batch (images: the test pattern;\n"
                "targets: 8 fixed boxes an image), as `train` runs them: upload of the batch\n"
                "(from pinned memory on a GPU), forward (BN in training mode), YOLOv5 loss,\n"
                "backward, clip_grad_norm(10), SGD step and EMA update (one fused launch on the\n"
                "CUDA device, then ema shows 0), the loss items read back; one warm-up step\n"
-               "first.\n"
+               "first. --amp (CUDA devices; default off here, so FP32 and AMP rows are both\n"
+               "explicit): the convolutions in half precision, fp16 with GradScaler's scaled\n"
+               "loss gradient, unscale and skip check, as `train --amp` runs a step.\n"
                "--model takes an ONNX export or a built-in size (yolov5n, s, m, l, x: freshly\n"
                "initialised, --nc classes). Prints images/s (from the median step),\n"
                "milliseconds per phase and the process's peak memory; --json prints one JSON\n"
@@ -166,6 +170,7 @@ typedef struct bstep {
     ot_ema *ema;
     const float *x, *t; /* the batch (staging memory) and its targets (host) */
     int nt, world;
+    ot_scaler *scaler;  /* --amp fp16 */
 } bstep;
 
 /* One training step as train/trainer.c runs it: the batch uploaded, forward,
@@ -195,15 +200,22 @@ static ot_status bench_step(const bstep *B, bool phases, double *ms, ot_error *e
         douts[l] = ot_autograd_output_grad(st->ag, l);
     }
     OT_TRY(ot_yolo_loss_compute(st->loss, &st->cfg, outs, shp, B->t, B->nt, douts, NULL, e));
+    if (B->scaler) {
+        int64_t n[OT_MAX_HEADS];
+        for (int l = 0; l < st->graph->n_outputs; l++) n[l] = ot_numel(&shp[l]);
+        ot_scaler_scale(B->scaler, douts, n, st->graph->n_outputs);
+    }
     MARK(3);
     OT_TRY(ot_autograd_backward(st->ag, e));
     if (B->world > 1) ot_dist_sum_f32_on(st->ag->be, st->ag->grad_slab, (int64_t)st->ag->slab_floats);
     MARK(4);
+    if (B->scaler) ot_scaler_unscale(B->scaler, st->ag->grad_slab, (int64_t)st->ag->slab_floats);
     ot_optimizer_clip_grad_norm(B->o, 10.0);
     const ot_slab_kernels *sk = B->o->k; /* fused step + EMA on this device: ot_optimizer_step_ema is one launch */
     const bool fused = sk->clip_norm && sk->sgd_fused && sk->adam_fused;
     if (fused) ot_optimizer_step_ema(B->o, B->ema);
     else ot_optimizer_step(B->o);
+    if (B->scaler) ot_scaler_update(B->scaler);
     ot_autograd_zero_grad(st->ag);
     MARK(5);
     if (!fused) ot_ema_update(B->ema, st->ag);
@@ -222,12 +234,19 @@ int bench_train(int argc, char **argv) {
     const char *model = NULL, *device = "";
     long bs = 16, img = 320, steps = 10, nc = 80;
     bool json = false, profile = false;
+    ot_amp_mode amp = OT_AMP_OFF;
     double *prof = NULL; /* --profile's node clocks (the plan's prof while the first pass runs) */
     for (int i = 1; i < argc; i++) {
         if (cli_is_help(argv[i])) { usage(stdout); return 0; }
         if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) model = argv[++i];
         else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = argv[++i];
         else if (strcmp(argv[i], "--tf32") == 0) ot_config_set_tf32(true);
+        else if (strcmp(argv[i], "--amp") == 0 && i + 1 < argc) {
+            if (!ot_amp_parse(argv[++i], &amp)) {
+                fprintf(stderr, "onnx-train bench train: --amp %s: expected fp16, bf16 or off\n", argv[i]);
+                return 2;
+            }
+        }
         else if (strcmp(argv[i], "--json") == 0) json = true;
         else if (strcmp(argv[i], "--profile") == 0) profile = true;
         else if (cli_int_arg(argc, argv, &i, "--batch-size", 1, 1024, &bs)) { if (bs == LONG_MIN) return cli_fail("bench train: bad --batch-size"); }
@@ -257,9 +276,15 @@ int bench_train(int argc, char **argv) {
         return cli_error(&e);
     }
     if (!m->head.found) { ot_model_destroy(m); return cli_fail("%s: no YOLOv5 Detect head found", model); }
+    if (amp != OT_AMP_OFF && be->kind != OT_DEV_CUDA) {
+        ot_model_destroy(m);
+        return cli_fail("bench train: --amp %s needs a CUDA device (%s trains in FP32)", ot_amp_name(amp), be->name);
+    }
+    ot_config_set_amp((int)amp); /* before the plan: the convolutions read it */
     ot_hyp hyp;
     ot_hyp_default(&hyp);
     ot_shape s = {4, {bs, 3, img, img}};
+    ot_scaler *scaler = NULL;
     ot_step *st = NULL;
     ot_optimizer *o = NULL;
     ot_ema *ema = NULL;
@@ -276,10 +301,11 @@ int bench_train(int argc, char **argv) {
             r[4] = 0.03f + 0.05f * (float)(k % 5); r[5] = 0.04f + 0.06f * (float)((k + b) % 4);
         }
     if (ot_step_create_on(be, m, NULL, &hyp, s, (int)img, &st, &e) || ot_optimizer_create(st->ag, OT_OPT_SGD, hyp.lr0, hyp.momentum, hyp.weight_decay, &o, &e) ||
-        ot_ema_create(st->ag, &ema, &e)) {
+        ot_ema_create(st->ag, &ema, &e) || (amp == OT_AMP_FP16 && ot_scaler_create(be, OT_AMP_INIT_SCALE, 0, &scaler, &e))) {
         rc = cli_error(&e);
         goto done;
     }
+    if (scaler) ot_optimizer_set_amp(o, scaler->dev);
     ot_autograd_set_bn_sync(st->ag, world > 1 ? ot_dist_sum_f64 : NULL); /* SyncBatchNorm across ranks */
     enum { NPH = 7 };
     static double ph[NPH][1024];
@@ -288,7 +314,7 @@ int bench_train(int argc, char **argv) {
      * images/s and ms.step; then with the device synchronised at each phase boundary, for the phases. On the
      * CPU devices and the executor, where a synchronisation is nothing, one pass gives both. */
     const bool split = be->kind == OT_DEV_CUDA && ot_backend_cuda_stream(be, OT_STREAM_COMPUTE) != NULL;
-    bstep B = {be, st, o, ema, x, t, nt, world};
+    bstep B = {be, st, o, ema, x, t, nt, world, scaler};
     double tp[NPH];
     ot_be_sync(be);
     for (int pass = 0; pass < (split ? 2 : 1); pass++) {
@@ -329,6 +355,7 @@ int bench_train(int argc, char **argv) {
         json_object_set_new(j, "device", json_string(be->name));
         json_object_set_new(j, "gpu", gpu ? json_string(gpu) : json_null());
         json_object_set_new(j, "tf32", json_boolean(tf32));
+        json_object_set_new(j, "amp", json_string(ot_amp_name(amp)));
         json_object_set_new(j, "batch_size", json_integer(total_bs));
         json_object_set_new(j, "ranks", json_integer(world));
         json_object_set_new(j, "img", json_integer(img));
@@ -346,8 +373,9 @@ int bench_train(int argc, char **argv) {
         free(js);
         json_decref(j);
     } else {
-        printf("%s, batch %ld at %ld px on %s%s%s%s%s (%d rank%s), %ld steps (median):\n", model, total_bs, img, be->name,
-               real_gpu ? " (" : "", real_gpu ? gpu : "", real_gpu ? ")" : "", tf32 ? ", TF32 convolutions" : "", world,
+        printf("%s, batch %ld at %ld px on %s%s%s%s%s%s%s (%d rank%s), %ld steps (median):\n", model, total_bs, img, be->name,
+               real_gpu ? " (" : "", real_gpu ? gpu : "", real_gpu ? ")" : "", tf32 ? ", TF32 convolutions" : "",
+               amp != OT_AMP_OFF ? ", AMP " : "", amp != OT_AMP_OFF ? ot_amp_name(amp) : "", world,
                world > 1 ? "s" : "", n);
         for (int k = 0; k < NPH; k++)
             printf("  %-10s %9.1f ms%s\n", names[k], med[k], k == 5 && fused ? " (in the optimizer's fused launch)"
@@ -364,6 +392,7 @@ int bench_train(int argc, char **argv) {
 done:
     if (st) st->ag->p->prof = NULL;
     free(prof);
+    ot_scaler_destroy(scaler);
     ot_ema_destroy(ema);
     ot_optimizer_destroy(o);
     ot_step_destroy(st);
