@@ -182,14 +182,98 @@ ot_backend *ot_backend_cpu_guard(void) { return &guard_backend; }
  * executor's launches (kernels/cuda/emu.cpp) and the emulated library calls
  * (kernels/cuda/conv_emu.c) open the guard, so any host code that touches this
  * device's memory dies at once, as it would on a GPU. */
-static void emu_copy(ot_backend *be, void *d, const void *src, size_t n) {
-    (void)be;
+static void emu_copy_now(void *d, const void *src, size_t n) {
     ot_be_enter(&guard_backend); memmove(d, src, n); ot_be_leave(&guard_backend);
 }
+
+/* ---- the executor's graphs: a thread's recording of its launches, transfers and library calls ---- */
+typedef struct rec_node { void (*run)(void *); void *ctx; void (*drop)(void *); } rec_node;
+struct ot_be_graph { rec_node *v; int n, cap; };
+static _Thread_local ot_be_graph *g_capture; /* the graph being captured on this thread, NULL: none */
+
+bool ot_emu_capturing(void) { return g_capture != NULL; }
+
+void ot_emu_record(void (*run)(void *), void *ctx, void (*drop)(void *)) {
+    ot_be_graph *g = g_capture;
+    if (g->n == g->cap) {
+        int cap = g->cap ? 2 * g->cap : 256;
+        rec_node *nv = realloc(g->v, sizeof *nv * (size_t)cap);
+        if (!nv) { fprintf(stderr, "onnx-train: cuda-emu: out of memory recording a graph\n"); abort(); }
+        g->v = nv;
+        g->cap = cap;
+    }
+    g->v[g->n++] = (rec_node){run, ctx, drop};
+}
+
+/* A recorded transfer: memset (src NULL, byte), upload (src host memory, read at replay) or device copy. */
+typedef struct rec_xfer { void *d; const void *src; size_t n; int byte, kind; } rec_xfer;
+enum { X_MEMSET, X_UPLOAD, X_COPY };
+static void xfer_run(void *ctx) {
+    rec_xfer *x = ctx;
+    if (x->kind == X_MEMSET) guard_memset(NULL, x->d, x->byte, x->n);
+    else if (x->kind == X_UPLOAD) guard_upload(NULL, OT_STREAM_COMPUTE, x->d, x->src, x->n);
+    else emu_copy_now(x->d, x->src, x->n);
+}
+static bool xfer_record(void *d, const void *src, size_t n, int byte, int kind) {
+    if (!g_capture) return false;
+    rec_xfer *x = malloc(sizeof *x);
+    if (!x) { fprintf(stderr, "onnx-train: cuda-emu: out of memory recording a graph\n"); abort(); }
+    *x = (rec_xfer){d, src, n, byte, kind};
+    ot_emu_record(xfer_run, x, free);
+    return true;
+}
+
+static void emu_memset(ot_backend *be, void *d, int b, size_t n) {
+    if (!xfer_record(d, NULL, n, b, X_MEMSET)) guard_memset(be, d, b, n);
+}
+static void emu_upload(ot_backend *be, ot_stream s, void *d, const void *src, size_t n) {
+    if (!xfer_record(d, src, n, 0, X_UPLOAD)) guard_upload(be, s, d, src, n);
+}
+static void emu_download(ot_backend *be, ot_stream s, void *d, const void *src, size_t n) {
+    if (g_capture) { /* as cudaMemcpy to pageable memory inside a stream capture: an error, here a programmer's */
+        fprintf(stderr, "onnx-train: cuda-emu: a download (%zu bytes) while a graph is being captured\n", n);
+        abort();
+    }
+    guard_download(be, s, d, src, n);
+}
+static void emu_copy(ot_backend *be, void *d, const void *src, size_t n) {
+    (void)be;
+    if (!xfer_record(d, src, n, 0, X_COPY)) emu_copy_now(d, src, n);
+}
+static void emu_sync(ot_backend *be) {
+    (void)be;
+    if (g_capture) { fprintf(stderr, "onnx-train: cuda-emu: a device synchronisation while a graph is being captured\n"); abort(); }
+}
+
+static bool emu_graph_begin(ot_backend *be) {
+    (void)be;
+    if (g_capture) return false; /* one capture at a time on a thread */
+    g_capture = calloc(1, sizeof *g_capture);
+    return g_capture != NULL;
+}
+static ot_be_graph *emu_graph_end(ot_backend *be) {
+    (void)be;
+    ot_be_graph *g = g_capture;
+    g_capture = NULL;
+    return g;
+}
+static void emu_graph_launch(ot_backend *be, ot_be_graph *g) {
+    (void)be;
+    for (int i = 0; i < g->n; i++) g->v[i].run(g->v[i].ctx);
+}
+static void emu_graph_free(ot_backend *be, ot_be_graph *g) {
+    (void)be;
+    for (int i = 0; i < g->n; i++)
+        if (g->v[i].drop) g->v[i].drop(g->v[i].ctx);
+    free(g->v);
+    free(g);
+}
+
 static const ot_backend_vtbl cuda_emu_vtbl = {
-    .alloc = guard_alloc, .free = guard_free, .memset = guard_memset, .upload = guard_upload, .download = guard_download,
-    .copy = emu_copy, .enter = cpu_nop, .leave = cpu_nop, .record = cpu_record, .wait = cpu_wait, .sync = cpu_nop, .wait_host = cpu_wait_host,
+    .alloc = guard_alloc, .free = guard_free, .memset = emu_memset, .upload = emu_upload, .download = emu_download,
+    .copy = emu_copy, .enter = cpu_nop, .leave = cpu_nop, .record = cpu_record, .wait = cpu_wait, .sync = emu_sync, .wait_host = cpu_wait_host,
     .host_alloc = cpu_alloc, .host_free = cpu_free,
+    .graph_begin = emu_graph_begin, .graph_end = emu_graph_end, .graph_launch = emu_graph_launch, .graph_free = emu_graph_free,
 };
 #define EMU_DEVICES 8
 static ot_backend cuda_emu[EMU_DEVICES];

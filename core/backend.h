@@ -34,6 +34,7 @@ typedef enum ot_stream { OT_STREAM_COMPUTE = 0, OT_STREAM_COPY = 1, OT_STREAM_CO
 
 typedef struct ot_backend ot_backend;
 typedef struct ot_event { uint64_t seq; void *impl; } ot_event;
+typedef struct ot_be_graph ot_be_graph; /* a captured sequence of a device's work (ot_be_graph_begin) */
 
 typedef struct ot_backend_vtbl {
     void *(*alloc)(ot_backend *be, size_t bytes);             /* uninitialised, OT_BE_ALIGN-aligned; NULL: out of memory */
@@ -51,6 +52,14 @@ typedef struct ot_backend_vtbl {
     void *(*host_alloc)(ot_backend *be, size_t bytes);         /* host staging memory for uploads (loader batches):
                                                                 * page-locked on a GPU; plain, aligned on the CPU */
     void (*host_free)(ot_backend *be, void *ptr);
+    /* Graphs (optional; NULL: the device has none): the work issued to the compute stream between begin and end
+     * is captured instead of run, and replayed as one by launch, reading and writing the same addresses (a
+     * CUDA graph on a GPU; the executor's recording on the CPU executor). Between begin and end nothing may
+     * wait for the device (no download, no sync). end returns NULL when the capture failed. */
+    bool (*graph_begin)(ot_backend *be);
+    ot_be_graph *(*graph_end)(ot_backend *be);
+    void (*graph_launch)(ot_backend *be, ot_be_graph *g);
+    void (*graph_free)(ot_backend *be, ot_be_graph *g);
 } ot_backend_vtbl;
 
 struct ot_backend {
@@ -124,6 +133,19 @@ static inline void *ot_be_host_alloc(ot_backend *be, size_t n) { return be->v->h
 static inline void ot_be_host_free(ot_backend *be, void *p) { if (p) be->v->host_free(be, p); }
 static inline void ot_be_enter(ot_backend *be) { if (be->depth++ == 0) be->v->enter(be); }
 static inline void ot_be_leave(ot_backend *be) { if (--be->depth == 0) be->v->leave(be); }
+
+/* Graphs: begin returns false (nothing captured) on a device without them. */
+static inline bool ot_be_graph_begin(ot_backend *be) { return be->v->graph_begin && be->v->graph_begin(be); }
+static inline ot_be_graph *ot_be_graph_end(ot_backend *be) { return be->v->graph_end(be); }
+static inline void ot_be_graph_launch(ot_backend *be, ot_be_graph *g) { be->v->graph_launch(be, g); }
+static inline void ot_be_graph_free(ot_backend *be, ot_be_graph *g) { if (g) be->v->graph_free(be, g); }
+
+/* The CPU executor's recorder (core/backend.c), for the executor's library code (kernels/cuda/emu.cpp's
+ * launches, conv_emu.c): while a graph is being captured on this thread, work is recorded, as a function and
+ * its context (drop frees the context with the graph), instead of run; the graph's launch runs the records in
+ * order. */
+bool ot_emu_capturing(void);
+void ot_emu_record(void (*run)(void *ctx), void *ctx, void (*drop)(void *ctx));
 
 /* ---- the guard, for tests ---- */
 /* True when p lies in a live cpu-guard buffer. */

@@ -76,9 +76,48 @@ static void *c_host_alloc(ot_backend *be, size_t bytes) {
 }
 static void c_host_free(ot_backend *be, void *p) { (void)be; CUDA_CHECK(cudaFreeHost(p)); }
 
+/* ---- graphs: stream capture of the compute stream (thread-local mode: other threads' CUDA calls are
+ * unaffected), instantiated once, launched on the compute stream ---- */
+struct ot_be_graph { cudaGraph_t graph; cudaGraphExec_t exec; };
+static bool c_graph_begin(ot_backend *be) {
+    use(be);
+    return cudaStreamBeginCapture(dev_of(be)->stream[OT_STREAM_COMPUTE], cudaStreamCaptureModeThreadLocal) == cudaSuccess;
+}
+static ot_be_graph *c_graph_end(ot_backend *be) {
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(dev_of(be)->stream[OT_STREAM_COMPUTE], &g);
+    if (e != cudaSuccess || !g) { /* something in the capture cannot be captured: the caller runs plain launches */
+        fprintf(stderr, "onnx-train: warning: %s: CUDA graph capture failed (%s); plain launches instead\n", be->name,
+                cudaGetErrorString(e));
+        cudaGetLastError();
+        if (g) cudaGraphDestroy(g);
+        return NULL;
+    }
+    ot_be_graph *r = (ot_be_graph *)calloc(1, sizeof *r);
+    if (!r || cudaGraphInstantiate(&r->exec, g, 0) != cudaSuccess) {
+        fprintf(stderr, "onnx-train: warning: %s: CUDA graph instantiation failed; plain launches instead\n", be->name);
+        cudaGetLastError();
+        cudaGraphDestroy(g);
+        free(r);
+        return NULL;
+    }
+    r->graph = g;
+    return r;
+}
+static void c_graph_launch(ot_backend *be, ot_be_graph *g) {
+    use(be);
+    CUDA_CHECK(cudaGraphLaunch(g->exec, dev_of(be)->stream[OT_STREAM_COMPUTE]));
+}
+static void c_graph_free(ot_backend *be, ot_be_graph *g) {
+    (void)be;
+    cudaGraphExecDestroy(g->exec);
+    cudaGraphDestroy(g->graph);
+    free(g);
+}
+
 static const ot_backend_vtbl cuda_vtbl = {
     c_alloc, c_free, c_memset, c_upload, c_download, c_copy, c_enter, c_leave, c_record, c_wait, c_sync, c_wait_host, c_host_alloc,
-    c_host_free,
+    c_host_free, c_graph_begin, c_graph_end, c_graph_launch, c_graph_free,
 };
 
 #define MAX_GPUS 16

@@ -167,6 +167,11 @@ typedef void (*ot_emu_body)(void *ctx);
 /* Run body(ctx) for every thread of the grid; returns when all are done. */
 void ot_emu_launch(const char *kernel, const char *file, int line, dim3 grid, dim3 block, size_t shmem_bytes,
                    cudaStream_t stream, ot_emu_body body, void *ctx);
+/* While a graph is being captured (core/backend.h ot_emu_capturing): the launch recorded instead, its
+ * arguments in ctx (a heap copy that drop frees with the graph), run by the graph's launch. */
+extern "C" bool ot_emu_capturing(void);
+void ot_emu_record_launch(const char *kernel, const char *file, int line, dim3 grid, dim3 block, size_t shmem_bytes,
+                          ot_emu_body body, void *ctx, void (*drop)(void *));
 
 /* The arguments are converted to the kernel's parameter types once, at the
  * launch (as CUDA copies them), and every thread calls the kernel with them. */
@@ -181,7 +186,12 @@ static inline void ot_emu_launch_kernel(const char *kernel, const char *file, in
             call *k = static_cast<call *>(c);
             std::apply(k->fn, k->args);
         }
+        static void drop(void *c) { delete static_cast<call *>(c); }
     } c{fn, std::tuple<typename std::decay<P>::type...>(std::forward<A>(args)...)};
+    if (ot_emu_capturing()) { /* a CUDA graph's kernel node: the arguments as they are now */
+        ot_emu_record_launch(kernel, file, line, grid, block, shmem_bytes, &call::run, new call(c), &call::drop);
+        return;
+    }
     ot_emu_launch(kernel, file, line, grid, block, shmem_bytes, stream, &call::run, &c);
 }
 

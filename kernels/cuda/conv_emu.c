@@ -23,6 +23,8 @@
 #include "../../core/config.h"
 #include "cuda_kernels.h"
 #include "cuda_tables.h"
+#include <stdio.h>
+#include <stdlib.h>
 
 extern const ot_op_impl ot_cpu_conv; /* kernels/conv.c */
 
@@ -82,7 +84,36 @@ static ot_status cpu_call(ot_kctx *c, ot_status (*fn)(ot_kctx *)) {
     return st;
 }
 
-static ot_status emu_forward(ot_kctx *c) {
+/* ---- graphs: while a capture is open the call is recorded (a copy of its context) and run at each replay,
+ * as cuDNN's calls become nodes of a CUDA graph ---- */
+typedef struct rec_conv {
+    ot_kctx c;
+    ot_error err;
+    ot_status (*fn)(ot_kctx *);
+} rec_conv;
+static void rec_conv_run(void *p) {
+    rec_conv *r = p;
+    r->c.err = &r->err;
+    if (r->fn(&r->c)) { /* it ran when the plan was first run: a failure now is a broken machine */
+        fprintf(stderr, "onnx-train: cuda-emu: a replayed Conv failed: %s\n", r->err.msg);
+        abort();
+    }
+}
+static bool recorded(ot_kctx *c, ot_status (*fn)(ot_kctx *)) {
+    if (!ot_emu_capturing()) return false;
+    rec_conv *r = malloc(sizeof *r);
+    if (!r) { fprintf(stderr, "onnx-train: cuda-emu: out of memory recording a graph\n"); abort(); }
+    r->c = *c;
+    r->fn = fn;
+    ot_emu_record(rec_conv_run, r, free);
+    return true;
+}
+static ot_status emu_forward_now(ot_kctx *c);
+static ot_status emu_backward_now(ot_kctx *c);
+static ot_status emu_forward(ot_kctx *c) { return recorded(c, emu_forward_now) ? OT_OK : emu_forward_now(c); }
+static ot_status emu_backward(ot_kctx *c) { return recorded(c, emu_backward_now) ? OT_OK : emu_backward_now(c); }
+
+static ot_status emu_forward_now(ot_kctx *c) {
     struct ot_conv_cudnn *a = ((ot_conv_params *)c->params)->cudnn;
     if (!a) return cpu_call(c, ot_cpu_conv.forward);
     float *x = (float *)ot_inf(c, 0);
@@ -96,7 +127,7 @@ static ot_status emu_forward(ot_kctx *c) {
     return st;
 }
 
-static ot_status emu_backward(ot_kctx *c) {
+static ot_status emu_backward_now(ot_kctx *c) {
     const ot_conv_params *p = c->params;
     struct ot_conv_cudnn *a = p->cudnn;
     if (!a) return cpu_call(c, ot_cpu_conv.backward);

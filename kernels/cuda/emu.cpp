@@ -355,3 +355,30 @@ void ot_emu_launch(const char *kernel, const char *file, int line, dim3 grid, di
     }
     ot_be_leave(guard);
 }
+
+/* ---- graphs: a launch recorded while a capture is open (core/backend.c's recorder) ---- */
+namespace {
+struct rec_launch {
+    const char *kernel, *file;
+    int line;
+    dim3 grid, block;
+    size_t shmem;
+    ot_emu_body body;
+    void *ctx;
+    void (*drop)(void *);
+};
+void rec_launch_run(void *p) {
+    rec_launch *r = static_cast<rec_launch *>(p);
+    ot_emu_launch(r->kernel, r->file, r->line, r->grid, r->block, r->shmem, nullptr, r->body, r->ctx);
+}
+void rec_launch_drop(void *p) {
+    rec_launch *r = static_cast<rec_launch *>(p);
+    r->drop(r->ctx);
+    delete r;
+}
+} // namespace
+
+void ot_emu_record_launch(const char *kernel, const char *file, int line, dim3 grid, dim3 block, size_t shmem_bytes,
+                          ot_emu_body body, void *ctx, void (*drop)(void *)) {
+    ot_emu_record(rec_launch_run, new rec_launch{kernel, file, line, grid, block, shmem_bytes, body, ctx, drop}, rec_launch_drop);
+}
