@@ -53,6 +53,7 @@ static void load(void) {
     v = getenv("ONNXT_TEST_AMP_INF");
     c.test_amp_inf = v ? atol(v) : -1;
     c.amp = g_amp_set;
+    c.cuda_graph = !is(getenv("ONNXT_CUDA_GRAPH"), "0");
     g_cfg = c;
 }
 

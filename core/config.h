@@ -26,6 +26,7 @@ typedef struct ot_config {
     bool grad_set;              /* ONNXT_GRAD_SET: false when "0" (default true) */
     bool tf32;                  /* ONNXT_TF32=1 or --tf32 (ot_config_set_tf32): TF32 tensor cores for the
                                  * GPU's convolutions (kernels/cuda/conv_gpu.c); default false (FP32) */
+    bool cuda_graph;            /* ONNXT_CUDA_GRAPH: false when "0" (default true): train's CUDA graphs (train/trainer.c) */
     int amp;                    /* ot_config_set_amp (train --amp): 0 FP32, 1 fp16, 2 bf16: the precision of the CUDA
                                  * device's convolutions in plans created afterwards (train/amp.h); default 0 */
     /* ---- distributed ---- */

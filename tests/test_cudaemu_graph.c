@@ -16,7 +16,9 @@
  *   synchronisation aborts (as CUDA refuses them in a capture), and a second
  *   capture cannot begin;
  * - with --amp fp16 convolutions (the rounding kernels and the weight copies
- *   inside the recorded convolution calls) the same holds. */
+ *   inside the recorded convolution calls) the same holds;
+ * - `onnx-train-cudaemu train` with its graphs (the default) and with
+ *   ONNXT_CUDA_GRAPH=0: the same losses and checkpoint weights bit for bit. */
 #include "testutil.h"
 #include "core/backend.h"
 #include "core/config.h"
@@ -157,6 +159,34 @@ END_TEST
 START_TEST(t_replay_amp) { replay_equals_plain(1); }
 END_TEST
 
+/* `train` on the executor: its CUDA graphs (the default) against ONNXT_CUDA_GRAPH=0, 2 epochs of 5 batches
+ * (the step's graphs captured at the second batch and replayed after): the same losses and last.ckpt bit for
+ * bit, and the run says the graphs were captured. */
+START_TEST(t_trainer_graphs_equal_plain) {
+    char W[1024];
+    snprintf(W, sizeof W, "%s", tu_work());
+    tu_dp_data(W, 20);
+    for (int g = 0; g <= 1; g++)
+        tu_sh("rm -rf '%s/runs/g%d' '%s/g%d.log' && OMP_NUM_THREADS=1 ONNXT_CUDA_GRAPH=%d ONNXT_LOSS_LOG='%s/g%d.log' '%s' train "
+              "--data '%s/d/data.yaml' --hyp '%s/hyp.yaml' --model yolov5n --img 64 --epochs 2 --batch-size 4 --workers 1 --noplots "
+              "--exist-ok --noautoanchor --device 0 --project '%s/runs' --name g%d > '%s/g%d.out'",
+              W, g, W, g, g, W, g, OT_CLI_EMU, W, W, W, g, W, g);
+    char a[1300], b[1300];
+    snprintf(a, sizeof a, "%s/g0.log", W);
+    snprintf(b, sizeof b, "%s/g1.log", W);
+    ck_assert(tu_loss_diff(a, b, -1, 3 * 10) == 0);
+    snprintf(a, sizeof a, "%s/runs/g0/weights/last.ckpt", W);
+    snprintf(b, sizeof b, "%s/runs/g1/weights/last.ckpt", W);
+    ot_graph *ga = tu_ckpt_weights(a, 1, 7), *gb = tu_ckpt_weights(b, 1, 7);
+    ck_assert(tu_weight_diff(ga, gb, "plain vs CUDA graphs") == 0);
+    ot_graph_destroy(ga);
+    ot_graph_destroy(gb);
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "grep -q 'CUDA graphs: the step' '%s/g1.out' && ! grep -q 'CUDA graphs' '%s/g0.out'", W, W);
+    ck_assert_msg(system(cmd) == 0, "the graph run should say it captured, the plain one not");
+}
+END_TEST
+
 START_TEST(t_download_in_capture_dies) {
     ot_backend *be = emu();
     float *d = ot_be_alloc(be, 64), h[4];
@@ -178,6 +208,7 @@ int main(void) {
     tcase_set_timeout(t, 300);
     tcase_add_test(t, t_replay_fp32);
     tcase_add_test(t, t_replay_amp);
+    tcase_add_test(t, t_trainer_graphs_equal_plain);
     tcase_add_test_raise_signal(t, t_download_in_capture_dies, SIGABRT);
     tcase_add_test_raise_signal(t, t_sync_in_capture_dies, SIGABRT);
     suite_add_tcase(s, t);

@@ -131,6 +131,12 @@ typedef struct run {
     int stage_k;
     struct grad_buckets *gb;  /* ranks > 1 on a device with a collective (CUDA): the gradient buckets */
     const struct ot_allreduce_kernels *comm_k; /* and their communicator (also SyncBatchNorm's), made once */
+    struct {                  /* CUDA graphs of the full-batch plan's steps (step_graphs_usable) */
+        ot_be_graph *fwd[2];  /* staging buffer k copied into the plan's input, and the forward */
+        ot_be_graph *bwd;     /* the backward */
+        bool warm, failed;    /* one plain step has run; a capture failed (plain launches from then on) */
+        long replays;
+    } gr;
     ot_amp_mode amp;          /* --amp, resolved for the device */
     bool amp_from_ckpt;       /* --resume without --amp: the checkpoint's mode */
     ot_scaler *scaler;        /* fp16: GradScaler */
@@ -196,6 +202,13 @@ static void test_kill_point(const run *r, int epoch, int64_t i) {
 
 static void grad_buckets_free(struct grad_buckets *gb);
 
+/* The step's CUDA graphs freed (before the memory they address is). */
+static void graphs_drop(run *r) {
+    for (int k = 0; k < 2; k++) { ot_be_graph_free(r->be, r->gr.fwd[k]); r->gr.fwd[k] = NULL; }
+    ot_be_graph_free(r->be, r->gr.bwd);
+    r->gr.bwd = NULL;
+}
+
 static void run_free(run *r) {
     ot_detector_destroy(r->det);
     ot_ema_destroy(r->ema);
@@ -204,7 +217,12 @@ static void run_free(run *r) {
     ot_scaler_destroy(r->scaler);
     ot_autograd_destroy(r->alt);
     ot_autograd_destroy(r->ag);
-    if (r->be) { ot_be_sync(r->be); ot_be_free(r->be, r->stage[0]); ot_be_free(r->be, r->stage[1]); }
+    if (r->be) {
+        ot_be_sync(r->be);
+        graphs_drop(r);
+        ot_be_free(r->be, r->stage[0]);
+        ot_be_free(r->be, r->stage[1]);
+    }
     grad_buckets_free(r->gb);
     if (r->comm) r->comm_k->destroy(r->comm);
     ot_graph_destroy(r->g);
@@ -1055,6 +1073,7 @@ static ot_status stage_batch(run *r, const ot_batch *b, ot_error *err) {
     size_t bytes = sizeof(float) * (size_t)b->n * 3 * (size_t)b->h * (size_t)b->w;
     if (bytes > r->stage_bytes) { /* the first batch, or a larger rect shape: never inside a step */
         ot_be_sync(r->be);
+        graphs_drop(r); /* they read the old buffers */
         for (int k = 0; k < 2; k++) {
             ot_be_free(r->be, r->stage[k]);
             r->stage[k] = ot_be_alloc(r->be, bytes);
@@ -1074,6 +1093,52 @@ static void stage_release(run *r) {
     if (staged_input(r)) ot_be_wait_host(r->be, &r->stage_ev[r->stage_k]);
 }
 
+/* ---- CUDA graphs (issue 16) ----
+ * The full-batch plan's forward (with the copy of staging buffer k into its input; one graph per buffer) and
+ * its backward, captured at the second such step and replayed from then on: the launch overhead of a step's
+ * hundreds of small kernels becomes two graph launches. The loss (its target tables change with every batch),
+ * GradScaler and the optimizer (its learning rate and EMA decay change each step) stay plain launches between
+ * them. Plain launches throughout for other shapes (the last short batch, --rect: the alternate plan), with
+ * data-parallel ranks (the bucketed all-reduce and SyncBatchNorm call collectives from the host), on devices
+ * without graphs, with ONNXT_CUDA_GRAPH=0, and after a capture failed. Replays equal plain launches bit for
+ * bit (tests/test_cudaemu_graph.c, tests/test_cudaemu_train.c). */
+static bool step_graphs_usable(const run *r, const ot_autograd *ag) {
+    return ot_config_get()->cuda_graph && staged_input(r) && ag == r->ag && r->world <= 1 && !device_allreduce(r) &&
+           !r->gr.failed && r->be->v->graph_begin;
+}
+
+/* fn(ag) run plain, replayed from *slot, or captured into *slot (once warm) and then replayed. */
+static ot_status graph_run(run *r, ot_autograd *ag, ot_be_graph **slot, bool usable,
+                           ot_status (*fn)(run *, ot_autograd *, ot_error *), ot_error *err) {
+    if (usable && *slot) {
+        ot_be_graph_launch(r->be, *slot);
+        r->gr.replays++;
+        return OT_OK;
+    }
+    bool cap = usable && r->gr.warm && ot_be_graph_begin(r->be);
+    ot_status st = fn(r, ag, err);
+    if (!cap) return st;
+    ot_be_graph *g = ot_be_graph_end(r->be);
+    if (st) { ot_be_graph_free(r->be, g); return st; }
+    if (!g) { /* nothing ran: run it plain, and stay plain */
+        r->gr.failed = true;
+        graphs_drop(r);
+        return fn(r, ag, err);
+    }
+    *slot = g;
+    if (!r->o.quiet && slot == &r->gr.bwd)
+        printf("CUDA graphs: the step's forward and backward captured on %s, replayed from the next step\n", r->be->name);
+    ot_be_graph_launch(r->be, g);
+    return OT_OK;
+}
+
+static ot_status fwd_staged(run *r, ot_autograd *ag, ot_error *err) {
+    const ot_shape *in = &ag->p->shape[r->g->inputs[0]];
+    ot_be_copy(r->be, ot_autograd_data(ag, r->g->inputs[0]), r->stage[r->stage_k], sizeof(float) * (size_t)ot_numel(in));
+    return ot_autograd_forward(ag, NULL, err);
+}
+static ot_status bwd_plain(run *r, ot_autograd *ag, ot_error *err) { (void)r; return ot_autograd_backward(ag, err); }
+
 /* One batch (iteration ni of the run), queued without a host synchronisation: warmup, forward, loss, backward;
  * once the batches to accumulate have gathered since the last step: frozen gradients zeroed, gradients summed
  * over the ranks, clipped to norm 10, the optimizer step and the EMA update. The loss items stay on the device
@@ -1082,11 +1147,10 @@ static ot_status train_step(run *r, const ot_batch *b, long ni, ot_error *err) {
     int acc = ot_schedule_iteration(&r->sch, r->opt, ni, r->epoch);
     ot_autograd *ag;
     OT_TRY(get_autograd(r, b, &ag, err));
+    const bool graphs = step_graphs_usable(r, ag);
     if (staged_input(r)) { /* the staged batch into the plan's input, after its upload */
-        ot_be_wait(r->be, OT_STREAM_COMPUTE, &r->stage_ev[r->stage_k]);
-        ot_be_copy(r->be, ot_autograd_data(ag, r->g->inputs[0]), r->stage[r->stage_k],
-                   sizeof(float) * (size_t)b->n * 3 * (size_t)b->h * (size_t)b->w);
-        OT_TRY(ot_autograd_forward(ag, NULL, err));
+        ot_be_wait(r->be, OT_STREAM_COMPUTE, &r->stage_ev[r->stage_k]); /* outside any graph: the event is this step's */
+        OT_TRY(graph_run(r, ag, &r->gr.fwd[r->stage_k], graphs, fwd_staged, err));
     } else {
         const float *in = b->images;
         OT_TRY(ot_autograd_forward(ag, &in, err));
@@ -1103,7 +1167,8 @@ static ot_status train_step(run *r, const ot_batch *b, long ni, ot_error *err) {
     }
     bool stepping = ni - r->last_opt_step >= acc;
     OT_TRY(grads_allreduce_begin(r, ag, stepping, err));
-    OT_TRY(ot_autograd_backward(ag, err));
+    OT_TRY(graph_run(r, ag, &r->gr.bwd, graphs, bwd_plain, err));
+    if (graphs) r->gr.warm = true;
     if (stepping) {
         OT_TRY(grads_allreduce(r, ag, err));
         if (r->scaler) { /* scaler.unscale_(optimizer) before clipping; tests may plant an overflow first */
