@@ -26,7 +26,7 @@
 # start) less the time kept for the steps after it; a step with no time left
 # is skipped, saying so. The summary is always written.
 #
-# Steps, each logged to $OUT/<step>.log, with a status: pass, fail or skip
+# Steps (4c: CUDA graphs against plain launches, and --amp fp16 / bf16 training), each logged to $OUT/<step>.log, with a status: pass, fail or skip
 # (with the reason). Exit 0 when no step failed: every step that could run
 # here passed. Skipped is not failed: no GPU (every GPU step), PyTorch or its
 # yolov5 package absent, no CUDA build possible, a test binary not carried,
@@ -188,6 +188,26 @@ else
         ONNXT_LOSS_LOG='$NT/plain.log' '$CLI' \$A --name plain &&
         ONNXT_DEVICE_ALLREDUCE=1 ONNXT_BUCKET_MB=1 ONNXT_LOSS_LOG='$NT/nccl.log' '$CLI' \$A --name nccl | tee '$NT/nccl.out' &&
         grep -q 'DDP: 1 rank, gradients all-reduced in' '$NT/nccl.out' && cmp '$NT/plain.log' '$NT/nccl.log' && echo 'NCCL single rank: same losses'"
+fi
+
+# ---- 4c. CUDA graphs and mixed precision in training (issue 16) ----
+# The same tiny set: FP32 with the step's CUDA graphs (the default) against ONNXT_CUDA_GRAPH=0 must give the same
+# losses bit for bit (cuDNN's algorithms are deterministic); then --amp fp16 and bf16 (half-precision cuDNN
+# convolutions, GradScaler) must train: exit 0, finite losses, their first and last losses beside FP32's.
+if [ -z "$B" ] || [ $HAVE_GPU = 0 ]; then
+    if [ -z "$B" ]; then record graph_amp_train skip "no CUDA build"; else record graph_amp_train skip "$GPU_WHY"; fi
+else
+    GT=$OUT/graph_amp_train
+    rm -rf "$GT" && mkdir -p "$GT"
+    run graph_amp_train 90 300 bash -c "'$CLI' data synth --out '$GT/syn' --train 256 --val 8 --img 64 --seed 5 >/dev/null &&
+        A='train --model yolov5n --img 64 --epochs 1 --batch-size 32 --workers 2 --noplots --exist-ok --noval --data $GT/syn/data.yaml --project $GT/runs --device 0' &&
+        ONNXT_CUDA_GRAPH=0 ONNXT_LOSS_LOG='$GT/plain.log' '$CLI' \$A --amp off --name plain &&
+        ONNXT_LOSS_LOG='$GT/graphs.log' '$CLI' \$A --amp off --name graphs | tee '$GT/graphs.out' &&
+        grep -q 'CUDA graphs: the step' '$GT/graphs.out' && cmp '$GT/plain.log' '$GT/graphs.log' && echo 'CUDA graphs: same losses as plain launches' &&
+        ONNXT_LOSS_LOG='$GT/fp16.log' '$CLI' \$A --amp fp16 --name fp16 &&
+        ONNXT_LOSS_LOG='$GT/bf16.log' '$CLI' \$A --amp bf16 --name bf16 &&
+        for m in plain fp16 bf16; do echo \"\$m: first \$(head -1 $GT/\$m.log) last \$(tail -1 $GT/\$m.log)\"; done &&
+        ! grep -qi 'nan\|inf' '$GT/fp16.log' '$GT/bf16.log'"
 fi
 
 # ---- 5. the kernels: ours and PyTorch's ----
