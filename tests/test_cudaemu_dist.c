@@ -70,15 +70,8 @@ static void compare_losses(const char *one, const char *two) { compare_losses_at
 /* last.ckpt's weights of runs one and two (after epoch 1 and STEPS optimizer steps) within `tol` (test_dist.c's
  * measure; 0: bit for bit). */
 static void compare_weights(const char *one, const char *two, double tol) {
-    char p[1300], q[1300], what[200];
-    snprintf(p, sizeof p, "%s/runs/%s/weights/last.ckpt", W, one);
-    snprintf(q, sizeof q, "%s/runs/%s/weights/last.ckpt", W, two);
-    snprintf(what, sizeof what, "%s vs %s", one, two);
-    ot_graph *a = tu_ckpt_weights(p, 1, STEPS), *b = tu_ckpt_weights(q, 1, STEPS);
-    double d = tu_weight_diff(a, b, what);
-    ck_assert_msg(d <= tol, "%s: weights differ by %g (tolerance %g)", what, d, tol);
-    ot_graph_destroy(a);
-    ot_graph_destroy(b);
+    double d = tu_runs_weight_diff(W, one, two, 1, STEPS);
+    ck_assert_msg(d <= tol, "%s vs %s: weights differ by %g (tolerance %g)", one, two, d, tol);
 }
 
 /* The bucket count of the DDP line rank 0 printed in NAME.out; -1 when there is none. */

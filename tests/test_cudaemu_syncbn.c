@@ -61,17 +61,7 @@ static double loss_diff(const char *one, const char *two) {
 }
 
 /* The weight difference of the two runs' last.ckpt (test_dist.c's measure), each after STEPS optimizer steps. */
-static double weight_diff(const char *one, const char *two) {
-    char p[1300], q[1300], what[200];
-    snprintf(p, sizeof p, "%s/runs/%s/weights/last.ckpt", W, one);
-    snprintf(q, sizeof q, "%s/runs/%s/weights/last.ckpt", W, two);
-    snprintf(what, sizeof what, "%s vs %s", one, two);
-    ot_graph *a = tu_ckpt_weights(p, 1, STEPS), *b = tu_ckpt_weights(q, 1, STEPS);
-    double d = tu_weight_diff(a, b, what);
-    ot_graph_destroy(a);
-    ot_graph_destroy(b);
-    return d;
-}
+static double weight_diff(const char *one, const char *two) { return tu_runs_weight_diff(W, one, two, 1, STEPS); }
 
 START_TEST(t_two_executor_ranks_sync_bn) {
     setup();

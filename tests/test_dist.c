@@ -37,15 +37,8 @@ static void setup(void) {
 
 /* last.ckpt's weights of runs one and two (after epoch 1, 6 optimizer steps) within 1e-5. */
 static void compare(const char *one, const char *two) {
-    char p[1300], q[1300], what[200];
-    snprintf(p, sizeof p, "%s/runs/%s/weights/last.ckpt", W, one);
-    snprintf(q, sizeof q, "%s/runs/%s/weights/last.ckpt", W, two);
-    snprintf(what, sizeof what, "%s vs %s", one, two);
-    ot_graph *a = tu_ckpt_weights(p, 1, 6), *b = tu_ckpt_weights(q, 1, 6);
-    double d = tu_weight_diff(a, b, what);
-    ck_assert_msg(d <= 1e-5, "%s: weights differ by %g", what, d);
-    ot_graph_destroy(a);
-    ot_graph_destroy(b);
+    double d = tu_runs_weight_diff(W, one, two, 1, 6);
+    ck_assert_msg(d <= 1e-5, "%s vs %s: weights differ by %g", one, two, d);
 }
 
 START_TEST(two_ranks_equal_one_rank_without_bn) {

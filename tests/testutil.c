@@ -203,3 +203,15 @@ double tu_weight_diff(const ot_graph *a, const ot_graph *b, const char *what) {
     fprintf(stderr, "weights %s: max scaled %.3g (%s), relative L2 %.3g over %d tensors\n", what, worst, at, rel, n);
     return fmax(worst, rel);
 }
+
+double tu_runs_weight_diff(const char *work, const char *one, const char *two, int epoch, int ema_updates) {
+    char p[1300], q[1300], what[200];
+    snprintf(p, sizeof p, "%s/runs/%s/weights/last.ckpt", work, one);
+    snprintf(q, sizeof q, "%s/runs/%s/weights/last.ckpt", work, two);
+    snprintf(what, sizeof what, "%s vs %s", one, two);
+    ot_graph *a = tu_ckpt_weights(p, epoch, ema_updates), *b = tu_ckpt_weights(q, epoch, ema_updates);
+    double d = tu_weight_diff(a, b, what);
+    ot_graph_destroy(a);
+    ot_graph_destroy(b);
+    return d;
+}

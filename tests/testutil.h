@@ -65,6 +65,8 @@ ot_graph *tu_ckpt_weights(const char *ckpt, int epoch, int ema_updates);
 /* test_dist.c's measure over every float initializer of two graphs: the larger of max |a - b| / max(1, |a|)
  * and the relative L2 difference (printed with `what`). */
 double tu_weight_diff(const ot_graph *a, const ot_graph *b, const char *what);
+/* tu_weight_diff of two runs' WORK/runs/NAME/weights/last.ckpt, each checked by tu_ckpt_weights. */
+double tu_runs_weight_diff(const char *work, const char *one, const char *two, int epoch, int ema_updates);
 
 /* Run a Check suite; returns the process exit code. */
 int tu_main(Suite *s);

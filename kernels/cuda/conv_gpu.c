@@ -388,15 +388,23 @@ static void to_half(const struct ot_conv_cudnn *s, void *dst, const float *src, 
 }
 static unsigned char *ws_at(ot_kctx *c, size_t off) { return (unsigned char *)c->p->ws + off; }
 
+/* A call's stream and sizes: x, y and w floats. */
+typedef struct amp_call { void *stream; int64_t nx, ny, nw; } amp_call;
+static amp_call amp_of(ot_kctx *c) {
+    const ot_conv_params *p = c->params;
+    return (amp_call){ot_backend_cuda_stream(c->p->be, OT_STREAM_COMPUTE), ot_numel(&c->p->shape[c->n->in[0]]),
+                      ot_numel(&c->p->shape[c->n->out[0]]), p->m * (p->c / p->group) * p->kh * p->kw};
+}
+
 /* forward under --amp: x rounded in place (autocast stores activations in half), x and w converted, the half
  * convolution (FP32 accumulation), y back to float, the bias added, y rounded: conv_emu.c's semantics. */
 static ot_status amp_forward(ot_kctx *c, cudnnHandle_t h) {
     ot_conv_params *p = c->params;
     struct ot_conv_cudnn *s = p->cudnn;
-    void *st = ot_backend_cuda_stream(c->p->be, OT_STREAM_COMPUTE);
+    const amp_call a = amp_of(c);
+    void *st = a.stream;
     const int bf = s->amp == 2;
-    const int64_t nx = ot_numel(&c->p->shape[c->n->in[0]]), ny = ot_numel(&c->p->shape[c->n->out[0]]);
-    const int64_t nw = p->m * (p->c / p->group) * p->kh * p->kw;
+    const int64_t nx = a.nx, ny = a.ny, nw = a.nw;
     float *x = (float *)ot_inf(c, 0), *y = ot_outf(c, 0);
     ot_cuda_round_half(x, x, nx, bf, st);
     to_half(s, ws_at(c, s->off_x), x, nx, st);
@@ -416,10 +424,10 @@ static ot_status amp_forward(ot_kctx *c, cudnnHandle_t h) {
 static ot_status amp_backward(ot_kctx *c, cudnnHandle_t h, float *dx, float *dw, float *db) {
     ot_conv_params *p = c->params;
     struct ot_conv_cudnn *s = p->cudnn;
-    void *st = ot_backend_cuda_stream(c->p->be, OT_STREAM_COMPUTE);
+    const amp_call a = amp_of(c);
+    void *st = a.stream;
     const int bf = s->amp == 2;
-    const int64_t nx = ot_numel(&c->p->shape[c->n->in[0]]), ny = ot_numel(&c->p->shape[c->n->out[0]]);
-    const int64_t nw = p->m * (p->c / p->group) * p->kh * p->kw;
+    const int64_t nx = a.nx, ny = a.ny, nw = a.nw;
     float *dy = (float *)ot_gout(c, 0);
     ot_cuda_round_half(dy, dy, ny, bf, st);
     to_half(s, ws_at(c, s->off_dy), dy, ny, st);
