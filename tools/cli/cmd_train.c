@@ -38,7 +38,9 @@ static void usage(FILE *f) {
             "EMA, loss, checkpoints and export; fp16 with dynamic loss scaling (GradScaler:\n"
             "a step with non-finite gradients is skipped and the scale halved, doubled\n"
             "after 2000 good steps). off: FP32. The CPU devices train in FP32; the\n"
-            "executor's device (onnx-train-cudaemu) too unless --amp is given.\n");
+            "executor's device (onnx-train-cudaemu) too unless --amp is given.\n"
+            "On a CUDA device the full-batch step's forward and backward run as CUDA graphs\n"
+            "from the second step (ONNXT_CUDA_GRAPH=0: plain launches; the same results).\n");
     cli_device_help(f, true);
     fprintf(f,
             "Data parallel: --device 0,1[,...] starts one process per listed GPU on this\n"
