@@ -135,7 +135,6 @@ typedef struct run {
         ot_be_graph *fwd[2];  /* staging buffer k copied into the plan's input, and the forward */
         ot_be_graph *bwd;     /* the backward */
         bool warm, failed;    /* one plain step has run; a capture failed (plain launches from then on) */
-        long replays;
     } gr;
     ot_amp_mode amp;          /* --amp, resolved for the device */
     bool amp_from_ckpt;       /* --resume without --amp: the checkpoint's mode */
@@ -1112,7 +1111,6 @@ static ot_status graph_run(run *r, ot_autograd *ag, ot_be_graph **slot, bool usa
                            ot_status (*fn)(run *, ot_autograd *, ot_error *), ot_error *err) {
     if (usable && *slot) {
         ot_be_graph_launch(r->be, *slot);
-        r->gr.replays++;
         return OT_OK;
     }
     bool cap = usable && r->gr.warm && ot_be_graph_begin(r->be);
