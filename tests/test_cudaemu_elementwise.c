@@ -12,8 +12,11 @@
  * special values (0, -0, +-87.x, +-100, inf, NaN) for the sigmoid, odd sizes,
  * cpu-guard memory, NaN-filled outputs, pointers aligned (float4 paths) and one
  * float off (scalar paths); gradients both written (accumulate 0, against the
- * CPU's zeroed-then-added gradient) and added (accumulate 1, against init + it). */
+ * CPU's zeroed-then-added gradient) and added (accumulate 1, against init + it).
+ * Also the CUDA table's view backward where a view's output is a graph output
+ * (its gradient then added into the input's, not aliased). */
 #include "cudaemu_graph.h"
+#include "kernels/cuda/cuda_tables.h"
 
 static const float SPECIAL[] = {0.0f, -0.0f, 87.5f, -87.5f, 88.0f, -88.0f, 100.0f, -100.0f, 1e-30f, -1e-30f};
 
@@ -207,6 +210,42 @@ START_TEST(empty_is_a_no_op) {
 }
 END_TEST
 
+/* A view whose output is a graph output keeps its own gradient buffer (core/runtime/autograd.c), so the CUDA
+ * table's view backward adds it into its input's gradient (cuda_tables.c add_into) instead of aliasing: Sigmoid
+ * then Identity as the output, run by an autograd on the executor's CUDA device against the CPU autograd. */
+START_TEST(view_output_gradient_added) {
+    ot_cuda_kernels_install();
+    char why[200];
+    ot_backend *D = ot_backend_cuda_emu(0, why, sizeof why);
+    ck_assert_msg(D != NULL, "%s", why);
+    const int64_t n = 1001;
+    uint64_t seed = 17;
+    float *x = malloc(sizeof(float) * n), *dy = malloc(sizeof(float) * n), *yref = malloc(sizeof(float) * n);
+    float *gref = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n), *g = malloc(sizeof(float) * n);
+    fill_x(x, n, &seed, false);
+    for (int64_t i = 0; i < n; i++) dy[i] = rfloat(&seed);
+    ot_graph *gr = cg_graph(1);
+    cg_node(gr, "Sigmoid", (const char *[]){"x0"}, 1, "s");
+    cg_node(gr, "Identity", (const char *[]){"s"}, 1, "y");
+    cg_finish(gr, "y");
+    ot_shape xs = ot_shape_make(2, (int64_t[]){1, n});
+    cg_run(gr, &xs, (const float *const[]){x}, dy, yref, n, (float *[]){gref}, (int64_t[]){n});
+    ot_autograd *a;
+    ot_error e;
+    ck_assert_msg(ot_autograd_create_on(D, gr, &xs, NULL, true, &a, &e) == OT_OK, "%s", e.msg);
+    ck_assert_msg(ot_autograd_forward(a, (const float *const[]){x}, &e) == OT_OK, "%s", e.msg);
+    ot_autograd_download(a, gr->outputs[0], y);
+    ot_be_upload(D, ot_autograd_output_grad(a, 0), dy, sizeof(float) * (size_t)n);
+    ck_assert_msg(ot_autograd_backward(a, &e) == OT_OK, "%s", e.msg);
+    ot_autograd_download_grad(a, gr->inputs[0], g);
+    CK_SAME(y, yref, n, "Identity output");
+    CK_SAME(g, gref, n, "the input's gradient through the Identity output's own gradient");
+    ot_autograd_destroy(a);
+    ot_graph_destroy(gr);
+    free(x); free(dy); free(yref); free(gref); free(y); free(g);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("cudaemu_elementwise");
     TCase *t = tcase_create("elementwise");
@@ -215,6 +254,7 @@ static Suite *suite(void) {
     tcase_add_test(t, sigmoid_special_values);
     tcase_add_test(t, add_mul_match_cpu);
     tcase_add_test(t, empty_is_a_no_op);
+    tcase_add_test(t, view_output_gradient_added);
     suite_add_tcase(s, t);
     return s;
 }
