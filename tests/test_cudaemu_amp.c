@@ -102,9 +102,14 @@ static void amp_step(ot_amp_mode mode, amp_out *o) {
     ot_be_download(be, o->grad, ag->grad_slab, sizeof(float) * o->n);
     ot_be_download(be, o->slab, ag->slab, sizeof(float) * o->n);
     ot_be_download(be, o->input, ot_autograd_data(ag, g->inputs[0]), sizeof(float) * o->nin);
-    { o->nv = ag->n_vars; o->off = malloc(sizeof(size_t) * (size_t)(o->nv + 1)); o->names = malloc(sizeof(char *) * (size_t)o->nv);
-        for (int v = 0; v < o->nv; v++) { o->off[v] = ag->var_off[v]; o->names[v] = strdup(g->values[ag->var_vid[v]].name); }
-        o->off[o->nv] = ag->slab_floats; }
+    o->nv = ag->n_vars; /* each variable's place in the slab and its name */
+    o->off = malloc(sizeof(size_t) * (size_t)(o->nv + 1));
+    o->names = malloc(sizeof(char *) * (size_t)o->nv);
+    for (int v = 0; v < o->nv; v++) {
+        o->off[v] = ag->var_off[v];
+        o->names[v] = strdup(g->values[ag->var_vid[v]].name);
+    }
+    o->off[o->nv] = ag->slab_floats;
     free(x);
     ot_step_destroy(st);
     ot_model_destroy(m);

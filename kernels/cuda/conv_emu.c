@@ -33,7 +33,7 @@ struct ot_conv_cudnn {
     int bf16;        /* 0 fp16, 1 bfloat16 */
     int64_t nw, nb;  /* weight and bias floats */
     float *wr;       /* device: the rounded weights, then the rounded bias */
-    float *gsave;    /* device: the weight and bias gradients accumulated so far */
+    float *gsave;    /* device, training plans: the weight and bias gradients accumulated so far */
 };
 
 /* The executor computes in FP32 (the CPU convolution); TF32 has no meaning here. */
@@ -51,8 +51,8 @@ static ot_status emu_prepare(ot_kctx *c) {
     a->nb = p->has_bias ? p->m : 0;
     size_t bytes = sizeof(float) * (size_t)(a->nw + a->nb);
     a->wr = ot_plan_state(c, bytes);
-    a->gsave = ot_plan_state(c, bytes);
-    if (!a->wr || !a->gsave) { free(a); return ot_fail(c->err, OT_ERR_NOMEM, "out of device memory"); }
+    a->gsave = ot_training(c) ? ot_plan_state(c, bytes) : NULL; /* inference plans have no backward */
+    if (!a->wr || (ot_training(c) && !a->gsave)) { free(a); return ot_fail(c->err, OT_ERR_NOMEM, "out of device memory"); }
     p->cudnn = a;
     return OT_OK;
 }

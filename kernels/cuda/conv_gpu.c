@@ -388,11 +388,11 @@ static void to_half(const struct ot_conv_cudnn *s, void *dst, const float *src, 
 }
 static unsigned char *ws_at(ot_kctx *c, size_t off) { return (unsigned char *)c->p->ws + off; }
 
-/* A call's stream and sizes: x, y and w floats. */
-typedef struct amp_call { void *stream; int64_t nx, ny, nw; } amp_call;
+/* A call's stream, bfloat16 or not, and sizes: x, y and w floats. */
+typedef struct amp_call { void *st; int bf; int64_t nx, ny, nw; } amp_call;
 static amp_call amp_of(ot_kctx *c) {
     const ot_conv_params *p = c->params;
-    return (amp_call){ot_backend_cuda_stream(c->p->be, OT_STREAM_COMPUTE), ot_numel(&c->p->shape[c->n->in[0]]),
+    return (amp_call){ot_backend_cuda_stream(c->p->be, OT_STREAM_COMPUTE), p->cudnn->amp == 2, ot_numel(&c->p->shape[c->n->in[0]]),
                       ot_numel(&c->p->shape[c->n->out[0]]), p->m * (p->c / p->group) * p->kh * p->kw};
 }
 
@@ -402,20 +402,19 @@ static ot_status amp_forward(ot_kctx *c, cudnnHandle_t h) {
     ot_conv_params *p = c->params;
     struct ot_conv_cudnn *s = p->cudnn;
     const amp_call a = amp_of(c);
-    void *st = a.stream;
-    const int bf = s->amp == 2;
-    const int64_t nx = a.nx, ny = a.ny, nw = a.nw;
     float *x = (float *)ot_inf(c, 0), *y = ot_outf(c, 0);
-    ot_cuda_round_half(x, x, nx, bf, st);
-    to_half(s, ws_at(c, s->off_x), x, nx, st);
-    to_half(s, ws_at(c, s->off_w), ot_inf(c, 1), nw, st);
+    ot_cuda_round_half(x, x, a.nx, a.bf, a.st);
+    to_half(s, ws_at(c, s->off_x), x, a.nx, a.st);
+    to_half(s, ws_at(c, s->off_w), ot_inf(c, 1), a.nw, a.st);
     const float one = 1.0f, zero = 0.0f;
     DNN(cudnnConvolutionForward, (h, &one, s->xh, ws_at(c, s->off_x), s->wh, ws_at(c, s->off_w), s->conv[DIR_FWD], s->fwd,
                                   c->p->ws, s->ws_algo, &zero, s->yh, ws_at(c, s->off_y)));
-    if (bf) ot_cuda_bf16_to_f32(y, (const uint16_t *)ws_at(c, s->off_y), ny, st);
-    else ot_cuda_f16_to_f32(y, (const uint16_t *)ws_at(c, s->off_y), ny, st);
-    if (p->has_bias) DNN(cudnnAddTensor, (h, &one, s->b, ot_inf(c, 2), &one, s->y, y));
-    if (p->has_bias) ot_cuda_round_half(y, y, ny, bf, st);
+    if (a.bf) ot_cuda_bf16_to_f32(y, (const uint16_t *)ws_at(c, s->off_y), a.ny, a.st);
+    else ot_cuda_f16_to_f32(y, (const uint16_t *)ws_at(c, s->off_y), a.ny, a.st);
+    if (p->has_bias) {
+        DNN(cudnnAddTensor, (h, &one, s->b, ot_inf(c, 2), &one, s->y, y));
+        ot_cuda_round_half(y, y, a.ny, a.bf, a.st);
+    }
     return OT_OK;
 }
 
@@ -425,25 +424,22 @@ static ot_status amp_backward(ot_kctx *c, cudnnHandle_t h, float *dx, float *dw,
     ot_conv_params *p = c->params;
     struct ot_conv_cudnn *s = p->cudnn;
     const amp_call a = amp_of(c);
-    void *st = a.stream;
-    const int bf = s->amp == 2;
-    const int64_t nx = a.nx, ny = a.ny, nw = a.nw;
     float *dy = (float *)ot_gout(c, 0);
-    ot_cuda_round_half(dy, dy, ny, bf, st);
-    to_half(s, ws_at(c, s->off_dy), dy, ny, st);
-    to_half(s, ws_at(c, s->off_w), ot_inf(c, 1), nw, st);
+    ot_cuda_round_half(dy, dy, a.ny, a.bf, a.st);
+    to_half(s, ws_at(c, s->off_dy), dy, a.ny, a.st);
+    to_half(s, ws_at(c, s->off_w), ot_inf(c, 1), a.nw, a.st);
     const float one = 1.0f, zero = 0.0f;
     if (dx) {
         DNN(cudnnConvolutionBackwardData, (h, &one, s->wh, ws_at(c, s->off_w), s->yh, ws_at(c, s->off_dy), s->conv[DIR_BWD_DATA],
                                            s->bwd_data, c->p->ws, s->ws_algo, &zero, s->xh, ws_at(c, s->off_dx)));
-        ot_cuda_half_accumulate(dx, (const uint16_t *)ws_at(c, s->off_dx), nx, bf, !ot_gin_set(c, 0), 1, st);
+        ot_cuda_half_accumulate(dx, (const uint16_t *)ws_at(c, s->off_dx), a.nx, a.bf, !ot_gin_set(c, 0), 1, a.st);
     }
     if (dw) {
-        to_half(s, ws_at(c, s->off_x), ot_inf(c, 0), nx, st);
+        to_half(s, ws_at(c, s->off_x), ot_inf(c, 0), a.nx, a.st);
         DNN(cudnnConvolutionBackwardFilter, (h, &one, s->xh, ws_at(c, s->off_x), s->yh, ws_at(c, s->off_dy),
                                              s->conv[DIR_BWD_FILTER], s->bwd_filter, c->p->ws, s->ws_algo, &zero, s->wh,
                                              ws_at(c, s->off_dw)));
-        ot_cuda_half_accumulate(dw, (const uint16_t *)ws_at(c, s->off_dw), nw, bf, 1, 0, st);
+        ot_cuda_half_accumulate(dw, (const uint16_t *)ws_at(c, s->off_dw), a.nw, a.bf, 1, 0, a.st);
     }
     if (db) DNN(cudnnConvolutionBackwardBias, (h, &one, s->y, dy, &one, s->b, db));
     return OT_OK;
