@@ -61,7 +61,5 @@ void ot_scaler_update(ot_scaler *s) {
 
 bool ot_scaler_read(ot_scaler *s) {
     ot_be_download(s->be, &s->host, s->dev, sizeof s->host);
-    bool skipped = s->host.skipped != 0.0f;
-    s->skipped += skipped;
-    return skipped;
+    return s->host.skipped != 0.0f;
 }

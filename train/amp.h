@@ -32,7 +32,6 @@ typedef struct ot_scaler {
     ot_amp_state host;        /* the state as last read (ot_scaler_read) or set */
     float growth, backoff;
     int interval;
-    long skipped;             /* steps skipped so far (host count) */
 } ot_scaler;
 
 /* A scaler on be (whose slab kernels must have the amp entries) at `scale`, tracker 0. */
