@@ -4,6 +4,7 @@
 #include "device_kernels.h"
 #include "ops.h"
 #include <math.h>
+#include <string.h>
 
 static void sgd_tensor(float *p, const float *g, float *buf, int64_t n, float lr, float mom, float wd, bool first) {
 #pragma omp parallel for if (n > 65536)
@@ -25,10 +26,35 @@ static void cpu_sgd(ot_backend *be, const ot_slab_seg *seg, int nseg, float *p, 
     }
 }
 
+void ot_step_dyn_sgd(const ot_sgd_args *a, float d, float omd, ot_step_dyn *out) {
+    memset(out, 0, sizeof *out);
+    for (int k = 0; k < OT_SLAB_GROUPS; k++) {
+        out->lr[k] = a->lr[k];
+        out->momentum[k] = a->momentum[k];
+        out->weight_decay[k] = a->weight_decay[k];
+    }
+    out->first = a->first;
+    out->ema_d = d;
+    out->ema_omd = omd;
+}
+
+void ot_step_dyn_adam(const ot_adam_args *a, float d, float omd, ot_step_dyn *out) {
+    memset(out, 0, sizeof *out);
+    for (int k = 0; k < OT_SLAB_GROUPS; k++) {
+        out->lr[k] = a->lr[k];
+        out->momentum[k] = a->beta1[k];
+        out->weight_decay[k] = a->weight_decay[k];
+        /* torch's bias corrections in double */
+        double bc1 = 1.0 - pow(a->beta1[k], (double)a->step), bc2 = 1.0 - pow(a->beta2, (double)a->step);
+        out->step_size[k] = (float)(a->lr[k] / bc1);
+        out->bc2s[k] = (float)sqrt(bc2);
+    }
+    out->ema_d = d;
+    out->ema_omd = omd;
+}
+
 static void adam_tensor(float *p, const float *g, float *m, float *v, int64_t n, float lr, float b1, float b2, float eps,
-                        float wd, bool decoupled, long step) {
-    double bc1 = 1.0 - pow(b1, (double)step), bc2 = 1.0 - pow(b2, (double)step);
-    float step_size = (float)(lr / bc1), bc2s = (float)sqrt(bc2);
+                        float wd, bool decoupled, float step_size, float bc2s) {
 #pragma omp parallel for if (n > 65536)
     for (int64_t i = 0; i < n; i++) {
         float gi = g[i];
@@ -42,11 +68,13 @@ static void adam_tensor(float *p, const float *g, float *m, float *v, int64_t n,
 }
 
 static void cpu_adam(ot_backend *be, const ot_slab_seg *seg, int nseg, float *p, const float *g, float *m, float *v, const ot_adam_args *a) {
+    ot_step_dyn s;
+    ot_step_dyn_adam(a, 0.0f, 0.0f, &s);
     for (int t = 0; t < nseg; t++) {
         int64_t o = seg[t].off;
         int grp = seg[t].group;
         adam_tensor(p + o, g + o, m + o, v + o, seg[t].n, a->lr[grp], a->beta1[grp], a->beta2, a->eps, a->weight_decay[grp],
-                    a->decoupled, a->step);
+                    a->decoupled, s.step_size[grp], s.bc2s[grp]);
     }
 }
 

@@ -19,9 +19,22 @@ typedef struct ot_slab_seg {
 
 #define OT_SLAB_GROUPS 3
 
+/* A fused step's per-step values as its kernel uses them (ot_step_dyn_sgd / ot_step_dyn_adam compute them from
+ * the arguments below). A step replayed from a CUDA graph reads them from backend memory that a captured upload
+ * refreshes from page-locked host memory at each replay: its learning rates, momentum, first step, Adam's bias
+ * corrections and the EMA's decay change every step while the kernel's arguments are frozen at capture. */
+typedef struct ot_step_dyn {
+    float lr[OT_SLAB_GROUPS], momentum[OT_SLAB_GROUPS], weight_decay[OT_SLAB_GROUPS]; /* Adam: momentum = beta1 */
+    float step_size[OT_SLAB_GROUPS], bc2s[OT_SLAB_GROUPS]; /* Adam: (float)(lr / bc1), (float)sqrt(bc2), from doubles */
+    float ema_d, ema_omd;  /* the EMA's d and 1 - d (the caller's floats) */
+    int32_t first, pad;    /* SGD: the first step */
+} ot_step_dyn;
+
 typedef struct ot_sgd_args {
     float lr[OT_SLAB_GROUPS], momentum[OT_SLAB_GROUPS], weight_decay[OT_SLAB_GROUPS];
     bool first;            /* the first step: the momentum buffer starts as the gradient */
+    const ot_step_dyn *dyn; /* fused steps on a device: non-NULL, the per-step values are read from this backend
+                             * memory when the kernel runs (ot_step_dyn_sgd of these fields and the EMA's d) */
 } ot_sgd_args;
 
 typedef struct ot_adam_args {
@@ -29,7 +42,12 @@ typedef struct ot_adam_args {
     float beta2, eps;
     long step;             /* 1-based, for the bias corrections */
     bool decoupled;        /* AdamW */
+    const ot_step_dyn *dyn; /* as ot_sgd_args.dyn (ot_step_dyn_adam); beta2, eps and decoupled stay arguments */
 } ot_adam_args;
+
+/* The per-step values of a step with these arguments and EMA decay d, omd = 1 - d (0, 0 without an EMA). */
+void ot_step_dyn_sgd(const ot_sgd_args *a, float d, float omd, ot_step_dyn *out);
+void ot_step_dyn_adam(const ot_adam_args *a, float d, float omd, ot_step_dyn *out);
 
 /* torch.cuda.amp.GradScaler's state, in backend memory (train/amp.h). */
 typedef struct ot_amp_state {

@@ -29,6 +29,10 @@ typedef struct ot_yolo_loss_layer_args {
     float *dp;                 /* d loss / d p, same shape, zeroed; NULL: no gradient */
     int ny, nx;
     int n;                     /* matched targets (rows of the tables below) */
+    const int32_t *count;      /* device kernels: n in backend memory, read when they run (a CUDA graph replays them
+                                * with each batch's counts); NULL: n. The CPU reads n. */
+    int cap;                   /* device kernels: the rows their grids cover (>= every count they will read; 0: n).
+                                * A target's block does not depend on it, so neither do the bits */
     const int32_t *b, *a, *gj, *gi, *c; /* n each: image, anchor, cell row, cell column, class */
     const float *tbox;         /* n x 4: gxy - gij, gwh (grid units) */
     const float *anc;          /* n x 2: the anchor's wh (grid units) */

@@ -160,25 +160,38 @@ START_TEST(t_replay_amp) { replay_equals_plain(1); }
 END_TEST
 
 /* `train` on the executor: its CUDA graphs (the default) against ONNXT_CUDA_GRAPH=0, 2 epochs of 5 batches
- * (the step's graphs captured at the second batch and replayed after): the same losses and last.ckpt bit for
- * bit, and the run says the graphs were captured. */
-START_TEST(t_trainer_graphs_equal_plain) {
+ * (the whole step captured once warm and replayed after; the warmup's accumulation steps at some batches and
+ * not at others, so both graphs replay): the same losses and last.ckpt bit for bit, and the run says the graphs
+ * were captured. extra: more train flags and environment (AMP with Adam and a planted overflow, whose step
+ * runs plain between replays: iteration 7 steps in the warmup). */
+static void trainer_graphs_equal_plain(const char *tag, const char *env, const char *flags) {
     char W[1024];
     snprintf(W, sizeof W, "%s", tu_work());
     tu_dp_data(W, 20);
     for (int g = 0; g <= 1; g++)
-        tu_sh("rm -rf '%s/runs/g%d' '%s/g%d.log' && OMP_NUM_THREADS=1 ONNXT_CUDA_GRAPH=%d ONNXT_LOSS_LOG='%s/g%d.log' '%s' train "
+        tu_sh("rm -rf '%s/runs/%s%d' '%s/%s%d.log' && OMP_NUM_THREADS=1 %s ONNXT_CUDA_GRAPH=%d ONNXT_LOSS_LOG='%s/%s%d.log' '%s' train "
               "--data '%s/d/data.yaml' --hyp '%s/hyp.yaml' --model yolov5n --img 64 --epochs 2 --batch-size 4 --workers 1 --noplots "
-              "--exist-ok --noautoanchor --device 0 --project '%s/runs' --name g%d > '%s/g%d.out'",
-              W, g, W, g, g, W, g, OT_CLI_EMU, W, W, W, g, W, g);
-    char a[1300], b[1300];
-    snprintf(a, sizeof a, "%s/g0.log", W);
-    snprintf(b, sizeof b, "%s/g1.log", W);
+              "--exist-ok --noautoanchor --device 0 %s --project '%s/runs' --name %s%d > '%s/%s%d.out'",
+              W, tag, g, W, tag, g, env, g, W, tag, g, OT_CLI_EMU, W, W, flags, W, tag, g, W, tag, g);
+    char a[1300], b[1300], n0[64], n1[64];
+    snprintf(a, sizeof a, "%s/%s0.log", W, tag);
+    snprintf(b, sizeof b, "%s/%s1.log", W, tag);
+    snprintf(n0, sizeof n0, "%s0", tag);
+    snprintf(n1, sizeof n1, "%s1", tag);
     ck_assert(tu_loss_diff(a, b, -1, 3 * 10) == 0);
-    ck_assert(tu_runs_weight_diff(W, "g0", "g1", 1, 7) == 0);
+    ck_assert(tu_runs_weight_diff(W, n0, n1, 1, 7) == 0);
     char cmd[1400];
-    snprintf(cmd, sizeof cmd, "grep -q 'CUDA graphs: the step' '%s/g1.out' && ! grep -q 'CUDA graphs' '%s/g0.out'", W, W);
+    snprintf(cmd, sizeof cmd, "grep -q 'CUDA graphs: the whole step' '%s/%s1.out' && ! grep -q 'CUDA graphs' '%s/%s0.out'", W, tag, W, tag);
     ck_assert_msg(system(cmd) == 0, "the graph run should say it captured, the plain one not");
+}
+
+START_TEST(t_trainer_graphs_equal_plain) { trainer_graphs_equal_plain("g", "", ""); }
+END_TEST
+START_TEST(t_trainer_graphs_amp_adam) {
+    trainer_graphs_equal_plain("a", "ONNXT_TEST_AMP_INF=7", "--amp fp16 --optimizer AdamW");
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "grep -q 'optimizer step skipped' '%s/a1.out'", tu_work());
+    ck_assert_msg(system(cmd) == 0, "the planted overflow should skip a step in the graph run");
 }
 END_TEST
 
@@ -204,6 +217,7 @@ int main(void) {
     tcase_add_test(t, t_replay_fp32);
     tcase_add_test(t, t_replay_amp);
     tcase_add_test(t, t_trainer_graphs_equal_plain);
+    tcase_add_test(t, t_trainer_graphs_amp_adam);
     tcase_add_test_raise_signal(t, t_download_in_capture_dies, SIGABRT);
     tcase_add_test_raise_signal(t, t_sync_in_capture_dies, SIGABRT);
     suite_add_tcase(s, t);

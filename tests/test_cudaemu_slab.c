@@ -82,8 +82,9 @@ static void assert_bits_segs(const char *what, const float *dev, const float *cp
     free(b);
 }
 
-/* The optimizer + EMA sequence, 3 steps, on both sides. adam: 0 SGD, 1 Adam, 2 AdamW. */
-static void run_steps(int adam, float max_norm, uint64_t seed) {
+/* The optimizer + EMA sequence, 3 steps, on both sides. adam: 0 SGD, 1 Adam, 2 AdamW. dyn: the device reads the
+ * per-step values from device memory (as a step replayed from a CUDA graph does), its by-value ones garbled. */
+static void run_steps(int adam, float max_norm, uint64_t seed, bool dyn) {
     layout L = make_layout(120, seed);
     const int64_t n = L.floats;
     const size_t nb = sizeof(float) * (size_t)n;
@@ -96,6 +97,7 @@ static void run_steps(int adam, float max_norm, uint64_t seed) {
     float *cclip = dev_from(NULL, 2 * sizeof(float)), *dclip = dev_from(NULL, 2 * sizeof(float));
     ot_slab_seg *cseg = dev_from(L.step, sizeof(ot_slab_seg) * (size_t)L.n_step);
     ot_slab_seg *dseg = dev_from(L.all, sizeof(ot_slab_seg) * (size_t)L.n_all);
+    ot_step_dyn *ddyn = dev_from(NULL, sizeof(ot_step_dyn));
     for (int step = 1; step <= 3; step++) {
         float *g0 = rand_vec(n, step == 2 ? 30.0f : 0.5f, seed + 10 + (uint64_t)step); /* step 2 clips */
         float *cg = dev_from(g0, nb), *dg = dev_from(g0, nb);
@@ -112,11 +114,27 @@ static void run_steps(int adam, float max_norm, uint64_t seed) {
         if (adam == 0) {
             ot_sgd_args a = {.lr = {0.01f, 0.02f, 0.005f}, .momentum = {0.937f, 0.9f, 0.8f}, .weight_decay = {0.0f, 5e-4f, 1e-3f}, .first = step == 1};
             K->sgd(ot_backend_cpu_guard(), cseg, L.n_step, cp, cg, cm, &a);
+            if (dyn) {
+                ot_step_dyn v;
+                ot_step_dyn_sgd(&a, ed, eomd, &v);
+                ot_be_upload(G, ddyn, &v, sizeof v);
+                a = (ot_sgd_args){.lr = {1, 1, 1}, .momentum = {0.5f, 0.5f, 0.5f}, .first = step != 1, .dyn = ddyn};
+                x.ema_d = x.ema_omd = 0.5f;
+            }
             ot_cuda_sgd(dseg, L.n_all, dp, dg, dm, &a, &x, NULL);
         } else {
             ot_adam_args a = {.lr = {0.001f, 0.002f, 0.0005f}, .beta1 = {0.937f, 0.9f, 0.8f}, .weight_decay = {0.0f, 5e-4f, 1e-2f},
                               .beta2 = 0.999f, .eps = 1e-8f, .step = step, .decoupled = adam == 2};
             K->adam(ot_backend_cpu_guard(), cseg, L.n_step, cp, cg, cm, cv, &a);
+            if (dyn) {
+                ot_step_dyn v;
+                ot_step_dyn_adam(&a, ed, eomd, &v);
+                ot_be_upload(G, ddyn, &v, sizeof v);
+                for (int k = 0; k < 3; k++) a.lr[k] = a.beta1[k] = a.weight_decay[k] = 0.5f;
+                a.step = 7;
+                a.dyn = ddyn;
+                x.ema_d = x.ema_omd = 0.5f;
+            }
             ot_cuda_adam(dseg, L.n_all, dp, dg, dm, dv, &a, &x, NULL);
         }
         K->ema(ot_backend_cpu_guard(), ce, cp, n, ed, eomd);
@@ -134,16 +152,17 @@ static void run_steps(int adam, float max_norm, uint64_t seed) {
     for (size_t i = 0; i < sizeof fs / sizeof *fs; i++) ot_be_free(G, fs[i]);
     ot_be_free(G, cseg);
     ot_be_free(G, dseg);
+    ot_be_free(G, ddyn);
     free(p0);
     free(L.all);
     free(L.step);
 }
 
-START_TEST(sgd_ema_bits) { run_steps(0, 10.0f, 11); }
+START_TEST(sgd_ema_bits) { run_steps(0, 10.0f, 11, false); run_steps(0, 10.0f, 11, true); }
 END_TEST
-START_TEST(adam_ema_bits) { run_steps(1, 10.0f, 12); }
+START_TEST(adam_ema_bits) { run_steps(1, 10.0f, 12, false); run_steps(1, 10.0f, 12, true); }
 END_TEST
-START_TEST(adamw_ema_bits) { run_steps(2, 10.0f, 13); }
+START_TEST(adamw_ema_bits) { run_steps(2, 10.0f, 13, false); run_steps(2, 10.0f, 13, true); }
 END_TEST
 
 /* without extras: no clip, no EMA (the plain step) */

@@ -203,7 +203,7 @@ else
         A='train --model yolov5n --img 64 --epochs 1 --batch-size 32 --workers 2 --noplots --exist-ok --noval --data $GT/syn/data.yaml --project $GT/runs --device 0' &&
         ONNXT_CUDA_GRAPH=0 ONNXT_LOSS_LOG='$GT/plain.log' '$CLI' \$A --amp off --name plain &&
         ONNXT_LOSS_LOG='$GT/graphs.log' '$CLI' \$A --amp off --name graphs | tee '$GT/graphs.out' &&
-        grep -q 'CUDA graphs: the step' '$GT/graphs.out' && cmp '$GT/plain.log' '$GT/graphs.log' && echo 'CUDA graphs: same losses as plain launches' &&
+        grep -q 'CUDA graphs: the whole step' '$GT/graphs.out' && cmp '$GT/plain.log' '$GT/graphs.log' && echo 'CUDA graphs: same losses as plain launches' &&
         ONNXT_LOSS_LOG='$GT/fp16.log' '$CLI' \$A --amp fp16 --name fp16 &&
         ONNXT_LOSS_LOG='$GT/bf16.log' '$CLI' \$A --amp bf16 --name bf16 &&
         for m in plain fp16 bf16; do echo \"\$m: first \$(head -1 $GT/\$m.log) last \$(tail -1 $GT/\$m.log)\"; done &&

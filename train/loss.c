@@ -27,21 +27,27 @@ typedef struct ot_yolo_targets {
     int32_t *b, *a, *gj, *gi, *c; /* image, anchor, cell row, cell column, class */
     float *tbox;                  /* 4 a row: gxy - gij, gwh (grid units) */
     float *anc;                   /* 2 a row: the anchor's wh (grid units) */
+    int32_t *count;               /* OT_MAX_HEADS after the columns: n[l] again, for the device kernels */
 } ot_yolo_targets;
 
-/* The columns in one block of cap rows: 5 int32, tbox (4 floats), anc (2), and
- * on the backend tobj (1) and the device kernels' link scratch (1) after them. */
+/* The columns in one block of cap rows: 5 int32, tbox (4 floats), anc (2), then the OT_MAX_HEADS counts; on the
+ * backend tobj (1) and the device kernels' link scratch (1) follow. Head l owns rows [l * cap / nl, ...): the
+ * tables' addresses do not depend on the batch, so a CUDA graph can replay the loss with the next batch's
+ * tables, uploaded by the graph in one copy from the page-locked host block. */
 enum { COLS_HOST = 11, COLS_BE = 13 };
+#define WORDS_HOST(cap) (COLS_HOST * (cap) + OT_MAX_HEADS)
 
 struct ot_yolo_loss {
     ot_backend *be;
-    size_t cap;          /* rows of the tables */
-    void *host;          /* COLS_HOST * cap words: the host tables, in the backend's staging memory (page-locked on a
+    size_t cap;          /* rows of the tables (a multiple of the heads) */
+    int nl;              /* heads the tables are split for */
+    void *host;          /* WORDS_HOST(cap) words: the host tables, in the backend's staging memory (page-locked on a
                           * GPU, so their uploads are asynchronous: they are rewritten only after the step's items
                           * were read) */
-    void *dev;           /* COLS_BE * cap words: the same on the backend, plus tobj */
+    void *dev;           /* the same on the backend, then tobj and link (cap words each) */
     int32_t *last;       /* backend: per objectness cell, the last target that writes it; -1 between calls */
     int64_t last_cap;
+    unsigned generation; /* + 1 whenever dev or last move */
     double *acc;         /* backend: 3 sums per head, the 4 items, then OT_YOLO_LOSS_PARTS scratch */
 };
 
@@ -66,6 +72,7 @@ void ot_yolo_loss_destroy(ot_yolo_loss *L) {
 
 static void targets_view(void *base, size_t cap, ot_yolo_targets *t) {
     int32_t *i = base;
+    t->count = i + COLS_HOST * cap;
     t->b = i;
     t->a = i + cap;
     t->gj = i + 2 * cap;
@@ -144,8 +151,10 @@ static void build_layer(const ot_yolo_loss_cfg *cfg, int l, int ny, int nx, cons
     T->n[l] = (int)(n - T->off[l]);
 }
 
-ot_status ot_yolo_loss_prepare(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, const float *const *p, const ot_shape *shapes,
-                               const float *targets, int nt, float *const *dp, ot_yolo_loss_args *out, ot_error *err) {
+/* Checks, capacity (grown with room: a captured graph holds the tables' addresses) and build_targets into the
+ * host tables. */
+ot_status ot_yolo_loss_stage(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, const ot_shape *shapes, const float *targets, int nt,
+                             ot_error *err) {
     ot_backend *be = L->be;
     const int nl = cfg->nl, na = cfg->na, nc = cfg->nc, no = nc + 5;
     if (nl < 1 || nl > OT_MAX_HEADS) return ot_fail(err, OT_ERR_INVALID, "loss: %d heads (1 to %d)", nl, OT_MAX_HEADS);
@@ -163,16 +172,16 @@ ot_status ot_yolo_loss_prepare(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, con
             return ot_fail(err, OT_ERR_INVALID, "loss: target %d has image %g / class %g outside the batch (%d) or classes (%d)", t,
                            (double)r[0], (double)r[1], bs, nc);
     }
-    /* scratch: each head matches at most 5 * na rows per target */
-    size_t need = (size_t)nt * (size_t)na * 5 * (size_t)nl;
-    if (need > L->cap || !L->host) {
-        size_t cap = need > L->cap ? need : L->cap;
-        void *h = ot_be_host_alloc(be, sizeof(int32_t) * COLS_HOST * (cap ? cap : 1));
-        void *d = ot_be_alloc(be, sizeof(int32_t) * COLS_BE * (cap ? cap : 1));
+    /* scratch: each head matches at most 5 * na rows per target; room for twice the targets when it grows */
+    size_t per_head = (size_t)nt * (size_t)na * 5;
+    if (per_head * (size_t)nl > L->cap || nl != L->nl || !L->host) {
+        size_t cap = (per_head > L->cap / (size_t)nl ? 2 * per_head : L->cap / (size_t)nl) * (size_t)nl;
+        void *h = ot_be_host_alloc(be, sizeof(int32_t) * WORDS_HOST(cap));
+        void *d = ot_be_alloc(be, sizeof(int32_t) * (WORDS_HOST(cap) + 2 * cap));
         if (!h || !d) {
             ot_be_host_free(be, h);
             ot_be_free(be, d);
-            return ot_fail(err, OT_ERR_NOMEM, "out of memory for %zu loss targets", need);
+            return ot_fail(err, OT_ERR_NOMEM, "out of memory for %zu loss targets", per_head * (size_t)nl);
         }
         ot_be_sync(be); /* the old tables may still be in use by queued work */
         ot_be_host_free(be, L->host);
@@ -180,6 +189,8 @@ ot_status ot_yolo_loss_prepare(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, con
         L->host = h;
         L->dev = d;
         L->cap = cap;
+        L->nl = nl;
+        L->generation++;
     }
     if (nobj_max > L->last_cap) {
         int32_t *last = ot_be_alloc(be, sizeof(int32_t) * (size_t)nobj_max);
@@ -188,33 +199,41 @@ ot_status ot_yolo_loss_prepare(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, con
         ot_be_free(be, L->last);
         L->last = last;
         L->last_cap = nobj_max;
+        L->generation++;
     }
-    /* build_targets on the host, one upload per column */
-    ot_yolo_targets T, D;
+    ot_yolo_targets T;
     targets_view(L->host, L->cap, &T);
-    targets_view(L->dev, L->cap, &D);
-    float *tobj = (float *)((int32_t *)L->dev + COLS_HOST * L->cap);
-    int32_t *link = (int32_t *)L->dev + (COLS_HOST + 1) * L->cap;
-    size_t rows = 0;
+    for (int l = 0; l < OT_MAX_HEADS; l++) T.count[l] = 0;
     for (int l = 0; l < nl; l++) {
-        T.off[l] = rows;
+        T.off[l] = (size_t)l * (L->cap / (size_t)nl);
         build_layer(cfg, l, (int)shapes[l].d[2], (int)shapes[l].d[3], targets, nt, &T);
-        rows += (size_t)T.n[l];
+        T.count[l] = T.n[l];
     }
-    ot_be_upload(be, D.b, T.b, sizeof(int32_t) * rows);
-    ot_be_upload(be, D.a, T.a, sizeof(int32_t) * rows);
-    ot_be_upload(be, D.gj, T.gj, sizeof(int32_t) * rows);
-    ot_be_upload(be, D.gi, T.gi, sizeof(int32_t) * rows);
-    ot_be_upload(be, D.c, T.c, sizeof(int32_t) * rows);
-    ot_be_upload(be, D.tbox, T.tbox, sizeof(float) * 4 * rows);
-    ot_be_upload(be, D.anc, T.anc, sizeof(float) * 2 * rows);
+    return OT_OK;
+}
+
+unsigned ot_yolo_loss_generation(const ot_yolo_loss *L) { return L->generation; }
+
+/* The device half of prepare after a stage: the staged tables uploaded, every dp zeroed, the arguments. */
+static void device_args(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, const float *const *p, const ot_shape *shapes,
+                        float *const *dp, ot_yolo_loss_args *out) {
+    ot_backend *be = L->be;
+    const int nl = cfg->nl, bs = (int)shapes[0].d[0];
+    const size_t per_head = L->cap / (size_t)nl;
+    /* the tables and counts in one upload of the whole block (a fixed size: graphs replay it) */
+    ot_be_upload(be, L->dev, L->host, sizeof(int32_t) * WORDS_HOST(L->cap));
+    ot_yolo_targets D;
+    targets_view(L->dev, L->cap, &D);
+    const int32_t *hcount = (const int32_t *)L->host + COLS_HOST * L->cap;
+    float *tobj = (float *)((int32_t *)L->dev + WORDS_HOST(L->cap));
+    int32_t *link = (int32_t *)L->dev + WORDS_HOST(L->cap) + L->cap;
     /* the kernels' arguments */
     ot_yolo_loss_args A;
     memset(&A, 0, sizeof A);
     A.nl = nl;
     A.bs = bs;
-    A.na = na;
-    A.nc = nc;
+    A.na = cfg->na;
+    A.nc = cfg->nc;
     A.box = cfg->box;
     A.obj = cfg->obj;
     A.cls = cfg->cls;
@@ -226,12 +245,14 @@ ot_status ot_yolo_loss_prepare(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, con
     A.part = A.items + 4;
     for (int l = 0; l < nl; l++) {
         ot_yolo_loss_layer_args *la = &A.layer[l];
-        size_t o = T.off[l];
+        size_t o = (size_t)l * per_head;
         la->p = p[l];
         la->dp = dp ? dp[l] : NULL;
         la->ny = (int)shapes[l].d[2];
         la->nx = (int)shapes[l].d[3];
-        la->n = T.n[l];
+        la->n = hcount[l];
+        la->count = D.count + l;
+        la->cap = (int)per_head;
         la->b = D.b + o;
         la->a = D.a + o;
         la->gj = D.gj + o;
@@ -247,24 +268,39 @@ ot_status ot_yolo_loss_prepare(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, con
         if (la->dp) ot_be_memset(be, la->dp, 0, sizeof(float) * (size_t)ot_numel(&shapes[l]));
     }
     *out = A;
+}
+
+ot_status ot_yolo_loss_prepare(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, const float *const *p, const ot_shape *shapes,
+                               const float *targets, int nt, float *const *dp, ot_yolo_loss_args *out, ot_error *err) {
+    OT_TRY(ot_yolo_loss_stage(L, cfg, shapes, targets, nt, err));
+    device_args(L, cfg, p, shapes, dp, out);
     return OT_OK;
 }
 
-ot_status ot_yolo_loss_compute(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, const float *const *p, const ot_shape *shapes,
-                               const float *targets, int nt, float *const *dp, ot_loss_items *items, ot_error *err) {
+ot_status ot_yolo_loss_run(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, const float *const *p, const ot_shape *shapes,
+                           float *const *dp, ot_error *err) {
     ot_backend *be = L->be;
     const ot_yolo_loss_kernels *K = ot_yolo_loss_kernels_for(be->kind);
     if (!K) return ot_fail(err, OT_ERR_UNSUPPORTED, "loss: no loss kernels for device %s in this build", be->name);
+    if (!L->host || L->nl != cfg->nl) return ot_fail(err, OT_ERR_INTERNAL, "loss: run before a stage");
     ot_yolo_loss_args A;
-    OT_TRY(ot_yolo_loss_prepare(L, cfg, p, shapes, targets, nt, dp, &A, err));
-    const int nl = A.nl;
+    device_args(L, cfg, p, shapes, dp, &A);
     ot_be_enter(be);
-    for (int l = 0; l < nl; l++) {
+    for (int l = 0; l < A.nl; l++) {
         K->targets(be, &A, l);
         K->objectness(be, &A, l);
     }
     K->items(be, &A);
     ot_be_leave(be);
+    return OT_OK;
+}
+
+ot_status ot_yolo_loss_compute(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, const float *const *p, const ot_shape *shapes,
+                               const float *targets, int nt, float *const *dp, ot_loss_items *items, ot_error *err) {
+    if (!ot_yolo_loss_kernels_for(L->be->kind))
+        return ot_fail(err, OT_ERR_UNSUPPORTED, "loss: no loss kernels for device %s in this build", L->be->name);
+    OT_TRY(ot_yolo_loss_stage(L, cfg, shapes, targets, nt, err));
+    OT_TRY(ot_yolo_loss_run(L, cfg, p, shapes, dp, err));
     if (items) ot_yolo_loss_items(L, items);
     return OT_OK;
 }

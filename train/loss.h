@@ -52,5 +52,16 @@ void ot_yolo_loss_items(ot_yolo_loss *L, ot_loss_items *items);
  * the CUDA loss kernels on tables built exactly as training builds them). */
 ot_status ot_yolo_loss_prepare(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, const float *const *p, const ot_shape *shapes,
                                const float *targets, int nt, float *const *dp, ot_yolo_loss_args *A, ot_error *err);
+/* The host part of ot_yolo_loss_prepare alone (checks, build_targets into the page-locked host tables), for a
+ * step whose device part (the upload of the tables, the kernels) replays from a CUDA graph captured from an
+ * ot_yolo_loss_compute of the same shapes. The graph is stale when ot_yolo_loss_generation changed since its
+ * capture: the tables moved (they grow with the number of targets, by twice at a time). */
+ot_status ot_yolo_loss_stage(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, const ot_shape *shapes, const float *targets, int nt,
+                             ot_error *err);
+unsigned ot_yolo_loss_generation(const ot_yolo_loss *L);
+/* The device half of ot_yolo_loss_compute after an ot_yolo_loss_stage of the same shapes: the tables' upload, the
+ * dp zeroed, the kernels (no host work that depends on the batch: what a graph captures). */
+ot_status ot_yolo_loss_run(ot_yolo_loss *L, const ot_yolo_loss_cfg *cfg, const float *const *p, const ot_shape *shapes,
+                           float *const *dp, ot_error *err);
 
 #endif

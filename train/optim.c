@@ -12,6 +12,7 @@ void ot_optimizer_destroy(ot_optimizer *o) {
     ot_backend *be = o->ag->be;
     free(o->var); free(o->group);
     ot_be_free(be, o->m1); ot_be_free(be, o->m2); ot_be_free(be, o->seg); ot_be_free(be, o->clip); ot_be_free(be, o->clip_scratch); ot_be_free(be, o->seg_ema);
+    ot_be_free(be, o->dyn_dev); ot_be_host_free(be, o->dyn_host);
     free(o);
 }
 
@@ -154,17 +155,33 @@ static ot_adam_args adam_args(const ot_optimizer *o) {
     return a;
 }
 
-/* The fused launch: seg/nseg the stepped table (ema NULL) or seg_ema (the whole slab). */
+/* ot_optimizer_use_graphs: the per-step values of the step with these arguments into the host buffer. */
+static void dyn_fill(ot_optimizer *o, float d, float omd) {
+    if (!o->dyn_host) return;
+    if (o->kind == OT_OPT_SGD) {
+        ot_sgd_args a = sgd_args(o);
+        ot_step_dyn_sgd(&a, d, omd, o->dyn_host);
+    } else {
+        ot_adam_args a = adam_args(o);
+        ot_step_dyn_adam(&a, d, omd, o->dyn_host);
+    }
+}
+
+/* The fused launch: seg/nseg the stepped table (ema NULL) or seg_ema (the whole slab); with
+ * ot_optimizer_use_graphs the per-step values (dyn_fill's) uploaded first and read by the kernel from there. */
 static void step_fused(ot_optimizer *o, const ot_slab_seg *seg, int nseg, float *ema, float d, float omd) {
     ot_autograd *ag = o->ag;
     const float *clip = o->clip_pending ? o->clip : NULL;
     o->clip_pending = false;
+    if (o->dyn_host) ot_be_upload(ag->be, o->dyn_dev, o->dyn_host, sizeof *o->dyn_host);
     if (o->kind == OT_OPT_SGD) {
         ot_sgd_args a = sgd_args(o);
+        a.dyn = o->dyn_dev;
         if (o->amp) o->k->sgd_fused_amp(ag->be, seg, nseg, ag->slab, ag->grad_slab, o->m1, &a, clip, ema, d, omd, o->amp);
         else o->k->sgd_fused(ag->be, seg, nseg, ag->slab, ag->grad_slab, o->m1, &a, clip, ema, d, omd);
     } else {
         ot_adam_args a = adam_args(o);
+        a.dyn = o->dyn_dev;
         if (o->amp)
             o->k->adam_fused_amp(ag->be, seg, nseg, ag->slab, ag->grad_slab, o->m1, o->m2, &a, clip, ema, d, omd, o->amp);
         else o->k->adam_fused(ag->be, seg, nseg, ag->slab, ag->grad_slab, o->m1, o->m2, &a, clip, ema, d, omd);
@@ -177,6 +194,7 @@ void ot_optimizer_step(ot_optimizer *o) {
     o->steps++;
     ot_be_enter(ag->be);
     if (fused(o)) {
+        dyn_fill(o, 0.0f, 0.0f);
         step_fused(o, o->seg, o->n, NULL, 0.0f, 0.0f);
     } else if (o->kind == OT_OPT_SGD) {
         ot_sgd_args a = sgd_args(o);
@@ -207,9 +225,31 @@ void ot_optimizer_step_ema(ot_optimizer *o, ot_ema *ema) {
     o->steps++;
     float d, omd;
     ema_next(ema, &d, &omd);
+    dyn_fill(o, d, omd);
     ot_be_enter(ag->be);
     step_fused(o, o->seg_ema, o->n_seg_ema, ema->slab, d, omd);
     ot_be_leave(ag->be);
+}
+
+ot_status ot_optimizer_use_graphs(ot_optimizer *o, ot_error *err) {
+    if (!fused(o) || o->dyn_host) return OT_OK;
+    ot_backend *be = o->ag->be;
+    o->dyn_host = ot_be_host_alloc(be, sizeof *o->dyn_host);
+    o->dyn_dev = ot_be_alloc(be, sizeof *o->dyn_dev);
+    if (!o->dyn_host || !o->dyn_dev) {
+        ot_be_host_free(be, o->dyn_host); ot_be_free(be, o->dyn_dev);
+        o->dyn_host = NULL; o->dyn_dev = NULL;
+        return ot_fail(err, OT_ERR_NOMEM, "%s: out of memory for the optimizer's per-step values", be->name);
+    }
+    return OT_OK;
+}
+
+void ot_optimizer_step_ema_host(ot_optimizer *o, ot_ema *ema) {
+    o->steps++;
+    float d = 0.0f, omd = 0.0f;
+    if (ema) ema_next(ema, &d, &omd);
+    dyn_fill(o, d, omd);
+    o->clip_pending = false;
 }
 
 void ot_optimizer_set_amp(ot_optimizer *o, const ot_amp_state *amp) { o->amp = amp; }

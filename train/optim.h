@@ -32,6 +32,8 @@ typedef struct ot_optimizer {
     int n_seg_ema;
     long steps;             /* optimizer steps taken */
     const ot_amp_state *amp; /* --amp fp16: GradScaler's device state; the fused step skips on its found_inf */
+    ot_step_dyn *dyn_host;  /* ot_optimizer_use_graphs: the fused step's per-step values, page-locked host memory, */
+    ot_step_dyn *dyn_dev;   /* uploaded into backend memory by the step itself (so a CUDA graph replays the upload) */
     double lr[OT_NGROUPS], initial_lr[OT_NGROUPS], momentum[OT_NGROUPS], weight_decay[OT_NGROUPS];
     double beta2, eps;
 } ot_optimizer;
@@ -77,6 +79,16 @@ void ot_optimizer_step_ema(ot_optimizer *o, ot_ema *ema);
  * set (p and the optimizer state unchanged, the EMA still updated, as train.py's scaler.step then ema.update);
  * NULL: never skip. Needs a device with fused kernels. */
 void ot_optimizer_set_amp(ot_optimizer *o, const ot_amp_state *amp);
+/* Make the fused step replayable from a CUDA graph: its per-step values (learning rates, momentum, first step,
+ * bias corrections, EMA decay) go from page-locked host memory through an upload queued with the step into
+ * backend memory that the kernel reads, instead of kernel arguments. Same bits. A step's host memory is
+ * rewritten by the next step: call it only where each step completes before the next is queued (the trainer
+ * waits for each step's loss). Devices without fused kernels: nothing to do. */
+ot_status ot_optimizer_use_graphs(ot_optimizer *o, ot_error *err);
+/* The host half of ot_optimizer_step_ema for a step whose device half replays from a graph captured from an
+ * earlier ot_optimizer_step_ema (after ot_optimizer_use_graphs, with the same clip and EMA): the step count, the
+ * EMA's update count and the per-step values the replayed upload will read. */
+void ot_optimizer_step_ema_host(ot_optimizer *o, ot_ema *ema);
 /* The step just taken was skipped (read from the scaler after it): the step count goes back, so SGD's first
  * step and Adam's bias corrections count the steps taken, as torch.optim's state does. */
 void ot_optimizer_unstep(ot_optimizer *o);

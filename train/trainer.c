@@ -132,10 +132,14 @@ typedef struct run {
     struct grad_buckets *gb;  /* ranks > 1 on a device with a collective (CUDA): the gradient buckets */
     const struct ot_allreduce_kernels *comm_k; /* and their communicator (also SyncBatchNorm's), made once */
     struct {                  /* CUDA graphs of the full-batch plan's steps (step_graphs_usable) */
-        ot_be_graph *fwd[2];  /* staging buffer k copied into the plan's input, and the forward */
-        ot_be_graph *bwd;     /* the backward */
-        bool warm, failed;    /* one plain step has run; a capture failed (plain launches from then on) */
+        ot_be_graph *pass[2]; /* staging buffer k copied into the plan's input, forward, loss, backward */
+        ot_be_graph *step;    /* unscale, clip, optimizer step with the EMA, GradScaler update, gradients zeroed */
+        bool warm, step_warm; /* a plain pass / a plain optimizer step has run (lazy allocations done) */
+        bool failed, told;    /* a capture failed (plain launches from then on); the capture was announced */
+        unsigned loss_gen;    /* the loss tables' generation the graphs were captured with */
     } gr;
+    const ot_batch *cur;      /* the batch of the step being queued (step_pass) and its iteration */
+    long cur_ni;
     ot_amp_mode amp;          /* --amp, resolved for the device */
     bool amp_from_ckpt;       /* --resume without --amp: the checkpoint's mode */
     ot_scaler *scaler;        /* fp16: GradScaler */
@@ -203,9 +207,9 @@ static void grad_buckets_free(struct grad_buckets *gb);
 
 /* The step's CUDA graphs freed (before the memory they address is). */
 static void graphs_drop(run *r) {
-    for (int k = 0; k < 2; k++) { ot_be_graph_free(r->be, r->gr.fwd[k]); r->gr.fwd[k] = NULL; }
-    ot_be_graph_free(r->be, r->gr.bwd);
-    r->gr.bwd = NULL;
+    for (int k = 0; k < 2; k++) { ot_be_graph_free(r->be, r->gr.pass[k]); r->gr.pass[k] = NULL; }
+    ot_be_graph_free(r->be, r->gr.step);
+    r->gr.step = NULL;
 }
 
 static void run_free(run *r) {
@@ -1093,27 +1097,34 @@ static void stage_release(run *r) {
 }
 
 /* ---- CUDA graphs (issue 16) ----
- * The full-batch plan's forward (with the copy of staging buffer k into its input; one graph per buffer) and
- * its backward, captured at the second such step and replayed from then on: the launch overhead of a step's
- * hundreds of small kernels becomes two graph launches. The loss (its target tables change with every batch),
- * GradScaler and the optimizer (its learning rate and EMA decay change each step) stay plain launches between
- * them. Plain launches throughout for other shapes (the last short batch, --rect: the alternate plan), with
- * data-parallel ranks (the bucketed all-reduce and SyncBatchNorm call collectives from the host), on devices
- * without graphs, with ONNXT_CUDA_GRAPH=0, and after a capture failed. Replays equal plain launches bit for
- * bit (tests/test_cudaemu_graph.c, tests/test_cudaemu_train.c). */
-static bool step_graphs_usable(const run *r, const ot_autograd *ag) {
+ * The whole step of the full-batch plan as two graphs, captured once warm and replayed from then on: the pass
+ * (staging buffer k copied into the plan's input, forward, loss, GradScaler's scale, backward; one graph per
+ * staging buffer) and the optimizer step (unscale, clip_grad_norm, the fused optimizer step with the EMA,
+ * GradScaler's update, the gradients zeroed; only on the batches that step). Before a replay the host does
+ * what changes per batch and cannot be a kernel argument: build_targets into the loss's page-locked tables
+ * (ot_yolo_loss_stage; the graph uploads them and its kernels read the counts from device memory) and the
+ * optimizer's per-step values (ot_optimizer_step_ema_host: learning rates, momentum, bias corrections, the EMA
+ * decay; uploaded by the graph the same way). The launch overhead of a step's hundreds of small kernels
+ * becomes two graph launches. Plain launches for other shapes (the last short batch, --rect: the alternate
+ * plan), with data-parallel ranks (the bucketed all-reduce and SyncBatchNorm call collectives from the host),
+ * on the step of a planted overflow (ONNXT_TEST_AMP_INF), on devices without graphs, with ONNXT_CUDA_GRAPH=0,
+ * and after a capture failed; captured again when the loss tables or staging buffers move. Replays equal
+ * plain launches bit for bit (tests/test_cudaemu_graph.c). */
+static bool step_graphs_usable(const run *r, const ot_autograd *ag, long ni) {
     return ot_config_get()->cuda_graph && staged_input(r) && ag == r->ag && r->world <= 1 && !device_allreduce(r) &&
-           !r->gr.failed && r->be->v->graph_begin;
+           !r->gr.failed && r->be->v->graph_begin && ni != r->test.amp_inf;
 }
 
-/* fn(ag) run plain, replayed from *slot, or captured into *slot (once warm) and then replayed. */
-static ot_status graph_run(run *r, ot_autograd *ag, ot_be_graph **slot, bool usable,
-                           ot_status (*fn)(run *, ot_autograd *, ot_error *), ot_error *err) {
+/* fn(ag) run plain (warm false: capture not yet), replayed from *slot (replay_host first: the host half of a
+ * replayed step), or captured into *slot and then replayed. */
+static ot_status graph_run(run *r, ot_autograd *ag, ot_be_graph **slot, bool usable, bool warm,
+                           ot_status (*fn)(run *, ot_autograd *, ot_error *), void (*replay_host)(run *), ot_error *err) {
     if (usable && *slot) {
+        if (replay_host) replay_host(r);
         ot_be_graph_launch(r->be, *slot);
         return OT_OK;
     }
-    bool cap = usable && r->gr.warm && ot_be_graph_begin(r->be);
+    bool cap = usable && warm && ot_be_graph_begin(r->be);
     ot_status st = fn(r, ag, err);
     if (!cap) return st;
     ot_be_graph *g = ot_be_graph_end(r->be);
@@ -1124,63 +1135,87 @@ static ot_status graph_run(run *r, ot_autograd *ag, ot_be_graph **slot, bool usa
         return fn(r, ag, err);
     }
     *slot = g;
-    if (!r->o.quiet && slot == &r->gr.bwd)
-        printf("CUDA graphs: the step's forward and backward captured on %s, replayed from the next step\n", r->be->name);
     ot_be_graph_launch(r->be, g);
     return OT_OK;
 }
 
-static ot_status fwd_staged(run *r, ot_autograd *ag, ot_error *err) {
-    const ot_shape *in = &ag->p->shape[r->g->inputs[0]];
-    ot_be_copy(r->be, ot_autograd_data(ag, r->g->inputs[0]), r->stage[r->stage_k], sizeof(float) * (size_t)ot_numel(in));
-    return ot_autograd_forward(ag, NULL, err);
-}
-static ot_status bwd_plain(run *r, ot_autograd *ag, ot_error *err) { (void)r; return ot_autograd_backward(ag, err); }
-
-/* One batch (iteration ni of the run), queued without a host synchronisation: warmup, forward, loss, backward;
- * once the batches to accumulate have gathered since the last step: frozen gradients zeroed, gradients summed
- * over the ranks, clipped to norm 10, the optimizer step and the EMA update. The loss items stay on the device
- * until step_finish. */
-static ot_status train_step(run *r, const ot_batch *b, long ni, ot_error *err) {
-    int acc = ot_schedule_iteration(&r->sch, r->opt, ni, r->epoch);
-    ot_autograd *ag;
-    OT_TRY(get_autograd(r, b, &ag, err));
-    const bool graphs = step_graphs_usable(r, ag);
-    if (staged_input(r)) { /* the staged batch into the plan's input, after its upload */
-        ot_be_wait(r->be, OT_STREAM_COMPUTE, &r->stage_ev[r->stage_k]); /* outside any graph: the event is this step's */
-        OT_TRY(graph_run(r, ag, &r->gr.fwd[r->stage_k], graphs, fwd_staged, err));
+/* The pass: the staged batch into the plan's input, forward, the loss (its tables staged by the host), the
+ * loss gradient times GradScaler's scale, backward. */
+static ot_status step_pass(run *r, ot_autograd *ag, ot_error *err) {
+    if (staged_input(r)) {
+        const ot_shape *in = &ag->p->shape[r->g->inputs[0]];
+        ot_be_copy(r->be, ot_autograd_data(ag, r->g->inputs[0]), r->stage[r->stage_k], sizeof(float) * (size_t)ot_numel(in));
+        OT_TRY(ot_autograd_forward(ag, NULL, err));
     } else {
-        const float *in = b->images;
+        const float *in = r->cur->images;
         OT_TRY(ot_autograd_forward(ag, &in, err));
     }
     const float *outs[OT_MAX_HEADS];
     float *douts[OT_MAX_HEADS];
     ot_shape shapes[OT_MAX_HEADS];
     head_outputs(r, ag, outs, shapes, douts);
-    OT_TRY(ot_yolo_loss_compute(r->loss, &r->lcfg, outs, shapes, b->targets, (int)b->n_targets, douts, NULL, err));
+    OT_TRY(ot_yolo_loss_run(r->loss, &r->lcfg, outs, shapes, douts, err));
     if (r->scaler) { /* scaler.scale(loss).backward(): the loss gradient times the scale */
         int64_t n[OT_MAX_HEADS];
         for (int l = 0; l < r->g->n_outputs; l++) n[l] = ot_numel(&shapes[l]);
         ot_scaler_scale(r->scaler, douts, n, r->g->n_outputs);
     }
-    bool stepping = ni - r->last_opt_step >= acc;
+    return ot_autograd_backward(ag, err);
+}
+
+/* The optimizer step after the gradients are complete: summed over the ranks, GradScaler's unscale (tests may
+ * plant an overflow first), clip_grad_norm_ to 10, the step with the EMA, GradScaler's update, zero_grad. */
+static ot_status step_optimizer(run *r, ot_autograd *ag, ot_error *err) {
+    OT_TRY(grads_allreduce(r, ag, err));
+    if (r->scaler) { /* scaler.unscale_(optimizer) before clipping */
+        if (r->cur_ni == r->test.amp_inf) {
+            const float inf = INFINITY;
+            ot_be_upload(r->be, r->ag->grad_slab + r->ag->var_off[r->ag->n_vars - 1], &inf, sizeof inf);
+        }
+        ot_scaler_unscale(r->scaler, r->ag->grad_slab, (int64_t)r->ag->slab_floats);
+    }
+    ot_optimizer_clip_grad_norm(r->opt, 10.0);
+    ot_optimizer_step_ema(r->opt, r->ema); /* one pass over the weights on a device with fused kernels */
+    if (r->scaler) ot_scaler_update(r->scaler);
+    ot_autograd_zero_grad(r->ag);
+    return OT_OK;
+}
+static void step_optimizer_host(run *r) { ot_optimizer_step_ema_host(r->opt, r->ema); }
+
+/* One batch (iteration ni of the run), queued without a host synchronisation: warmup, the pass; once the
+ * batches to accumulate have gathered since the last step, the optimizer step. The loss items stay on the
+ * device until step_finish. */
+static ot_status train_step(run *r, const ot_batch *b, long ni, ot_error *err) {
+    int acc = ot_schedule_iteration(&r->sch, r->opt, ni, r->epoch);
+    ot_autograd *ag;
+    OT_TRY(get_autograd(r, b, &ag, err));
+    const bool graphs = step_graphs_usable(r, ag, ni);
+    const bool stepping = ni - r->last_opt_step >= acc;
+    r->cur = b;
+    r->cur_ni = ni;
+    ot_shape shapes[OT_MAX_HEADS];
+    for (int l = 0; l < r->g->n_outputs; l++) shapes[l] = ag->p->shape[r->g->outputs[l]];
+    OT_TRY(ot_yolo_loss_stage(r->loss, &r->lcfg, shapes, b->targets, (int)b->n_targets, err)); /* build_targets */
+    if (graphs) {
+        if (ot_yolo_loss_generation(r->loss) != r->gr.loss_gen) { /* the tables moved: captured again */
+            graphs_drop(r);
+            r->gr.loss_gen = ot_yolo_loss_generation(r->loss);
+        }
+        OT_TRY(ot_optimizer_use_graphs(r->opt, err));
+    }
+    if (staged_input(r)) ot_be_wait(r->be, OT_STREAM_COMPUTE, &r->stage_ev[r->stage_k]); /* outside any graph: the event is this step's */
     OT_TRY(grads_allreduce_begin(r, ag, stepping, err));
-    OT_TRY(graph_run(r, ag, &r->gr.bwd, graphs, bwd_plain, err));
+    OT_TRY(graph_run(r, ag, &r->gr.pass[r->stage_k], graphs, r->gr.warm, step_pass, NULL, err));
     if (graphs) r->gr.warm = true;
     if (stepping) {
-        OT_TRY(grads_allreduce(r, ag, err));
-        if (r->scaler) { /* scaler.unscale_(optimizer) before clipping; tests may plant an overflow first */
-            if (ni == r->test.amp_inf) {
-                const float inf = INFINITY;
-                ot_be_upload(r->be, r->ag->grad_slab + r->ag->var_off[r->ag->n_vars - 1], &inf, sizeof inf);
-            }
-            ot_scaler_unscale(r->scaler, r->ag->grad_slab, (int64_t)r->ag->slab_floats);
-        }
-        ot_optimizer_clip_grad_norm(r->opt, 10.0);
-        ot_optimizer_step_ema(r->opt, r->ema); /* one pass over the weights on a device with fused kernels */
-        if (r->scaler) ot_scaler_update(r->scaler);
-        ot_autograd_zero_grad(r->ag);
+        OT_TRY(graph_run(r, ag, &r->gr.step, graphs, r->gr.step_warm, step_optimizer, step_optimizer_host, err));
+        if (graphs) r->gr.step_warm = true;
         r->last_opt_step = ni;
+    }
+    if (graphs && !r->gr.told && r->gr.step && (r->gr.pass[0] || r->gr.pass[1]) && !r->o.quiet) {
+        printf("CUDA graphs: the whole step (forward, loss, backward, optimizer, EMA) captured on %s, replayed from the "
+               "next step\n", r->be->name);
+        r->gr.told = true;
     }
     return OT_OK;
 }

@@ -26,23 +26,24 @@ static inline unsigned mt_grid_y(int nseg) { return (unsigned)(nseg < MT_MAX_Y ?
 
 /* ---- the fused optimizer steps ---- */
 
+/* The per-step values travel by value (v), or, for a step replayed from a CUDA graph, in device memory (dyn,
+ * refreshed by the graph's upload before the kernel runs): the kernel reads whichever is given. */
 typedef struct mt_sgd_k {
-    float lr[OT_SLAB_GROUPS], mom[OT_SLAB_GROUPS], wd[OT_SLAB_GROUPS];
-    int first, scale_grad;
+    ot_step_dyn v;
+    const ot_step_dyn *dyn;
+    int scale_grad;
     const float *clip;
     float *ema;
-    float ema_d, ema_omd;
     const ot_amp_state *amp;
 } mt_sgd_k;
 
 typedef struct mt_adam_k {
-    float lr[OT_SLAB_GROUPS], b1[OT_SLAB_GROUPS], wd[OT_SLAB_GROUPS];
-    float step_size[OT_SLAB_GROUPS], bc2s[OT_SLAB_GROUPS]; /* (float)(lr / bc1), (float)sqrt(bc2): host doubles */
+    ot_step_dyn v;
+    const ot_step_dyn *dyn;
     float b2, eps;
     int decoupled, scale_grad;
     const float *clip;
     float *ema;
-    float ema_d, ema_omd;
     const ot_amp_state *amp;
 } mt_adam_k;
 
@@ -63,15 +64,17 @@ __global__ void mt_sgd_kernel(const ot_slab_seg *__restrict__ seg, int nseg, flo
                               float *__restrict__ buf, mt_sgd_k k) {
     const float c = k.clip ? k.clip[1] : 1.0f;
     const bool skip = k.amp && k.amp->found_inf != 0.0f;
+    const ot_step_dyn &v = k.dyn ? *k.dyn : k.v;
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int s = blockIdx.y; s < nseg; s += gridDim.y) {
         const int64_t o = seg[s].off, n = seg[s].n;
         const int grp = seg[s].group;
         if (grp < 0 || skip) { /* OT_SLAB_EMA_ONLY, or GradScaler skipped the step */
-            if (k.ema) mt_ema_segment(k.ema + o, p + o, n, k.ema_d, k.ema_omd);
+            if (k.ema) mt_ema_segment(k.ema + o, p + o, n, v.ema_d, v.ema_omd);
             continue;
         }
-        const float lr = k.lr[grp], mom = k.mom[grp], wd = k.wd[grp];
+        const float lr = v.lr[grp], mom = v.momentum[grp], wd = v.weight_decay[grp];
+        const bool first = v.first != 0;
         for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
             const int64_t j = o + i;
             float d = g[j];
@@ -81,12 +84,12 @@ __global__ void mt_sgd_kernel(const ot_slab_seg *__restrict__ seg, int nseg, flo
             }
             float pj = p[j];
             if (wd != 0.0f) d = __fadd_rn(d, __fmul_rn(wd, pj));
-            float b = k.first ? d : __fadd_rn(__fmul_rn(buf[j], mom), d);
+            float b = first ? d : __fadd_rn(__fmul_rn(buf[j], mom), d);
             buf[j] = b;
             d = __fadd_rn(d, __fmul_rn(mom, b)); /* nesterov */
             pj = __fadd_rn(pj, __fmul_rn(-lr, d));
             p[j] = pj;
-            if (k.ema) mt_ema1(k.ema + j, pj, k.ema_d, k.ema_omd);
+            if (k.ema) mt_ema1(k.ema + j, pj, v.ema_d, v.ema_omd);
         }
     }
 }
@@ -95,17 +98,18 @@ __global__ void mt_adam_kernel(const ot_slab_seg *__restrict__ seg, int nseg, fl
                                float *__restrict__ m, float *__restrict__ v, mt_adam_k k) {
     const float c = k.clip ? k.clip[1] : 1.0f;
     const bool skip = k.amp && k.amp->found_inf != 0.0f;
+    const ot_step_dyn &sv = k.dyn ? *k.dyn : k.v;
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     const float omb2 = __fsub_rn(1.0f, k.b2);
     for (int s = blockIdx.y; s < nseg; s += gridDim.y) {
         const int64_t o = seg[s].off, n = seg[s].n;
         const int grp = seg[s].group;
         if (grp < 0 || skip) { /* OT_SLAB_EMA_ONLY, or GradScaler skipped the step */
-            if (k.ema) mt_ema_segment(k.ema + o, p + o, n, k.ema_d, k.ema_omd);
+            if (k.ema) mt_ema_segment(k.ema + o, p + o, n, sv.ema_d, sv.ema_omd);
             continue;
         }
-        const float lr = k.lr[grp], wd = k.wd[grp], omb1 = __fsub_rn(1.0f, k.b1[grp]);
-        const float nss = -k.step_size[grp], bc2s = k.bc2s[grp];
+        const float lr = sv.lr[grp], wd = sv.weight_decay[grp], omb1 = __fsub_rn(1.0f, sv.momentum[grp]);
+        const float nss = -sv.step_size[grp], bc2s = sv.bc2s[grp];
         const float dec = __fsub_rn(1.0f, __fmul_rn(lr, wd));
         for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
             const int64_t j = o + i;
@@ -125,7 +129,7 @@ __global__ void mt_adam_kernel(const ot_slab_seg *__restrict__ seg, int nseg, fl
             float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vj), bc2s), k.eps);
             pj = __fadd_rn(pj, __fmul_rn(nss, __fdiv_rn(mj, denom)));
             p[j] = pj;
-            if (k.ema) mt_ema1(k.ema + j, pj, k.ema_d, k.ema_omd);
+            if (k.ema) mt_ema1(k.ema + j, pj, sv.ema_d, sv.ema_omd);
         }
     }
 }
@@ -200,17 +204,11 @@ extern "C" void ot_cuda_sgd(const ot_slab_seg *seg, int nseg, float *p, float *g
                             const ot_cuda_step_extra *x, void *stream) {
     if (nseg <= 0) return;
     mt_sgd_k k;
-    for (int i = 0; i < OT_SLAB_GROUPS; i++) {
-        k.lr[i] = a->lr[i];
-        k.mom[i] = a->momentum[i];
-        k.wd[i] = a->weight_decay[i];
-    }
-    k.first = a->first;
+    ot_step_dyn_sgd(a, x ? x->ema_d : 0.0f, x ? x->ema_omd : 0.0f, &k.v);
+    k.dyn = a->dyn;
     k.clip = x ? x->clip : NULL;
     k.scale_grad = x ? x->scale_grad : 0;
     k.ema = x ? x->ema : NULL;
-    k.ema_d = x ? x->ema_d : 0.0f;
-    k.ema_omd = x ? x->ema_omd : 0.0f;
     k.amp = x ? x->amp : NULL;
     OT_LAUNCH(mt_sgd_kernel, dim3(MT_BLOCKS_X, mt_grid_y(nseg)), dim3(MT_THREADS), 0, stream, seg, nseg, p, g, buf, k);
 }
@@ -219,23 +217,14 @@ extern "C" void ot_cuda_adam(const ot_slab_seg *seg, int nseg, float *p, float *
                              const ot_cuda_step_extra *x, void *stream) {
     if (nseg <= 0) return;
     mt_adam_k k;
-    for (int i = 0; i < OT_SLAB_GROUPS; i++) {
-        k.lr[i] = a->lr[i];
-        k.b1[i] = a->beta1[i];
-        k.wd[i] = a->weight_decay[i];
-        /* slab.c adam_tensor: the bias corrections in double */
-        double bc1 = 1.0 - pow(a->beta1[i], (double)a->step), bc2 = 1.0 - pow(a->beta2, (double)a->step);
-        k.step_size[i] = (float)(a->lr[i] / bc1);
-        k.bc2s[i] = (float)sqrt(bc2);
-    }
+    ot_step_dyn_adam(a, x ? x->ema_d : 0.0f, x ? x->ema_omd : 0.0f, &k.v); /* slab.c's bias corrections in double */
+    k.dyn = a->dyn;
     k.b2 = a->beta2;
     k.eps = a->eps;
     k.decoupled = a->decoupled;
     k.clip = x ? x->clip : NULL;
     k.scale_grad = x ? x->scale_grad : 0;
     k.ema = x ? x->ema : NULL;
-    k.ema_d = x ? x->ema_d : 0.0f;
-    k.ema_omd = x ? x->ema_omd : 0.0f;
     k.amp = x ? x->amp : NULL;
     OT_LAUNCH(mt_adam_kernel, dim3(MT_BLOCKS_X, mt_grid_y(nseg)), dim3(MT_THREADS), 0, stream, seg, nseg, p, g, m, v, k);
 }

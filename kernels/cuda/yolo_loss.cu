@@ -39,28 +39,40 @@ static __device__ __forceinline__ int yl_exch(int *p, int v) { return atomicExch
 static inline int yl_exch(int *p, int v) { return __atomic_exchange_n(p, v, __ATOMIC_RELAXED); }
 #endif
 
-/* the kernels' view of one head: host-computed constants with the CPU's expressions */
+/* the kernels' view of one head: host-computed constants with the CPU's expressions (those of the target
+ * count are computed by the kernels: yl_n, yl_gains) */
 typedef struct yl_k {
     ot_yolo_loss_layer_args L;
     int bs, na, nc;
-    double cp, cn, gsc, gcls, gobj, cls_pw, obj_pw, fl_gamma;
+    float box, cls;
+    double cp, cn, gobj, cls_pw, obj_pw, fl_gamma;
     double *part;
 } yl_k;
+
+/* the head's target count: from device memory when given (graph replays), else the argument */
+static __device__ __forceinline__ int yl_n(const ot_yolo_loss_layer_args &L) { return L.count ? *L.count : L.n; }
+
+/* kernels/yolo_loss.c's gradient gains of the box and class terms for n targets */
+static __device__ void yl_gains(const yl_k &k, int n, double *gsc, double *gcls) {
+    *gsc = k.L.dp && n ? -(double)k.box * k.bs / (double)n : 0;
+    *gcls = k.L.dp && n ? (double)k.cls * k.bs / ((double)n * k.nc) : 0;
+}
 
 static yl_k yl_make(const ot_yolo_loss_args *A, int l) {
     yl_k k;
     const ot_yolo_loss_layer_args *L = &A->layer[l];
-    const int n = L->n, bs = A->bs, nc = A->nc;
+    const int bs = A->bs, nc = A->nc;
     const int64_t nobj = (int64_t)bs * A->na * L->ny * L->nx;
     k.L = *L;
+    if (k.L.cap < k.L.n || !k.L.count) k.L.cap = k.L.n;
     k.bs = bs;
     k.na = A->na;
     k.nc = nc;
+    k.box = A->box;
+    k.cls = A->cls;
     /* kernels/yolo_loss.c's expressions, evaluated the same way */
     k.cp = 1.0 - 0.5 * A->label_smoothing;
     k.cn = 0.5 * A->label_smoothing;
-    k.gsc = L->dp && n ? -(double)A->box * bs / (double)n : 0;
-    k.gcls = L->dp && n ? (double)A->cls * bs / ((double)n * nc) : 0;
     k.gobj = (double)A->obj * L->balance * bs / (double)nobj;
     k.cls_pw = A->cls_pw;
     k.obj_pw = A->obj_pw;
@@ -101,12 +113,13 @@ static __device__ void yl_block_sum2(double x0, double x1, double *out) {
 /* ---- targets ---- */
 
 __global__ void yl_link_kernel(yl_k k) {
-    for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < k.L.n; q += gridDim.x * blockDim.x)
+    const int n = yl_n(k.L);
+    for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < n; q += gridDim.x * blockDim.x)
         k.L.link[q] = yl_exch(k.L.last + yl_cell(k, q), q);
 }
 
 /* one target: kernels/yolo_loss.c cpu_targets' loop body */
-static __device__ void yl_target(const yl_k &k, int q, double *lb, double *lc) {
+static __device__ void yl_target(const yl_k &k, int q, double gsc, double gcls, double *lb, double *lc) {
     const ot_yolo_loss_layer_args &L = k.L;
     const int na = k.na, no = k.nc + 5, nc = k.nc;
     const int64_t hw = (int64_t)L.ny * L.nx;
@@ -116,7 +129,7 @@ static __device__ void yl_target(const yl_k &k, int q, double *lb, double *lc) {
     double aw = L.anc[2 * q], ah = L.anc[2 * q + 1], s[4], pb[4];
     ot_yl_pbox(pc[0], pc[hw], pc[2 * hw], pc[3 * hw], aw, ah, s, pb);
     double tb[4] = {L.tbox[4 * q], L.tbox[4 * q + 1], L.tbox[4 * q + 2], L.tbox[4 * q + 3]}, d[4] = {0, 0, 0, 0};
-    double ci = ot_yl_ciou(pb, tb, k.gsc, dl ? d : NULL);
+    double ci = ot_yl_ciou(pb, tb, gsc, dl ? d : NULL);
     *lb += 1.0 - ci;
     L.tobj[q] = (float)fmax(ci, 0.0);
     if (dl) {
@@ -129,15 +142,17 @@ static __device__ void yl_target(const yl_k &k, int q, double *lb, double *lc) {
         for (int j = 0; j < nc; j++) {
             double dx, x = pc[(5 + j) * hw];
             *lc += ot_yl_bce(x, j == c ? k.cp : k.cn, k.cls_pw, k.fl_gamma, &dx);
-            if (dl) dl[at + (5 + j) * hw] += (float)(k.gcls * dx);
+            if (dl) dl[at + (5 + j) * hw] += (float)(gcls * dx);
         }
     }
 }
 
 __global__ void yl_targets_kernel(yl_k k) {
     const int32_t *link = k.L.link;
-    double lb = 0, lc = 0;
-    for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < k.L.n; q += gridDim.x * blockDim.x) {
+    const int n = yl_n(k.L);
+    double lb = 0, lc = 0, gsc, gcls;
+    yl_gains(k, n, &gsc, &gcls);
+    for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < n; q += gridDim.x * blockDim.x) {
         const int head = k.L.last[yl_cell(k, q)];
         int own = -1;
         for (int h = head; h >= 0; h = link[h]) own = h > own ? h : own;
@@ -147,7 +162,7 @@ __global__ void yl_targets_kernel(yl_k k) {
             int next = q;
             for (int h = head; h >= 0; h = link[h])
                 if (h > prev && h < next) next = h;
-            yl_target(k, next, &lb, &lc);
+            yl_target(k, next, gsc, gcls, &lb, &lc);
             prev = next;
         }
     }
@@ -155,7 +170,8 @@ __global__ void yl_targets_kernel(yl_k k) {
 }
 
 __global__ void yl_reset_kernel(yl_k k) {
-    for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < k.L.n; q += gridDim.x * blockDim.x) k.L.last[yl_cell(k, q)] = -1;
+    const int n = yl_n(k.L);
+    for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < n; q += gridDim.x * blockDim.x) k.L.last[yl_cell(k, q)] = -1;
 }
 
 /* one block: out[j] = sum over blocks of part[2 * block + j] for j < m, in a fixed tree */
@@ -176,7 +192,7 @@ __global__ void yl_reduce_kernel(const double *part, int blocks, int m, double *
 
 extern "C" void ot_cuda_yolo_loss_targets(const ot_yolo_loss_args *A, int l, void *stream) {
     yl_k k = yl_make(A, l);
-    const int n = k.L.n;
+    const int n = k.L.cap; /* every target q runs in block q / YL_THREADS whatever the grid beyond them */
     unsigned blocks = yl_blocks(n);
     if (n > 0) {
         OT_LAUNCH(yl_link_kernel, dim3(blocks), dim3(YL_THREADS), 0, stream, k);
@@ -189,7 +205,8 @@ extern "C" void ot_cuda_yolo_loss_targets(const ot_yolo_loss_args *A, int l, voi
 /* ---- objectness ---- */
 
 __global__ void yl_owner_kernel(yl_k k) {
-    for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < k.L.n; q += gridDim.x * blockDim.x) atomicMax(k.L.last + yl_cell(k, q), q);
+    const int n = yl_n(k.L);
+    for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < n; q += gridDim.x * blockDim.x) atomicMax(k.L.last + yl_cell(k, q), q);
 }
 
 __global__ void yl_cells_kernel(yl_k k, int64_t ncell) {
@@ -222,7 +239,7 @@ __global__ void yl_cells_kernel(yl_k k, int64_t ncell) {
 extern "C" void ot_cuda_yolo_loss_objectness(const ot_yolo_loss_args *A, int l, void *stream) {
     yl_k k = yl_make(A, l);
     const int64_t ncell = (int64_t)A->bs * A->na * k.L.ny * k.L.nx;
-    if (k.L.n > 0) OT_LAUNCH(yl_owner_kernel, dim3(yl_blocks(k.L.n)), dim3(YL_THREADS), 0, stream, k);
+    if (k.L.cap > 0) OT_LAUNCH(yl_owner_kernel, dim3(yl_blocks(k.L.cap)), dim3(YL_THREADS), 0, stream, k);
     unsigned blocks = yl_blocks(ncell);
     OT_LAUNCH(yl_cells_kernel, dim3(blocks), dim3(YL_THREADS), 0, stream, k, ncell);
     OT_LAUNCH(yl_reduce_kernel, dim3(1), dim3(YL_THREADS), 0, stream, (const double *)k.part, (int)blocks, 1, k.L.sums + 2);
@@ -234,6 +251,7 @@ typedef struct yl_items_k {
     int nl, bs, na, nc;
     float box, obj, cls;
     int n[OT_MAX_HEADS];
+    const int32_t *count[OT_MAX_HEADS]; /* non-NULL: n[l] from device memory */
     int64_t nobj[OT_MAX_HEADS];
     float balance[OT_MAX_HEADS];
     const double *sums[OT_MAX_HEADS];
@@ -246,9 +264,10 @@ __global__ void yl_items_kernel(yl_items_k k) {
     double lbox = 0, lobj = 0, lcls = 0;
     for (int l = 0; l < k.nl; l++) {
         const double *s = k.sums[l];
-        if (k.n[l]) {
-            lbox += s[0] / (double)k.n[l];
-            if (k.nc > 1) lcls += s[1] / ((double)k.n[l] * k.nc);
+        const int n = k.count[l] ? *k.count[l] : k.n[l];
+        if (n) {
+            lbox += s[0] / (double)n;
+            if (k.nc > 1) lcls += s[1] / ((double)n * k.nc);
         }
         lobj += s[2] / (double)k.nobj[l] * k.balance[l];
     }
@@ -271,6 +290,7 @@ extern "C" void ot_cuda_yolo_loss_items(const ot_yolo_loss_args *A, void *stream
     for (int l = 0; l < OT_MAX_HEADS; l++) {
         const ot_yolo_loss_layer_args *L = &A->layer[l];
         k.n[l] = l < A->nl ? L->n : 0;
+        k.count[l] = l < A->nl ? L->count : NULL;
         k.nobj[l] = l < A->nl ? (int64_t)A->bs * A->na * L->ny * L->nx : 1;
         k.balance[l] = L->balance;
         k.sums[l] = L->sums;
