@@ -89,12 +89,15 @@ static int buckets(const char *name) {
     return n;
 }
 
+static int out_lines(const char *name, const char *what);
+
 START_TEST(t_two_executor_ranks_without_bn) {
     setup();
     train("one", 1, OT_CLI_EMU, "0", "--no-bn --quiet", "");
     train("two", 2, OT_CLI_EMU, "0", "--no-bn", "ONNXT_BUCKET_MB=1");
     train("two_25", 2, OT_CLI_EMU, "0", "--no-bn", "");
     train("two_cpu", 2, OT_CLI, "cpu", "--no-bn --quiet", "");
+    train("two_plain", 2, OT_CLI_EMU, "0", "--no-bn --quiet", "ONNXT_BUCKET_MB=1 ONNXT_CUDA_GRAPH=0");
     int nb = buckets("two");
     fprintf(stderr, "ONNXT_BUCKET_MB=1: %d buckets; default: %d\n", nb, buckets("two_25"));
     ck_assert_msg(nb >= 5, "expected several 1 MB buckets for yolov5n's gradients, the DDP line says %d", nb);
@@ -104,6 +107,10 @@ START_TEST(t_two_executor_ranks_without_bn) {
     compare_weights("one", "two", 1e-5);
     compare_weights("two_cpu", "two", 1e-5);
     compare_weights("two_25", "two", 0); /* MPI's sum of two floats does not depend on the split */
+    /* the whole step replayed as graphs, the bucket sums inside: the bits of plain launches */
+    ck_assert_int_eq(out_lines("two", "CUDA graphs: the whole step"), 1);
+    compare_losses_at("two_plain", "two", -1, 3 * 2 * NB, 0);
+    compare_weights("two_plain", "two", 0);
 }
 END_TEST
 

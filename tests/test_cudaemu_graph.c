@@ -195,6 +195,21 @@ START_TEST(t_trainer_graphs_amp_adam) {
 }
 END_TEST
 
+/* `bench train` on the executor replays its timed steps as one graph (captured by the second warm-up step), and
+ * says so in its JSON; with ONNXT_CUDA_GRAPH=0 it does not. */
+START_TEST(t_bench_train_graph) {
+    const char *W = tu_work();
+    for (int g = 0; g <= 1; g++) {
+        tu_sh("OMP_NUM_THREADS=1 ONNXT_CUDA_GRAPH=%d '%s' bench train --model yolov5n --nc 3 --batch-size 2 --img 64 --steps 3 "
+              "--device 0 --amp fp16 --json > '%s/bench%d.json'", g, OT_CLI_EMU, W, g);
+        char cmd[1400];
+        snprintf(cmd, sizeof cmd, "grep -q '\"cuda_graph\": %s' '%s/bench%d.json' && grep -q '\"images_per_s\"' '%s/bench%d.json'",
+                 g ? "true" : "false", W, g, W, g);
+        ck_assert_msg(system(cmd) == 0, "bench train with ONNXT_CUDA_GRAPH=%d: cuda_graph should be %s", g, g ? "true" : "false");
+    }
+}
+END_TEST
+
 START_TEST(t_download_in_capture_dies) {
     ot_backend *be = emu();
     float *d = ot_be_alloc(be, 64), h[4];
@@ -218,6 +233,7 @@ int main(void) {
     tcase_add_test(t, t_replay_amp);
     tcase_add_test(t, t_trainer_graphs_equal_plain);
     tcase_add_test(t, t_trainer_graphs_amp_adam);
+    tcase_add_test(t, t_bench_train_graph);
     tcase_add_test_raise_signal(t, t_download_in_capture_dies, SIGABRT);
     tcase_add_test_raise_signal(t, t_sync_in_capture_dies, SIGABRT);
     suite_add_tcase(s, t);

@@ -31,7 +31,7 @@
 static char W[1024];
 
 #define MPIRUN TU_MPIRUN
-#define ARGS "--model yolov5n --img 64 --epochs 2 --batch-size 4 --workers 1 --noplots --exist-ok --noautoanchor --quiet"
+#define ARGS "--model yolov5n --img 64 --epochs 2 --batch-size 4 --workers 1 --noplots --exist-ok --noautoanchor"
 #define NB 10    /* batches per epoch: 40 images of batch 4 */
 #define STEPS 10 /* optimizer steps in 2 epochs */
 
@@ -46,10 +46,15 @@ static void setup(void) {
 }
 
 /* One training run named `name`: ranks 1 or 2, cli OT_CLI / OT_CLI_EMU; its per-batch losses (rank 0's) in NAME.log. */
-static void train(const char *name, int ranks, const char *cli, const char *device, const char *extra) {
-    tu_sh("rm -rf '%s/runs/%s' '%s/%s.log' && OMP_NUM_THREADS=1 ONNXT_LOSS_LOG='%s/%s.log' %s '%s' train --data '%s/d/data.yaml' "
+static void train_env(const char *name, int ranks, const char *cli, const char *device, const char *extra, const char *env) {
+    tu_sh("rm -rf '%s/runs/%s' '%s/%s.log' && OMP_NUM_THREADS=1 ONNXT_LOSS_LOG='%s/%s.log' %s %s '%s' train --data '%s/d/data.yaml' "
           "--hyp '%s/hyp_sbn.yaml' " ARGS " %s --device %s --project '%s/runs' --name %s > '%s/%s.out'",
-          W, name, W, name, W, name, ranks > 1 ? MPIRUN : "", cli, W, W, extra, device, W, name, W, name);
+          W, name, W, name, W, name, env, ranks > 1 ? MPIRUN : "", cli, W, W, extra, device, W, name, W, name);
+}
+static void train(const char *name, int ranks, const char *cli, const char *device, const char *extra) {
+    char x[256];
+    snprintf(x, sizeof x, "%s --quiet", extra);
+    train_env(name, ranks, cli, device, x, "");
 }
 
 /* The largest relative difference of the two runs' losses (2 epochs of NB batches). */
@@ -66,9 +71,17 @@ static double weight_diff(const char *one, const char *two) { return tu_runs_wei
 START_TEST(t_two_executor_ranks_sync_bn) {
     setup();
     train("one", 1, OT_CLI_EMU, "0", "");
-    train("two_sbn", 2, OT_CLI_EMU, "0", "--sync-bn");
+    train_env("two_sbn", 2, OT_CLI_EMU, "0", "--sync-bn", ""); /* not quiet: it says it captured the step */
     train("two_sbn_cpu", 2, OT_CLI, "cpu", "--sync-bn");
     train("two_local_cpu", 2, OT_CLI, "cpu", "");
+    train_env("two_sbn_plain", 2, OT_CLI_EMU, "0", "--sync-bn", "ONNXT_CUDA_GRAPH=0");
+    /* the executor ranks replay the whole step as graphs, SyncBatchNorm's and the gradients' sums inside: the
+     * same bits as plain launches */
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "grep -q 'CUDA graphs: the whole step' '%s/two_sbn.out' && ! grep -q 'CUDA graphs' '%s/two_sbn_plain.out'", W, W);
+    ck_assert_msg(system(cmd) == 0, "the 2-rank executor run should say it captured the step, the ONNXT_CUDA_GRAPH=0 one not");
+    ck_assert_msg(loss_diff("two_sbn_plain", "two_sbn") == 0, "2 executor ranks with --sync-bn: graphs change the losses");
+    ck_assert_msg(weight_diff("two_sbn_plain", "two_sbn") == 0, "2 executor ranks with --sync-bn: graphs change the weights");
     /* the logged losses are rank 0's (its 2 images): comparable between 2-rank runs only */
     ck_assert_msg(weight_diff("one", "two_sbn") <= 1e-5, "2 executor ranks with --sync-bn: weights differ from 1 rank's");
     ck_assert_msg(loss_diff("two_sbn_cpu", "two_sbn") <= 1e-5, "2 executor ranks vs 2 CPU ranks with --sync-bn: losses differ");
@@ -86,7 +99,7 @@ int main(void) {
     snprintf(W, sizeof W, "%s", tu_work());
     Suite *s = suite_create("cudaemu_syncbn");
     TCase *t = tcase_create("syncbn");
-    tcase_set_timeout(t, 900); /* 4 runs of 20 batches, 2 on the executor: ~140 s alone, twice that beside test_cudaemu_dist */
+    tcase_set_timeout(t, 900); /* 5 runs of 20 batches, 3 on the executor: ~180 s alone, twice that beside test_cudaemu_dist */
     tcase_add_test(t, t_two_executor_ranks_sync_bn);
     suite_add_tcase(s, t);
     return tu_main(s);

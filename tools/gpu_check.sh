@@ -243,7 +243,9 @@ fi
 # fresh weights), 640 px, batch 16 then 64, 5 timed steps after warm-up, FP32
 # convolutions on both sides (no --tf32). PyTorch's images and targets are on
 # the GPU before its timed steps; ours upload the batch from pinned memory in
-# each step (the "upload" phase of bench train's JSON).
+# each step (the "upload" phase of bench train's JSON). Ours replays each timed
+# step as one CUDA graph, as train does (its JSON's cuda_graph); its phases come
+# from plain synchronised steps.
 TORCH_WHY=""
 if ! $PY -c 'import torch' > /dev/null 2>&1; then TORCH_WHY="PyTorch is not installed for $PY"
 elif ! $PY -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("yolov5") is None)' > /dev/null 2>&1; then
@@ -396,7 +398,8 @@ for bs, sfx, o, t in tr:
     if not o:
         notes.append("ours: " + why("bench_train_b%d%s" % (bs, sfx)))
     elif o.get("ms"):
-        notes.append("ours ms: " + ", ".join("%s %.1f" % (k, v) for k, v in o["ms"].items() if k != "step"))
+        notes.append(("ours: one CUDA graph a step; " if o.get("cuda_graph") else "ours: plain launches; ")
+                     + "ms: " + ", ".join("%s %.1f" % (k, v) for k, v in o["ms"].items() if k != "step"))
     if not t:
         notes.append("PyTorch: " + why("torch_train_b%d%s" % (bs, sfx)))
     elif t.get("gpu_peak_reserved_mib") is not None:

@@ -132,7 +132,8 @@ typedef struct run {
     struct grad_buckets *gb;  /* ranks > 1 on a device with a collective (CUDA): the gradient buckets */
     const struct ot_allreduce_kernels *comm_k; /* and their communicator (also SyncBatchNorm's), made once */
     struct {                  /* CUDA graphs of the full-batch plan's steps (step_graphs_usable) */
-        ot_be_graph *pass[2]; /* staging buffer k copied into the plan's input, forward, loss, backward */
+        ot_be_graph *pass[2][2]; /* [bucketed][k]: staging buffer k copied into the plan's input, forward, loss,
+                                  * backward (bucketed: with the gradient sums over the ranks) */
         ot_be_graph *step;    /* unscale, clip, optimizer step with the EMA, GradScaler update, gradients zeroed */
         bool warm, step_warm; /* a plain pass / a plain optimizer step has run (lazy allocations done) */
         bool failed, told;    /* a capture failed (plain launches from then on); the capture was announced */
@@ -207,7 +208,7 @@ static void grad_buckets_free(struct grad_buckets *gb);
 
 /* The step's CUDA graphs freed (before the memory they address is). */
 static void graphs_drop(run *r) {
-    for (int k = 0; k < 2; k++) { ot_be_graph_free(r->be, r->gr.pass[k]); r->gr.pass[k] = NULL; }
+    for (int k = 0; k < 4; k++) { ot_be_graph_free(r->be, r->gr.pass[k / 2][k % 2]); r->gr.pass[k / 2][k % 2] = NULL; }
     ot_be_graph_free(r->be, r->gr.step);
     r->gr.step = NULL;
 }
@@ -441,7 +442,8 @@ typedef struct grad_buckets {
     int *vars, *left;        /* per bucket: its variables; those not final yet in this backward */
     int *of_var;             /* per variable: its bucket */
     ot_event ready, done;    /* compute stream -> a bucket's sum; the last sum -> compute stream */
-    bool active, pending;    /* this backward's gradients are bucketed; sums not yet waited for by the host */
+    bool active, pending;    /* this backward enqueues sums (hooks set); sums not yet waited for by the host */
+    bool bucketed;           /* this step's gradients were summed by buckets (until its optimizer step) */
     ot_status st;            /* the first sum that failed in this backward */
     ot_error err;
 } grad_buckets;
@@ -535,7 +537,7 @@ static ot_status grads_allreduce_begin(run *r, ot_autograd *ag, bool stepping, o
     const ot_allreduce_kernels *k = stepping ? device_allreduce(r) : NULL;
     if (k && !r->gb) OT_TRY(grad_buckets_make(r, k, err));
     grad_buckets *gb = k ? r->gb : NULL;
-    if (r->gb) r->gb->active = gb != NULL;
+    if (r->gb) r->gb->active = r->gb->bucketed = gb != NULL;
     if (!gb) { ot_autograd_set_grad_ready(ag, NULL, NULL); return OT_OK; }
     for (int b = 0; b < gb->n; b++) gb->left[b] = gb->vars[b];
     gb->next = 0;
@@ -548,12 +550,23 @@ static ot_status grads_allreduce_begin(run *r, ot_autograd *ag, bool stepping, o
  * zeroed: bucketed, the compute stream waits for the last bucket's sum, then zeroes; otherwise zero, then one
  * sum over the whole slab (through the host on a device without a collective). */
 static ot_status grads_allreduce(run *r, ot_autograd *ag, ot_error *err) {
+    (void)ag;
     grad_buckets *gb = r->gb;
-    if (!gb || !gb->active) {
+    if (!gb || !gb->bucketed) {
         grads_freeze(r);
         ot_dist_sum_f32_on(r->be, r->ag->grad_slab, (int64_t)r->ag->slab_floats);
         return OT_OK;
     }
+    gb->bucketed = false;
+    grads_freeze(r);
+    return OT_OK;
+}
+
+/* After a bucketed backward (in the pass, so that a captured pass ends with every stream joined): the compute
+ * stream waits for the last bucket's sum. */
+static ot_status grads_allreduce_join(run *r, ot_autograd *ag, ot_error *err) {
+    grad_buckets *gb = r->gb;
+    if (!gb || !gb->active) return OT_OK;
     ot_autograd_set_grad_ready(ag, NULL, NULL);
     gb->active = false;
     if (gb->st) { *err = gb->err; return gb->st; }
@@ -561,16 +574,15 @@ static ot_status grads_allreduce(run *r, ot_autograd *ag, ot_error *err) {
         return ot_fail(err, OT_ERR_INTERNAL, "gradient buckets: %d of %d enqueued after the backward", gb->next, gb->n);
     ot_be_record(r->be, OT_STREAM_COMM, &gb->done);
     ot_be_wait(r->be, OT_STREAM_COMPUTE, &gb->done);
-    grads_freeze(r);
     return OT_OK;
 }
 
 /* The host waits for the step's sums (the peers' errors and ONNXT_DIST_TIMEOUT polled) before it waits for the
- * step itself. */
+ * step itself. The compute stream has waited for the sums (grads_allreduce_join), in a replayed graph too. */
 static ot_status grads_allreduce_wait(run *r, ot_error *err) {
     if (!r->gb || !r->gb->pending) return OT_OK;
     r->gb->pending = false;
-    return r->gb->k->wait(r->gb->c, OT_STREAM_COMM, err);
+    return r->gb->k->wait(r->gb->c, OT_STREAM_COMPUTE, err);
 }
 
 /* Ranks > 1 with gradients pending (accumulated, not yet stepped): the checkpoint keeps their sum over the ranks.
@@ -1105,14 +1117,17 @@ static void stage_release(run *r) {
  * (ot_yolo_loss_stage; the graph uploads them and its kernels read the counts from device memory) and the
  * optimizer's per-step values (ot_optimizer_step_ema_host: learning rates, momentum, bias corrections, the EMA
  * decay; uploaded by the graph the same way). The launch overhead of a step's hundreds of small kernels
- * becomes two graph launches. Plain launches for other shapes (the last short batch, --rect: the alternate
- * plan), with data-parallel ranks (the bucketed all-reduce and SyncBatchNorm call collectives from the host),
- * on the step of a planted overflow (ONNXT_TEST_AMP_INF), on devices without graphs, with ONNXT_CUDA_GRAPH=0,
- * and after a capture failed; captured again when the loss tables or staging buffers move. Replays equal
- * plain launches bit for bit (tests/test_cudaemu_graph.c). */
+ * becomes two graph launches. With data-parallel ranks the pass holds the bucketed gradient sums (on the comm
+ * stream, joined back before the pass ends) and SyncBatchNorm's sums (NCCL calls are captured; the executor
+ * records its MPI sums), with its own graphs for the passes that end in a step (DDP's no_sync passes have
+ * none). Plain launches for other shapes (the last short batch, --rect: the alternate plan), on the step of a
+ * planted overflow (ONNXT_TEST_AMP_INF), on devices without graphs, with ONNXT_CUDA_GRAPH=0, and after a
+ * capture failed; captured again when the loss tables or staging buffers move. Replays equal plain launches
+ * bit for bit (tests/test_cudaemu_graph.c; with ranks tests/test_cudaemu_dist.c and test_cudaemu_syncbn.c,
+ * whose executor ranks match CPU ranks bit for bit). */
 static bool step_graphs_usable(const run *r, const ot_autograd *ag, long ni) {
-    return ot_config_get()->cuda_graph && staged_input(r) && ag == r->ag && r->world <= 1 && !device_allreduce(r) &&
-           !r->gr.failed && r->be->v->graph_begin && ni != r->test.amp_inf;
+    return ot_config_get()->cuda_graph && staged_input(r) && ag == r->ag && !r->gr.failed && r->be->v->graph_begin &&
+           ni != r->test.amp_inf;
 }
 
 /* fn(ag) run plain (warm false: capture not yet), replayed from *slot (replay_host first: the host half of a
@@ -1160,7 +1175,15 @@ static ot_status step_pass(run *r, ot_autograd *ag, ot_error *err) {
         for (int l = 0; l < r->g->n_outputs; l++) n[l] = ot_numel(&shapes[l]);
         ot_scaler_scale(r->scaler, douts, n, r->g->n_outputs);
     }
-    return ot_autograd_backward(ag, err);
+    OT_TRY(ot_autograd_backward(ag, err));
+    return grads_allreduce_join(r, ag, err);
+}
+/* A replayed pass: its bucketed sums are queued (the host waits for them before the loss items). */
+static void step_pass_host(run *r) {
+    if (r->gb && r->gb->active) {
+        r->gb->active = false;
+        r->gb->pending = true;
+    }
 }
 
 /* The optimizer step after the gradients are complete: summed over the ranks, GradScaler's unscale (tests may
@@ -1205,14 +1228,15 @@ static ot_status train_step(run *r, const ot_batch *b, long ni, ot_error *err) {
     }
     if (staged_input(r)) ot_be_wait(r->be, OT_STREAM_COMPUTE, &r->stage_ev[r->stage_k]); /* outside any graph: the event is this step's */
     OT_TRY(grads_allreduce_begin(r, ag, stepping, err));
-    OT_TRY(graph_run(r, ag, &r->gr.pass[r->stage_k], graphs, r->gr.warm, step_pass, NULL, err));
+    const int bucketed = r->gb && r->gb->active;
+    OT_TRY(graph_run(r, ag, &r->gr.pass[bucketed][r->stage_k], graphs, r->gr.warm, step_pass, step_pass_host, err));
     if (graphs) r->gr.warm = true;
     if (stepping) {
         OT_TRY(graph_run(r, ag, &r->gr.step, graphs, r->gr.step_warm, step_optimizer, step_optimizer_host, err));
         if (graphs) r->gr.step_warm = true;
         r->last_opt_step = ni;
     }
-    if (graphs && !r->gr.told && r->gr.step && (r->gr.pass[0] || r->gr.pass[1]) && !r->o.quiet) {
+    if (graphs && !r->gr.told && r->gr.step && r->gr.pass[bucketed][r->stage_k] && !r->o.quiet) {
         printf("CUDA graphs: the whole step (forward, loss, backward, optimizer, EMA) captured on %s, replayed from the "
                "next step\n", r->be->name);
         r->gr.told = true;

@@ -37,7 +37,7 @@ static void usage(FILE *f) {
                "targets: 8 fixed boxes an image), as `train` runs them: upload of the batch\n"
                "(from pinned memory on a GPU), forward (BN in training mode), YOLOv5 loss,\n"
                "backward, clip_grad_norm(10), SGD step and EMA update (one fused launch on the\n"
-               "CUDA device, then ema shows 0), the loss items read back; one warm-up step\n"
+               "CUDA device, then ema shows 0), the loss items read back; warm-up steps\n"
                "first. --amp (CUDA devices; default off here, so FP32 and AMP rows are both\n"
                "explicit): the convolutions in half precision, fp16 with GradScaler's scaled\n"
                "loss gradient, unscale and skip check, as `train --amp` runs a step.\n"
@@ -45,10 +45,12 @@ static void usage(FILE *f) {
                "initialised, --nc classes). Prints images/s (from the median step),\n"
                "milliseconds per phase and the process's peak memory; --json prints one JSON\n"
                "object (keys images_per_s, ms: {upload, forward, loss, backward, optimizer,\n"
-               "ema, step}, peak_rss_mb, ranks, device, gpu, tf32, fused_step_ema). On a GPU\n"
-               "the timed steps have no host waits inside (ms.step and images/s), and the\n"
-               "phases come from as many more steps with the device synchronised at each\n"
-               "phase boundary.\n"
+               "ema, step}, peak_rss_mb, ranks, device, gpu, tf32, fused_step_ema,\n"
+               "cuda_graph). On a GPU the timed steps have no host waits inside (ms.step and\n"
+               "images/s) and, on a CUDA device with one rank, replay the step as one CUDA\n"
+               "graph as `train` does (captured by a second warm-up step; ONNXT_CUDA_GRAPH=0\n"
+               "or --profile: plain launches); the phases come from as many more plain steps\n"
+               "with the device synchronised at each phase boundary.\n"
                "--profile adds, per op type, the forward and backward milliseconds a step\n"
                "(summed over the timed steps' nodes, divided by the steps), the gradient\n"
                "zeroing, the convolutions' GFLOP a step and rate, and the 12 slowest nodes\n"
@@ -173,20 +175,15 @@ typedef struct bstep {
     ot_scaler *scaler;  /* --amp fp16 */
 } bstep;
 
-/* One training step as train/trainer.c runs it: the batch uploaded, forward,
- * the loss (its items stay on the device), backward, the gradient sum over
- * ranks, clip_grad_norm(10), the optimizer step with the EMA update (one
- * launch on a device with fused slab kernels; on the others the step, then the
- * EMA, as ot_optimizer_step_ema does there), zero_grad, and the loss items read
- * back, which waits for the device. ms[0..5]: upload, forward, loss, backward,
- * optimizer (clip, step, zero_grad; with the EMA when fused), ema; with phases
- * the device is synchronised at each boundary first, else they are 0. ms[6]:
- * the whole step, ended by a synchronisation. */
-static ot_status bench_step(const bstep *B, bool phases, double *ms, ot_error *e) {
+/* One training step's device work as train/trainer.c queues it, after the host staged the loss's targets:
+ * the batch uploaded, forward, the loss (its items stay on the device), backward, the gradient sum over ranks,
+ * clip_grad_norm(10), the optimizer step with the EMA update (one launch on a device with fused slab kernels;
+ * on the others the step, then the EMA, as ot_optimizer_step_ema does there), zero_grad. c[0..6]: the clock at
+ * each phase boundary (upload, forward, loss, backward, optimizer (clip, step, zero_grad; with the EMA when
+ * fused), ema), with the device synchronised first when phases. */
+static ot_status step_device(const bstep *B, bool phases, double *c, ot_error *e) {
     ot_step *st = B->st;
-    double c[7];
 #define MARK(k) do { if (phases) ot_be_sync(B->be); c[k] = now_ms(); } while (0)
-    c[0] = now_ms();
     ot_plan_set_input(st->ag->p, 0, B->x);
     MARK(1);
     OT_TRY(ot_autograd_forward(st->ag, NULL, e));
@@ -199,7 +196,7 @@ static ot_status bench_step(const bstep *B, bool phases, double *ms, ot_error *e
         shp[l] = st->ag->p->shape[st->graph->outputs[l]];
         douts[l] = ot_autograd_output_grad(st->ag, l);
     }
-    OT_TRY(ot_yolo_loss_compute(st->loss, &st->cfg, outs, shp, B->t, B->nt, douts, NULL, e));
+    OT_TRY(ot_yolo_loss_run(st->loss, &st->cfg, outs, shp, douts, e));
     if (B->scaler) {
         int64_t n[OT_MAX_HEADS];
         for (int l = 0; l < st->graph->n_outputs; l++) n[l] = ot_numel(&shp[l]);
@@ -221,6 +218,35 @@ static ot_status bench_step(const bstep *B, bool phases, double *ms, ot_error *e
     if (!fused) ot_ema_update(B->ema, st->ag);
     MARK(6);
 #undef MARK
+    return OT_OK;
+}
+
+/* One training step: build_targets on the host, the device work (step_device; with g non-NULL replayed from
+ * the CUDA graph *g, captured by the first such call, after the host half of the optimizer step, as
+ * train/trainer.c replays its steps), and the loss items read back, which waits for the device. ms[0..5]: the
+ * phases of step_device (0 unless phases); ms[6]: the whole step, ended by a synchronisation. */
+static ot_status bench_step(const bstep *B, bool phases, ot_be_graph **g, double *ms, ot_error *e) {
+    ot_step *st = B->st;
+    double c[7] = {0};
+    c[0] = now_ms();
+    ot_shape shp[OT_MAX_HEADS];
+    for (int l = 0; l < st->graph->n_outputs; l++) shp[l] = st->ag->p->shape[st->graph->outputs[l]];
+    OT_TRY(ot_yolo_loss_stage(st->loss, &st->cfg, shp, B->t, B->nt, e));
+    if (g && *g) {
+        ot_optimizer_step_ema_host(B->o, B->ema);
+        ot_be_graph_launch(B->be, *g);
+    } else if (g) {
+        if (!ot_be_graph_begin(B->be)) return ot_fail(e, OT_ERR_INTERNAL, "%s: cannot begin a graph capture", B->be->name);
+        ot_status s = step_device(B, false, c, e);
+        ot_be_graph *cg = ot_be_graph_end(B->be);
+        if (s) { ot_be_graph_free(B->be, cg); return s; }
+        if (!cg) return ot_fail(e, OT_ERR_UNSUPPORTED, "%s: the step could not be captured as a CUDA graph (run with ONNXT_CUDA_GRAPH=0)",
+                                B->be->name);
+        *g = cg;
+        ot_be_graph_launch(B->be, cg);
+    } else {
+        OT_TRY(step_device(B, phases, c, e));
+    }
     ot_loss_items li;
     ot_yolo_loss_items(st->loss, &li);
     ot_be_sync(B->be);
@@ -288,6 +314,7 @@ int bench_train(int argc, char **argv) {
     ot_step *st = NULL;
     ot_optimizer *o = NULL;
     ot_ema *ema = NULL;
+    ot_be_graph *sg = NULL; /* the timed step as a CUDA graph */
     /* the batch in the backend's staging memory (pinned on a GPU), as the loader's */
     float *x = ot_be_host_alloc(be, sizeof(float) * (size_t)ot_numel(&s)), *t = malloc(sizeof(float) * 6 * 8 * (size_t)bs);
     int rc = 0, nt = 0;
@@ -313,18 +340,25 @@ int bench_train(int argc, char **argv) {
     /* A real GPU runs the step twice over: without host waits inside the step (as train/trainer.c does), for
      * images/s and ms.step; then with the device synchronised at each phase boundary, for the phases. On the
      * CPU devices and the executor, where a synchronisation is nothing, one pass gives both. */
-    const bool split = be->kind == OT_DEV_CUDA && ot_backend_cuda_stream(be, OT_STREAM_COMPUTE) != NULL;
+    /* The timed pass replays the step as one CUDA graph where train would (a CUDA device, one rank, fused
+     * optimizer kernels, ONNXT_CUDA_GRAPH not 0; not with --profile, whose clocks time the launches); it is
+     * then captured by the second warm-up step and the phases come from the plain second pass. */
+    const bool fused_k = o->k->clip_norm && o->k->sgd_fused && o->k->adam_fused;
+    const bool graphs = ot_config_get()->cuda_graph && be->v->graph_begin && world == 1 && fused_k && !profile;
+    const bool split = graphs || (be->kind == OT_DEV_CUDA && ot_backend_cuda_stream(be, OT_STREAM_COMPUTE) != NULL);
+    if (graphs && ot_optimizer_use_graphs(o, &e)) { rc = cli_error(&e); goto done; }
     bstep B = {be, st, o, ema, x, t, nt, world, scaler};
-    double tp[NPH];
+    double tp[NPH] = {0};
     ot_be_sync(be);
     for (int pass = 0; pass < (split ? 2 : 1); pass++) {
         const bool phases = !split || pass == 1;
-        for (long it = pass ? 0 : -1; it < n; it++) { /* it -1: warm-up */
+        for (long it = pass ? 0 : -2; it < n; it++) { /* it -2, -1: warm-up (-1 captures the graph) */
             if (profile && pass == 0 && it == 0 && !(prof = st->ag->p->prof = calloc(2 * (size_t)st->graph->n_nodes + 1, sizeof(double)))) {
                 rc = cli_fail("out of memory");
                 goto done;
             }
-            if (bench_step(&B, phases, tp, &e)) { rc = cli_error(&e); goto done; }
+            ot_be_graph **g = graphs && pass == 0 && it >= -1 ? &sg : NULL;
+            if (bench_step(&B, phases, g, tp, &e)) { rc = cli_error(&e); goto done; }
             if (it < 0) continue;
             if (phases) for (int k = 0; k < NPH - 1; k++) ph[k][it] = tp[k];
             if (pass == 0) ph[NPH - 1][it] = tp[NPH - 1];
@@ -364,6 +398,7 @@ int bench_train(int argc, char **argv) {
         for (int k = 0; k < NPH; k++) json_object_set_new(ms, names[k], json_real(med[k]));
         json_object_set_new(j, "ms", ms);
         json_object_set_new(j, "fused_step_ema", json_boolean(fused));
+        json_object_set_new(j, "cuda_graph", json_boolean(graphs));
         json_object_set_new(j, "phases", json_string(split ? "from separate steps synchronised at each phase" : "the same steps"));
         json_object_set_new(j, "peak_rss_mb", json_real(rss));
         json_object_set_new(j, "arena_mb", json_real((double)st->ag->arena_bytes / (1 << 20)));
@@ -379,6 +414,7 @@ int bench_train(int argc, char **argv) {
                world > 1 ? "s" : "", n);
         for (int k = 0; k < NPH; k++)
             printf("  %-10s %9.1f ms%s\n", names[k], med[k], k == 5 && fused ? " (in the optimizer's fused launch)"
+                                                          : k == NPH - 1 && graphs ? " (one CUDA graph, as train replays it; the phases from separate plain synchronised steps)"
                                                           : k == NPH - 1 && split ? " (no waits inside; the phases from separate synchronised steps)" : "");
         printf("  %.2f images/s, peak memory %.0f MiB (activations and gradients arena %.0f MiB)\n", ips, rss,
                (double)st->ag->arena_bytes / (1 << 20));
@@ -390,6 +426,7 @@ int bench_train(int argc, char **argv) {
             printf("  (on %s the node clocks time the host's launches and waits, not the kernels themselves)\n", be->name);
     }
 done:
+    ot_be_graph_free(be, sg);
     if (st) st->ag->p->prof = NULL;
     free(prof);
     ot_scaler_destroy(scaler);
