@@ -228,7 +228,7 @@ int main(void) {
     ot_cuda_kernels_install();
     Suite *s = suite_create("cudaemu_graph");
     TCase *t = tcase_create("graph");
-    tcase_set_timeout(t, 300);
+    tcase_set_timeout(t, 900); /* two trainer pairs on the executor: ~150 s each beside the other executor tests */
     tcase_add_test(t, t_replay_fp32);
     tcase_add_test(t, t_replay_amp);
     tcase_add_test(t, t_trainer_graphs_equal_plain);

@@ -156,6 +156,7 @@ typedef struct run {
     long last_opt_step;
     FILE *loss_log;
     bool tty;
+    bool bar_open;            /* tty: the progress bar's line is unfinished (a message starts a new line) */
     int rank, world;          /* data-parallel ranks (core/dist.h); rank 0 logs, validates and saves */
     char *own[2];             /* option strings read from a checkpoint */
     ot_ckpt *ck;              /* the checkpoint resumed from; NULL for a fresh run */
@@ -805,6 +806,12 @@ static void fmt_time(double s, char *b, size_t n) {
     else snprintf(b, n, "%02ld:%02ld", t / 60, t % 60);
 }
 
+/* Before a message in the middle of an epoch: off the progress bar's line. */
+static void end_bar(run *r) {
+    if (r->bar_open) putchar('\n');
+    r->bar_open = false;
+}
+
 static void progress(run *r, int epoch, int64_t i, int64_t nb, const double *mloss, int64_t inst, int size, double t0, bool last) {
     if (r->o.quiet) return;
     char head[200];
@@ -827,6 +834,7 @@ static void progress(run *r, int epoch, int64_t i, int64_t nb, const double *mlo
         for (int k = 0; k < w; k++) p += snprintf(bar + p, sizeof bar - (size_t)p, "%s", k < full ? "\u2588" : " ");
         printf("\r%s: %3d%%|%s| %lld/%lld [%s<%s, %s]", head, pct, bar, (long long)(i + 1), (long long)nb, e1, e2, sp);
         if (last) putchar('\n');
+        r->bar_open = !last;
         fflush(stdout);
     } else {
         int64_t every = nb / 10 > 0 ? nb / 10 : 1;
@@ -1237,6 +1245,7 @@ static ot_status train_step(run *r, const ot_batch *b, long ni, ot_error *err) {
         r->last_opt_step = ni;
     }
     if (graphs && !r->gr.told && r->gr.step && r->gr.pass[bucketed][r->stage_k] && !r->o.quiet) {
+        end_bar(r);
         printf("CUDA graphs: the whole step (forward, loss, backward, optimizer, EMA) captured on %s, replayed from the "
                "next step\n", r->be->name);
         r->gr.told = true;
@@ -1252,9 +1261,11 @@ static ot_status step_finish(run *r, int64_t i, ot_loss_items *it, ot_error *err
         float before = r->scaler->host.scale;
         if (ot_scaler_read(r->scaler)) {
             ot_optimizer_unstep(r->opt);
-            if (!r->o.quiet)
+            if (!r->o.quiet) {
+                end_bar(r);
                 printf("AMP: epoch %d batch %lld: gradients not finite, optimizer step skipped, loss scale %g -> %g\n", r->epoch,
                        (long long)i, (double)before, (double)r->scaler->host.scale);
+            }
             if (!isfinite(it->loss)) return OT_OK; /* an overflow in half precision: the scaler handled it */
         }
     }
