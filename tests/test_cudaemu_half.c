@@ -213,6 +213,56 @@ START_TEST(t_accumulate) {
 }
 END_TEST
 
+/* round_to_half and half_out (conv_gpu.c's fused --amp passes) against their definitions on the host: the
+ * oracle conversions; the bias add in float, then rounded. */
+START_TEST(t_fused_passes) {
+    enum { M = 7, HW = 53, NB = 3, N = NB * M * HW };
+    uint64_t s = 11;
+    float x0[N], bias[M];
+    uint16_t h[N];
+    for (int i = 0; i < N; i++) {
+        x0[i] = rsym1(&s) * (i % 5 == 0 ? 7e4f : 4.0f); /* some past half's range */
+        h[i] = (uint16_t)(rnext(&s) & 0xfbff);            /* both signs, no infinities or NaNs */
+    }
+    x0[3] = NAN; x0[8] = -INFINITY; x0[13] = 0x1p-26f;
+    for (int c = 0; c < M; c++) bias[c] = rsym1(&s) * 2.0f;
+    ot_backend *g = ot_backend_cpu_guard();
+    for (int bf = 0; bf <= 1; bf++) {
+        float *dx = dev_from(x0, sizeof x0);
+        uint16_t *dh = dev_from(NULL, sizeof h);
+        ot_cuda_round_to_half(dx, dh, N, bf, NULL);
+        float *x = host_from(dx, sizeof x0);
+        uint16_t *hh = host_from(dh, sizeof h);
+        for (int i = 0; i < N; i++) {
+            uint16_t q = bf ? oracle_f2bf(x0[i]) : oracle_f2h(x0[i]);
+            uint32_t e = bf ? (uint32_t)q << 16 : oracle_h2f_bits(q);
+            ck_assert_msg(hh[i] == q, "round_to_half(bf16 %d)[%d] of %a: half 0x%04x, expected 0x%04x", bf, i, (double)x0[i], hh[i], q);
+            ck_assert_msg(tu_bits(x[i]) == e, "round_to_half(bf16 %d)[%d] of %a: %a in place, expected 0x%08x", bf, i, (double)x0[i],
+                          (double)x[i], e);
+        }
+        free(x); free(hh);
+        ot_be_free(g, dx); ot_be_free(g, dh);
+        for (int wb = 0; wb <= 1; wb++) {
+            float *dy = dev_from(NULL, sizeof x0), *db = dev_from(bias, sizeof bias);
+            uint16_t *dhh = dev_from(h, sizeof h);
+            ot_cuda_half_out(dy, dhh, wb ? db : NULL, N, HW, M, bf, NULL);
+            float *y = host_from(dy, sizeof x0);
+            for (int i = 0; i < N; i++) {
+                float v = bf ? fbits((uint32_t)h[i] << 16) : fbits(oracle_h2f_bits(h[i]));
+                if (wb) {
+                    v = v + bias[(i / HW) % M];
+                    v = bf ? fbits((uint32_t)oracle_f2bf(v) << 16) : fbits(oracle_h2f_bits(oracle_f2h(v)));
+                }
+                ck_assert_msg(tu_bits(y[i]) == tu_bits(v), "half_out(bf16 %d, bias %d)[%d]: %a, expected %a", bf, wb, i, (double)y[i],
+                              (double)v);
+            }
+            free(y);
+            ot_be_free(g, dy); ot_be_free(g, db); ot_be_free(g, dhh);
+        }
+    }
+}
+END_TEST
+
 /* ---- GradScaler ---- */
 static const ot_slab_kernels *cpu_k(void) { return ot_slab_kernels_for(OT_DEV_CPU); }
 static const ot_slab_kernels *dev_k(void) { return ot_slab_kernels_for(OT_DEV_CUDA); }
@@ -383,6 +433,7 @@ int main(void) {
     tcase_set_timeout(t, 300);
     tcase_add_test(t, t_conversions);
     tcase_add_test(t, t_accumulate);
+    tcase_add_test(t, t_fused_passes);
     tcase_add_test(t, t_unscale);
     tcase_add_test(t, t_update);
     tcase_add_test(t, t_fused_skip);

@@ -52,6 +52,39 @@ __global__ void amp_acc_bf16_k(float *y, const __nv_bfloat16 *h, int64_t n, int 
     amp_acc<__nv_bfloat16, amp_b2f>(y, h, n, 1, acc, rnd);
 }
 
+OT_DEVFN __half amp_f2h(float x) { return __float2half_rn(x); }
+OT_DEVFN __nv_bfloat16 amp_f2b(float x) { return __float2bfloat16_rn(x); }
+
+/* x rounded in place to the half type's precision and its half copy h, in one pass (round_half and a conversion
+ * fused: a half convolution's input under --amp). */
+template <typename H, H (*TOH)(float), float (*TOF)(H)>
+OT_DEVFN void amp_split(float *x, H *h, int64_t n) {
+    GRID_STRIDE(i, n) {
+        const H v = TOH(x[i]);
+        h[i] = v;
+        x[i] = TOF(v);
+    }
+}
+__global__ void amp_split_f16_k(float *x, __half *h, int64_t n) { amp_split<__half, amp_f2h, amp_h2f>(x, h, n); }
+__global__ void amp_split_bf16_k(float *x, __nv_bfloat16 *h, int64_t n) { amp_split<__nv_bfloat16, amp_f2b, amp_b2f>(x, h, n); }
+
+/* y = float(h), or with a bias the float sum float(h) + b[(i / hw) % m] rounded to the half type's precision, in
+ * one pass (a conversion, the bias add and round_half fused: a half convolution's output under --amp). */
+template <typename H, H (*TOH)(float), float (*TOF)(H)>
+OT_DEVFN void amp_out(float *y, const H *h, const float *b, int64_t n, int64_t hw, int64_t m) {
+    GRID_STRIDE(i, n) {
+        float v = TOF(h[i]);
+        if (b) v = TOF(TOH(__fadd_rn(v, b[(i / hw) % m])));
+        y[i] = v;
+    }
+}
+__global__ void amp_out_f16_k(float *y, const __half *h, const float *b, int64_t n, int64_t hw, int64_t m) {
+    amp_out<__half, amp_f2h, amp_h2f>(y, h, b, n, hw, m);
+}
+__global__ void amp_out_bf16_k(float *y, const __nv_bfloat16 *h, const float *b, int64_t n, int64_t hw, int64_t m) {
+    amp_out<__nv_bfloat16, amp_f2b, amp_b2f>(y, h, b, n, hw, m);
+}
+
 /* x *= scale (the loss gradient's seed, GradScaler.scale(loss)). */
 __global__ void amp_scale_k(float *x, int64_t n, const ot_amp_state *st) {
     const float s = st->scale;
@@ -116,6 +149,20 @@ extern "C" void ot_cuda_half_accumulate(float *y, const uint16_t *h, int64_t n, 
         OT_LAUNCH(amp_acc_bf16_k, amp_grid(n), AMP_BLOCK, 0, stream, y, reinterpret_cast<const __nv_bfloat16 *>(h), n, accumulate,
                   round);
     else OT_LAUNCH(amp_acc_f16_k, amp_grid(n), AMP_BLOCK, 0, stream, y, reinterpret_cast<const __half *>(h), n, accumulate, round);
+}
+extern "C" void ot_cuda_round_to_half(float *x, uint16_t *h, int64_t n, int bf16, void *stream) {
+    if (n <= 0) return;
+    if (bf16) OT_LAUNCH(amp_split_bf16_k, amp_grid(n), AMP_BLOCK, 0, stream, x, reinterpret_cast<__nv_bfloat16 *>(h), n);
+    else OT_LAUNCH(amp_split_f16_k, amp_grid(n), AMP_BLOCK, 0, stream, x, reinterpret_cast<__half *>(h), n);
+}
+extern "C" void ot_cuda_half_out(float *y, const uint16_t *h, const float *bias, int64_t n, int64_t hw, int64_t m, int bf16,
+                                 void *stream) {
+    if (n <= 0) return;
+    if (hw < 1) hw = 1;
+    if (m < 1) m = 1;
+    if (bf16)
+        OT_LAUNCH(amp_out_bf16_k, amp_grid(n), AMP_BLOCK, 0, stream, y, reinterpret_cast<const __nv_bfloat16 *>(h), bias, n, hw, m);
+    else OT_LAUNCH(amp_out_f16_k, amp_grid(n), AMP_BLOCK, 0, stream, y, reinterpret_cast<const __half *>(h), bias, n, hw, m);
 }
 extern "C" void ot_cuda_amp_scale(float *x, int64_t n, const ot_amp_state *st, void *stream) {
     if (n > 0) OT_LAUNCH(amp_scale_k, amp_grid(n), AMP_BLOCK, 0, stream, x, n, st);

@@ -396,37 +396,32 @@ static amp_call amp_of(ot_kctx *c) {
                       ot_numel(&c->p->shape[c->n->out[0]]), p->m * (p->c / p->group) * p->kh * p->kw};
 }
 
-/* forward under --amp: x rounded in place (autocast stores activations in half), x and w converted, the half
- * convolution (FP32 accumulation), y back to float, the bias added, y rounded: conv_emu.c's semantics. */
+/* forward under --amp: x rounded in place (autocast stores activations in half) and converted in one pass, w
+ * converted, the half convolution (FP32 accumulation), y back to float with the bias added and rounded in one
+ * pass: conv_emu.c's semantics. */
 static ot_status amp_forward(ot_kctx *c, cudnnHandle_t h) {
     ot_conv_params *p = c->params;
     struct ot_conv_cudnn *s = p->cudnn;
     const amp_call a = amp_of(c);
     float *x = (float *)ot_inf(c, 0), *y = ot_outf(c, 0);
-    ot_cuda_round_half(x, x, a.nx, a.bf, a.st);
-    to_half(s, ws_at(c, s->off_x), x, a.nx, a.st);
+    ot_cuda_round_to_half(x, (uint16_t *)ws_at(c, s->off_x), a.nx, a.bf, a.st);
     to_half(s, ws_at(c, s->off_w), ot_inf(c, 1), a.nw, a.st);
     const float one = 1.0f, zero = 0.0f;
     DNN(cudnnConvolutionForward, (h, &one, s->xh, ws_at(c, s->off_x), s->wh, ws_at(c, s->off_w), s->conv[DIR_FWD], s->fwd,
                                   c->p->ws, s->ws_algo, &zero, s->yh, ws_at(c, s->off_y)));
-    if (a.bf) ot_cuda_bf16_to_f32(y, (const uint16_t *)ws_at(c, s->off_y), a.ny, a.st);
-    else ot_cuda_f16_to_f32(y, (const uint16_t *)ws_at(c, s->off_y), a.ny, a.st);
-    if (p->has_bias) {
-        DNN(cudnnAddTensor, (h, &one, s->b, ot_inf(c, 2), &one, s->y, y));
-        ot_cuda_round_half(y, y, a.ny, a.bf, a.st);
-    }
+    ot_cuda_half_out(y, (const uint16_t *)ws_at(c, s->off_y), p->has_bias ? ot_inf(c, 2) : NULL, a.ny, p->oh * p->ow, p->m, a.bf,
+                     a.st);
     return OT_OK;
 }
 
-/* backward under --amp: dy rounded in place and converted (with x and w); dx and dw from the half convolutions,
+/* backward under --amp: dy rounded in place and converted in one pass (x and w converted); dx and dw from the half convolutions,
  * added to (or, dx when set, written into) the FP32 gradients, dx rounded; db from the rounded dy in FP32. */
 static ot_status amp_backward(ot_kctx *c, cudnnHandle_t h, float *dx, float *dw, float *db) {
     ot_conv_params *p = c->params;
     struct ot_conv_cudnn *s = p->cudnn;
     const amp_call a = amp_of(c);
     float *dy = (float *)ot_gout(c, 0);
-    ot_cuda_round_half(dy, dy, a.ny, a.bf, a.st);
-    to_half(s, ws_at(c, s->off_dy), dy, a.ny, a.st);
+    ot_cuda_round_to_half(dy, (uint16_t *)ws_at(c, s->off_dy), a.ny, a.bf, a.st);
     to_half(s, ws_at(c, s->off_w), ot_inf(c, 1), a.nw, a.st);
     const float one = 1.0f, zero = 0.0f;
     if (dx) {
