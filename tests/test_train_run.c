@@ -296,6 +296,25 @@ END_TEST
 
 /* bench train: a built-in size, its JSON keys, the --profile table, bad
  * arguments (exit 2 with the reason). */
+/* bench train's convolution FLOPs against Ultralytics' own count: yolov5n at 640 with 80 classes is "4.5
+ * GFLOPs" in its model summary (thop: multiply-adds x 2, convolutions and BatchNorm; ours: the convolutions). The
+ * step's work is the forward plus the input and weight gradients (twice the forward each, the first layer
+ * without an input gradient): a little under 3x. */
+START_TEST(bench_train_flops) {
+    setup();
+    char out[1300];
+    snprintf(out, sizeof out, "%s/bench640.json", W);
+    tu_sh("OMP_NUM_THREADS=2 '%s' bench train --model yolov5n --batch-size 1 --img 640 --steps 1 --json > '%s'", OT_CLI, out);
+    json_error_t je;
+    json_t *j = json_load_file(out, 0, &je);
+    ck_assert_msg(j != NULL, "%s: %s", out, je.text);
+    double f = json_number_value(json_object_get(j, "conv_gflop_forward")), st = json_number_value(json_object_get(j, "conv_gflop_step"));
+    ck_assert_msg(f > 4.35 && f < 4.55, "yolov5n at 640: %g forward GFLOP, Ultralytics counts 4.5", f);
+    ck_assert_msg(st > 2.8 * f && st < 3.0 * f, "the step's %g GFLOP against the forward's %g", st, f);
+    json_decref(j);
+}
+END_TEST
+
 START_TEST(bench_train_cli) {
     setup();
     char out[1300], cmd[8192], err[4096];
@@ -308,6 +327,8 @@ START_TEST(bench_train_cli) {
     ck_assert(json_number_value(json_object_get(j, "peak_rss_mb")) > 0);
     ck_assert_int_eq(json_integer_value(json_object_get(j, "batch_size")), 2);
     ck_assert_int_eq(json_integer_value(json_object_get(j, "ranks")), 1);
+    ck_assert(json_is_null(json_object_get(j, "share_of_peak"))); /* the CPU: no peak */
+    ck_assert(json_number_value(json_object_get(j, "conv_tflops")) > 0);
     json_t *ms = json_object_get(j, "ms");
     static const char *keys[] = {"forward", "loss", "backward", "optimizer", "ema", "step"};
     for (int k = 0; k < 6; k++) ck_assert_msg(json_is_number(json_object_get(ms, keys[k])), "ms.%s missing", keys[k]);
@@ -426,6 +447,7 @@ int main(void) {
     tcase_add_test(t, val_predict_and_errors);
     tcase_add_test(t, flags_rect_single_cls_freeze_adamw);
     tcase_add_test(t, bench_train_cli);
+    tcase_add_test(t, bench_train_flops);
     tcase_add_test(t, shared_yolov5s_inference_export);
     tcase_add_test(t, shared_yolov5s_bn_export);
     suite_add_tcase(s, t);

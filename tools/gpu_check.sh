@@ -404,6 +404,14 @@ for bs, sfx, o, t in tr:
         notes.append("PyTorch: " + why("torch_train_b%d%s" % (bs, sfx)))
     elif t.get("gpu_peak_reserved_mib") is not None:
         notes.append("PyTorch peak reserved %.0f MiB" % t["gpu_peak_reserved_mib"])
+    # the share of the card's peak: the convolutions' FLOPs of the step (ours counts them; the same model and
+    # batch on both sides) over each side's median step, against bench train's peak for the row's precision
+    if o and o.get("conv_gflop_step"):
+        pk = o.get("peak_tflops")
+        for side, ms_ in (("ours", om), ("PyTorch", tm)):
+            if ms_:
+                tfl = o["conv_gflop_step"] / ms_  # GFLOP per ms = TFLOP/s
+                notes.append("%s %.1f TFLOP/s%s" % (side, tfl, " = %.1f%% of the %.0f TFLOP/s peak" % (100 * tfl / pk, pk) if pk else ""))
     print(tf.format(bs, "AMP" if sfx else "FP32", f(oi, ".1f"), f(ti, ".1f"), f(oi / ti if oi and ti else None, ".2f"), f(om, ".1f"), f(tm, ".1f"),
                     f(o.get("gpu_used_mb") if o else None, ".0f"), "; ".join(notes)))
 print()

@@ -46,7 +46,11 @@ static void usage(FILE *f) {
                "milliseconds per phase and the process's peak memory; --json prints one JSON\n"
                "object (keys images_per_s, ms: {upload, forward, loss, backward, optimizer,\n"
                "ema, step}, peak_rss_mb, ranks, device, gpu, tf32, fused_step_ema,\n"
-               "cuda_graph). On a GPU the timed steps have no host waits inside (ms.step and\n"
+               "cuda_graph, conv_gflop_forward, conv_gflop_step, conv_tflops, peak_tflops,\n"
+               "share_of_peak). The convolutions' GFLOP (multiply-adds x 2, as Ultralytics'\n"
+               "GFLOPs; the step: forward, input and weight gradients) over the median step\n"
+               "give TFLOP/s and, on a GPU of a known architecture, the share of its peak\n"
+               "(FP32 CUDA cores; with --amp half-precision tensor cores). On a GPU the timed steps have no host waits inside (ms.step and\n"
                "images/s) and, on a CUDA device with one rank, replay the step as one CUDA\n"
                "graph as `train` does (captured by a second warm-up step; ONNXT_CUDA_GRAPH=0\n"
                "or --profile: plain launches); the phases come from as many more plain steps\n"
@@ -106,6 +110,53 @@ static double conv_fwd_flops(const ot_plan *p, const ot_node *nd) {
     return 2.0 * (double)ot_numel(ys) * (double)(wsh->d[1] * wsh->d[2] * wsh->d[3]);
 }
 
+/* The convolutions' work a training step: forward FLOPs (multiply-adds x 2, as Ultralytics' GFLOPs) into *fwd, and
+ * the forward with the input and weight gradients (twice the forward each; no input gradient for the first)
+ * returned. */
+static double conv_step_flops(const ot_step *st, double *fwd) {
+    const ot_graph *g = st->graph;
+    double f = 0, all = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ot_node *nd = &g->nodes[i];
+        if (strcmp(nd->op_type, "Conv") != 0 || nd->n_out < 1 || nd->out[0] < 0) continue;
+        double fl = conv_fwd_flops(st->ag->p, nd);
+        f += fl;
+        all += fl * (st->ag->p->grad[nd->in[0]] ? 3 : 2);
+    }
+    if (fwd) *fwd = f;
+    return all;
+}
+
+/* The card's peak dense TFLOP/s, FP32 on its CUDA cores (*fp32) and half precision on its tensor cores with FP32
+ * accumulation, what --amp's convolutions run (*half): SMs x the maximum clock x the per-SM rate of the
+ * architecture from NVIDIA's whitepapers (A100 19.5 / 312, RTX 3090 35.6 / 71, RTX 4090 82.6 / 165, H100 SXM
+ * 67 / 989 at their boost clocks); 0 where unknown (not a GPU, another architecture). */
+static void gpu_peak(ot_backend *be, double *fp32, double *half) {
+    *fp32 = *half = 0;
+#ifdef ONNXT_HAVE_CUDA
+    int sms = 0, khz = 0, major = 0, minor = 0;
+    if (be->kind != OT_DEV_CUDA || !ot_backend_cuda_stream(be, OT_STREAM_COMPUTE) ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, be->ordinal) != cudaSuccess ||
+        cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, be->ordinal) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, be->ordinal) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, be->ordinal) != cudaSuccess)
+        return;
+    double f32 = 0, f16 = 0; /* FLOP per clock per SM */
+    char name[256];
+    const char *gn = gpu_name(be, name, sizeof name);
+    const bool geforce = gn && strstr(gn, "GeForce") != NULL;
+    if (major == 8 && minor == 0) { f32 = 128; f16 = 2048; }           /* A100 */
+    else if (major == 8 && minor == 6) { f32 = 256; f16 = geforce ? 512 : 1024; } /* RTX 30 (half rate), A6000 */
+    else if (major == 8 && minor == 9) { f32 = 256; f16 = 512; }        /* RTX 40, L40 */
+    else if (major == 9 && minor == 0) { f32 = 256; f16 = 4096; }       /* H100, H200 */
+    const double clk = (double)khz * 1e3 * (double)sms / 1e12;
+    *fp32 = f32 * clk;
+    *half = f16 * clk;
+#else
+    (void)be;
+#endif
+}
+
 /* Per op type and slowest nodes, ms per step, from the plan's per-node clock. */
 static void print_profile(const ot_step *st, long steps) {
     const ot_graph *g = st->graph;
@@ -127,14 +178,9 @@ static void print_profile(const ot_step *st, long steps) {
     for (int k = 0; k < nt; k++)
         if (tf[k] + tb[k] > 0) printf("  %-20s %6d %9.1f %9.1f\n", op[k], cnt[k], tf[k] * sc, tb[k] * sc);
     printf("  %-20s %6s %9s %9.1f\n", "(gradient zeroing)", "", "", pr[2 * g->n_nodes] * sc);
-    double cfl = 0, ct = 0; /* convolution work a step: forward, input and weight gradients */
-    for (int i = 0; i < g->n_nodes; i++) {
-        const ot_node *nd = &g->nodes[i];
-        if (strcmp(nd->op_type, "Conv") != 0 || nd->n_out < 1 || nd->out[0] < 0) continue;
-        double fl = conv_fwd_flops(st->ag->p, nd);
-        cfl += fl * (st->ag->p->grad[nd->in[0]] ? 3 : 2);
-        ct += pr[2 * i] + pr[2 * i + 1];
-    }
+    double cfl = conv_step_flops(st, NULL), ct = 0; /* convolution work a step: forward, input and weight gradients */
+    for (int i = 0; i < g->n_nodes; i++)
+        if (strcmp(g->nodes[i].op_type, "Conv") == 0) ct += pr[2 * i] + pr[2 * i + 1];
     printf("  %-20s %6d %9.1f %9.1f\n", "total", g->n_nodes, sf * sc, sb * sc + pr[2 * g->n_nodes] * sc);
     if (ct > 0)
         printf("  convolutions: %.1f GFLOP a step (forward and backward), %.0f GFLOP/s over their time\n", cfl / 1e9,
@@ -376,6 +422,12 @@ int bench_train(int argc, char **argv) {
     const bool real_gpu = gpu && ot_backend_cuda_stream(be, OT_STREAM_COMPUTE) != NULL;
     const bool tf32 = real_gpu && ot_config_get()->tf32; /* what the convolutions ran with */
     const bool fused = o->k->clip_norm && o->k->sgd_fused && o->k->adam_fused; /* the EMA rides the optimizer's launch */
+    /* the convolutions' work over the whole batch, the rate it was done at over the median step, the card's peak
+     * for the row's precision (TF32 rows: none known) */
+    double cfwd, cfl = conv_step_flops(st, &cfwd) * world, p32, p16;
+    cfwd *= world;
+    gpu_peak(be, &p32, &p16);
+    const double tflops = cfl / (med[NPH - 1] / 1e3) / 1e12, peak = amp != OT_AMP_OFF ? p16 : tf32 ? 0 : p32;
     if (world > 1) { /* the collectives keep the ranks in step; memory: all ranks together */
         double v = rss;
         ot_dist_sum_f64(&v, 1);
@@ -399,6 +451,11 @@ int bench_train(int argc, char **argv) {
         json_object_set_new(j, "ms", ms);
         json_object_set_new(j, "fused_step_ema", json_boolean(fused));
         json_object_set_new(j, "cuda_graph", json_boolean(graphs));
+        json_object_set_new(j, "conv_gflop_forward", json_real(cfwd / 1e9));
+        json_object_set_new(j, "conv_gflop_step", json_real(cfl / 1e9));
+        json_object_set_new(j, "conv_tflops", json_real(tflops));
+        json_object_set_new(j, "peak_tflops", peak > 0 ? json_real(peak) : json_null());
+        json_object_set_new(j, "share_of_peak", peak > 0 ? json_real(tflops / peak) : json_null());
         json_object_set_new(j, "phases", json_string(split ? "from separate steps synchronised at each phase" : "the same steps"));
         json_object_set_new(j, "peak_rss_mb", json_real(rss));
         json_object_set_new(j, "arena_mb", json_real((double)st->ag->arena_bytes / (1 << 20)));
@@ -418,6 +475,9 @@ int bench_train(int argc, char **argv) {
                                                           : k == NPH - 1 && split ? " (no waits inside; the phases from separate synchronised steps)" : "");
         printf("  %.2f images/s, peak memory %.0f MiB (activations and gradients arena %.0f MiB)\n", ips, rss,
                (double)st->ag->arena_bytes / (1 << 20));
+        printf("  convolutions: %.2f GFLOP a step (forward %.2f), %.3g TFLOP/s over the step", cfl / 1e9, cfwd / 1e9, tflops);
+        if (peak > 0) printf(", %.1f%% of the card's %s peak (%.0f TFLOP/s)", 100 * tflops / peak, amp != OT_AMP_OFF ? "half-precision tensor" : "FP32", peak);
+        printf("\n");
         if (gpu_mb >= 0) printf("  GPU memory in use at the end: %.0f MiB (every process's, the CUDA context's too)\n", gpu_mb);
     }
     if (profile) {
