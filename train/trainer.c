@@ -135,7 +135,8 @@ typedef struct run {
         ot_be_graph *pass[2][2]; /* [bucketed][k]: staging buffer k copied into the plan's input, forward, loss,
                                   * backward (bucketed: with the gradient sums over the ranks) */
         ot_be_graph *step;    /* unscale, clip, optimizer step with the EMA, GradScaler update, gradients zeroed */
-        bool warm, step_warm; /* a plain pass / a plain optimizer step has run (lazy allocations done) */
+        bool warm[2], step_warm; /* a plain pass [bucketed] / a plain optimizer step has run (lazy allocations,
+                                  * events and the collectives' first calls done) */
         bool failed, told;    /* a capture failed (plain launches from then on); the capture was announced */
         unsigned loss_gen;    /* the loss tables' generation the graphs were captured with */
     } gr;
@@ -1237,8 +1238,8 @@ static ot_status train_step(run *r, const ot_batch *b, long ni, ot_error *err) {
     if (staged_input(r)) ot_be_wait(r->be, OT_STREAM_COMPUTE, &r->stage_ev[r->stage_k]); /* outside any graph: the event is this step's */
     OT_TRY(grads_allreduce_begin(r, ag, stepping, err));
     const int bucketed = r->gb && r->gb->active;
-    OT_TRY(graph_run(r, ag, &r->gr.pass[bucketed][r->stage_k], graphs, r->gr.warm, step_pass, step_pass_host, err));
-    if (graphs) r->gr.warm = true;
+    OT_TRY(graph_run(r, ag, &r->gr.pass[bucketed][r->stage_k], graphs, r->gr.warm[bucketed], step_pass, step_pass_host, err));
+    if (graphs) r->gr.warm[bucketed] = true;
     if (stepping) {
         OT_TRY(graph_run(r, ag, &r->gr.step, graphs, r->gr.step_warm, step_optimizer, step_optimizer_host, err));
         if (graphs) r->gr.step_warm = true;
