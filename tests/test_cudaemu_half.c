@@ -213,8 +213,11 @@ START_TEST(t_accumulate) {
 }
 END_TEST
 
-/* round_to_half and half_out (conv_gpu.c's fused --amp passes) against their definitions on the host: the
- * oracle conversions; the bias add in float, then rounded. */
+/* v rounded to half (bf 0) or bfloat16 (1) precision by the oracle, kept in float. */
+static float rnd(int bf, float v) { return bf ? fbits((uint32_t)oracle_f2bf(v) << 16) : fbits(oracle_h2f_bits(oracle_f2h(v))); }
+
+/* round_to_half, half_out and half_bias (conv_gpu.c's fused --amp passes, conv_emu.c's bias) against their
+ * definitions on the host: the oracle conversions; the rounded bias added in float, the sum rounded. */
 START_TEST(t_fused_passes) {
     enum { M = 7, HW = 53, NB = 3, N = NB * M * HW };
     uint64_t s = 11;
@@ -249,16 +252,24 @@ START_TEST(t_fused_passes) {
             float *y = host_from(dy, sizeof x0);
             for (int i = 0; i < N; i++) {
                 float v = bf ? fbits((uint32_t)h[i] << 16) : fbits(oracle_h2f_bits(h[i]));
-                if (wb) {
-                    v = v + bias[(i / HW) % M];
-                    v = bf ? fbits((uint32_t)oracle_f2bf(v) << 16) : fbits(oracle_h2f_bits(oracle_f2h(v)));
-                }
+                if (wb) v = rnd(bf, v + rnd(bf, bias[(i / HW) % M]));
                 ck_assert_msg(tu_bits(y[i]) == tu_bits(v), "half_out(bf16 %d, bias %d)[%d]: %a, expected %a", bf, wb, i, (double)y[i],
                               (double)v);
             }
             free(y);
             ot_be_free(g, dy); ot_be_free(g, db); ot_be_free(g, dhh);
         }
+        /* half_bias on values of half precision (conv_emu.c's biased output) */
+        float *dy = dev_from(x0, sizeof x0), *db = dev_from(bias, sizeof bias);
+        ot_cuda_half_bias(dy, db, N, HW, M, bf, NULL);
+        float *y = host_from(dy, sizeof x0);
+        for (int i = 0; i < N; i++) {
+            float v = rnd(bf, x0[i] + rnd(bf, bias[(i / HW) % M]));
+            ck_assert_msg(tu_bits(y[i]) == tu_bits(v) || (isnan(y[i]) && isnan(v)), "half_bias(bf16 %d)[%d]: %a, expected %a", bf, i,
+                          (double)y[i], (double)v);
+        }
+        free(y);
+        ot_be_free(g, dy); ot_be_free(g, db);
     }
 }
 END_TEST

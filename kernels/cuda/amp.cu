@@ -68,15 +68,27 @@ OT_DEVFN void amp_split(float *x, H *h, int64_t n) {
 __global__ void amp_split_f16_k(float *x, __half *h, int64_t n) { amp_split<__half, amp_f2h, amp_h2f>(x, h, n); }
 __global__ void amp_split_bf16_k(float *x, __nv_bfloat16 *h, int64_t n) { amp_split<__nv_bfloat16, amp_f2b, amp_b2f>(x, h, n); }
 
-/* y = float(h), or with a bias the float sum float(h) + b[(i / hw) % m] rounded to the half type's precision, in
- * one pass (a conversion, the bias add and round_half fused: a half convolution's output under --amp). */
+/* v + b as autocast adds a half bias to a half convolution's output: the bias rounded to the half type, the sum
+ * in float, rounded again. */
+template <typename H, H (*TOH)(float), float (*TOF)(H)>
+OT_DEVFN float amp_bias1(float v, float b) { return TOF(TOH(__fadd_rn(v, TOF(TOH(b))))); }
+
+/* y = float(h), or with a bias amp_bias1(float(h), b[(i / hw) % m]), in one pass (a conversion and the bias add
+ * fused: a half convolution's output under --amp). */
 template <typename H, H (*TOH)(float), float (*TOF)(H)>
 OT_DEVFN void amp_out(float *y, const H *h, const float *b, int64_t n, int64_t hw, int64_t m) {
     GRID_STRIDE(i, n) {
         float v = TOF(h[i]);
-        if (b) v = TOF(TOH(__fadd_rn(v, b[(i / hw) % m])));
+        if (b) v = amp_bias1<H, TOH, TOF>(v, b[(i / hw) % m]);
         y[i] = v;
     }
+}
+/* y = amp_bias1(y, b[(i / hw) % m]) for y already of half precision (conv_emu.c's biased output). */
+__global__ void amp_bias_f16_k(float *y, const float *b, int64_t n, int64_t hw, int64_t m) {
+    GRID_STRIDE(i, n) y[i] = amp_bias1<__half, amp_f2h, amp_h2f>(y[i], b[(i / hw) % m]);
+}
+__global__ void amp_bias_bf16_k(float *y, const float *b, int64_t n, int64_t hw, int64_t m) {
+    GRID_STRIDE(i, n) y[i] = amp_bias1<__nv_bfloat16, amp_f2b, amp_b2f>(y[i], b[(i / hw) % m]);
 }
 __global__ void amp_out_f16_k(float *y, const __half *h, const float *b, int64_t n, int64_t hw, int64_t m) {
     amp_out<__half, amp_f2h, amp_h2f>(y, h, b, n, hw, m);
@@ -163,6 +175,13 @@ extern "C" void ot_cuda_half_out(float *y, const uint16_t *h, const float *bias,
     if (bf16)
         OT_LAUNCH(amp_out_bf16_k, amp_grid(n), AMP_BLOCK, 0, stream, y, reinterpret_cast<const __nv_bfloat16 *>(h), bias, n, hw, m);
     else OT_LAUNCH(amp_out_f16_k, amp_grid(n), AMP_BLOCK, 0, stream, y, reinterpret_cast<const __half *>(h), bias, n, hw, m);
+}
+extern "C" void ot_cuda_half_bias(float *y, const float *bias, int64_t n, int64_t hw, int64_t m, int bf16, void *stream) {
+    if (n <= 0) return;
+    if (hw < 1) hw = 1;
+    if (m < 1) m = 1;
+    if (bf16) OT_LAUNCH(amp_bias_bf16_k, amp_grid(n), AMP_BLOCK, 0, stream, y, bias, n, hw, m);
+    else OT_LAUNCH(amp_bias_f16_k, amp_grid(n), AMP_BLOCK, 0, stream, y, bias, n, hw, m);
 }
 extern "C" void ot_cuda_amp_scale(float *x, int64_t n, const ot_amp_state *st, void *stream) {
     if (n > 0) OT_LAUNCH(amp_scale_k, amp_grid(n), AMP_BLOCK, 0, stream, x, n, st);

@@ -14,8 +14,9 @@
  * precision"): a convolution of half tensors with FP32 accumulation, as cuDNN
  * runs it on the GPU, computed as the FP32 convolution of values rounded to
  * half (or bfloat16) precision by amp.cu's kernels: the input rounded in place
- * (activations are stored in half under autocast), the weights and bias rounded
- * into a copy (the FP32 master weights stay), the output rounded in place.
+ * (activations are stored in half under autocast), the weights rounded into a
+ * copy (the FP32 master weights stay), the output rounded in place, then the
+ * bias rounded and added to it and the sum rounded (autocast's half add).
  * Backward: dy rounded in place; dx rounded after it is written or added; the
  * weight and bias gradients computed into zeroed buffers, rounded, and added to
  * the FP32 gradients they accumulate into (autocast's cast back to FP32). */
@@ -59,14 +60,16 @@ static ot_status emu_prepare(ot_kctx *c) {
 
 static int64_t numel_of(const ot_kctx *c, int vid) { return ot_numel(&c->p->shape[vid]); }
 
-/* The weights (and bias) rounded into a->wr and put in their place in the plan; ow / ob get the originals. */
+/* The weights rounded into a->wr and put in their place in the plan, a zero bias after them (the forward adds
+ * the bias itself, as autocast adds a half bias to the half output; the backward's bias gradient does not read
+ * it); ow / ob get the originals. */
 static void swap_in_rounded(ot_kctx *c, struct ot_conv_cudnn *a, void **ow, void **ob) {
     const ot_conv_params *p = c->params;
     ot_cuda_round_half(a->wr, ot_inf(c, 1), a->nw, a->bf16, NULL);
     *ow = c->p->data[c->n->in[1]];
     c->p->data[c->n->in[1]] = a->wr;
     if (p->has_bias) {
-        ot_cuda_round_half(a->wr + a->nw, ot_inf(c, 2), a->nb, a->bf16, NULL);
+        ot_be_memset(c->p->be, a->wr + a->nw, 0, sizeof(float) * (size_t)a->nb);
         *ob = c->p->data[c->n->in[2]];
         c->p->data[c->n->in[2]] = a->wr + a->nw;
     }
@@ -123,7 +126,10 @@ static ot_status emu_forward_now(ot_kctx *c) {
     ot_status st = cpu_call(c, ot_cpu_conv.forward);
     swap_out(c, ow, ob);
     float *y = ot_outf(c, 0);
-    ot_cuda_round_half(y, y, numel_of(c, c->n->out[0]), a->bf16, NULL);
+    const int64_t ny = numel_of(c, c->n->out[0]);
+    ot_cuda_round_half(y, y, ny, a->bf16, NULL);
+    const ot_conv_params *p = c->params;
+    if (p->has_bias) ot_cuda_half_bias(y, ot_inf(c, 2), ny, p->oh * p->ow, p->m, a->bf16, NULL);
     return st;
 }
 

@@ -72,7 +72,7 @@ struct ot_conv_cudnn {
     int amp;
     cudnnTensorDescriptor_t xh, yh;
     cudnnFilterDescriptor_t wh;
-    size_t ws_algo, off_x, off_w, off_y, off_dy, off_dx, off_dw;
+    size_t ws_algo, off_x, off_w, off_y, off_dy, off_dx, off_dw, off_db;
 };
 
 static int g_tf32;            /* ot_cuda_conv_set_tf32; read by prepare (with ot_config_get()->tf32) */
@@ -373,7 +373,8 @@ static ot_status gpu_prepare(ot_kctx *c) {
         s->off_dy = s->off_y; /* the backward reuses y's place for dy */
         s->off_dx = s->off_dy + HALVES(ny);
         s->off_dw = s->off_dx + HALVES(nx);
-        need = s->off_dw + HALVES(nw);
+        s->off_db = s->off_dw + HALVES(nw);         /* the bias gradient in FP32, before its rounding */
+        need = s->off_db + HALVES(2 * (size_t)p->m);
 #undef HALVES
     } else
         s->ws_algo = need;
@@ -414,8 +415,9 @@ static ot_status amp_forward(ot_kctx *c, cudnnHandle_t h) {
     return OT_OK;
 }
 
-/* backward under --amp: dy rounded in place and converted in one pass (x and w converted); dx and dw from the half convolutions,
- * added to (or, dx when set, written into) the FP32 gradients, dx rounded; db from the rounded dy in FP32. */
+/* backward under --amp: dy rounded in place and converted in one pass (x and w converted); dx and dw from the half
+ * convolutions, added to (or, dx when set, written into) the FP32 gradients, dx rounded; db summed from the
+ * rounded dy, rounded and added (conv_emu.c's semantics). */
 static ot_status amp_backward(ot_kctx *c, cudnnHandle_t h, float *dx, float *dw, float *db) {
     ot_conv_params *p = c->params;
     struct ot_conv_cudnn *s = p->cudnn;
@@ -436,7 +438,12 @@ static ot_status amp_backward(ot_kctx *c, cudnnHandle_t h, float *dx, float *dw,
                                              ws_at(c, s->off_dw)));
         ot_cuda_half_accumulate(dw, (const uint16_t *)ws_at(c, s->off_dw), a.nw, a.bf, 1, 0, a.st);
     }
-    if (db) DNN(cudnnConvolutionBackwardBias, (h, &one, s->y, dy, &one, s->b, db));
+    if (db) { /* the half bias's gradient: the sum of the rounded dy, rounded, added to the FP32 gradient */
+        float *t = (float *)ws_at(c, s->off_db);
+        DNN(cudnnConvolutionBackwardBias, (h, &one, s->y, dy, &zero, s->b, t));
+        ot_cuda_round_add(t, db, p->m, a.bf, a.st);
+        ot_be_copy(c->p->be, db, t, sizeof(float) * (size_t)p->m);
+    }
     return OT_OK;
 }
 

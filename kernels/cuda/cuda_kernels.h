@@ -37,10 +37,12 @@ void ot_cuda_bf16_to_f32(float *y, const uint16_t *x, int64_t n, void *stream);
 void ot_cuda_round_half(float *y, const float *x, int64_t n, int bf16, void *stream);
 /* One pass each (conv_gpu.c under --amp): round_to_half: x rounded in place to half (bf16 0) or bfloat16 (1)
  * precision and its n half values written to h (round_half then a conversion, fused); half_out: y = the n half
- * values h in float, or with bias non-NULL (m channels of hw elements, NCHW) the float sum h + bias[channel]
- * rounded to that precision (a conversion, the bias add and round_half, fused). */
+ * values h in float, then with bias non-NULL (m channels of hw elements, NCHW) half_bias's add (a conversion and
+ * the bias add, fused); half_bias: y = round(y + round(bias[channel])), rounding to that precision: autocast's
+ * half bias added to a half convolution's output (conv_emu.c's biased output). */
 void ot_cuda_round_to_half(float *x, uint16_t *h, int64_t n, int bf16, void *stream);
 void ot_cuda_half_out(float *y, const uint16_t *h, const float *bias, int64_t n, int64_t hw, int64_t m, int bf16, void *stream);
+void ot_cuda_half_bias(float *y, const float *bias, int64_t n, int64_t hw, int64_t m, int bf16, void *stream);
 /* y = (accumulate ? y + h : h) for the n half (bf16 0) or bfloat16 (1) values h, then, with round, rounded to
  * that precision (conv_gpu.c's --amp gradients). */
 void ot_cuda_half_accumulate(float *y, const uint16_t *h, int64_t n, int bf16, int accumulate, int round, void *stream);
