@@ -157,7 +157,6 @@ static ot_adam_args adam_args(const ot_optimizer *o) {
 
 /* ot_optimizer_use_graphs: the per-step values of the step with these arguments into the host buffer. */
 static void dyn_fill(ot_optimizer *o, float d, float omd) {
-    if (!o->dyn_host) return;
     if (o->kind == OT_OPT_SGD) {
         ot_sgd_args a = sgd_args(o);
         ot_step_dyn_sgd(&a, d, omd, o->dyn_host);
@@ -173,7 +172,10 @@ static void step_fused(ot_optimizer *o, const ot_slab_seg *seg, int nseg, float 
     ot_autograd *ag = o->ag;
     const float *clip = o->clip_pending ? o->clip : NULL;
     o->clip_pending = false;
-    if (o->dyn_host) ot_be_upload(ag->be, o->dyn_dev, o->dyn_host, sizeof *o->dyn_host);
+    if (o->dyn_host) {
+        dyn_fill(o, d, omd);
+        ot_be_upload(ag->be, o->dyn_dev, o->dyn_host, sizeof *o->dyn_host);
+    }
     if (o->kind == OT_OPT_SGD) {
         ot_sgd_args a = sgd_args(o);
         a.dyn = o->dyn_dev;
@@ -194,7 +196,6 @@ void ot_optimizer_step(ot_optimizer *o) {
     o->steps++;
     ot_be_enter(ag->be);
     if (fused(o)) {
-        dyn_fill(o, 0.0f, 0.0f);
         step_fused(o, o->seg, o->n, NULL, 0.0f, 0.0f);
     } else if (o->kind == OT_OPT_SGD) {
         ot_sgd_args a = sgd_args(o);
@@ -225,7 +226,6 @@ void ot_optimizer_step_ema(ot_optimizer *o, ot_ema *ema) {
     o->steps++;
     float d, omd;
     ema_next(ema, &d, &omd);
-    dyn_fill(o, d, omd);
     ot_be_enter(ag->be);
     step_fused(o, o->seg_ema, o->n_seg_ema, ema->slab, d, omd);
     ot_be_leave(ag->be);
@@ -248,7 +248,7 @@ void ot_optimizer_step_ema_host(ot_optimizer *o, ot_ema *ema) {
     o->steps++;
     float d = 0.0f, omd = 0.0f;
     if (ema) ema_next(ema, &d, &omd);
-    dyn_fill(o, d, omd);
+    if (o->dyn_host) dyn_fill(o, d, omd);
     o->clip_pending = false;
 }
 

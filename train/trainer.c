@@ -549,19 +549,15 @@ static ot_status grads_allreduce_begin(run *r, ot_autograd *ag, bool stepping, o
 }
 
 /* The gradients summed over the ranks, in place (DDP: loss * world, gradients averaged), and the frozen ones
- * zeroed: bucketed, the compute stream waits for the last bucket's sum, then zeroes; otherwise zero, then one
- * sum over the whole slab (through the host on a device without a collective). */
-static ot_status grads_allreduce(run *r, ot_autograd *ag, ot_error *err) {
-    (void)ag;
-    grad_buckets *gb = r->gb;
-    if (!gb || !gb->bucketed) {
-        grads_freeze(r);
-        ot_dist_sum_f32_on(r->be, r->ag->grad_slab, (int64_t)r->ag->slab_floats);
-        return OT_OK;
-    }
-    gb->bucketed = false;
+ * zeroed: bucketed, the pass already summed them (its compute stream waited for the last bucket); otherwise
+ * zero, then one sum over the whole slab (through the host on a device without a collective). */
+static void grads_allreduce(run *r) {
     grads_freeze(r);
-    return OT_OK;
+    if (r->gb && r->gb->bucketed) { /* summed by the pass's buckets (grads_allreduce_join) */
+        r->gb->bucketed = false;
+        return;
+    }
+    ot_dist_sum_f32_on(r->be, r->ag->grad_slab, (int64_t)r->ag->slab_floats);
 }
 
 /* After a bucketed backward (in the pass, so that a captured pass ends with every stream joined): the compute
@@ -1198,7 +1194,7 @@ static void step_pass_host(run *r) {
 /* The optimizer step after the gradients are complete: summed over the ranks, GradScaler's unscale (tests may
  * plant an overflow first), clip_grad_norm_ to 10, the step with the EMA, GradScaler's update, zero_grad. */
 static ot_status step_optimizer(run *r, ot_autograd *ag, ot_error *err) {
-    OT_TRY(grads_allreduce(r, ag, err));
+    grads_allreduce(r);
     if (r->scaler) { /* scaler.unscale_(optimizer) before clipping */
         if (r->cur_ni == r->test.amp_inf) {
             const float inf = INFINITY;
