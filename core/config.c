@@ -10,6 +10,7 @@ static char g_loss_log[4096], g_kill_at[64];
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_tf32_set = -1; /* ot_config_set_tf32: -1 none, else 0 / 1 (wins over ONNXT_TF32) */
 static int g_amp_set = 0;           /* ot_config_set_amp */
+static int g_cl_set = -1;           /* ot_config_set_channels_last: -1 none, else 0 / 1 (wins over ONNXT_CHANNELS_LAST) */
 static double g_bucket_mb_set = 0; /* ot_config_set_bucket_mb: > 0 wins over ONNXT_BUCKET_MB */
 
 static bool is(const char *v, const char *s) { return v && strcmp(v, s) == 0; }
@@ -53,6 +54,7 @@ static void load(void) {
     v = getenv("ONNXT_TEST_AMP_INF");
     c.test_amp_inf = v ? atol(v) : -1;
     c.amp = g_amp_set;
+    c.channels_last = g_cl_set >= 0 ? g_cl_set == 1 : is(getenv("ONNXT_CHANNELS_LAST"), "1");
     c.cuda_graph = !is(getenv("ONNXT_CUDA_GRAPH"), "0");
     g_cfg = c;
 }
@@ -81,4 +83,10 @@ void ot_config_set_tf32(bool on) {
     pthread_once(&g_once, load);
     g_tf32_set = on ? 1 : 0;
     g_cfg.tf32 = on;
+}
+
+void ot_config_set_channels_last(bool on) {
+    pthread_once(&g_once, load);
+    g_cl_set = on ? 1 : 0;
+    g_cfg.channels_last = on;
 }

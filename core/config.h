@@ -1,5 +1,6 @@
 /* config.h: every ONNXT_* environment switch, read in one place (core/config.c),
- * and the one setting the command line may override (tf32).
+ * and the settings the command line may override (tf32, amp, channels_last,
+ * bucket_mb).
  *
  * ot_config_get() reads the environment once, on first use (thread-safe), into
  * an ot_config that callers only read. docs/ENVIRONMENT.md lists each switch,
@@ -29,6 +30,8 @@ typedef struct ot_config {
     bool cuda_graph;            /* ONNXT_CUDA_GRAPH: false when "0" (default true): train's CUDA graphs (train/trainer.c) */
     int amp;                    /* ot_config_set_amp (train --amp): 0 FP32, 1 fp16, 2 bf16: the precision of the CUDA
                                  * device's convolutions in plans created afterwards (train/amp.h); default 0 */
+    bool channels_last;         /* ONNXT_CHANNELS_LAST=1 or --channels-last (ot_config_set_channels_last): under amp,
+                                 * the GPU's half convolutions take NHWC copies (kernels/cuda/conv_gpu.c); default false */
     /* ---- distributed ---- */
     double dist_timeout_s;      /* ONNXT_DIST_TIMEOUT: seconds > 0, default 7200 */
     double bucket_mb;           /* ONNXT_BUCKET_MB: gradient bucket size on CUDA devices, MB > 0, default 25 */
@@ -58,6 +61,9 @@ void ot_config_reload(void);
 void ot_config_set_tf32(bool on);
 /* train --amp: 0 off, 1 fp16, 2 bf16 (kept across ot_config_reload). */
 void ot_config_set_amp(int mode);
+/* --channels-last (train, bench train): sets channels_last whatever ONNXT_CHANNELS_LAST says (kept across
+ * ot_config_reload). */
+void ot_config_set_channels_last(bool on);
 /* --bucket-mb (wins over ONNXT_BUCKET_MB); mb > 0. */
 void ot_config_set_bucket_mb(double mb);
 

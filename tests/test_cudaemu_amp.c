@@ -21,6 +21,9 @@
  *   without the plant: 65536, as many steps as updates; killed after epoch 0
  *   and resumed, the run ends with the uninterrupted one's weights bit for bit
  *   and its scaler state (the checkpoint carries it);
+ * - --channels-last (the NHWC half copies, conv_emu.c): the fp16 and bf16
+ *   steps and a 1-epoch fp16 run give the NCHW ones' bits, and the run says
+ *   so; without --amp (the executor trains in FP32 by default) it is refused;
  * - `--amp fp16` on the CPU device is refused with one line. */
 #include "testutil.h"
 #include "core/backend.h"
@@ -46,9 +49,10 @@ typedef struct amp_out { ot_loss_items it; float *grad, *slab, *input; size_t n,
 
 /* One step of yolov5n (64 px, batch 2) on the executor at precision `mode` (train/amp.h), as train/trainer.c's
  * step: forward, loss, the loss gradient scaled (fp16), backward, unscaled. */
-static void amp_step(ot_amp_mode mode, amp_out *o) {
+static void amp_step(ot_amp_mode mode, bool channels_last, amp_out *o) {
     ot_backend *be = emu();
     ot_config_set_amp((int)mode);
+    ot_config_set_channels_last(channels_last);
     uint8_t *buf;
     size_t len;
     ot_error e;
@@ -62,6 +66,7 @@ static void amp_step(ot_amp_mode mode, amp_out *o) {
     ot_step *st;
     ck_assert_msg(ot_step_create_on(be, m, NULL, &hyp, sh, IMG, &st, &e) == OT_OK, "%s", e.msg);
     ot_config_set_amp(0);
+    ot_config_set_channels_last(false);
     o->nin = (size_t)BATCH * 3 * IMG * IMG;
     float *x = malloc(sizeof(float) * o->nin);
     ot_fill_pattern(x, (int64_t)o->nin, 11);
@@ -133,12 +138,12 @@ static void amp_free(amp_out *o) {
 
 START_TEST(t_amp_step_near_fp32) {
     amp_out r, h[2];
-    amp_step(OT_AMP_OFF, &r);
+    amp_step(OT_AMP_OFF, false, &r);
     const ot_amp_mode modes[2] = {OT_AMP_FP16, OT_AMP_BF16};
     const double tol_loss[2] = {1e-2, 8e-2}, tol_grad[2] = {2e-1, 1.2};
     double gerr[2];
     for (int k = 0; k < 2; k++) {
-        amp_step(modes[k], &h[k]);
+        amp_step(modes[k], false, &h[k]);
         double dl = fabs(h[k].it.loss - r.it.loss) / fabs(r.it.loss);
         double d3 = fmax(fabs(h[k].it.lbox - r.it.lbox) / fabs(r.it.lbox), fmax(fabs(h[k].it.lobj - r.it.lobj) / fabs(r.it.lobj),
                                                                                fabs(h[k].it.lcls - r.it.lcls) / fabs(r.it.lcls)));
@@ -163,6 +168,13 @@ START_TEST(t_amp_step_near_fp32) {
             changed += v != r.input[i];
         }
         ck_assert_uint_gt(changed, r.nin / 2);
+        /* --channels-last: every rounding through the NHWC half copies (conv_emu.c), the same bits */
+        amp_out c;
+        amp_step(modes[k], true, &c);
+        ck_assert_msg(memcmp(&c.it, &h[k].it, sizeof c.it) == 0, "%s channels-last: loss items differ", ot_amp_name(modes[k]));
+        ck_assert_msg(memcmp(c.grad, h[k].grad, sizeof(float) * c.n) == 0, "%s channels-last: gradients differ", ot_amp_name(modes[k]));
+        ck_assert_msg(memcmp(c.input, h[k].input, sizeof(float) * c.nin) == 0, "%s channels-last: input differs", ot_amp_name(modes[k]));
+        amp_free(&c);
         amp_free(&h[k]);
     }
     /* the differences come from the rounding: bfloat16's unit is 8x half's, its gradients land about that much
@@ -217,6 +229,10 @@ START_TEST(t_trainer_skips_planted_overflow) {
     fprintf(stderr, "clean (1 epoch): scale %g, %ld steps, %ld EMA updates; planted overflow (2 epochs): scale %g, %ld steps, %ld EMA "
            "updates\n", s0, st0, up0, s1, st1, up1);
     ck_assert(s0 == 65536.0 && st0 == up0 && up0 == 4);
+    /* --channels-last on the executor: the NHWC half copies in every step, the same weights bit for bit */
+    ck_assert_int_eq(train_amp("nhwc", 1, "ONNXT_CHANNELS_LAST=1"), 0);
+    ck_assert(tu_runs_weight_diff(W, "clean", "nhwc", 0, 4) == 0);
+    tu_sh("grep -q 'AMP: fp16 convolutions on channels-last (NHWC) copies' '%s/nhwc.out'", W);
     ck_assert(s1 == 32768.0 && st1 == up1 - 1 && up1 == 7);
     char p[1300], line[4096];
     snprintf(p, sizeof p, "%s/planted.out", W);
@@ -251,6 +267,11 @@ START_TEST(t_cpu_refuses_amp) {
              OT_CLI_EMU, W, W);
     rc = tu_run(cmd, err, sizeof err);
     ck_assert_msg(rc != 0 && strstr(err, "--amp fp8: expected fp16, bf16 or off") != NULL, "rc %d, stderr: %s", rc, err);
+    snprintf(cmd, sizeof cmd, "'%s' train --data '%s/d/data.yaml' " ARGS " --device 0 --channels-last --project '%s/runs' --name cl",
+             OT_CLI_EMU, W, W);
+    rc = tu_run(cmd, err, sizeof err);
+    ck_assert_msg(rc != 0 && strstr(err, "--channels-last (or ONNXT_CHANNELS_LAST=1) lays out the half-precision") != NULL,
+                  "rc %d, stderr: %s", rc, err);
 }
 END_TEST
 

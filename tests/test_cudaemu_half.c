@@ -17,6 +17,8 @@
  * - round_half is the round trip, in place too; half_accumulate (a half
  *   gradient written or added into an FP32 one, then rounded or not) and
  *   round_add are their definitions, bit for bit;
+ * - the channels-last copies (half_nhwc, half_from_nhwc) are the same
+ *   conversions transposed, bit for bit, with partial tiles;
  * - GradScaler (amp_scale, amp_unscale, amp_update) against kernels/slab.c's
  *   CPU oracle, bit for bit: unscale with and without a planted inf / NaN
  *   (found_inf set only with it), the update's backoff on an overflow, growth
@@ -274,6 +276,75 @@ START_TEST(t_fused_passes) {
 }
 END_TEST
 
+/* Channels-last half copies (conv_gpu.c under --channels-last): half_nhwc is round_to_half transposed to
+ * (nb, sp, ch), half_from_nhwc is half_out / half_accumulate read from it, bit for bit, on shapes with partial
+ * 32x32 tiles on both axes, one tile, one element and sp 1 (a 1x1 weight). */
+START_TEST(t_nhwc) {
+    static const int64_t shapes[][3] = {{3, 7, 53}, {2, 45, 70}, {1, 32, 32}, {1, 1, 1}, {5, 33, 1}};
+    ot_backend *g = ot_backend_cpu_guard();
+    uint64_t s = 29;
+    for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+        const int64_t nb = shapes[k][0], ch = shapes[k][1], sp = shapes[k][2], n = nb * ch * sp;
+        const size_t fb = sizeof(float) * (size_t)n, hb = sizeof(uint16_t) * (size_t)n;
+        float *x0 = malloc(fb), *y0 = malloc(fb), *bias = malloc(sizeof(float) * (size_t)ch);
+        uint16_t *h = malloc(hb);
+        for (int64_t i = 0; i < n; i++) {
+            x0[i] = rsym1(&s) * (i % 5 == 0 ? 7e4f : 4.0f);
+            y0[i] = rsym1(&s) * 3.0f;
+            h[i] = (uint16_t)(rnext(&s) & 0xfbff);
+        }
+        if (n > 3) x0[3] = NAN;
+        for (int64_t c = 0; c < ch; c++) bias[c] = rsym1(&s) * 2.0f;
+        for (int bf = 0; bf <= 1; bf++) {
+            for (int inplace = 0; inplace <= 1; inplace++) {
+                float *dx = dev_from(x0, fb);
+                uint16_t *dh = dev_from(NULL, hb);
+                ot_cuda_half_nhwc(dx, inplace ? dx : NULL, dh, nb, ch, sp, bf, NULL);
+                float *x = host_from(dx, fb);
+                uint16_t *hh = host_from(dh, hb);
+                for (int64_t b = 0; b < nb; b++)
+                    for (int64_t c = 0; c < ch; c++)
+                        for (int64_t t = 0; t < sp; t++) {
+                            const int64_t i = (b * ch + c) * sp + t, o = (b * sp + t) * ch + c;
+                            const uint16_t q = bf ? oracle_f2bf(x0[i]) : oracle_f2h(x0[i]);
+                            const uint32_t e = inplace ? (bf ? (uint32_t)q << 16 : oracle_h2f_bits(q)) : tu_bits(x0[i]);
+                            ck_assert_msg(hh[o] == q, "half_nhwc(%lld, %lld, %lld; bf16 %d) [%lld, %lld, %lld]: 0x%04x, expected 0x%04x",
+                                          (long long)nb, (long long)ch, (long long)sp, bf, (long long)b, (long long)c, (long long)t,
+                                          hh[o], q);
+                            ck_assert_msg(tu_bits(x[i]) == e, "half_nhwc(in place %d, bf16 %d)[%lld]: x 0x%08x, expected 0x%08x",
+                                          inplace, bf, (long long)i, tu_bits(x[i]), e);
+                        }
+                free(x); free(hh);
+                ot_be_free(g, dx); ot_be_free(g, dh);
+            }
+            for (int mode = 0; mode < 8; mode++) { /* bit 0 bias, bit 1 accumulate, bit 2 round */
+                const int wb = mode & 1, acc = (mode >> 1) & 1, rn = (mode >> 2) & 1;
+                float *dy = dev_from(y0, fb), *db = dev_from(bias, sizeof(float) * (size_t)ch);
+                uint16_t *dhh = dev_from(h, hb);
+                ot_cuda_half_from_nhwc(dy, dhh, wb ? db : NULL, nb, ch, sp, bf, acc, rn, NULL);
+                float *y = host_from(dy, fb);
+                for (int64_t b = 0; b < nb; b++)
+                    for (int64_t c = 0; c < ch; c++)
+                        for (int64_t t = 0; t < sp; t++) {
+                            const int64_t i = (b * ch + c) * sp + t, o = (b * sp + t) * ch + c;
+                            float v = bf ? fbits((uint32_t)h[o] << 16) : fbits(oracle_h2f_bits(h[o]));
+                            if (wb) v = rnd(bf, v + rnd(bf, bias[c]));
+                            if (acc) v = y0[i] + v;
+                            if (rn) v = rnd(bf, v);
+                            ck_assert_msg(tu_bits(y[i]) == tu_bits(v),
+                                          "half_from_nhwc(%lld, %lld, %lld; bf16 %d, bias %d, acc %d, round %d)[%lld]: %a, expected %a",
+                                          (long long)nb, (long long)ch, (long long)sp, bf, wb, acc, rn, (long long)i, (double)y[i],
+                                          (double)v);
+                        }
+                free(y);
+                ot_be_free(g, dy); ot_be_free(g, db); ot_be_free(g, dhh);
+            }
+        }
+        free(x0); free(y0); free(bias); free(h);
+    }
+}
+END_TEST
+
 /* ---- GradScaler ---- */
 static const ot_slab_kernels *cpu_k(void) { return ot_slab_kernels_for(OT_DEV_CPU); }
 static const ot_slab_kernels *dev_k(void) { return ot_slab_kernels_for(OT_DEV_CUDA); }
@@ -445,6 +516,7 @@ int main(void) {
     tcase_add_test(t, t_conversions);
     tcase_add_test(t, t_accumulate);
     tcase_add_test(t, t_fused_passes);
+    tcase_add_test(t, t_nhwc);
     tcase_add_test(t, t_unscale);
     tcase_add_test(t, t_update);
     tcase_add_test(t, t_fused_skip);

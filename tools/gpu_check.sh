@@ -33,7 +33,8 @@
 # no time left. $OUT/steps.tsv lists every step; $OUT/summary.txt the tables:
 # the kernels against PyTorch's and the goals, and the training step
 # (`bench train --device 0` against tools/bench/torch_train_step.py --device
-# cuda, yolov5s at 640: batch 16 and 64 in FP32, batch 64 with AMP, both sides).
+# cuda, yolov5s at 640: batch 16 and 64 in FP32, batch 64 with AMP, both
+# sides, and ours with AMP on channels-last copies).
 set -u
 ROOT=$(pwd)
 OUT=${OUT:-$ROOT/gpu_check_out}
@@ -193,7 +194,8 @@ fi
 # ---- 4c. CUDA graphs and mixed precision in training (issue 16) ----
 # The same tiny set: FP32 with the step's CUDA graphs (the default) against ONNXT_CUDA_GRAPH=0 must give the same
 # losses bit for bit (cuDNN's algorithms are deterministic); then --amp fp16 and bf16 (half-precision cuDNN
-# convolutions, GradScaler) must train: exit 0, finite losses, their first and last losses beside FP32's.
+# convolutions, GradScaler) and fp16 with --channels-last (NHWC half copies) must train: exit 0, finite losses,
+# their first and last losses beside FP32's.
 if [ -z "$B" ] || [ $HAVE_GPU = 0 ]; then
     if [ -z "$B" ]; then record graph_amp_train skip "no CUDA build"; else record graph_amp_train skip "$GPU_WHY"; fi
 else
@@ -206,8 +208,10 @@ else
         grep -q 'CUDA graphs: the whole step' '$GT/graphs.out' && cmp '$GT/plain.log' '$GT/graphs.log' && echo 'CUDA graphs: same losses as plain launches' &&
         ONNXT_LOSS_LOG='$GT/fp16.log' '$CLI' \$A --amp fp16 --name fp16 &&
         ONNXT_LOSS_LOG='$GT/bf16.log' '$CLI' \$A --amp bf16 --name bf16 &&
-        for m in plain fp16 bf16; do echo \"\$m: first \$(head -1 $GT/\$m.log) last \$(tail -1 $GT/\$m.log)\"; done &&
-        ! grep -qi 'nan\|inf' '$GT/fp16.log' '$GT/bf16.log'"
+        ONNXT_LOSS_LOG='$GT/fp16cl.log' '$CLI' \$A --amp fp16 --channels-last --name fp16cl | tee '$GT/fp16cl.out' &&
+        grep -q 'on channels-last (NHWC) copies' '$GT/fp16cl.out' &&
+        for m in plain fp16 bf16 fp16cl; do echo \"\$m: first \$(head -1 $GT/\$m.log) last \$(tail -1 $GT/\$m.log)\"; done &&
+        ! grep -qi 'nan\|inf' '$GT/fp16.log' '$GT/bf16.log' '$GT/fp16cl.log'"
 fi
 
 # ---- 5. the kernels: ours and PyTorch's ----
@@ -254,13 +258,15 @@ elif [ $HAVE_GPU = 1 ] && ! $PY -c 'import torch, sys; sys.exit(not torch.cuda.i
     TORCH_WHY="torch.cuda.is_available() is False"
 fi
 # Rows: batch 16 and 64 in FP32, then batch 64 with mixed precision on both sides
-# (ours: --amp fp16; PyTorch: train.py's autocast + GradScaler, --amp), issue 16.
-for cfg in 16:fp32 64:fp32 64:amp; do
+# (ours: --amp fp16; PyTorch: train.py's autocast + GradScaler, --amp), issue 16; last ours with --amp fp16
+# --channels-last (NHWC half copies), against the same PyTorch AMP row (train.py keeps NCHW).
+for cfg in 16:fp32 64:fp32 64:amp 64:amp_cl; do
     bs=${cfg%:*}; prec=${cfg#*:}
     sfx=""; oamp=""; tamp=""
     if [ "$prec" = amp ]; then sfx="_amp"; oamp="--amp fp16"; tamp="--amp"; fi
+    if [ "$prec" = amp_cl ]; then sfx="_amp_cl"; oamp="--amp fp16 --channels-last"; fi
     name=bench_train_b$bs$sfx; tname=torch_train_b$bs$sfx
-    case $cfg in 16:fp32) keep=200 ;; 64:fp32) keep=120 ;; *) keep=60 ;; esac # later rows and memcheck (6b) get the rest
+    case $cfg in 16:fp32) keep=240 ;; 64:fp32) keep=160 ;; 64:amp) keep=100 ;; *) keep=60 ;; esac # later rows and memcheck (6b) get the rest
     if [ -z "$B" ]; then record $name skip "no CUDA build"
     elif [ $HAVE_GPU = 0 ]; then
         # without a GPU: --device 0 must be refused in one line with exit 2
@@ -276,7 +282,8 @@ for cfg in 16:fp32 64:fp32 64:amp; do
     else
         run $name 120 $keep bash -c "'$CLI' bench train --model yolov5s --device 0 --img 640 --batch-size $bs --steps 5 $oamp --json > '$OUT/$name.json'"
     fi
-    if [ -n "$TORCH_WHY" ]; then record $tname skip "$TORCH_WHY"
+    if [ "$prec" = amp_cl ]; then : # compared with torch_train_b64_amp
+    elif [ -n "$TORCH_WHY" ]; then record $tname skip "$TORCH_WHY"
     elif [ $HAVE_GPU = 0 ]; then record $tname skip "$GPU_WHY"
     else
         # --model yolov5s is not a file: Model('yolov5s.yaml'), as ours (no onnx package needed)
@@ -381,13 +388,13 @@ except OSError:
 def why(step):  # short: the whole reason is in the steps list below
     st = steps.get(step)
     return "not run" if not st else st[0] + (" (" + st[1][:60] + ("..." if len(st[1]) > 60 else "") + ")" if st[1] else "")
-tr = [(bs, sfx, load("bench_train_b%d%s.json" % (bs, sfx)), last_json("torch_train_b%d%s.json" % (bs, sfx)))
-      for bs, sfx in ((16, ""), (64, ""), (64, "_amp"))]
+tr = [(bs, sfx, load("bench_train_b%d%s.json" % (bs, sfx)), last_json("torch_train_b%d%s.json" % (bs, tsfx)))
+      for bs, sfx, tsfx in ((16, "", ""), (64, "", ""), (64, "_amp", "_amp"), (64, "_amp_cl", "_amp"))]
 gpus = {j.get("gpu") for _, _, o, t in tr for j in (o, t) if j and j.get("gpu")}
 print()
 print("Training step, yolov5s at 640 (forward, loss, backward, clip, SGD, EMA), FP32 and AMP (goals: AMP >= 2.0x, FP32 >= 1.5x): "
       + ("on " + ", ".join(sorted(gpus)) if gpus else "not measured"))
-tf = "{:<6} {:<5} {:>12} {:>12} {:>14} {:>9} {:>11} {:>11}  {}"
+tf = "{:<6} {:<6} {:>12} {:>12} {:>14} {:>9} {:>11} {:>11}  {}"
 print(tf.format("batch", "prec", "ours img/s", "PyTorch img/s", "ours/PyTorch", "ours ms", "PyTorch ms", "ours GPU MiB", "notes"))
 for bs, sfx, o, t in tr:
     oi = o.get("images_per_s") if o else None
@@ -401,7 +408,7 @@ for bs, sfx, o, t in tr:
         notes.append(("ours: one CUDA graph a step; " if o.get("cuda_graph") else "ours: plain launches; ")
                      + "ms: " + ", ".join("%s %.1f" % (k, v) for k, v in o["ms"].items() if k != "step"))
     if not t:
-        notes.append("PyTorch: " + why("torch_train_b%d%s" % (bs, sfx)))
+        notes.append("PyTorch: " + why("torch_train_b%d%s" % (bs, sfx.replace("_cl", ""))))
     elif t.get("gpu_peak_reserved_mib") is not None:
         notes.append("PyTorch peak reserved %.0f MiB" % t["gpu_peak_reserved_mib"])
     # the share of the card's peak: the convolutions' FLOPs of the step (ours counts them; the same model and
@@ -412,7 +419,7 @@ for bs, sfx, o, t in tr:
             if ms_:
                 tfl = o["conv_gflop_step"] / ms_  # GFLOP per ms = TFLOP/s
                 notes.append("%s %.1f TFLOP/s%s" % (side, tfl, " = %.1f%% of the %.0f TFLOP/s peak" % (100 * tfl / pk, pk) if pk else ""))
-    print(tf.format(bs, "AMP" if sfx else "FP32", f(oi, ".1f"), f(ti, ".1f"), f(oi / ti if oi and ti else None, ".2f"), f(om, ".1f"), f(tm, ".1f"),
+    print(tf.format(bs, "AMP-CL" if sfx.endswith("_cl") else "AMP" if sfx else "FP32", f(oi, ".1f"), f(ti, ".1f"), f(oi / ti if oi and ti else None, ".2f"), f(om, ".1f"), f(tm, ".1f"),
                     f(o.get("gpu_used_mb") if o else None, ".0f"), "; ".join(notes)))
 print()
 ips = {}

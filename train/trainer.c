@@ -1019,9 +1019,16 @@ static ot_status setup_amp(run *r, ot_error *err) {
     if (r->amp != OT_AMP_OFF && !gpu)
         return ot_fail(err, OT_ERR_UNSUPPORTED, "--amp %s needs a CUDA device; %s trains in FP32 (--amp off)", ot_amp_name(r->amp),
                        r->be->name);
+    const bool cl = ot_config_get()->channels_last;
+    if (cl && r->amp == OT_AMP_OFF) /* NHWC is a layout of the half copies only: in FP32 it would do nothing */
+        return ot_fail(err, OT_ERR_UNSUPPORTED,
+                       "--channels-last (or ONNXT_CHANNELS_LAST=1) lays out the half-precision convolutions of --amp fp16|bf16 "
+                       "on a CUDA device; this run trains in FP32 on %s",
+                       r->be->name);
     ot_config_set_amp((int)r->amp);
     if (!r->o.quiet && r->amp != OT_AMP_OFF)
-        printf("AMP: %s convolutions (FP32 master weights, optimizer, EMA and loss)%s\n", ot_amp_name(r->amp),
+        printf("AMP: %s convolutions%s (FP32 master weights, optimizer, EMA and loss)%s\n", ot_amp_name(r->amp),
+               cl ? " on channels-last (NHWC) copies" : "",
                r->amp == OT_AMP_FP16 ? ", dynamic loss scaling from 65536 (torch.cuda.amp.GradScaler)" : "");
     return OT_OK;
 }

@@ -97,6 +97,107 @@ __global__ void amp_out_bf16_k(float *y, const __nv_bfloat16 *h, const float *b,
     amp_out<__nv_bfloat16, amp_f2b, amp_b2f>(y, h, b, n, hw, m);
 }
 
+/* ---- channels-last (NHWC) half copies (conv_gpu.c under --amp --channels-last) ----
+ * Both directions transpose (n, c, hw) <-> (n, hw, c) through 32x32 tiles in shared memory, so reads and
+ * writes are coalesced; the conversion and rounding ride on the copy. Per element the arithmetic is
+ * amp_split's and amp_out / amp_acc's, so a value's bits do not depend on the layout. */
+#define NH_TILE 32
+#define NH_ROWS 8 /* blocks are NH_TILE x NH_ROWS threads */
+
+/* Tiles of batch b along c (tc of them) and hw (thw): tile k -> (b, c0, s0). */
+struct nh_tiles { int64_t c, hw, tc, thw, tiles; };
+/* Tile k's first channel, first spatial element and batch offset (elements). */
+OT_DEVFN void nh_tile_at(const nh_tiles &t, int64_t k, int64_t *c0, int64_t *s0, int64_t *base) {
+    const int64_t ks = k % t.thw, r = k / t.thw, kc = r % t.tc, b = r / t.tc;
+    *c0 = kc * NH_TILE;
+    *s0 = ks * NH_TILE;
+    *base = b * t.c * t.hw;
+}
+
+/* h[b][s][ch] = half(x[b][ch][s]); with xr (== x) non-NULL also x rounded in place. */
+template <typename H, H (*TOH)(float), float (*TOF)(H)>
+OT_DEVFN void amp_nhwc_in(const float *x, float *xr, H *h, nh_tiles t) {
+    __shared__ float tile[NH_TILE][NH_TILE + 1]; /* [ch][s] */
+    const int tx = (int)threadIdx.x, ty = (int)threadIdx.y;
+    for (int64_t k = blockIdx.x; k < t.tiles; k += gridDim.x) { /* uniform per block: barriers are safe */
+        int64_t c0, s0, base;
+        nh_tile_at(t, k, &c0, &s0, &base);
+        const int64_t s = s0 + tx;
+        if (s < t.hw)
+            for (int j = ty; j < NH_TILE; j += NH_ROWS) {
+                const int64_t ch = c0 + j;
+                if (ch >= t.c) break;
+                const int64_t i = base + ch * t.hw + s;
+                const float v = x[i];
+                tile[j][tx] = v;
+                if (xr) xr[i] = TOF(TOH(v));
+            }
+        __syncthreads();
+        const int64_t ch = c0 + tx;
+        if (ch < t.c)
+            for (int j = ty; j < NH_TILE; j += NH_ROWS) {
+                const int64_t ss = s0 + j;
+                if (ss >= t.hw) break;
+                h[base + ss * t.c + ch] = TOH(tile[tx][j]);
+            }
+        __syncthreads(); /* before the next tile overwrites this one */
+    }
+}
+
+/* y[b][ch][s] from v = float(h[b][s][ch]): with bias amp_bias1(v, bias[ch]); with acc y + v; with rnd rounded
+ * (amp_out's and amp_acc's arithmetic). */
+template <typename H, H (*TOH)(float), float (*TOF)(H)>
+OT_DEVFN void amp_nhwc_out(float *y, const H *h, const float *bias, nh_tiles t, int bf16, int acc, int rnd) {
+    __shared__ float tile[NH_TILE][NH_TILE + 1]; /* [s][ch] */
+    const int tx = (int)threadIdx.x, ty = (int)threadIdx.y;
+    for (int64_t k = blockIdx.x; k < t.tiles; k += gridDim.x) {
+        int64_t c0, s0, base;
+        nh_tile_at(t, k, &c0, &s0, &base);
+        const int64_t ch = c0 + tx;
+        if (ch < t.c)
+            for (int j = ty; j < NH_TILE; j += NH_ROWS) {
+                const int64_t s = s0 + j;
+                if (s >= t.hw) break;
+                tile[j][tx] = TOF(h[base + s * t.c + ch]);
+            }
+        __syncthreads();
+        const int64_t s = s0 + tx;
+        if (s < t.hw)
+            for (int j = ty; j < NH_TILE; j += NH_ROWS) {
+                const int64_t cc = c0 + j;
+                if (cc >= t.c) break;
+                const int64_t i = base + cc * t.hw + s;
+                float v = tile[tx][j];
+                if (bias) v = amp_bias1<H, TOH, TOF>(v, bias[cc]);
+                if (acc) v = __fadd_rn(y[i], v);
+                if (rnd) v = bf16 ? __bfloat162float(__float2bfloat16_rn(v)) : __half2float(__float2half_rn(v));
+                y[i] = v;
+            }
+        __syncthreads();
+    }
+}
+__global__ void amp_nhwc_in_f16_k(const float *x, float *xr, __half *h, nh_tiles t) { amp_nhwc_in<__half, amp_f2h, amp_h2f>(x, xr, h, t); }
+__global__ void amp_nhwc_in_bf16_k(const float *x, float *xr, __nv_bfloat16 *h, nh_tiles t) {
+    amp_nhwc_in<__nv_bfloat16, amp_f2b, amp_b2f>(x, xr, h, t);
+}
+__global__ void amp_nhwc_out_f16_k(float *y, const __half *h, const float *bias, nh_tiles t, int acc, int rnd) {
+    amp_nhwc_out<__half, amp_f2h, amp_h2f>(y, h, bias, t, 0, acc, rnd);
+}
+__global__ void amp_nhwc_out_bf16_k(float *y, const __nv_bfloat16 *h, const float *bias, nh_tiles t, int acc, int rnd) {
+    amp_nhwc_out<__nv_bfloat16, amp_f2b, amp_b2f>(y, h, bias, t, 1, acc, rnd);
+}
+
+static nh_tiles nh_make(int64_t n, int64_t c, int64_t hw) {
+    nh_tiles t;
+    t.c = c;
+    t.hw = hw;
+    t.tc = (c + NH_TILE - 1) / NH_TILE;
+    t.thw = (hw + NH_TILE - 1) / NH_TILE;
+    t.tiles = n * t.tc * t.thw;
+    return t;
+}
+static unsigned nh_grid(int64_t tiles) { return (unsigned)(tiles < 65536 ? tiles : 65536); }
+
 /* x *= scale (the loss gradient's seed, GradScaler.scale(loss)). */
 __global__ void amp_scale_k(float *x, int64_t n, const ot_amp_state *st) {
     const float s = st->scale;
@@ -191,4 +292,24 @@ extern "C" void ot_cuda_amp_unscale(float *g, int64_t n, ot_amp_state *st, void 
 }
 extern "C" void ot_cuda_amp_update(ot_amp_state *st, float growth, float backoff, int interval, void *stream) {
     OT_LAUNCH(amp_update_k, 1, 32, 0, stream, st, growth, backoff, interval);
+}
+extern "C" void ot_cuda_half_nhwc(const float *x, float *xr, uint16_t *h, int64_t n, int64_t c, int64_t hw, int bf16,
+                                  void *stream) {
+    if (n <= 0 || c <= 0 || hw <= 0) return;
+    const nh_tiles t = nh_make(n, c, hw);
+    if (bf16)
+        OT_LAUNCH(amp_nhwc_in_bf16_k, nh_grid(t.tiles), dim3(NH_TILE, NH_ROWS), 0, stream, x, xr,
+                  reinterpret_cast<__nv_bfloat16 *>(h), t);
+    else OT_LAUNCH(amp_nhwc_in_f16_k, nh_grid(t.tiles), dim3(NH_TILE, NH_ROWS), 0, stream, x, xr, reinterpret_cast<__half *>(h), t);
+}
+extern "C" void ot_cuda_half_from_nhwc(float *y, const uint16_t *h, const float *bias, int64_t n, int64_t c, int64_t hw,
+                                       int bf16, int accumulate, int round, void *stream) {
+    if (n <= 0 || c <= 0 || hw <= 0) return;
+    const nh_tiles t = nh_make(n, c, hw);
+    if (bf16)
+        OT_LAUNCH(amp_nhwc_out_bf16_k, nh_grid(t.tiles), dim3(NH_TILE, NH_ROWS), 0, stream, y,
+                  reinterpret_cast<const __nv_bfloat16 *>(h), bias, t, accumulate, round);
+    else
+        OT_LAUNCH(amp_nhwc_out_f16_k, nh_grid(t.tiles), dim3(NH_TILE, NH_ROWS), 0, stream, y, reinterpret_cast<const __half *>(h),
+                  bias, t, accumulate, round);
 }

@@ -19,7 +19,13 @@
  * bias rounded and added to it and the sum rounded (autocast's half add).
  * Backward: dy rounded in place; dx rounded after it is written or added; the
  * weight and bias gradients computed into zeroed buffers, rounded, and added to
- * the FP32 gradients they accumulate into (autocast's cast back to FP32). */
+ * the FP32 gradients they accumulate into (autocast's cast back to FP32).
+ * With --channels-last (core/config.h channels_last; ungrouped convolutions),
+ * every rounding except the bias gradient's goes through conv_gpu.c's NHWC
+ * half copies instead: amp.cu's half_nhwc into a copy in the plan's workspace
+ * (after this node's own CPU scratch) and half_from_nhwc back, so the GPU's
+ * transposing kernels run in CI inside a training step and give the same bits
+ * as the NCHW roundings. */
 #include "../conv.h"
 #include "../../core/config.h"
 #include "cuda_kernels.h"
@@ -35,6 +41,8 @@ struct ot_conv_cudnn {
     int64_t nw, nb;  /* weight and bias floats */
     float *wr;       /* device: the rounded weights, then the rounded bias */
     float *gsave;    /* device, training plans: the weight and bias gradients accumulated so far */
+    int nhwc;        /* --channels-last: roundings through NHWC half copies at byte ws_off of the plan's workspace */
+    size_t ws_off;
 };
 
 /* The executor computes in FP32 (the CPU convolution); TF32 has no meaning here. */
@@ -54,8 +62,26 @@ static ot_status emu_prepare(ot_kctx *c) {
     a->wr = ot_plan_state(c, bytes);
     a->gsave = ot_training(c) ? ot_plan_state(c, bytes) : NULL; /* inference plans have no backward */
     if (!a->wr || (ot_training(c) && !a->gsave)) { free(a); return ot_fail(c->err, OT_ERR_NOMEM, "out of device memory"); }
+    a->nhwc = ot_config_get()->channels_last && p->group == 1;
+    if (a->nhwc) { /* this node's CPU convolution uses at most the workspace raised so far: the copies go after it */
+        int64_t most = p->n * p->c * p->h * p->w, ny = p->n * p->m * p->oh * p->ow;
+        if (ny > most) most = ny;
+        if (a->nw > most) most = a->nw;
+        a->ws_off = (c->p->ws_bytes + 255u) & ~(size_t)255u;
+        c->p->ws_bytes = a->ws_off + 2u * (size_t)most;
+    }
     p->cudnn = a;
     return OT_OK;
+}
+
+/* v (nb, ch, sp) rounded to half precision through an NHWC half copy and back into dst: with round_src the copy
+ * also rounds src in place; with bias half_bias's add; with saved dst = saved + the rounded values. */
+static void via_nhwc(ot_kctx *c, const struct ot_conv_cudnn *a, float *dst, float *src, int round_src, const float *bias,
+                     const float *saved, int64_t nb, int64_t ch, int64_t sp) {
+    uint16_t *t = (uint16_t *)((unsigned char *)c->p->ws + a->ws_off);
+    ot_cuda_half_nhwc(src, round_src ? src : NULL, t, nb, ch, sp, a->bf16, NULL);
+    if (saved) ot_be_copy(c->p->be, dst, saved, sizeof(float) * (size_t)(nb * ch * sp));
+    ot_cuda_half_from_nhwc(dst, t, bias, nb, ch, sp, a->bf16, saved != NULL, 0, NULL);
 }
 
 static int64_t numel_of(const ot_kctx *c, int vid) { return ot_numel(&c->p->shape[vid]); }
@@ -65,7 +91,8 @@ static int64_t numel_of(const ot_kctx *c, int vid) { return ot_numel(&c->p->shap
  * it); ow / ob get the originals. */
 static void swap_in_rounded(ot_kctx *c, struct ot_conv_cudnn *a, void **ow, void **ob) {
     const ot_conv_params *p = c->params;
-    ot_cuda_round_half(a->wr, ot_inf(c, 1), a->nw, a->bf16, NULL);
+    if (a->nhwc) via_nhwc(c, a, a->wr, (float *)ot_inf(c, 1), 0, NULL, NULL, p->m, p->c, p->kh * p->kw);
+    else ot_cuda_round_half(a->wr, ot_inf(c, 1), a->nw, a->bf16, NULL);
     *ow = c->p->data[c->n->in[1]];
     c->p->data[c->n->in[1]] = a->wr;
     if (p->has_bias) {
@@ -119,17 +146,23 @@ static ot_status emu_backward(ot_kctx *c) { return recorded(c, emu_backward_now)
 static ot_status emu_forward_now(ot_kctx *c) {
     struct ot_conv_cudnn *a = ((ot_conv_params *)c->params)->cudnn;
     if (!a) return cpu_call(c, ot_cpu_conv.forward);
+    const ot_conv_params *p = c->params;
     float *x = (float *)ot_inf(c, 0);
-    ot_cuda_round_half(x, x, numel_of(c, c->n->in[0]), a->bf16, NULL);
+    if (a->nhwc) via_nhwc(c, a, x, x, 1, NULL, NULL, p->n, p->c, p->h * p->w);
+    else ot_cuda_round_half(x, x, numel_of(c, c->n->in[0]), a->bf16, NULL);
     void *ow = NULL, *ob = NULL;
     swap_in_rounded(c, a, &ow, &ob);
     ot_status st = cpu_call(c, ot_cpu_conv.forward);
     swap_out(c, ow, ob);
     float *y = ot_outf(c, 0);
+    const float *bias = p->has_bias ? ot_inf(c, 2) : NULL;
+    if (a->nhwc) {
+        via_nhwc(c, a, y, y, 0, bias, NULL, p->n, p->m, p->oh * p->ow);
+        return st;
+    }
     const int64_t ny = numel_of(c, c->n->out[0]);
     ot_cuda_round_half(y, y, ny, a->bf16, NULL);
-    const ot_conv_params *p = c->params;
-    if (p->has_bias) ot_cuda_half_bias(y, ot_inf(c, 2), ny, p->oh * p->ow, p->m, a->bf16, NULL);
+    if (bias) ot_cuda_half_bias(y, bias, ny, p->oh * p->ow, p->m, a->bf16, NULL);
     return st;
 }
 
@@ -139,7 +172,8 @@ static ot_status emu_backward_now(ot_kctx *c) {
     if (!a) return cpu_call(c, ot_cpu_conv.backward);
     float *dy = (float *)ot_gout(c, 0);
     if (!dy) return OT_OK;
-    ot_cuda_round_half(dy, dy, numel_of(c, c->n->out[0]), a->bf16, NULL);
+    if (a->nhwc) via_nhwc(c, a, dy, dy, 1, NULL, NULL, p->n, p->m, p->oh * p->ow);
+    else ot_cuda_round_half(dy, dy, numel_of(c, c->n->out[0]), a->bf16, NULL);
     float *dw = ot_gin(c, 1), *db = p->has_bias ? ot_gin(c, 2) : NULL;
     ot_backend *be = c->p->be;
     if (dw) { ot_be_copy(be, a->gsave, dw, sizeof(float) * (size_t)a->nw); ot_be_memset(be, dw, 0, sizeof(float) * (size_t)a->nw); }
@@ -149,8 +183,10 @@ static ot_status emu_backward_now(ot_kctx *c) {
     ot_status st = cpu_call(c, ot_cpu_conv.backward);
     swap_out(c, ow, ob);
     float *dx = ot_gin(c, 0);
-    if (dx) ot_cuda_round_half(dx, dx, numel_of(c, c->n->in[0]), a->bf16, NULL);
-    if (dw) ot_cuda_round_add(dw, a->gsave, a->nw, a->bf16, NULL);
+    if (dx && a->nhwc) via_nhwc(c, a, dx, dx, 0, NULL, NULL, p->n, p->c, p->h * p->w);
+    else if (dx) ot_cuda_round_half(dx, dx, numel_of(c, c->n->in[0]), a->bf16, NULL);
+    if (dw && a->nhwc) via_nhwc(c, a, dw, dw, 0, NULL, a->gsave, p->m, p->c, p->kh * p->kw);
+    else if (dw) ot_cuda_round_add(dw, a->gsave, a->nw, a->bf16, NULL);
     if (db) ot_cuda_round_add(db, a->gsave + a->nw, a->nb, a->bf16, NULL);
     return st;
 }

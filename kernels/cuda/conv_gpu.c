@@ -35,6 +35,13 @@
  * would down-convert FP32 data (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) are never
  * taken, nor tensor-op ones without TF32.
  *
+ * Mixed precision (--amp): half copies of x, w and y (dy, dx, dw) in the
+ * plan's workspace, converted by amp.cu's fused passes; with --channels-last
+ * (core/config.h channels_last) the copies are NHWC (weights KRSC), the
+ * transpose riding on the same passes, and the half descriptors say so, so
+ * cuDNN's tensor-core kernels need no layout change of their own. The float
+ * tensors the rest of the plan sees stay NCHW either way.
+ *
  * Handle: one cudnnHandle_t per GPU and host thread, created on first use (by
  * prepare, normally) and kept for the life of the process, like the backends;
  * every forward / backward binds it to the plan's compute stream
@@ -70,6 +77,7 @@ struct ot_conv_cudnn {
      * workspace (ws_algo bytes), the half copies in the plan's workspace: byte offsets of x, w, y (forward) and
      * dy, dx, dw (backward; x and w shared) */
     int amp;
+    bool nhwc;                /* --channels-last: the half copies in NHWC (weights KRSC) */
     cudnnTensorDescriptor_t xh, yh;
     cudnnFilterDescriptor_t wh;
     size_t ws_algo, off_x, off_w, off_y, off_dy, off_dx, off_dw, off_db;
@@ -332,12 +340,16 @@ static ot_status gpu_prepare(ot_kctx *c) {
     DNN(cudnnSetFilter4dDescriptor, (s->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, m, ci / g, (int)p->kh, (int)p->kw));
     if (s->amp) {
         const cudnnDataType_t ht = s->amp == 2 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
+        /* --channels-last: NHWC half copies (weights KRSC), the layout of cuDNN's tensor-core kernels; grouped
+         * convolutions stay NCHW */
+        s->nhwc = ot_config_get()->channels_last && g == 1;
+        const cudnnTensorFormat_t hf = s->nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
         DNN(cudnnCreateTensorDescriptor, (&s->xh));
-        DNN(cudnnSetTensor4dDescriptor, (s->xh, CUDNN_TENSOR_NCHW, ht, n, ci, hi, wi));
+        DNN(cudnnSetTensor4dDescriptor, (s->xh, hf, ht, n, ci, hi, wi));
         DNN(cudnnCreateTensorDescriptor, (&s->yh));
-        DNN(cudnnSetTensor4dDescriptor, (s->yh, CUDNN_TENSOR_NCHW, ht, n, m, oh, ow));
+        DNN(cudnnSetTensor4dDescriptor, (s->yh, hf, ht, n, m, oh, ow));
         DNN(cudnnCreateFilterDescriptor, (&s->wh));
-        DNN(cudnnSetFilter4dDescriptor, (s->wh, ht, CUDNN_TENSOR_NCHW, m, ci / g, (int)p->kh, (int)p->kw));
+        DNN(cudnnSetFilter4dDescriptor, (s->wh, ht, hf, m, ci / g, (int)p->kh, (int)p->kw));
     }
     const int ndir = s->train ? DIR_N : 1;
     for (int d = 0; d < ndir; d++) {
@@ -383,18 +395,31 @@ static ot_status gpu_prepare(ot_kctx *c) {
 }
 
 /* ---- mixed precision: the float tensors converted for a half convolution ---- */
-static void to_half(const struct ot_conv_cudnn *s, void *dst, const float *src, int64_t n, void *stream) {
-    if (s->amp == 2) ot_cuda_f32_to_bf16(dst, src, n, stream);
-    else ot_cuda_f32_to_f16(dst, src, n, stream);
-}
 static unsigned char *ws_at(ot_kctx *c, size_t off) { return (unsigned char *)c->p->ws + off; }
 
-/* A call's stream, bfloat16 or not, and sizes: x, y and w floats. */
-typedef struct amp_call { void *st; int bf; int64_t nx, ny, nw; } amp_call;
+/* A call's stream, and bfloat16 or not. */
+typedef struct amp_call { void *st; int bf; } amp_call;
 static amp_call amp_of(ot_kctx *c) {
     const ot_conv_params *p = c->params;
-    return (amp_call){ot_backend_cuda_stream(c->p->be, OT_STREAM_COMPUTE), p->cudnn->amp == 2, ot_numel(&c->p->shape[c->n->in[0]]),
-                      ot_numel(&c->p->shape[c->n->out[0]]), p->m * (p->c / p->group) * p->kh * p->kw};
+    return (amp_call){ot_backend_cuda_stream(c->p->be, OT_STREAM_COMPUTE), p->cudnn->amp == 2};
+}
+
+/* The half copies in the descriptors' layout. The tensors are (nb, ch, sp) in float: x (N, C, H*W), y / dy
+ * (N, M, OH*OW), w / dw (M, C/group, kh*kw). to_half: the copy of src, with round (src itself) src rounded in
+ * place as well; from_half: dst from the copy, with bias half_out's add, with acc added to dst, with rnd rounded
+ * (half_out / half_accumulate's arithmetic, transposed back from NHWC under --channels-last). */
+static void to_half(const struct ot_conv_cudnn *s, const amp_call *a, void *dst, const float *src, float *round, int64_t nb,
+                    int64_t ch, int64_t sp) {
+    if (s->nhwc) ot_cuda_half_nhwc(src, round, dst, nb, ch, sp, a->bf, a->st);
+    else if (round) ot_cuda_round_to_half(round, dst, nb * ch * sp, a->bf, a->st);
+    else if (a->bf) ot_cuda_f32_to_bf16(dst, src, nb * ch * sp, a->st);
+    else ot_cuda_f32_to_f16(dst, src, nb * ch * sp, a->st);
+}
+static void from_half(const struct ot_conv_cudnn *s, const amp_call *a, float *dst, const void *src, const float *bias, int64_t nb,
+                      int64_t ch, int64_t sp, int acc, int rnd) {
+    if (s->nhwc) ot_cuda_half_from_nhwc(dst, src, bias, nb, ch, sp, a->bf, acc, rnd, a->st);
+    else if (bias) ot_cuda_half_out(dst, src, bias, nb * ch * sp, sp, ch, a->bf, a->st); /* forward: acc 0, rnd 0 */
+    else ot_cuda_half_accumulate(dst, src, nb * ch * sp, a->bf, acc, rnd, a->st);
 }
 
 /* forward under --amp: x rounded in place (autocast stores activations in half) and converted in one pass, w
@@ -405,13 +430,13 @@ static ot_status amp_forward(ot_kctx *c, cudnnHandle_t h) {
     struct ot_conv_cudnn *s = p->cudnn;
     const amp_call a = amp_of(c);
     float *x = (float *)ot_inf(c, 0), *y = ot_outf(c, 0);
-    ot_cuda_round_to_half(x, (uint16_t *)ws_at(c, s->off_x), a.nx, a.bf, a.st);
-    to_half(s, ws_at(c, s->off_w), ot_inf(c, 1), a.nw, a.st);
+    const int64_t khw = p->kh * p->kw, cg = p->c / p->group;
+    to_half(s, &a, ws_at(c, s->off_x), x, x, p->n, p->c, p->h * p->w);
+    to_half(s, &a, ws_at(c, s->off_w), ot_inf(c, 1), NULL, p->m, cg, khw);
     const float one = 1.0f, zero = 0.0f;
     DNN(cudnnConvolutionForward, (h, &one, s->xh, ws_at(c, s->off_x), s->wh, ws_at(c, s->off_w), s->conv[DIR_FWD], s->fwd,
                                   c->p->ws, s->ws_algo, &zero, s->yh, ws_at(c, s->off_y)));
-    ot_cuda_half_out(y, (const uint16_t *)ws_at(c, s->off_y), p->has_bias ? ot_inf(c, 2) : NULL, a.ny, p->oh * p->ow, p->m, a.bf,
-                     a.st);
+    from_half(s, &a, y, ws_at(c, s->off_y), p->has_bias ? ot_inf(c, 2) : NULL, p->n, p->m, p->oh * p->ow, 0, 0);
     return OT_OK;
 }
 
@@ -423,20 +448,21 @@ static ot_status amp_backward(ot_kctx *c, cudnnHandle_t h, float *dx, float *dw,
     struct ot_conv_cudnn *s = p->cudnn;
     const amp_call a = amp_of(c);
     float *dy = (float *)ot_gout(c, 0);
-    ot_cuda_round_to_half(dy, (uint16_t *)ws_at(c, s->off_dy), a.ny, a.bf, a.st);
-    to_half(s, ws_at(c, s->off_w), ot_inf(c, 1), a.nw, a.st);
+    const int64_t khw = p->kh * p->kw, cg = p->c / p->group;
+    to_half(s, &a, ws_at(c, s->off_dy), dy, dy, p->n, p->m, p->oh * p->ow);
+    to_half(s, &a, ws_at(c, s->off_w), ot_inf(c, 1), NULL, p->m, cg, khw);
     const float one = 1.0f, zero = 0.0f;
     if (dx) {
         DNN(cudnnConvolutionBackwardData, (h, &one, s->wh, ws_at(c, s->off_w), s->yh, ws_at(c, s->off_dy), s->conv[DIR_BWD_DATA],
                                            s->bwd_data, c->p->ws, s->ws_algo, &zero, s->xh, ws_at(c, s->off_dx)));
-        ot_cuda_half_accumulate(dx, (const uint16_t *)ws_at(c, s->off_dx), a.nx, a.bf, !ot_gin_set(c, 0), 1, a.st);
+        from_half(s, &a, dx, ws_at(c, s->off_dx), NULL, p->n, p->c, p->h * p->w, !ot_gin_set(c, 0), 1);
     }
     if (dw) {
-        to_half(s, ws_at(c, s->off_x), ot_inf(c, 0), a.nx, a.st);
+        to_half(s, &a, ws_at(c, s->off_x), ot_inf(c, 0), NULL, p->n, p->c, p->h * p->w);
         DNN(cudnnConvolutionBackwardFilter, (h, &one, s->xh, ws_at(c, s->off_x), s->yh, ws_at(c, s->off_dy),
                                              s->conv[DIR_BWD_FILTER], s->bwd_filter, c->p->ws, s->ws_algo, &zero, s->wh,
                                              ws_at(c, s->off_dw)));
-        ot_cuda_half_accumulate(dw, (const uint16_t *)ws_at(c, s->off_dw), a.nw, a.bf, 1, 0, a.st);
+        from_half(s, &a, dw, ws_at(c, s->off_dw), NULL, p->m, cg, khw, 1, 0);
     }
     if (db) { /* the half bias's gradient: the sum of the rounded dy, rounded, added to the FP32 gradient */
         float *t = (float *)ws_at(c, s->off_db);

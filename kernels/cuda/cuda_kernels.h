@@ -46,6 +46,14 @@ void ot_cuda_half_bias(float *y, const float *bias, int64_t n, int64_t hw, int64
 /* y = (accumulate ? y + h : h) for the n half (bf16 0) or bfloat16 (1) values h, then, with round, rounded to
  * that precision (conv_gpu.c's --amp gradients). */
 void ot_cuda_half_accumulate(float *y, const uint16_t *h, int64_t n, int bf16, int accumulate, int round, void *stream);
+/* Channels-last half copies (conv_gpu.c under --amp --channels-last), n batches of c channels of hw elements:
+ * half_nhwc: h (n, hw, c) = x (n, c, hw) converted to half (bf16 0) or bfloat16 (1), and with xr (NULL or x)
+ * x rounded in place too (round_to_half, transposed); half_from_nhwc: y (n, c, hw) from the half values
+ * h (n, hw, c): v = float(h), with bias (per channel, non-NULL) half_bias's add, with accumulate y + v, with round
+ * rounded to that precision (half_out and half_accumulate, transposed). Same bits as the NCHW kernels. */
+void ot_cuda_half_nhwc(const float *x, float *xr, uint16_t *h, int64_t n, int64_t c, int64_t hw, int bf16, void *stream);
+void ot_cuda_half_from_nhwc(float *y, const uint16_t *h, const float *bias, int64_t n, int64_t c, int64_t hw, int bf16,
+                            int accumulate, int round, void *stream);
 /* g = saved + g rounded to half / bfloat16 precision (a half gradient added to an FP32 one). */
 void ot_cuda_round_add(float *g, const float *saved, int64_t n, int bf16, void *stream);
 /* GradScaler on the device (kernels/slab.h's amp_scale, amp_unscale, amp_update). */

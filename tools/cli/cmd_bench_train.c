@@ -32,7 +32,7 @@ static double now_ms(void) {
 static void usage(FILE *f) {
     fprintf(f, "usage: onnx-train bench train --model M.onnx|yolov5n..x [--batch-size 16] [--img 320] [--steps 10]\n"
                "                              [--nc 80] [--device 0|cpu|cpu-guard] [--tf32] [--amp fp16|bf16|off]\n"
-               "                              [--json] [--profile]\n\n"
+               "                              [--channels-last] [--json] [--profile]\n\n"
                "Times full training steps on a synthetic batch (images: the test pattern;\n"
                "targets: 8 fixed boxes an image), as `train` runs them: upload of the batch\n"
                "(from pinned memory on a GPU), forward (BN in training mode), YOLOv5 loss,\n"
@@ -41,18 +41,20 @@ static void usage(FILE *f) {
                "first. --amp (CUDA devices; default off here, so FP32 and AMP rows are both\n"
                "explicit): the convolutions in half precision, fp16 with GradScaler's scaled\n"
                "loss gradient, unscale and skip check, as `train --amp` runs a step.\n"
+               "--channels-last (with --amp): the half copies in NHWC, as `train\n"
+               "--channels-last` (tools/gpu_check.sh times both layouts).\n"
                "--model takes an ONNX export or a built-in size (yolov5n, s, m, l, x: freshly\n"
                "initialised, --nc classes). Prints images/s (from the median step),\n"
                "milliseconds per phase and the process's peak memory; --json prints one JSON\n"
                "object (keys images_per_s, ms: {upload, forward, loss, backward, optimizer,\n"
-               "ema, step}, peak_rss_mb, ranks, device, gpu, tf32, fused_step_ema,\n"
-               "cuda_graph, conv_gflop_forward, conv_gflop_step, conv_tflops, peak_tflops,\n"
-               "share_of_peak). The convolutions' GFLOP (multiply-adds x 2, as Ultralytics'\n"
-               "GFLOPs; the step: forward, input and weight gradients) over the median step\n"
-               "give TFLOP/s and, on a GPU of a known architecture, the share of its peak\n"
-               "(FP32 CUDA cores; with --amp half-precision tensor cores). On a GPU the\n"
-               "timed steps have no host waits inside (ms.step and images/s) and, on a CUDA\n"
-               "device with one rank, replay the step as one CUDA graph as `train` does\n"
+               "ema, step}, peak_rss_mb, ranks, device, gpu, tf32, amp, channels_last,\n"
+               "fused_step_ema, cuda_graph, conv_gflop_forward, conv_gflop_step, conv_tflops,\n"
+               "peak_tflops, share_of_peak). The convolutions' GFLOP (multiply-adds x 2, as\n"
+               "Ultralytics' GFLOPs; the step: forward, input and weight gradients) over the\n"
+               "median step give TFLOP/s and, on a GPU of a known architecture, the share of\n"
+               "its peak (FP32 CUDA cores; with --amp half-precision tensor cores). On a GPU\n"
+               "the timed steps have no host waits inside (ms.step and images/s) and, on a\n"
+               "CUDA device with one rank, replay the step as one CUDA graph as `train` does\n"
                "(captured by a second warm-up step; ONNXT_CUDA_GRAPH=0 or --profile: plain\n"
                "launches); the phases come from as many more plain steps with the device\n"
                "synchronised at each phase boundary.\n"
@@ -320,6 +322,7 @@ int bench_train(int argc, char **argv) {
                 return 2;
             }
         }
+        else if (strcmp(argv[i], "--channels-last") == 0) ot_config_set_channels_last(true);
         else if (strcmp(argv[i], "--json") == 0) json = true;
         else if (strcmp(argv[i], "--profile") == 0) profile = true;
         else if (cli_int_arg(argc, argv, &i, "--batch-size", 1, 1024, &bs)) { if (bs == LONG_MIN) return cli_fail("bench train: bad --batch-size"); }
@@ -352,6 +355,12 @@ int bench_train(int argc, char **argv) {
     if (amp != OT_AMP_OFF && be->kind != OT_DEV_CUDA) {
         ot_model_destroy(m);
         return cli_fail("bench train: --amp %s needs a CUDA device (%s trains in FP32)", ot_amp_name(amp), be->name);
+    }
+    const bool cl = ot_config_get()->channels_last;
+    if (cl && amp == OT_AMP_OFF) {
+        ot_model_destroy(m);
+        return cli_fail("bench train: --channels-last (or ONNXT_CHANNELS_LAST=1) lays out the half-precision convolutions "
+                        "of --amp fp16|bf16 on a CUDA device; this run is FP32");
     }
     ot_config_set_amp((int)amp); /* before the plan: the convolutions read it */
     ot_hyp hyp;
@@ -443,6 +452,7 @@ int bench_train(int argc, char **argv) {
         json_object_set_new(j, "gpu", gpu ? json_string(gpu) : json_null());
         json_object_set_new(j, "tf32", json_boolean(tf32));
         json_object_set_new(j, "amp", json_string(ot_amp_name(amp)));
+        json_object_set_new(j, "channels_last", json_boolean(cl));
         json_object_set_new(j, "batch_size", json_integer(total_bs));
         json_object_set_new(j, "ranks", json_integer(world));
         json_object_set_new(j, "img", json_integer(img));
@@ -466,9 +476,9 @@ int bench_train(int argc, char **argv) {
         free(js);
         json_decref(j);
     } else {
-        printf("%s, batch %ld at %ld px on %s%s%s%s%s%s%s (%d rank%s), %ld steps (median):\n", model, total_bs, img, be->name,
+        printf("%s, batch %ld at %ld px on %s%s%s%s%s%s%s%s (%d rank%s), %ld steps (median):\n", model, total_bs, img, be->name,
                real_gpu ? " (" : "", real_gpu ? gpu : "", real_gpu ? ")" : "", tf32 ? ", TF32 convolutions" : "",
-               amp != OT_AMP_OFF ? ", AMP " : "", amp != OT_AMP_OFF ? ot_amp_name(amp) : "", world,
+               amp != OT_AMP_OFF ? ", AMP " : "", amp != OT_AMP_OFF ? ot_amp_name(amp) : "", cl ? " channels-last" : "", world,
                world > 1 ? "s" : "", n);
         for (int k = 0; k < NPH; k++)
             printf("  %-10s %9.1f ms%s\n", names[k], med[k], k == 5 && fused ? " (in the optimizer's fused launch)"

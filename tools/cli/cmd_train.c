@@ -18,7 +18,7 @@ static void usage(FILE *f) {
             "                        [--cos-lr] [--optimizer SGD|Adam|AdamW] [--patience 100] [--freeze N]\n"
             "                        [--label-smoothing E] [--rect] [--single-cls] [--noautoanchor]\n"
             "                        [--noplots] [--reset-head] [--no-bn] [--sync-bn] [--bucket-mb 25]\n"
-            "                        [--amp fp16|bf16|off]\n\n"
+            "                        [--amp fp16|bf16|off] [--channels-last]\n\n"
             "Trains a YOLOv5 detector as Ultralytics YOLOv5 v7.0 train.py does: mosaic and\n"
             "the rest of hyp.scratch-low's augmentation, the v7.0 loss, SGD (Nesterov) with\n"
             "gradient accumulation to a nominal batch of 64, warmup, linear or cosine LR,\n"
@@ -39,8 +39,13 @@ static void usage(FILE *f) {
             "a step with non-finite gradients is skipped and the scale halved, doubled\n"
             "after 2000 good steps). off: FP32. The CPU devices train in FP32; the\n"
             "executor's device (onnx-train-cudaemu) too unless --amp is given.\n"
-            "On a CUDA device the full-batch step's forward and backward run as CUDA graphs\n"
-            "from the second step (ONNXT_CUDA_GRAPH=0: plain launches; the same results).\n");
+            "--channels-last: with --amp, the convolutions' half copies in NHWC (weights\n"
+            "KRSC), the layout of cuDNN's tensor-core kernels, transposed in the same passes\n"
+            "that convert them; also ONNXT_CHANNELS_LAST=1. Off by default until measured\n"
+            "faster (docs/PERF.md). An error without --amp.\n"
+            "On a CUDA device the full-batch step (forward, loss, backward, optimizer, EMA)\n"
+            "runs as CUDA graphs, captured once warm and then replayed (ONNXT_CUDA_GRAPH=0:\n"
+            "plain launches; the same results).\n");
     cli_device_help(f, true);
     fprintf(f,
             "Data parallel: --device 0,1[,...] starts one process per listed GPU on this\n"
@@ -82,6 +87,7 @@ int cmd_train(int argc, char **argv) {
         else if (strcmp(a, "--device") == 0 && i + 1 < argc) o.device = argv[++i];
         else if (strcmp(a, "--tf32") == 0) ot_config_set_tf32(true);
         else if (strcmp(a, "--amp") == 0 && i + 1 < argc) o.amp = argv[++i];
+        else if (strcmp(a, "--channels-last") == 0) ot_config_set_channels_last(true);
         else if (strcmp(a, "--project") == 0 && i + 1 < argc) o.project = argv[++i];
         else if (strcmp(a, "--name") == 0 && i + 1 < argc) o.name = argv[++i];
         else if (strcmp(a, "--exist-ok") == 0) o.exist_ok = true;
