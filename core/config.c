@@ -56,6 +56,7 @@ static void load(void) {
     c.amp = g_amp_set;
     c.channels_last = g_cl_set >= 0 ? g_cl_set == 1 : is(getenv("ONNXT_CHANNELS_LAST"), "1");
     c.cuda_graph = !is(getenv("ONNXT_CUDA_GRAPH"), "0");
+    c.half_act = !is(getenv("ONNXT_HALF_ACTIVATIONS"), "0");
     g_cfg = c;
 }
 

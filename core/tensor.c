@@ -6,7 +6,7 @@ size_t ot_dtype_size(ot_dtype t) {
     switch (t) {
     case OT_F32: case OT_I32: return 4;
     case OT_I64: case OT_F64: return 8;
-    case OT_F16: return 2;
+    case OT_F16: case OT_BF16: return 2;
     case OT_U8: case OT_I8: case OT_BOOL: return 1;
     default: return 0;
     }
@@ -20,6 +20,7 @@ const char *ot_dtype_name(ot_dtype t) {
     case OT_I64: return "int64";
     case OT_F64: return "float64";
     case OT_F16: return "float16";
+    case OT_BF16: return "bfloat16";
     case OT_U8: return "uint8";
     case OT_I8: return "int8";
     case OT_BOOL: return "bool";

@@ -42,7 +42,7 @@ const char *ot_status_name(ot_status s);
 /* Element types use the ONNX TensorProto.DataType numbers. */
 typedef enum ot_dtype {
     OT_UNDEF = 0, OT_F32 = 1, OT_U8 = 2, OT_I8 = 3, OT_I32 = 6, OT_I64 = 7,
-    OT_BOOL = 9, OT_F16 = 10, OT_F64 = 11
+    OT_BOOL = 9, OT_F16 = 10, OT_F64 = 11, OT_BF16 = 16
 } ot_dtype;
 
 #define OT_MAX_RANK 8

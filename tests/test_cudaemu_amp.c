@@ -45,14 +45,24 @@ static ot_backend *emu(void) {
 
 #define IMG 64
 #define BATCH 2
-typedef struct amp_out { ot_loss_items it; float *grad, *slab, *input; size_t n, nin; int nv; size_t *off; char **names; } amp_out;
+typedef struct amp_out {
+    ot_loss_items it;
+    float *grad, *slab, *input;
+    size_t n, nin, arena;
+    int nv, nhalf; /* nhalf: activations stored in half precision */
+    size_t *off;
+    char **names;
+} amp_out;
 
 /* One step of yolov5n (64 px, batch 2) on the executor at precision `mode` (train/amp.h), as train/trainer.c's
  * step: forward, loss, the loss gradient scaled (fp16), backward, unscaled. */
-static void amp_step(ot_amp_mode mode, bool channels_last, amp_out *o) {
+static void amp_step(ot_amp_mode mode, bool channels_last, bool half_act, amp_out *o) {
     ot_backend *be = emu();
     ot_config_set_amp((int)mode);
     ot_config_set_channels_last(channels_last);
+    if (half_act) unsetenv("ONNXT_HALF_ACTIVATIONS");
+    else setenv("ONNXT_HALF_ACTIVATIONS", "0", 1);
+    ot_config_reload();
     uint8_t *buf;
     size_t len;
     ot_error e;
@@ -67,6 +77,8 @@ static void amp_step(ot_amp_mode mode, bool channels_last, amp_out *o) {
     ck_assert_msg(ot_step_create_on(be, m, NULL, &hyp, sh, IMG, &st, &e) == OT_OK, "%s", e.msg);
     ot_config_set_amp(0);
     ot_config_set_channels_last(false);
+    unsetenv("ONNXT_HALF_ACTIVATIONS");
+    ot_config_reload();
     o->nin = (size_t)BATCH * 3 * IMG * IMG;
     float *x = malloc(sizeof(float) * o->nin);
     ot_fill_pattern(x, (int64_t)o->nin, 11);
@@ -107,6 +119,9 @@ static void amp_step(ot_amp_mode mode, bool channels_last, amp_out *o) {
     ot_be_download(be, o->grad, ag->grad_slab, sizeof(float) * o->n);
     ot_be_download(be, o->slab, ag->slab, sizeof(float) * o->n);
     ot_be_download(be, o->input, ot_autograd_data(ag, g->inputs[0]), sizeof(float) * o->nin);
+    o->arena = ag->arena_bytes;
+    o->nhalf = 0;
+    for (int v = 0; v < g->n_values; v++) o->nhalf += ag->p->dtype[v] == OT_F16 || ag->p->dtype[v] == OT_BF16;
     o->nv = ag->n_vars; /* each variable's place in the slab and its name */
     o->off = malloc(sizeof(size_t) * (size_t)(o->nv + 1));
     o->names = malloc(sizeof(char *) * (size_t)o->nv);
@@ -138,12 +153,13 @@ static void amp_free(amp_out *o) {
 
 START_TEST(t_amp_step_near_fp32) {
     amp_out r, h[2];
-    amp_step(OT_AMP_OFF, false, &r);
+    amp_step(OT_AMP_OFF, false, true, &r);
+    ck_assert_int_eq(r.nhalf, 0);
     const ot_amp_mode modes[2] = {OT_AMP_FP16, OT_AMP_BF16};
     const double tol_loss[2] = {1e-2, 8e-2}, tol_grad[2] = {2e-1, 1.2};
     double gerr[2];
     for (int k = 0; k < 2; k++) {
-        amp_step(modes[k], false, &h[k]);
+        amp_step(modes[k], false, true, &h[k]);
         double dl = fabs(h[k].it.loss - r.it.loss) / fabs(r.it.loss);
         double d3 = fmax(fabs(h[k].it.lbox - r.it.lbox) / fabs(r.it.lbox), fmax(fabs(h[k].it.lobj - r.it.lobj) / fabs(r.it.lobj),
                                                                                fabs(h[k].it.lcls - r.it.lcls) / fabs(r.it.lcls)));
@@ -168,9 +184,25 @@ START_TEST(t_amp_step_near_fp32) {
             changed += v != r.input[i];
         }
         ck_assert_uint_gt(changed, r.nin / 2);
+        /* the convolutions' outputs stored in half precision (ot_pass_half_conv_out): the same bits as with
+         * ONNXT_HALF_ACTIVATIONS=0 (float storage of the same rounded values), in a smaller arena */
+        amp_out f;
+        amp_step(modes[k], false, false, &f);
+        fprintf(stderr, "%s: %d activations in half precision, arena %.2f MiB (all float: %.2f MiB, FP32 step %.2f MiB)\n",
+                ot_amp_name(modes[k]), h[k].nhalf, h[k].arena / 1048576.0, f.arena / 1048576.0, r.arena / 1048576.0);
+        ck_assert_int_eq(f.nhalf, 0);
+        ck_assert_int_ge(h[k].nhalf, 57); /* yolov5n: every Conv but the 3 of Detect feeds a BatchNorm */
+        ck_assert_uint_eq(f.arena, r.arena);
+        ck_assert_uint_lt(h[k].arena, f.arena);
+        ck_assert_msg(memcmp(&f.it, &h[k].it, sizeof f.it) == 0, "%s half activations: loss items differ", ot_amp_name(modes[k]));
+        ck_assert_msg(memcmp(f.grad, h[k].grad, sizeof(float) * f.n) == 0, "%s half activations: gradients differ",
+                      ot_amp_name(modes[k]));
+        ck_assert_msg(memcmp(f.slab, h[k].slab, sizeof(float) * f.n) == 0, "%s half activations: running statistics differ",
+                      ot_amp_name(modes[k]));
+        amp_free(&f);
         /* --channels-last: every rounding through the NHWC half copies (conv_emu.c), the same bits */
         amp_out c;
-        amp_step(modes[k], true, &c);
+        amp_step(modes[k], true, true, &c);
         ck_assert_msg(memcmp(&c.it, &h[k].it, sizeof c.it) == 0, "%s channels-last: loss items differ", ot_amp_name(modes[k]));
         ck_assert_msg(memcmp(c.grad, h[k].grad, sizeof(float) * c.n) == 0, "%s channels-last: gradients differ", ot_amp_name(modes[k]));
         ck_assert_msg(memcmp(c.input, h[k].input, sizeof(float) * c.nin) == 0, "%s channels-last: input differs", ot_amp_name(modes[k]));

@@ -21,6 +21,9 @@
  * Inference: bit for bit against the CPU op's float expression (bn_infer_fwd's
  * a = scale / sqrtf(var + eps), b = bias - mean * a, y = x * a + b), written
  * out here (ISO C, no contraction, as the library).
+ * A half-precision x (xt 1, 2: a convolution's output stored in half under
+ * --amp): every training kernel, local and split, gives the bits it gives for
+ * the float x of the same values.
  * SyncBatchNorm (the ot_cuda_bn_sync_* split kernels, kernels/batchnorm.c's
  * bn_train_fwd_sync / bn_train_bwd_sync): the CPU's synchronised path on one
  * rank (the sum over ranks the identity) gives its local path's bits; the split
@@ -233,19 +236,19 @@ static void run_sync_kernels(int ranks, int64_t N, int64_t C, int64_t S, const f
         }                                                                                                                    \
         for (int r = 0; r < ranks; r++) ot_be_upload(G, st[r] + (LO), tot, sizeof(double) * (size_t)(NN));                  \
     } while (0)
-    for (int r = 0; r < ranks; r++) ot_cuda_bn_sync_fwd_sum(st[r], gx[r], lo[r + 1] - lo[r], C, S, NULL);
+    for (int r = 0; r < ranks; r++) ot_cuda_bn_sync_fwd_sum(st[r], gx[r], 0, lo[r + 1] - lo[r], C, S, NULL);
     SUM_RANKS(0, C + 1, 1);
-    for (int r = 0; r < ranks; r++) ot_cuda_bn_sync_fwd_sqdev(st[r], gx[r], lo[r + 1] - lo[r], C, S, NULL);
+    for (int r = 0; r < ranks; r++) ot_cuda_bn_sync_fwd_sqdev(st[r], gx[r], 0, lo[r + 1] - lo[r], C, S, NULL);
     SUM_RANKS(C + 1, C, 0);
     for (int r = 0; r < ranks; r++)
-        ot_cuda_bn_sync_fwd_apply(gy[r], gmu[r], ginv[r], grm[r], grv[r], gx[r], gscale, gbias, st[r], lo[r + 1] - lo[r], C, S,
+        ot_cuda_bn_sync_fwd_apply(gy[r], gmu[r], ginv[r], grm[r], grv[r], gx[r], 0, gscale, gbias, st[r], lo[r + 1] - lo[r], C, S,
                                   EPS, MOMENTUM, NULL);
-    for (int r = 0; r < ranks; r++) ot_cuda_bn_sync_bwd_sums(st[r], gds[r], gdb[r], gdy[r], gx[r], gmu[r], ginv[r],
+    for (int r = 0; r < ranks; r++) ot_cuda_bn_sync_bwd_sums(st[r], gds[r], gdb[r], gdy[r], gx[r], 0, gmu[r], ginv[r],
                                                              lo[r + 1] - lo[r], C, S, NULL);
     SUM_RANKS(0, 2 * C + 1, 1);
 #undef SUM_RANKS
     for (int r = 0; r < ranks; r++)
-        ot_cuda_bn_sync_bwd_dx(gdx[r], 1, gdy[r], gx[r], gscale, gmu[r], ginv[r], st[r], lo[r + 1] - lo[r], C, S, NULL);
+        ot_cuda_bn_sync_bwd_dx(gdx[r], 1, gdy[r], gx[r], 0, gscale, gmu[r], ginv[r], st[r], lo[r + 1] - lo[r], C, S, NULL);
     float *t = malloc(sizeof(float) * (size_t)(C > 0 ? C : 1));
     for (int r = 0; r < ranks; r++) {
         int64_t n = lo[r + 1] - lo[r];
@@ -336,8 +339,8 @@ static void check_case(int64_t N, int64_t C, int64_t H, int64_t W, uint64_t seed
     float *gdx = gnan(G, nx), *gds = gnan(G, C), *gdb = gnan(G, C);
     ot_be_memset(G, gds, 0, sizeof(float) * (size_t)C);
     ot_be_memset(G, gdb, 0, sizeof(float) * (size_t)C);
-    ot_cuda_bn_train_fwd(gy, gmu, ginv, grm, grv, gx, gscale, gbias, N, C, S, EPS, MOMENTUM, NULL);
-    ot_cuda_bn_train_bwd(gdx, 1, gds, gdb, gdy, gx, gscale, gmu, ginv, N, C, S, NULL);
+    ot_cuda_bn_train_fwd(gy, gmu, ginv, grm, grv, gx, 0, gscale, gbias, N, C, S, EPS, MOMENTUM, NULL);
+    ot_cuda_bn_train_bwd(gdx, 1, gds, gdb, gdy, gx, 0, gscale, gmu, ginv, N, C, S, NULL);
 
     float *y = malloc(sizeof(float) * (size_t)nx), *dx = malloc(sizeof(float) * (size_t)nx);
     float *h = malloc(sizeof(float) * (size_t)C);
@@ -422,7 +425,7 @@ static void check_case(int64_t N, int64_t C, int64_t H, int64_t W, uint64_t seed
     for (int k = 0; k < 8; k++) free(lk[k]);
 
     /* the accumulate paths: a second backward adds the same gradients again */
-    ot_cuda_bn_train_bwd(gdx, 0, gds, gdb, gdy, gx, gscale, gmu, ginv, N, C, S, NULL);
+    ot_cuda_bn_train_bwd(gdx, 0, gds, gdb, gdy, gx, 0, gscale, gmu, ginv, N, C, S, NULL);
     gget(G, dx, gdx, nx);
     check_close("dx (accumulated)", dx, dxref, 2, nx, 1e-5, 2 * maxabs(dxref, nx), dims);
     gget(G, h, gds, C);
@@ -475,13 +478,88 @@ END_TEST
 START_TEST(empty_is_a_no_op) {
     ot_cuda_bn_infer_fwd(NULL, NULL, NULL, NULL, NULL, NULL, 0, 3, 5, EPS, NULL);
     ot_cuda_bn_infer_fwd(NULL, NULL, NULL, NULL, NULL, NULL, 2, 3, 0, EPS, NULL);
-    ot_cuda_bn_train_fwd(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 2, 0, 5, EPS, MOMENTUM, NULL);
-    ot_cuda_bn_train_bwd(NULL, 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 2, 0, 5, NULL);
-    ot_cuda_bn_sync_fwd_sum(NULL, NULL, 2, 0, 5, NULL);
-    ot_cuda_bn_sync_fwd_sqdev(NULL, NULL, 2, 0, 5, NULL);
-    ot_cuda_bn_sync_fwd_apply(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 2, 0, 5, EPS, MOMENTUM, NULL);
-    ot_cuda_bn_sync_bwd_sums(NULL, NULL, NULL, NULL, NULL, NULL, NULL, 2, 0, 5, NULL);
-    ot_cuda_bn_sync_bwd_dx(NULL, 1, NULL, NULL, NULL, NULL, NULL, NULL, 2, 0, 5, NULL);
+    ot_cuda_bn_train_fwd(NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, 2, 0, 5, EPS, MOMENTUM, NULL);
+    ot_cuda_bn_train_bwd(NULL, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, 2, 0, 5, NULL);
+    ot_cuda_bn_sync_fwd_sum(NULL, NULL, 0, 2, 0, 5, NULL);
+    ot_cuda_bn_sync_fwd_sqdev(NULL, NULL, 0, 2, 0, 5, NULL);
+    ot_cuda_bn_sync_fwd_apply(NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, 2, 0, 5, EPS, MOMENTUM, NULL);
+    ot_cuda_bn_sync_bwd_sums(NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, 2, 0, 5, NULL);
+    ot_cuda_bn_sync_bwd_dx(NULL, 1, NULL, NULL, 0, NULL, NULL, NULL, NULL, 2, 0, 5, NULL);
+}
+END_TEST
+
+/* ---- a half-precision x (--amp: a convolution's output stored in half, docs/CUDA.md "Mixed precision") ----
+ * The training kernels, local and split (SyncBatchNorm on one rank), given x as IEEE half (xt 1) or bfloat16
+ * (xt 2) give the bits they give for the float x holding the same values. */
+enum { BN_OUTS = 7 }; /* y, saved mean, saved invstd, running mean, running var, dx, dscale + dbias */
+static void run_typed(const void *hx, int xt, int64_t N, int64_t C, int64_t S, const float *dy, const float *scale,
+                      const float *bias, int sync, float *out[BN_OUTS]) {
+    ot_backend *G = ot_backend_cpu_guard();
+    const int64_t nx = N * C * S;
+    const size_t xb = (xt ? 2u : 4u) * (size_t)nx;
+    void *gx = ot_be_alloc(G, xb);
+    ot_be_upload(G, gx, hx, xb);
+    float *gdy = gput(G, dy, nx), *gscale = gput(G, scale, C), *gbias = gput(G, bias, C);
+    float rm0[64], rv0[64];
+    for (int64_t c = 0; c < C; c++) { rm0[c] = 0.25f * (float)c; rv0[c] = 1.0f + 0.5f * (float)c; }
+    float *grm = gput(G, rm0, C), *grv = gput(G, rv0, C), *gy = gnan(G, nx), *gmu = gnan(G, C), *ginv = gnan(G, C);
+    float *gdx = gnan(G, nx), *gd = gnan(G, 2 * C);
+    ot_be_memset(G, gd, 0, sizeof(float) * (size_t)(2 * C));
+    if (sync) {
+        double *st = ot_be_alloc(G, sizeof(double) * (size_t)(2 * C + 1));
+        ot_cuda_bn_sync_fwd_sum(st, gx, xt, N, C, S, NULL);
+        ot_cuda_bn_sync_fwd_sqdev(st, gx, xt, N, C, S, NULL);
+        ot_cuda_bn_sync_fwd_apply(gy, gmu, ginv, grm, grv, gx, xt, gscale, gbias, st, N, C, S, EPS, MOMENTUM, NULL);
+        ot_cuda_bn_sync_bwd_sums(st, gd, gd + C, gdy, gx, xt, gmu, ginv, N, C, S, NULL);
+        ot_cuda_bn_sync_bwd_dx(gdx, 1, gdy, gx, xt, gscale, gmu, ginv, st, N, C, S, NULL);
+        ot_be_free(G, st);
+    } else {
+        ot_cuda_bn_train_fwd(gy, gmu, ginv, grm, grv, gx, xt, gscale, gbias, N, C, S, EPS, MOMENTUM, NULL);
+        ot_cuda_bn_train_bwd(gdx, 1, gd, gd + C, gdy, gx, xt, gscale, gmu, ginv, N, C, S, NULL);
+    }
+    float *g[BN_OUTS] = {gy, gmu, ginv, grm, grv, gdx, gd};
+    const int64_t len[BN_OUTS] = {nx, C, C, C, C, nx, 2 * C};
+    for (int k = 0; k < BN_OUTS; k++) {
+        out[k] = malloc(sizeof(float) * (size_t)len[k]);
+        gget(G, out[k], g[k], len[k]);
+        ot_be_free(G, g[k]);
+    }
+    ot_be_free(G, gx); ot_be_free(G, gdy); ot_be_free(G, gscale); ot_be_free(G, gbias);
+}
+
+START_TEST(half_input_is_its_float_value) {
+    static const char *names[BN_OUTS] = {"y", "saved_mean", "saved_invstd", "running_mean", "running_var", "dx", "dscale/dbias"};
+    const int64_t N = 3, C = 5, S = 37, nx = N * C * S;
+    uint64_t seed = 77;
+    float *x = malloc(sizeof(float) * (size_t)nx), *xr = malloc(sizeof(float) * (size_t)nx), *dy = malloc(sizeof(float) * (size_t)nx);
+    uint16_t *xh = malloc(sizeof(uint16_t) * (size_t)nx);
+    float scale[5], bias[5];
+    for (int64_t i = 0; i < nx; i++) { x[i] = 3.0f * rsym1(&seed) + 0.5f; dy[i] = rsym1(&seed); }
+    for (int c = 0; c < 5; c++) { scale[c] = 1.0f + 0.1f * rsym1(&seed); bias[c] = 0.2f * rsym1(&seed); }
+    for (int xt = 1; xt <= 2; xt++) {
+        for (int64_t i = 0; i < nx; i++) {
+            if (xt == 1) xr[i] = ot_half_to_float(xh[i] = ot_float_to_half(x[i]));
+            else { /* bfloat16: round to nearest even on the top 16 bits (finite inputs) */
+                uint32_t u;
+                memcpy(&u, &x[i], 4);
+                u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+                xh[i] = (uint16_t)(u >> 16);
+                memcpy(&xr[i], &u, 4);
+            }
+        }
+        for (int sync = 0; sync <= 1; sync++) {
+            float *a[BN_OUTS], *b[BN_OUTS];
+            run_typed(xh, xt, N, C, S, dy, scale, bias, sync, a);
+            run_typed(xr, 0, N, C, S, dy, scale, bias, sync, b);
+            const int64_t len[BN_OUTS] = {nx, C, C, C, C, nx, 2 * C};
+            for (int k = 0; k < BN_OUTS; k++) {
+                ck_assert_msg(memcmp(a[k], b[k], sizeof(float) * (size_t)len[k]) == 0, "xt %d, %s: %s differs from the float x's", xt,
+                              sync ? "split kernels" : "local kernels", names[k]);
+                free(a[k]); free(b[k]);
+            }
+        }
+    }
+    free(x); free(xr); free(dy); free(xh);
 }
 END_TEST
 
@@ -492,6 +570,7 @@ static Suite *suite(void) {
     tcase_add_test(t, train_and_infer_match_cpu_batchnorm);
     tcase_add_test(t, random_shapes);
     tcase_add_test(t, empty_is_a_no_op);
+    tcase_add_test(t, half_input_is_its_float_value);
     suite_add_tcase(s, t);
     return s;
 }

@@ -18,7 +18,8 @@
  *   gradient written or added into an FP32 one, then rounded or not) and
  *   round_add are their definitions, bit for bit;
  * - the channels-last copies (half_nhwc, half_from_nhwc) are the same
- *   conversions transposed, bit for bit, with partial tiles;
+ *   conversions transposed, bit for bit, with partial tiles; half_move_from_nhwc
+ *   is the transpose itself;
  * - GradScaler (amp_scale, amp_unscale, amp_update) against kernels/slab.c's
  *   CPU oracle, bit for bit: unscale with and without a planted inf / NaN
  *   (found_inf set only with it), the update's backoff on an overflow, growth
@@ -316,6 +317,19 @@ START_TEST(t_nhwc) {
                         }
                 free(x); free(hh);
                 ot_be_free(g, dx); ot_be_free(g, dh);
+            }
+            if (bf == 0) { /* the 16-bit move back to NCHW (a half convolution output stored in half) */
+                uint16_t *dhh = dev_from(h, hb), *dm = dev_from(NULL, hb);
+                ot_cuda_half_move_from_nhwc(dm, dhh, nb, ch, sp, NULL);
+                uint16_t *m = host_from(dm, hb);
+                for (int64_t b = 0; b < nb; b++)
+                    for (int64_t c = 0; c < ch; c++)
+                        for (int64_t t = 0; t < sp; t++)
+                            ck_assert_msg(m[(b * ch + c) * sp + t] == h[(b * sp + t) * ch + c],
+                                          "half_move_from_nhwc(%lld, %lld, %lld) [%lld, %lld, %lld]", (long long)nb, (long long)ch,
+                                          (long long)sp, (long long)b, (long long)c, (long long)t);
+                free(m);
+                ot_be_free(g, dhh); ot_be_free(g, dm);
             }
             for (int mode = 0; mode < 8; mode++) { /* bit 0 bias, bit 1 accumulate, bit 2 round */
                 const int wb = mode & 1, acc = (mode >> 1) & 1, rn = (mode >> 2) & 1;

@@ -195,7 +195,8 @@ fi
 # The same tiny set: FP32 with the step's CUDA graphs (the default) against ONNXT_CUDA_GRAPH=0 must give the same
 # losses bit for bit (cuDNN's algorithms are deterministic); then --amp fp16 and bf16 (half-precision cuDNN
 # convolutions, GradScaler) and fp16 with --channels-last (NHWC half copies) must train: exit 0, finite losses,
-# their first and last losses beside FP32's.
+# their first and last losses beside FP32's; fp16 with the convolutions' outputs stored in half (the default) must
+# give ONNXT_HALF_ACTIVATIONS=0's losses bit for bit (cuDNN's half output is the same either way).
 if [ -z "$B" ] || [ $HAVE_GPU = 0 ]; then
     if [ -z "$B" ]; then record graph_amp_train skip "no CUDA build"; else record graph_amp_train skip "$GPU_WHY"; fi
 else
@@ -207,6 +208,8 @@ else
         ONNXT_LOSS_LOG='$GT/graphs.log' '$CLI' \$A --amp off --name graphs | tee '$GT/graphs.out' &&
         grep -q 'CUDA graphs: the whole step' '$GT/graphs.out' && cmp '$GT/plain.log' '$GT/graphs.log' && echo 'CUDA graphs: same losses as plain launches' &&
         ONNXT_LOSS_LOG='$GT/fp16.log' '$CLI' \$A --amp fp16 --name fp16 &&
+        ONNXT_HALF_ACTIVATIONS=0 ONNXT_LOSS_LOG='$GT/fp16f.log' '$CLI' \$A --amp fp16 --name fp16f &&
+        cmp '$GT/fp16.log' '$GT/fp16f.log' && echo 'AMP: half-precision convolution outputs give the float storage losses' &&
         ONNXT_LOSS_LOG='$GT/bf16.log' '$CLI' \$A --amp bf16 --name bf16 &&
         ONNXT_LOSS_LOG='$GT/fp16cl.log' '$CLI' \$A --amp fp16 --channels-last --name fp16cl | tee '$GT/fp16cl.out' &&
         grep -q 'on channels-last (NHWC) copies' '$GT/fp16cl.out' &&

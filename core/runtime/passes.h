@@ -16,4 +16,14 @@ ot_status ot_plan_passes(ot_plan *p, ot_error *err);
  * (core/config.h) keeps the two nodes. Same bits either way. */
 ot_status ot_pass_fuse_silu(ot_plan *p, ot_error *err);
 
+/* Half-precision activations under --amp (core/config.h amp, half_act): in a
+ * training plan on the CUDA device, the output of an unbiased Conv step whose
+ * only readers are training BatchNormalization steps (as input x) is stored
+ * as float16 (amp fp16) or bfloat16 (amp bf16): the arena holds it in two
+ * bytes, cuDNN writes it directly and BatchNorm reads it (batchnorm.cu's xt).
+ * Its gradient stays float. The AMP convolution rounds its output to that
+ * precision anyway, so the step's bits do not change; memory and traffic do.
+ * ONNXT_HALF_ACTIVATIONS=0 keeps every activation float. */
+ot_status ot_pass_half_conv_out(ot_plan *p, ot_error *err);
+
 #endif

@@ -144,11 +144,11 @@ OT_DEVFN void amp_nhwc_in(const float *x, float *xr, H *h, nh_tiles t) {
     }
 }
 
-/* y[b][ch][s] from v = float(h[b][s][ch]): with bias amp_bias1(v, bias[ch]); with acc y + v; with rnd rounded
- * (amp_out's and amp_acc's arithmetic). */
-template <typename H, H (*TOH)(float), float (*TOF)(H)>
-OT_DEVFN void amp_nhwc_out(float *y, const H *h, const float *bias, nh_tiles t, int bf16, int acc, int rnd) {
-    __shared__ float tile[NH_TILE][NH_TILE + 1]; /* [s][ch] */
+/* h (n, hw, c) back to (n, c, hw) through the tile: put(i, ch, h[b][s][ch]) for the NCHW index i of each element
+ * (reads along c and writes along hw coalesced). T: h's element type; Put: what is written at i. */
+template <typename T, typename Put>
+OT_DEVFN void nh_back(const T *h, nh_tiles t, Put put) {
+    __shared__ T tile[NH_TILE][NH_TILE + 1]; /* [s][ch] */
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y;
     for (int64_t k = blockIdx.x; k < t.tiles; k += gridDim.x) {
         int64_t c0, s0, base;
@@ -158,7 +158,7 @@ OT_DEVFN void amp_nhwc_out(float *y, const H *h, const float *bias, nh_tiles t, 
             for (int j = ty; j < NH_TILE; j += NH_ROWS) {
                 const int64_t s = s0 + j;
                 if (s >= t.hw) break;
-                tile[j][tx] = TOF(h[base + s * t.c + ch]);
+                tile[j][tx] = h[base + s * t.c + ch];
             }
         __syncthreads();
         const int64_t s = s0 + tx;
@@ -166,26 +166,47 @@ OT_DEVFN void amp_nhwc_out(float *y, const H *h, const float *bias, nh_tiles t, 
             for (int j = ty; j < NH_TILE; j += NH_ROWS) {
                 const int64_t cc = c0 + j;
                 if (cc >= t.c) break;
-                const int64_t i = base + cc * t.hw + s;
-                float v = tile[tx][j];
-                if (bias) v = amp_bias1<H, TOH, TOF>(v, bias[cc]);
-                if (acc) v = __fadd_rn(y[i], v);
-                if (rnd) v = bf16 ? __bfloat162float(__float2bfloat16_rn(v)) : __half2float(__float2half_rn(v));
-                y[i] = v;
+                put(base + cc * t.hw + s, cc, tile[tx][j]);
             }
         __syncthreads();
     }
 }
+
+/* y[i] from v = float(h): with bias amp_bias1(v, bias[ch]); with acc y + v; with rnd rounded (amp_out's and
+ * amp_acc's arithmetic). */
+template <typename H, H (*TOH)(float), float (*TOF)(H)>
+struct nh_put_float {
+    float *y;
+    const float *bias;
+    int bf16, acc, rnd;
+    __device__ __forceinline__ void operator()(int64_t i, int64_t ch, H hv) const {
+        float v = TOF(hv);
+        if (bias) v = amp_bias1<H, TOH, TOF>(v, bias[ch]);
+        if (acc) v = __fadd_rn(y[i], v);
+        if (rnd) v = bf16 ? __bfloat162float(__float2bfloat16_rn(v)) : __half2float(__float2half_rn(v));
+        y[i] = v;
+    }
+};
+/* y[i] = the 16-bit value unchanged. */
+struct nh_put_move {
+    uint16_t *y;
+    __device__ __forceinline__ void operator()(int64_t i, int64_t, uint16_t v) const { y[i] = v; }
+};
+
 __global__ void amp_nhwc_in_f16_k(const float *x, float *xr, __half *h, nh_tiles t) { amp_nhwc_in<__half, amp_f2h, amp_h2f>(x, xr, h, t); }
 __global__ void amp_nhwc_in_bf16_k(const float *x, float *xr, __nv_bfloat16 *h, nh_tiles t) {
     amp_nhwc_in<__nv_bfloat16, amp_f2b, amp_b2f>(x, xr, h, t);
 }
 __global__ void amp_nhwc_out_f16_k(float *y, const __half *h, const float *bias, nh_tiles t, int acc, int rnd) {
-    amp_nhwc_out<__half, amp_f2h, amp_h2f>(y, h, bias, t, 0, acc, rnd);
+    nh_back(h, t, nh_put_float<__half, amp_f2h, amp_h2f>{y, bias, 0, acc, rnd});
 }
 __global__ void amp_nhwc_out_bf16_k(float *y, const __nv_bfloat16 *h, const float *bias, nh_tiles t, int acc, int rnd) {
-    amp_nhwc_out<__nv_bfloat16, amp_f2b, amp_b2f>(y, h, bias, t, 1, acc, rnd);
+    nh_back(h, t, nh_put_float<__nv_bfloat16, amp_f2b, amp_b2f>{y, bias, 1, acc, rnd});
 }
+
+/* y[b][ch][s] = h[b][s][ch]: 16-bit values moved, not converted (a half convolution's NHWC output into a
+ * half-precision NCHW activation, conv_gpu.c). */
+__global__ void amp_nhwc_move_k(uint16_t *y, const uint16_t *h, nh_tiles t) { nh_back(h, t, nh_put_move{y}); }
 
 static nh_tiles nh_make(int64_t n, int64_t c, int64_t hw) {
     nh_tiles t;
@@ -312,4 +333,9 @@ extern "C" void ot_cuda_half_from_nhwc(float *y, const uint16_t *h, const float 
     else
         OT_LAUNCH(amp_nhwc_out_f16_k, nh_grid(t.tiles), dim3(NH_TILE, NH_ROWS), 0, stream, y, reinterpret_cast<const __half *>(h),
                   bias, t, accumulate, round);
+}
+extern "C" void ot_cuda_half_move_from_nhwc(uint16_t *y, const uint16_t *h, int64_t n, int64_t c, int64_t hw, void *stream) {
+    if (n <= 0 || c <= 0 || hw <= 0) return;
+    const nh_tiles t = nh_make(n, c, hw);
+    OT_LAUNCH(amp_nhwc_move_k, nh_grid(t.tiles), dim3(NH_TILE, NH_ROWS), 0, stream, y, h, t);
 }

@@ -60,27 +60,40 @@ __global__ void bn_infer_fwd_k(float *y, const float *x, const float *__restrict
     }
 }
 
+/* The training kernels' input x: float, or (under --amp, a convolution's output stored in half precision,
+ * docs/CUDA.md "Mixed precision") IEEE half or bfloat16, read as its exact float value. The type is uniform
+ * over a launch, so the branch costs nothing measurable; the arithmetic after the load is the float path's. */
+struct bn_x {
+    const void *p;
+    int t; /* 0 float, 1 half, 2 bfloat16 */
+};
+OT_DEVFN float bn_ld(bn_x x, int64_t i) {
+    if (x.t == 1) return __half2float(static_cast<const __half *>(x.p)[i]);
+    if (x.t == 2) return __bfloat162float(static_cast<const __nv_bfloat16 *>(x.p)[i]);
+    return static_cast<const float *>(x.p)[i];
+}
+
 /* ---- per-channel pieces of the training kernels (one block per channel) ----
  * The local and the synchronised kernels below are made of the same pieces, so
  * a synchronised layer on one rank gives the bits of the local one. */
 
 /* The block's sum of x over channel ch (every thread gets it). */
-OT_DEVFN double bn_chan_sum(const float *x, int64_t n, int64_t c, int64_t s, int64_t ch, double *red) {
+OT_DEVFN double bn_chan_sum(bn_x x, int64_t n, int64_t c, int64_t s, int64_t ch, double *red) {
     double t = 0;
     for (int64_t b = 0; b < n; b++) {
-        const float *xs = x + (b * c + ch) * s;
-        for (int64_t j = threadIdx.x; j < s; j += blockDim.x) t = __dadd_rn(t, (double)xs[j]);
+        const int64_t xs = (b * c + ch) * s;
+        for (int64_t j = threadIdx.x; j < s; j += blockDim.x) t = __dadd_rn(t, (double)bn_ld(x, xs + j));
     }
     return bn_block_sum(t, red);
 }
 
 /* The block's sum of (x - mu)^2 over channel ch. */
-OT_DEVFN double bn_chan_sqdev(const float *x, int64_t n, int64_t c, int64_t s, int64_t ch, double mu, double *red) {
+OT_DEVFN double bn_chan_sqdev(bn_x x, int64_t n, int64_t c, int64_t s, int64_t ch, double mu, double *red) {
     double t = 0;
     for (int64_t b = 0; b < n; b++) {
-        const float *xs = x + (b * c + ch) * s;
+        const int64_t xs = (b * c + ch) * s;
         for (int64_t j = threadIdx.x; j < s; j += blockDim.x) {
-            double d = __dsub_rn((double)xs[j], mu);
+            double d = __dsub_rn((double)bn_ld(x, xs + j), mu);
             t = __dadd_rn(t, __dmul_rn(d, d));
         }
     }
@@ -90,7 +103,7 @@ OT_DEVFN double bn_chan_sqdev(const float *x, int64_t n, int64_t c, int64_t s, i
 /* From the channel's sum and sum of squared deviations over cnt elements: y,
  * the running statistics (thread 0) and the saved mean / invstd. */
 OT_DEVFN void bn_chan_apply(float *y, float *saved_mean, float *saved_invstd, float *run_mean, float *run_var,
-                            const float *x, const float *__restrict__ scale, const float *__restrict__ bias, int64_t n,
+                            bn_x x, const float *__restrict__ scale, const float *__restrict__ bias, int64_t n,
                             int64_t c, int64_t s, int64_t ch, double sum, double sq, double cnt, float eps, float momentum) {
     const double mu = cnt > 0 ? sum / cnt : 0;
     const double var = cnt > 0 ? sq / cnt : 0;
@@ -98,9 +111,9 @@ OT_DEVFN void bn_chan_apply(float *y, float *saved_mean, float *saved_invstd, fl
     const double sc = (double)scale[ch];
     const float a = (float)__dmul_rn(sc, inv), bb = (float)__dsub_rn((double)bias[ch], __dmul_rn(__dmul_rn(mu, sc), inv));
     for (int64_t b = 0; b < n; b++) {
-        const float *xs = x + (b * c + ch) * s;
+        const int64_t xs = (b * c + ch) * s;
         float *ys = y + (b * c + ch) * s;
-        for (int64_t j = threadIdx.x; j < s; j += blockDim.x) ys[j] = __fadd_rn(__fmul_rn(xs[j], a), bb);
+        for (int64_t j = threadIdx.x; j < s; j += blockDim.x) ys[j] = __fadd_rn(__fmul_rn(bn_ld(x, xs + j), a), bb);
     }
     if (threadIdx.x == 0) {
         const double m = 1.0 - (double)momentum, keep = 1.0 - m;
@@ -116,15 +129,16 @@ OT_DEVFN void bn_chan_apply(float *y, float *saved_mean, float *saved_invstd, fl
 
 /* The channel's sums of dy and dy * xhat (every thread gets them); thread 0
  * adds them to dbias and dscale. */
-OT_DEVFN void bn_chan_bwd_sums(double *sdy, double *sdyxh, float *dscale, float *dbias, const float *dy, const float *x,
+OT_DEVFN void bn_chan_bwd_sums(double *sdy, double *sdyxh, float *dscale, float *dbias, const float *dy, bn_x x,
                                int64_t n, int64_t c, int64_t s, int64_t ch, double mu, double inv, double *red) {
     double ta = 0, tb = 0;
     for (int64_t b = 0; b < n; b++) {
-        const float *xs = x + (b * c + ch) * s, *ds = dy + (b * c + ch) * s;
+        const int64_t xs = (b * c + ch) * s;
+        const float *ds = dy + xs;
         for (int64_t j = threadIdx.x; j < s; j += blockDim.x) {
             const double d = (double)ds[j];
             ta = __dadd_rn(ta, d);
-            tb = __dadd_rn(tb, __dmul_rn(d, __dmul_rn(__dsub_rn((double)xs[j], mu), inv)));
+            tb = __dadd_rn(tb, __dmul_rn(d, __dmul_rn(__dsub_rn((double)bn_ld(x, xs + j), mu), inv)));
         }
     }
     *sdy = bn_block_sum(ta, red);
@@ -136,15 +150,16 @@ OT_DEVFN void bn_chan_bwd_sums(double *sdy, double *sdyxh, float *dscale, float 
 }
 
 /* dx = (float)(k * (cnt * dy - sdy - (x - mu) * inv * sdyxh)), k = scale * inv / cnt; written (set) or added. */
-OT_DEVFN void bn_chan_bwd_dx(float *dx, int set, const float *dy, const float *x, const float *__restrict__ scale,
+OT_DEVFN void bn_chan_bwd_dx(float *dx, int set, const float *dy, bn_x x, const float *__restrict__ scale,
                              int64_t n, int64_t c, int64_t s, int64_t ch, double mu, double inv, double sdy, double sdyxh,
                              double cnt) {
     const double k = __dmul_rn((double)scale[ch], inv) / cnt;
     for (int64_t b = 0; b < n; b++) {
-        const float *xs = x + (b * c + ch) * s, *ds = dy + (b * c + ch) * s;
-        float *gs = dx + (b * c + ch) * s;
+        const int64_t xs = (b * c + ch) * s;
+        const float *ds = dy + xs;
+        float *gs = dx + xs;
         for (int64_t j = threadIdx.x; j < s; j += blockDim.x) {
-            const double xh = __dmul_rn(__dsub_rn((double)xs[j], mu), inv);
+            const double xh = __dmul_rn(__dsub_rn((double)bn_ld(x, xs + j), mu), inv);
             const double v = __dmul_rn(k, __dsub_rn(__dsub_rn(__dmul_rn(cnt, (double)ds[j]), sdy), __dmul_rn(xh, sdyxh)));
             gs[j] = set ? (float)v : __fadd_rn(gs[j], (float)v);
         }
@@ -153,7 +168,7 @@ OT_DEVFN void bn_chan_bwd_dx(float *dx, int set, const float *dy, const float *x
 
 /* ---- training forward: one block per channel ---- */
 __global__ void bn_train_fwd_k(float *y, float *saved_mean, float *saved_invstd, float *run_mean, float *run_var,
-                               const float *x, const float *__restrict__ scale, const float *__restrict__ bias, int64_t n,
+                               bn_x x, const float *__restrict__ scale, const float *__restrict__ bias, int64_t n,
                                int64_t c, int64_t s, float eps, float momentum) {
     __shared__ double red[BN_THREADS];
     const double cnt = (double)(n * s);
@@ -169,7 +184,7 @@ __global__ void bn_train_fwd_k(float *y, float *saved_mean, float *saved_invstd,
 /* ---- training backward: one block per channel ----
  * sdy = sum dy, sdyxh = sum dy * ((x - mu) * inv) in double, then
  * dx = (float)(k * (cnt * dy - sdy - (x - mu) * inv * sdyxh)), k = scale * inv / cnt. */
-__global__ void bn_train_bwd_k(float *dx, int set, float *dscale, float *dbias, const float *dy, const float *x,
+__global__ void bn_train_bwd_k(float *dx, int set, float *dscale, float *dbias, const float *dy, bn_x x,
                                const float *__restrict__ scale, const float *__restrict__ saved_mean,
                                const float *__restrict__ saved_invstd, int64_t n, int64_t c, int64_t s) {
     __shared__ double red[BN_THREADS];
@@ -192,7 +207,7 @@ __global__ void bn_train_bwd_k(float *dx, int set, float *dscale, float *dbias, 
  * the sums of dy, [c, 2c) of dy * xhat, [2c] the count (written by the kernel), summed over the ranks
  * between bn_sync_bwd_sums_k and bn_sync_bwd_dx_k. kernels/batchnorm.c's
  * bn_train_fwd_sync / bn_train_bwd_sync, with the layout of their buffers. */
-__global__ void bn_sync_sum_k(double *stats, const float *x, int64_t n, int64_t c, int64_t s) {
+__global__ void bn_sync_sum_k(double *stats, bn_x x, int64_t n, int64_t c, int64_t s) {
     __shared__ double red[BN_THREADS];
     for (int64_t ch = blockIdx.x; ch < c; ch += gridDim.x) {
         const double sum = bn_chan_sum(x, n, c, s, ch, red);
@@ -201,7 +216,7 @@ __global__ void bn_sync_sum_k(double *stats, const float *x, int64_t n, int64_t 
     if (blockIdx.x == 0 && threadIdx.x == 0) stats[c] = (double)(n * s); /* this rank's count, summed with the sums */
 }
 
-__global__ void bn_sync_sqdev_k(double *stats, const float *x, int64_t n, int64_t c, int64_t s) {
+__global__ void bn_sync_sqdev_k(double *stats, bn_x x, int64_t n, int64_t c, int64_t s) {
     __shared__ double red[BN_THREADS];
     const double cnt = stats[c];
     for (int64_t ch = blockIdx.x; ch < c; ch += gridDim.x) {
@@ -212,7 +227,7 @@ __global__ void bn_sync_sqdev_k(double *stats, const float *x, int64_t n, int64_
 }
 
 __global__ void bn_sync_apply_k(float *y, float *saved_mean, float *saved_invstd, float *run_mean, float *run_var,
-                                const float *x, const float *__restrict__ scale, const float *__restrict__ bias,
+                                bn_x x, const float *__restrict__ scale, const float *__restrict__ bias,
                                 const double *__restrict__ stats, int64_t n, int64_t c, int64_t s, float eps,
                                 float momentum) {
     const double cnt = stats[c];
@@ -221,7 +236,7 @@ __global__ void bn_sync_apply_k(float *y, float *saved_mean, float *saved_invstd
                       stats[c + 1 + ch], cnt, eps, momentum);
 }
 
-__global__ void bn_sync_bwd_sums_k(double *stats, float *dscale, float *dbias, const float *dy, const float *x,
+__global__ void bn_sync_bwd_sums_k(double *stats, float *dscale, float *dbias, const float *dy, bn_x x,
                                    const float *__restrict__ saved_mean, const float *__restrict__ saved_invstd, int64_t n,
                                    int64_t c, int64_t s) {
     __shared__ double red[BN_THREADS];
@@ -237,7 +252,7 @@ __global__ void bn_sync_bwd_sums_k(double *stats, float *dscale, float *dbias, c
     if (blockIdx.x == 0 && threadIdx.x == 0) stats[2 * c] = (double)(n * s);
 }
 
-__global__ void bn_sync_bwd_dx_k(float *dx, int set, const float *dy, const float *x, const float *__restrict__ scale,
+__global__ void bn_sync_bwd_dx_k(float *dx, int set, const float *dy, bn_x x, const float *__restrict__ scale,
                                  const float *__restrict__ saved_mean, const float *__restrict__ saved_invstd,
                                  const double *__restrict__ stats, int64_t n, int64_t c, int64_t s) {
     const double cnt = stats[2 * c];
@@ -259,52 +274,59 @@ extern "C" void ot_cuda_bn_infer_fwd(float *y, const float *x, const float *scal
 }
 
 extern "C" void ot_cuda_bn_train_fwd(float *y, float *saved_mean, float *saved_invstd, float *running_mean,
-                                     float *running_var, const float *x, const float *scale, const float *bias, int64_t n,
+                                     float *running_var, const void *x, int xt, const float *scale, const float *bias, int64_t n,
                                      int64_t c, int64_t s, float eps, float momentum, void *stream) {
     if (c <= 0) return;
+    const bn_x xv = {x, xt};
     OT_LAUNCH(bn_train_fwd_k, bn_grid_c(c), BN_THREADS, 0, stream, y, saved_mean, saved_invstd, running_mean, running_var,
-              x, scale, bias, n, c, s, eps, momentum);
+              xv, scale, bias, n, c, s, eps, momentum);
 }
 
-extern "C" void ot_cuda_bn_train_bwd(float *dx, int dx_set, float *dscale, float *dbias, const float *dy, const float *x,
+extern "C" void ot_cuda_bn_train_bwd(float *dx, int dx_set, float *dscale, float *dbias, const float *dy, const void *x, int xt,
                                      const float *scale, const float *saved_mean, const float *saved_invstd, int64_t n,
                                      int64_t c, int64_t s, void *stream) {
     if (c <= 0) return;
-    OT_LAUNCH(bn_train_bwd_k, bn_grid_c(c), BN_THREADS, 0, stream, dx, dx_set, dscale, dbias, dy, x, scale, saved_mean,
+    const bn_x xv = {x, xt};
+    OT_LAUNCH(bn_train_bwd_k, bn_grid_c(c), BN_THREADS, 0, stream, dx, dx_set, dscale, dbias, dy, xv, scale, saved_mean,
               saved_invstd, n, c, s);
 }
 
-extern "C" void ot_cuda_bn_sync_fwd_sum(double *stats, const float *x, int64_t n, int64_t c, int64_t s, void *stream) {
+extern "C" void ot_cuda_bn_sync_fwd_sum(double *stats, const void *x, int xt, int64_t n, int64_t c, int64_t s, void *stream) {
     if (c <= 0) return;
-    OT_LAUNCH(bn_sync_sum_k, bn_grid_c(c), BN_THREADS, 0, stream, stats, x, n, c, s);
+    const bn_x xv = {x, xt};
+    OT_LAUNCH(bn_sync_sum_k, bn_grid_c(c), BN_THREADS, 0, stream, stats, xv, n, c, s);
 }
 
-extern "C" void ot_cuda_bn_sync_fwd_sqdev(double *stats, const float *x, int64_t n, int64_t c, int64_t s, void *stream) {
+extern "C" void ot_cuda_bn_sync_fwd_sqdev(double *stats, const void *x, int xt, int64_t n, int64_t c, int64_t s, void *stream) {
     if (c <= 0) return;
-    OT_LAUNCH(bn_sync_sqdev_k, bn_grid_c(c), BN_THREADS, 0, stream, stats, x, n, c, s);
+    const bn_x xv = {x, xt};
+    OT_LAUNCH(bn_sync_sqdev_k, bn_grid_c(c), BN_THREADS, 0, stream, stats, xv, n, c, s);
 }
 
 extern "C" void ot_cuda_bn_sync_fwd_apply(float *y, float *saved_mean, float *saved_invstd, float *running_mean,
-                                          float *running_var, const float *x, const float *scale, const float *bias,
+                                          float *running_var, const void *x, int xt, const float *scale, const float *bias,
                                           const double *stats, int64_t n, int64_t c, int64_t s, float eps, float momentum,
                                           void *stream) {
     if (c <= 0) return;
+    const bn_x xv = {x, xt};
     OT_LAUNCH(bn_sync_apply_k, bn_grid_c(c), BN_THREADS, 0, stream, y, saved_mean, saved_invstd, running_mean, running_var,
-              x, scale, bias, stats, n, c, s, eps, momentum);
+              xv, scale, bias, stats, n, c, s, eps, momentum);
 }
 
-extern "C" void ot_cuda_bn_sync_bwd_sums(double *stats, float *dscale, float *dbias, const float *dy, const float *x,
+extern "C" void ot_cuda_bn_sync_bwd_sums(double *stats, float *dscale, float *dbias, const float *dy, const void *x, int xt,
                                          const float *saved_mean, const float *saved_invstd, int64_t n, int64_t c, int64_t s,
                                          void *stream) {
     if (c <= 0) return;
-    OT_LAUNCH(bn_sync_bwd_sums_k, bn_grid_c(c), BN_THREADS, 0, stream, stats, dscale, dbias, dy, x, saved_mean,
+    const bn_x xv = {x, xt};
+    OT_LAUNCH(bn_sync_bwd_sums_k, bn_grid_c(c), BN_THREADS, 0, stream, stats, dscale, dbias, dy, xv, saved_mean,
               saved_invstd, n, c, s);
 }
 
-extern "C" void ot_cuda_bn_sync_bwd_dx(float *dx, int dx_set, const float *dy, const float *x, const float *scale,
+extern "C" void ot_cuda_bn_sync_bwd_dx(float *dx, int dx_set, const float *dy, const void *x, int xt, const float *scale,
                                        const float *saved_mean, const float *saved_invstd, const double *stats, int64_t n,
                                        int64_t c, int64_t s, void *stream) {
     if (c <= 0 || !dx) return;
-    OT_LAUNCH(bn_sync_bwd_dx_k, bn_grid_c(c), BN_THREADS, 0, stream, dx, dx_set, dy, x, scale, saved_mean, saved_invstd,
+    const bn_x xv = {x, xt};
+    OT_LAUNCH(bn_sync_bwd_dx_k, bn_grid_c(c), BN_THREADS, 0, stream, dx, dx_set, dy, xv, scale, saved_mean, saved_invstd,
               stats, n, c, s);
 }

@@ -43,6 +43,9 @@ struct ot_conv_cudnn {
     float *gsave;    /* device, training plans: the weight and bias gradients accumulated so far */
     int nhwc;        /* --channels-last: roundings through NHWC half copies at byte ws_off of the plan's workspace */
     size_t ws_off;
+    int yhalf;       /* y stored in half precision (ot_pass_half_conv_out): the CPU writes float at byte ws_yf of the
+                      * workspace, converted into y as conv_gpu.c's cuDNN call would write it */
+    size_t ws_yf;
 };
 
 /* The executor computes in FP32 (the CPU convolution); TF32 has no meaning here. */
@@ -63,13 +66,29 @@ static ot_status emu_prepare(ot_kctx *c) {
     a->gsave = ot_training(c) ? ot_plan_state(c, bytes) : NULL; /* inference plans have no backward */
     if (!a->wr || (ot_training(c) && !a->gsave)) { free(a); return ot_fail(c->err, OT_ERR_NOMEM, "out of device memory"); }
     a->nhwc = ot_config_get()->channels_last && p->group == 1;
-    if (a->nhwc) { /* this node's CPU convolution uses at most the workspace raised so far: the copies go after it */
-        int64_t most = p->n * p->c * p->h * p->w, ny = p->n * p->m * p->oh * p->ow;
+    const ot_dtype yt = c->p->dtype[c->n->out[0]];
+    a->yhalf = yt != OT_F32;
+    if (a->yhalf && (p->has_bias || (yt == OT_BF16) != (a->bf16 != 0))) {
+        free(a);
+        return ot_fail(c->err, OT_ERR_INTERNAL, "Conv on %s: a %s output needs --amp of that type and no bias", c->p->be->name,
+                       ot_dtype_name(yt));
+    }
+    /* this node's CPU convolution uses at most the workspace raised so far: the float output and the copies go
+     * after it */
+    const int64_t ny = p->n * p->m * p->oh * p->ow;
+    size_t off = (c->p->ws_bytes + 255u) & ~(size_t)255u;
+    if (a->yhalf) {
+        a->ws_yf = off;
+        off = (off + sizeof(float) * (size_t)ny + 255u) & ~(size_t)255u;
+    }
+    if (a->nhwc) {
+        int64_t most = p->n * p->c * p->h * p->w;
         if (ny > most) most = ny;
         if (a->nw > most) most = a->nw;
-        a->ws_off = (c->p->ws_bytes + 255u) & ~(size_t)255u;
-        c->p->ws_bytes = a->ws_off + 2u * (size_t)most;
+        a->ws_off = off;
+        off += 2u * (size_t)most;
     }
+    if (off > c->p->ws_bytes) c->p->ws_bytes = off;
     p->cudnn = a;
     return OT_OK;
 }
@@ -152,9 +171,21 @@ static ot_status emu_forward_now(ot_kctx *c) {
     else ot_cuda_round_half(x, x, numel_of(c, c->n->in[0]), a->bf16, NULL);
     void *ow = NULL, *ob = NULL;
     swap_in_rounded(c, a, &ow, &ob);
+    void *yh = c->p->data[c->n->out[0]];
+    if (a->yhalf) c->p->data[c->n->out[0]] = (unsigned char *)c->p->ws + a->ws_yf;
     ot_status st = cpu_call(c, ot_cpu_conv.forward);
     swap_out(c, ow, ob);
     float *y = ot_outf(c, 0);
+    if (a->yhalf) { /* y into its half storage: the conversion rounds, as conv_gpu.c's half cuDNN output */
+        c->p->data[c->n->out[0]] = yh;
+        if (a->nhwc) { /* through the NHWC copy and the move conv_gpu.c makes */
+            uint16_t *t = (uint16_t *)((unsigned char *)c->p->ws + a->ws_off);
+            ot_cuda_half_nhwc(y, NULL, t, p->n, p->m, p->oh * p->ow, a->bf16, NULL);
+            ot_cuda_half_move_from_nhwc(yh, t, p->n, p->m, p->oh * p->ow, NULL);
+        } else if (a->bf16) ot_cuda_f32_to_bf16(yh, y, numel_of(c, c->n->out[0]), NULL);
+        else ot_cuda_f32_to_f16(yh, y, numel_of(c, c->n->out[0]), NULL);
+        return st;
+    }
     const float *bias = p->has_bias ? ot_inf(c, 2) : NULL;
     if (a->nhwc) {
         via_nhwc(c, a, y, y, 0, bias, NULL, p->n, p->m, p->oh * p->ow);

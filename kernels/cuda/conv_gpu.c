@@ -40,7 +40,10 @@
  * (core/config.h channels_last) the copies are NHWC (weights KRSC), the
  * transpose riding on the same passes, and the half descriptors say so, so
  * cuDNN's tensor-core kernels need no layout change of their own. The float
- * tensors the rest of the plan sees stay NCHW either way.
+ * tensors the rest of the plan sees stay NCHW either way. An output the
+ * planner stores in half precision (core/runtime/passes.c
+ * ot_pass_half_conv_out: it feeds only BatchNorm) is written by cuDNN
+ * directly, with no conversion pass.
  *
  * Handle: one cudnnHandle_t per GPU and host thread, created on first use (by
  * prepare, normally) and kept for the life of the process, like the backends;
@@ -78,6 +81,8 @@ struct ot_conv_cudnn {
      * dy, dx, dw (backward; x and w shared) */
     int amp;
     bool nhwc;                /* --channels-last: the half copies in NHWC (weights KRSC) */
+    bool yhalf;               /* y is stored in half precision (core/runtime/passes.c ot_pass_half_conv_out): cuDNN
+                               * writes it (NHWC: through the workspace and moved) */
     cudnnTensorDescriptor_t xh, yh;
     cudnnFilterDescriptor_t wh;
     size_t ws_algo, off_x, off_w, off_y, off_dy, off_dx, off_dw, off_db;
@@ -320,6 +325,10 @@ static ot_status gpu_prepare(ot_kctx *c) {
     s->ordinal = be->ordinal;
     s->train = ot_training(c);
     s->amp = ot_config_get()->amp; /* train --amp: half data, FP32 accumulation, tensor cores */
+    s->yhalf = c->p->dtype[c->n->out[0]] != OT_F32;
+    if (s->yhalf && (!s->amp || p->has_bias || (c->p->dtype[c->n->out[0]] == OT_BF16) != (s->amp == 2)))
+        return ot_fail(c->err, OT_ERR_INTERNAL, "Conv on %s: a %s output needs --amp of that type and no bias", be->name,
+                       ot_dtype_name(c->p->dtype[c->n->out[0]]));
     /* ot_cuda_conv_set_tf32(1), --tf32 or ONNXT_TF32=1; half data (--amp) takes tensor-op math as well */
     const bool tf32 = g_tf32 != 0 || ot_config_get()->tf32 || s->amp;
     CU(cudaSetDevice, (s->ordinal)); /* the runtime enters the device for steps only; cuDNN calls run on the current one */
@@ -424,7 +433,8 @@ static void from_half(const struct ot_conv_cudnn *s, const amp_call *a, float *d
 
 /* forward under --amp: x rounded in place (autocast stores activations in half) and converted in one pass, w
  * converted, the half convolution (FP32 accumulation), y back to float with the bias added and rounded in one
- * pass: conv_emu.c's semantics. */
+ * pass: conv_emu.c's semantics. A y stored in half precision (yhalf: no bias) is cuDNN's output itself, NHWC
+ * results moved into it. */
 static ot_status amp_forward(ot_kctx *c, cudnnHandle_t h) {
     ot_conv_params *p = c->params;
     struct ot_conv_cudnn *s = p->cudnn;
@@ -434,9 +444,11 @@ static ot_status amp_forward(ot_kctx *c, cudnnHandle_t h) {
     to_half(s, &a, ws_at(c, s->off_x), x, x, p->n, p->c, p->h * p->w);
     to_half(s, &a, ws_at(c, s->off_w), ot_inf(c, 1), NULL, p->m, cg, khw);
     const float one = 1.0f, zero = 0.0f;
+    void *out = s->yhalf && !s->nhwc ? (void *)y : ws_at(c, s->off_y); /* a half y in NCHW: cuDNN writes it */
     DNN(cudnnConvolutionForward, (h, &one, s->xh, ws_at(c, s->off_x), s->wh, ws_at(c, s->off_w), s->conv[DIR_FWD], s->fwd,
-                                  c->p->ws, s->ws_algo, &zero, s->yh, ws_at(c, s->off_y)));
-    from_half(s, &a, y, ws_at(c, s->off_y), p->has_bias ? ot_inf(c, 2) : NULL, p->n, p->m, p->oh * p->ow, 0, 0);
+                                  c->p->ws, s->ws_algo, &zero, s->yh, out));
+    if (s->yhalf && s->nhwc) ot_cuda_half_move_from_nhwc((uint16_t *)y, out, p->n, p->m, p->oh * p->ow, a.st);
+    else if (!s->yhalf) from_half(s, &a, y, out, p->has_bias ? ot_inf(c, 2) : NULL, p->n, p->m, p->oh * p->ow, 0, 0);
     return OT_OK;
 }
 

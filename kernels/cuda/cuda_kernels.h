@@ -54,6 +54,9 @@ void ot_cuda_half_accumulate(float *y, const uint16_t *h, int64_t n, int bf16, i
 void ot_cuda_half_nhwc(const float *x, float *xr, uint16_t *h, int64_t n, int64_t c, int64_t hw, int bf16, void *stream);
 void ot_cuda_half_from_nhwc(float *y, const uint16_t *h, const float *bias, int64_t n, int64_t c, int64_t hw, int bf16,
                             int accumulate, int round, void *stream);
+/* y (n, c, hw) = h (n, hw, c), 16-bit values moved unchanged (a half convolution's NHWC output stored as a
+ * half-precision NCHW activation). */
+void ot_cuda_half_move_from_nhwc(uint16_t *y, const uint16_t *h, int64_t n, int64_t c, int64_t hw, void *stream);
 /* g = saved + g rounded to half / bfloat16 precision (a half gradient added to an FP32 one). */
 void ot_cuda_round_add(float *g, const float *saved, int64_t n, int bf16, void *stream);
 /* GradScaler on the device (kernels/slab.h's amp_scale, amp_unscale, amp_update). */
@@ -151,7 +154,10 @@ void ot_cuda_yolo_loss_items(const ot_yolo_loss_args *A, void *stream);
 /* ==== batchnorm.cu, decode.cu (BatchNormalization and the YOLOv5 Detect decode;
  * tests/test_cudaemu_batchnorm.c, tests/test_cudaemu_decode.c) ==== */
 /* BatchNormalization, kernels/batchnorm.c on the device. x, y, dy, dx: (n, c, s),
- * s the product of the spatial sizes; per-channel tensors: (c). */
+ * s the product of the spatial sizes; per-channel tensors: (c). The training
+ * functions take x with its type xt: 0 float, 1 IEEE half, 2 bfloat16 (under
+ * --amp a convolution's output is stored in half precision, docs/CUDA.md
+ * "Mixed precision"), read as its exact float value; the rest is float. */
 /* Inference: y = x * a + b, a = scale / sqrtf(var + eps), b = bias - mean * a
  * (float, the CPU's order: bit for bit). y may be x. */
 void ot_cuda_bn_infer_fwd(float *y, const float *x, const float *scale, const float *bias, const float *mean,
@@ -163,13 +169,13 @@ void ot_cuda_bn_infer_fwd(float *y, const float *x, const float *scale, const fl
  * momentum (ONNX's momentum), the unbiased variance for running_var. Any of the
  * four statistics pointers may be NULL. y may be x. */
 void ot_cuda_bn_train_fwd(float *y, float *saved_mean, float *saved_invstd, float *running_mean, float *running_var,
-                          const float *x, const float *scale, const float *bias, int64_t n, int64_t c, int64_t s,
+                          const void *x, int xt, const float *scale, const float *bias, int64_t n, int64_t c, int64_t s,
                           float eps, float momentum, void *stream);
 /* Training backward with the forward's saved_mean / saved_invstd: dbias +=
  * sum dy, dscale += sum dy * xhat (accumulated, as the CPU op; NULL: skipped);
  * dx (NULL: skipped) = or, dx_set == 0, += the input gradient (ot_gin_set's
  * write-vs-add rule). */
-void ot_cuda_bn_train_bwd(float *dx, int dx_set, float *dscale, float *dbias, const float *dy, const float *x,
+void ot_cuda_bn_train_bwd(float *dx, int dx_set, float *dscale, float *dbias, const float *dy, const void *x, int xt,
                           const float *scale, const float *saved_mean, const float *saved_invstd, int64_t n, int64_t c,
                           int64_t s, void *stream);
 /* SyncBatchNorm (--sync-bn over data-parallel ranks): ot_cuda_bn_train_fwd /
@@ -188,15 +194,15 @@ void ot_cuda_bn_train_bwd(float *dx, int dx_set, float *dscale, float *dbias, co
  * data-parallel step sums parameter gradients); the caller sums stats[0, 2c]
  * over the ranks; bwd_dx writes or adds dx (NULL: nothing) from the global
  * sums. */
-void ot_cuda_bn_sync_fwd_sum(double *stats, const float *x, int64_t n, int64_t c, int64_t s, void *stream);
-void ot_cuda_bn_sync_fwd_sqdev(double *stats, const float *x, int64_t n, int64_t c, int64_t s, void *stream);
+void ot_cuda_bn_sync_fwd_sum(double *stats, const void *x, int xt, int64_t n, int64_t c, int64_t s, void *stream);
+void ot_cuda_bn_sync_fwd_sqdev(double *stats, const void *x, int xt, int64_t n, int64_t c, int64_t s, void *stream);
 void ot_cuda_bn_sync_fwd_apply(float *y, float *saved_mean, float *saved_invstd, float *running_mean, float *running_var,
-                               const float *x, const float *scale, const float *bias, const double *stats, int64_t n,
+                               const void *x, int xt, const float *scale, const float *bias, const double *stats, int64_t n,
                                int64_t c, int64_t s, float eps, float momentum, void *stream);
-void ot_cuda_bn_sync_bwd_sums(double *stats, float *dscale, float *dbias, const float *dy, const float *x,
+void ot_cuda_bn_sync_bwd_sums(double *stats, float *dscale, float *dbias, const float *dy, const void *x, int xt,
                               const float *saved_mean, const float *saved_invstd, int64_t n, int64_t c, int64_t s,
                               void *stream);
-void ot_cuda_bn_sync_bwd_dx(float *dx, int dx_set, const float *dy, const float *x, const float *scale,
+void ot_cuda_bn_sync_bwd_dx(float *dx, int dx_set, const float *dy, const void *x, int xt, const float *scale,
                             const float *saved_mean, const float *saved_invstd, const double *stats, int64_t n, int64_t c,
                             int64_t s, void *stream);
 /* The YOLOv5 Detect decode (kernels/decode.h's decode on the device): maps: a

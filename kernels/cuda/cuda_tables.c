@@ -246,9 +246,13 @@ static const ot_op_impl resize_row = {.prepare = resize_prepare, .forward = resi
  * buffer layouts of kernels/batchnorm.c's CPU path. docs/CUDA.md, "SyncBatchNorm". */
 static size_t bn_stats_bytes(const bn_params *p) { return sizeof(double) * (size_t)(2 * p->c + 1); }
 
+/* x's type for the training kernels: 0 float, 1 half, 2 bfloat16 (a convolution's output stored in half precision
+ * under --amp, core/runtime/passes.c's ot_pass_half_conv_out). */
+static int bn_xt(ot_kctx *c) { return ot_idtype(c, 0) == OT_F16 ? 1 : ot_idtype(c, 0) == OT_BF16 ? 2 : 0; }
+
 static ot_status bn_prepare(ot_kctx *c) {
     const bn_params *p = c->params;
-    for (int i = 0; i < 5; i++) OT_TRY(need_f32(c, i));
+    for (int i = p->inplace_stats && bn_xt(c) ? 1 : 0; i < 5; i++) OT_TRY(need_f32(c, i)); /* training: x may be half */
     if (p->training && !p->inplace_stats)
         return ot_fail(c->err, OT_ERR_UNSUPPORTED,
                        "training_mode=1 outside training: the CUDA device runs BatchNormalization in inference form, or with "
@@ -281,16 +285,17 @@ static ot_status bn_fwd(ot_kctx *c) {
     const bn_params *p = c->params;
     if (p->inplace_stats && ot_bn_sum(c)) {
         double *st = c->p->ws;
-        const float *x = ot_inf(c, 0);
-        ot_cuda_bn_sync_fwd_sum(st, x, p->n, p->c, p->s, S(c));
+        const void *x = ot_inf(c, 0);
+        const int xt = bn_xt(c);
+        ot_cuda_bn_sync_fwd_sum(st, x, xt, p->n, p->c, p->s, S(c));
         OT_TRY(bn_sum_ranks(c, st, 0, p->c + 1));
-        ot_cuda_bn_sync_fwd_sqdev(st, x, p->n, p->c, p->s, S(c));
+        ot_cuda_bn_sync_fwd_sqdev(st, x, xt, p->n, p->c, p->s, S(c));
         OT_TRY(bn_sum_ranks(c, st, p->c + 1, p->c));
-        ot_cuda_bn_sync_fwd_apply(ot_outf(c, 0), p->mean, p->invstd, (float *)ot_inf(c, 3), (float *)ot_inf(c, 4), x,
+        ot_cuda_bn_sync_fwd_apply(ot_outf(c, 0), p->mean, p->invstd, (float *)ot_inf(c, 3), (float *)ot_inf(c, 4), x, xt,
                                   ot_inf(c, 1), ot_inf(c, 2), st, p->n, p->c, p->s, p->eps, p->momentum, S(c));
     } else if (p->inplace_stats)
         ot_cuda_bn_train_fwd(ot_outf(c, 0), p->mean, p->invstd, (float *)ot_inf(c, 3), (float *)ot_inf(c, 4), ot_inf(c, 0),
-                             ot_inf(c, 1), ot_inf(c, 2), p->n, p->c, p->s, p->eps, p->momentum, S(c));
+                             bn_xt(c), ot_inf(c, 1), ot_inf(c, 2), p->n, p->c, p->s, p->eps, p->momentum, S(c));
     else
         ot_cuda_bn_infer_fwd(ot_outf(c, 0), ot_inf(c, 0), ot_inf(c, 1), ot_inf(c, 2), ot_inf(c, 3), ot_inf(c, 4), p->n, p->c,
                              p->s, p->eps, S(c));
@@ -304,13 +309,13 @@ static ot_status bn_bwd(ot_kctx *c) {
         return ot_fail(c->err, OT_ERR_UNSUPPORTED, "backward of the inference form is not supported (train with batch statistics)");
     if (ot_bn_sum(c)) { /* every rank sums, dx or not (the same collectives in the same order) */
         double *st = c->p->ws;
-        ot_cuda_bn_sync_bwd_sums(st, ot_gin(c, 1), ot_gin(c, 2), dy, ot_inf(c, 0), p->mean, p->invstd, p->n, p->c, p->s, S(c));
+        ot_cuda_bn_sync_bwd_sums(st, ot_gin(c, 1), ot_gin(c, 2), dy, ot_inf(c, 0), bn_xt(c), p->mean, p->invstd, p->n, p->c, p->s, S(c));
         OT_TRY(bn_sum_ranks(c, st, 0, 2 * p->c + 1));
-        ot_cuda_bn_sync_bwd_dx(ot_gin(c, 0), ot_gin_set(c, 0), dy, ot_inf(c, 0), ot_inf(c, 1), p->mean, p->invstd, st, p->n,
+        ot_cuda_bn_sync_bwd_dx(ot_gin(c, 0), ot_gin_set(c, 0), dy, ot_inf(c, 0), bn_xt(c), ot_inf(c, 1), p->mean, p->invstd, st, p->n,
                                p->c, p->s, S(c));
         return OT_OK;
     }
-    ot_cuda_bn_train_bwd(ot_gin(c, 0), ot_gin_set(c, 0), ot_gin(c, 1), ot_gin(c, 2), dy, ot_inf(c, 0), ot_inf(c, 1), p->mean,
+    ot_cuda_bn_train_bwd(ot_gin(c, 0), ot_gin_set(c, 0), ot_gin(c, 1), ot_gin(c, 2), dy, ot_inf(c, 0), bn_xt(c), ot_inf(c, 1), p->mean,
                          p->invstd, p->n, p->c, p->s, S(c));
     return OT_OK;
 }
