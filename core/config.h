@@ -32,7 +32,7 @@ typedef struct ot_config {
                                  * device's convolutions in plans created afterwards (train/amp.h); default 0 */
     bool half_act;              /* ONNXT_HALF_ACTIVATIONS: false when "0" (default true): under amp, convolution outputs
                                  * that feed only training BatchNorms are stored in half precision
-                                 * (core/runtime/passes.c ot_pass_half_conv_out) */
+                                 * (core/runtime/passes.c ot_pass_half_act) */
     bool channels_last;         /* ONNXT_CHANNELS_LAST=1 or --channels-last (ot_config_set_channels_last): under amp,
                                  * the GPU's half convolutions take NHWC copies (kernels/cuda/conv_gpu.c); default false */
     /* ---- distributed ---- */

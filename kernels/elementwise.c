@@ -119,6 +119,7 @@ bool ot_mul_fuse_silu(void *mul_params, int sigmoid_slot) {
     bp->silu = 2 - sigmoid_slot; /* 1 + the side of x */
     return true;
 }
+bool ot_mul_is_silu(const void *mul_params) { return ((const bin_params *)mul_params)->silu != 0; }
 static ot_status div_infer(ot_kctx *c) { return bin_infer(c, BIN_DIV); }
 static ot_status pow_infer(ot_kctx *c) { return bin_infer(c, BIN_POW); }
 

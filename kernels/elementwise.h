@@ -11,5 +11,7 @@
  * x. False, and nothing changed, when the Mul cannot (not float32, broadcasting
  * operands). The caller then takes the Sigmoid node off the plan's steps. */
 bool ot_mul_fuse_silu(void *mul_params, int sigmoid_slot);
+/* True when a Mul node computes the fused SiLU (after ot_mul_fuse_silu). */
+bool ot_mul_is_silu(const void *mul_params);
 
 #endif

@@ -56,6 +56,21 @@ static void check_unary(int silu, int64_t n, uint64_t seed) {
         else ot_cuda_sigmoid_fwd(dyy, dx, n, NULL);
         dget(y, dyy, n);
         CK_SAME(y, yref, n, "%s forward n %lld off %d", silu ? "silu" : "sigmoid", (long long)n, off);
+        if (silu) /* stored in half (--amp): the float result converted by amp.cu's kernels (test_cudaemu_half) */
+            for (int bf = 0; bf <= 1; bf++) {
+                ot_backend *G = ot_backend_cpu_guard();
+                uint16_t *dh = ot_be_alloc(G, 2 * (size_t)n), *dr = ot_be_alloc(G, 2 * (size_t)n);
+                ot_cuda_silu_fwd_half(dh, dx, n, bf, NULL);
+                if (bf) ot_cuda_f32_to_bf16(dr, dyy, n, NULL);
+                else ot_cuda_f32_to_f16(dr, dyy, n, NULL);
+                uint16_t *hh = malloc(2 * (size_t)n), *hr = malloc(2 * (size_t)n);
+                ot_be_download(G, hh, dh, 2 * (size_t)n);
+                ot_be_download(G, hr, dr, 2 * (size_t)n);
+                ck_assert_msg(memcmp(hh, hr, 2 * (size_t)n) == 0, "silu half (bf16 %d) n %lld: not the float result converted", bf,
+                              (long long)n);
+                free(hh); free(hr);
+                ot_be_free(G, dh); ot_be_free(G, dr);
+            }
         if (silu) ot_cuda_silu_bwd(dg, ddy, dx, n, 0, NULL);
         else ot_cuda_sigmoid_bwd(dg, ddy, ds, n, 0, NULL);
         dget(g, dg, n);

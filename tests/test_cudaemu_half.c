@@ -19,7 +19,7 @@
  *   round_add are their definitions, bit for bit;
  * - the channels-last copies (half_nhwc, half_from_nhwc) are the same
  *   conversions transposed, bit for bit, with partial tiles; half_move_from_nhwc
- *   is the transpose itself;
+ *   is the transpose itself and half_move_to_nhwc its inverse;
  * - GradScaler (amp_scale, amp_unscale, amp_update) against kernels/slab.c's
  *   CPU oracle, bit for bit: unscale with and without a planted inf / NaN
  *   (found_inf set only with it), the update's backoff on an overflow, growth
@@ -328,6 +328,11 @@ START_TEST(t_nhwc) {
                             ck_assert_msg(m[(b * ch + c) * sp + t] == h[(b * sp + t) * ch + c],
                                           "half_move_from_nhwc(%lld, %lld, %lld) [%lld, %lld, %lld]", (long long)nb, (long long)ch,
                                           (long long)sp, (long long)b, (long long)c, (long long)t);
+                ot_cuda_half_move_to_nhwc(dhh, dm, nb, ch, sp, NULL); /* and back */
+                uint16_t *back = host_from(dhh, hb);
+                ck_assert_msg(memcmp(back, h, hb) == 0, "half_move_to_nhwc(%lld, %lld, %lld) is not the inverse", (long long)nb,
+                              (long long)ch, (long long)sp);
+                free(back);
                 free(m);
                 ot_be_free(g, dhh); ot_be_free(g, dm);
             }

@@ -41,33 +41,42 @@ ot_status ot_pass_fuse_silu(ot_plan *p, ot_error *err) {
     return OT_OK;
 }
 
-ot_status ot_pass_half_conv_out(ot_plan *p, ot_error *err) {
+/* True when v is read only as input 0 of `op` steps (at least once). */
+static bool only_read_as_x_of(const ot_plan *p, int v, int op) {
+    const ot_graph *g = p->g;
+    int uses = 0;
+    for (int j = 0; j < g->n_nodes; j++)
+        for (int k = 0; k < g->nodes[j].n_in; k++) {
+            if (g->nodes[j].in[k] != v) continue;
+            if (g->nodes[j].op != op || k != 0 || !is_step(p, j)) return false;
+            uses++;
+        }
+    return uses > 0;
+}
+
+ot_status ot_pass_half_act(ot_plan *p, ot_error *err) {
     (void)err;
     const ot_config *cf = ot_config_get();
     if (!(p->flags & OT_PLAN_TRAIN) || !p->be || p->be->kind != OT_DEV_CUDA || !cf->amp || !cf->half_act) return OT_OK;
     const ot_graph *g = p->g;
-    const int conv = ot_op_lookup("Conv", ""), bn = ot_op_lookup("BatchNormalization", "");
+    const int conv = ot_op_lookup("Conv", ""), bn = ot_op_lookup("BatchNormalization", ""), mul = ot_op_lookup("Mul", "");
+    const ot_dtype half = cf->amp == 2 ? OT_BF16 : OT_F16;
     for (int ni = 0; ni < g->n_nodes; ni++) {
         const ot_node *n = &g->nodes[ni];
-        if (n->op != conv || n->n_out < 1 || !is_step(p, ni)) continue;
-        if (n->n_in > 2 && n->in[2] >= 0) continue; /* a bias: added to the float output (the Detect head) */
+        if ((n->op != conv && n->op != mul) || n->n_out < 1 || !is_step(p, ni)) continue;
         const int y = n->out[0];
         if (y < 0 || p->dtype[y] != OT_F32 || p->is_const[y] || (g->values[y].flags & OT_V_OUTPUT)) continue;
-        int uses = 0;
-        bool only_bn = true;
-        for (int j = 0; j < g->n_nodes && only_bn; j++)
-            for (int k = 0; k < g->nodes[j].n_in; k++) {
-                if (g->nodes[j].in[k] != y) continue;
-                uses++;
-                if (g->nodes[j].op != bn || k != 0 || !is_step(p, j)) only_bn = false;
-            }
-        if (uses > 0 && only_bn) p->dtype[y] = cf->amp == 2 ? OT_BF16 : OT_F16;
+        if (n->op == conv) { /* a bias is added to the float output (the Detect head) */
+            if (n->n_in > 2 && n->in[2] >= 0) continue;
+            if (only_read_as_x_of(p, y, bn)) p->dtype[y] = half;
+        } else if (ot_mul_is_silu(p->params[ni]) && only_read_as_x_of(p, y, conv))
+            p->dtype[y] = half;
     }
     return OT_OK;
 }
 
 ot_status ot_plan_passes(ot_plan *p, ot_error *err) {
     OT_TRY(ot_pass_fuse_silu(p, err));
-    OT_TRY(ot_pass_half_conv_out(p, err));
+    OT_TRY(ot_pass_half_act(p, err));
     return OT_OK;
 }

@@ -17,13 +17,17 @@ ot_status ot_plan_passes(ot_plan *p, ot_error *err);
 ot_status ot_pass_fuse_silu(ot_plan *p, ot_error *err);
 
 /* Half-precision activations under --amp (core/config.h amp, half_act): in a
- * training plan on the CUDA device, the output of an unbiased Conv step whose
- * only readers are training BatchNormalization steps (as input x) is stored
- * as float16 (amp fp16) or bfloat16 (amp bf16): the arena holds it in two
- * bytes, cuDNN writes it directly and BatchNorm reads it (batchnorm.cu's xt).
- * Its gradient stays float. The AMP convolution rounds its output to that
- * precision anyway, so the step's bits do not change; memory and traffic do.
- * ONNXT_HALF_ACTIVATIONS=0 keeps every activation float. */
-ot_status ot_pass_half_conv_out(ot_plan *p, ot_error *err);
+ * training plan on the CUDA device these values are stored as float16 (amp
+ * fp16) or bfloat16 (amp bf16), two bytes in the arena:
+ * - the output of an unbiased Conv step whose only readers are training
+ *   BatchNormalization steps (as x): cuDNN writes it directly and BatchNorm
+ *   reads it (batchnorm.cu's xt);
+ * - the output of a fused SiLU (Mul) step whose only readers are Conv steps
+ *   (as x): the SiLU kernel rounds it as it stores it, cuDNN reads it
+ *   directly (no input conversion pass).
+ * Their gradients stay float. The AMP convolution rounds its input and
+ * output to that precision anyway, so the step's bits do not change; memory
+ * and traffic do. ONNXT_HALF_ACTIVATIONS=0 keeps every activation float. */
+ot_status ot_pass_half_act(ot_plan *p, ot_error *err);
 
 #endif

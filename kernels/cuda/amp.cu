@@ -114,10 +114,12 @@ OT_DEVFN void nh_tile_at(const nh_tiles &t, int64_t k, int64_t *c0, int64_t *s0,
     *base = b * t.c * t.hw;
 }
 
-/* h[b][s][ch] = half(x[b][ch][s]); with xr (== x) non-NULL also x rounded in place. */
-template <typename H, H (*TOH)(float), float (*TOF)(H)>
-OT_DEVFN void amp_nhwc_in(const float *x, float *xr, H *h, nh_tiles t) {
-    __shared__ float tile[NH_TILE][NH_TILE + 1]; /* [ch][s] */
+/* x (n, c, hw) to h (n, hw, c) through the tile: v = get(i) at each element's NCHW index i (reads along hw
+ * coalesced; get may write x[i] too), put(o, v) at its NHWC index o (writes along c coalesced). T: the tile's
+ * element type. */
+template <typename T, typename Get, typename Put>
+OT_DEVFN void nh_fwd(nh_tiles t, Get get, Put put) {
+    __shared__ T tile[NH_TILE][NH_TILE + 1]; /* [ch][s] */
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y;
     for (int64_t k = blockIdx.x; k < t.tiles; k += gridDim.x) { /* uniform per block: barriers are safe */
         int64_t c0, s0, base;
@@ -127,10 +129,7 @@ OT_DEVFN void amp_nhwc_in(const float *x, float *xr, H *h, nh_tiles t) {
             for (int j = ty; j < NH_TILE; j += NH_ROWS) {
                 const int64_t ch = c0 + j;
                 if (ch >= t.c) break;
-                const int64_t i = base + ch * t.hw + s;
-                const float v = x[i];
-                tile[j][tx] = v;
-                if (xr) xr[i] = TOF(TOH(v));
+                tile[j][tx] = get(base + ch * t.hw + s);
             }
         __syncthreads();
         const int64_t ch = c0 + tx;
@@ -138,11 +137,35 @@ OT_DEVFN void amp_nhwc_in(const float *x, float *xr, H *h, nh_tiles t) {
             for (int j = ty; j < NH_TILE; j += NH_ROWS) {
                 const int64_t ss = s0 + j;
                 if (ss >= t.hw) break;
-                h[base + ss * t.c + ch] = TOH(tile[tx][j]);
+                put(base + ss * t.c + ch, tile[tx][j]);
             }
         __syncthreads(); /* before the next tile overwrites this one */
     }
 }
+/* x[i], and with xr (== x) x rounded in place to H's precision. */
+template <typename H, H (*TOH)(float), float (*TOF)(H)>
+struct nh_get_float {
+    const float *x;
+    float *xr;
+    __device__ __forceinline__ float operator()(int64_t i) const {
+        const float v = x[i];
+        if (xr) xr[i] = TOF(TOH(v));
+        return v;
+    }
+};
+template <typename H, H (*TOH)(float)>
+struct nh_put_half {
+    H *h;
+    __device__ __forceinline__ void operator()(int64_t o, float v) const { h[o] = TOH(v); }
+};
+struct nh_get16 {
+    const uint16_t *x;
+    __device__ __forceinline__ uint16_t operator()(int64_t i) const { return x[i]; }
+};
+struct nh_put16 {
+    uint16_t *h;
+    __device__ __forceinline__ void operator()(int64_t o, uint16_t v) const { h[o] = v; }
+};
 
 /* h (n, hw, c) back to (n, c, hw) through the tile: put(i, ch, h[b][s][ch]) for the NCHW index i of each element
  * (reads along c and writes along hw coalesced). T: h's element type; Put: what is written at i. */
@@ -193,10 +216,14 @@ struct nh_put_move {
     __device__ __forceinline__ void operator()(int64_t i, int64_t, uint16_t v) const { y[i] = v; }
 };
 
-__global__ void amp_nhwc_in_f16_k(const float *x, float *xr, __half *h, nh_tiles t) { amp_nhwc_in<__half, amp_f2h, amp_h2f>(x, xr, h, t); }
-__global__ void amp_nhwc_in_bf16_k(const float *x, float *xr, __nv_bfloat16 *h, nh_tiles t) {
-    amp_nhwc_in<__nv_bfloat16, amp_f2b, amp_b2f>(x, xr, h, t);
+__global__ void amp_nhwc_in_f16_k(const float *x, float *xr, __half *h, nh_tiles t) {
+    nh_fwd<float>(t, nh_get_float<__half, amp_f2h, amp_h2f>{x, xr}, nh_put_half<__half, amp_f2h>{h});
 }
+__global__ void amp_nhwc_in_bf16_k(const float *x, float *xr, __nv_bfloat16 *h, nh_tiles t) {
+    nh_fwd<float>(t, nh_get_float<__nv_bfloat16, amp_f2b, amp_b2f>{x, xr}, nh_put_half<__nv_bfloat16, amp_f2b>{h});
+}
+/* h (n, hw, c) = x (n, c, hw), 16-bit values moved (a half-precision activation into a convolution's NHWC copy). */
+__global__ void amp_nhwc_move_in_k(uint16_t *h, const uint16_t *x, nh_tiles t) { nh_fwd<uint16_t>(t, nh_get16{x}, nh_put16{h}); }
 __global__ void amp_nhwc_out_f16_k(float *y, const __half *h, const float *bias, nh_tiles t, int acc, int rnd) {
     nh_back(h, t, nh_put_float<__half, amp_f2h, amp_h2f>{y, bias, 0, acc, rnd});
 }
@@ -338,4 +365,9 @@ extern "C" void ot_cuda_half_move_from_nhwc(uint16_t *y, const uint16_t *h, int6
     if (n <= 0 || c <= 0 || hw <= 0) return;
     const nh_tiles t = nh_make(n, c, hw);
     OT_LAUNCH(amp_nhwc_move_k, nh_grid(t.tiles), dim3(NH_TILE, NH_ROWS), 0, stream, y, h, t);
+}
+extern "C" void ot_cuda_half_move_to_nhwc(uint16_t *h, const uint16_t *x, int64_t n, int64_t c, int64_t hw, void *stream) {
+    if (n <= 0 || c <= 0 || hw <= 0) return;
+    const nh_tiles t = nh_make(n, c, hw);
+    OT_LAUNCH(amp_nhwc_move_in_k, nh_grid(t.tiles), dim3(NH_TILE, NH_ROWS), 0, stream, h, x, t);
 }

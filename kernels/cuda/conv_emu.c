@@ -43,9 +43,11 @@ struct ot_conv_cudnn {
     float *gsave;    /* device, training plans: the weight and bias gradients accumulated so far */
     int nhwc;        /* --channels-last: roundings through NHWC half copies at byte ws_off of the plan's workspace */
     size_t ws_off;
-    int yhalf;       /* y stored in half precision (ot_pass_half_conv_out): the CPU writes float at byte ws_yf of the
+    int yhalf;       /* y stored in half precision (ot_pass_half_act): the CPU writes float at byte ws_yf of the
                       * workspace, converted into y as conv_gpu.c's cuDNN call would write it */
     size_t ws_yf;
+    int xhalf;       /* x stored in half precision (ot_pass_half_act): the CPU reads its float values from byte ws_xf */
+    size_t ws_xf;
 };
 
 /* The executor computes in FP32 (the CPU convolution); TF32 has no meaning here. */
@@ -66,17 +68,23 @@ static ot_status emu_prepare(ot_kctx *c) {
     a->gsave = ot_training(c) ? ot_plan_state(c, bytes) : NULL; /* inference plans have no backward */
     if (!a->wr || (ot_training(c) && !a->gsave)) { free(a); return ot_fail(c->err, OT_ERR_NOMEM, "out of device memory"); }
     a->nhwc = ot_config_get()->channels_last && p->group == 1;
-    const ot_dtype yt = c->p->dtype[c->n->out[0]];
+    const ot_dtype yt = c->p->dtype[c->n->out[0]], xt = c->p->dtype[c->n->in[0]];
     a->yhalf = yt != OT_F32;
-    if (a->yhalf && (p->has_bias || (yt == OT_BF16) != (a->bf16 != 0))) {
+    a->xhalf = xt != OT_F32;
+    if ((a->yhalf && (p->has_bias || (yt == OT_BF16) != (a->bf16 != 0))) || (a->xhalf && (xt == OT_BF16) != (a->bf16 != 0))) {
+        const ot_dtype bad = a->yhalf ? yt : xt;
         free(a);
-        return ot_fail(c->err, OT_ERR_INTERNAL, "Conv on %s: a %s output needs --amp of that type and no bias", c->p->be->name,
-                       ot_dtype_name(yt));
+        return ot_fail(c->err, OT_ERR_INTERNAL, "Conv on %s: a %s input or output needs --amp of that type (and an output, no bias)",
+                       c->p->be->name, ot_dtype_name(bad));
     }
     /* this node's CPU convolution uses at most the workspace raised so far: the float output and the copies go
      * after it */
     const int64_t ny = p->n * p->m * p->oh * p->ow;
     size_t off = (c->p->ws_bytes + 255u) & ~(size_t)255u;
+    if (a->xhalf) {
+        a->ws_xf = off;
+        off = (off + sizeof(float) * (size_t)(p->n * p->c * p->h * p->w) + 255u) & ~(size_t)255u;
+    }
     if (a->yhalf) {
         a->ws_yf = off;
         off = (off + sizeof(float) * (size_t)ny + 255u) & ~(size_t)255u;
@@ -91,6 +99,23 @@ static ot_status emu_prepare(ot_kctx *c) {
     if (off > c->p->ws_bytes) c->p->ws_bytes = off;
     p->cudnn = a;
     return OT_OK;
+}
+
+/* A half x's values in float at byte ws_xf of the workspace (with --channels-last through conv_gpu.c's move into
+ * an NHWC copy and back), put in x's place in the plan for the CPU convolution; returns x's own storage. */
+static void *x_as_float(ot_kctx *c, const struct ot_conv_cudnn *a) {
+    const ot_conv_params *p = c->params;
+    void *xh = c->p->data[c->n->in[0]];
+    float *xf = (float *)((unsigned char *)c->p->ws + a->ws_xf);
+    const int64_t hw = p->h * p->w, nx = p->n * p->c * hw;
+    if (a->nhwc) {
+        uint16_t *t = (uint16_t *)((unsigned char *)c->p->ws + a->ws_off);
+        ot_cuda_half_move_to_nhwc(t, xh, p->n, p->c, hw, NULL);
+        ot_cuda_half_from_nhwc(xf, t, NULL, p->n, p->c, hw, a->bf16, 0, 0, NULL);
+    } else if (a->bf16) ot_cuda_bf16_to_f32(xf, xh, nx, NULL);
+    else ot_cuda_f16_to_f32(xf, xh, nx, NULL);
+    c->p->data[c->n->in[0]] = xf;
+    return xh;
 }
 
 /* v (nb, ch, sp) rounded to half precision through an NHWC half copy and back into dst: with round_src the copy
@@ -167,7 +192,9 @@ static ot_status emu_forward_now(ot_kctx *c) {
     if (!a) return cpu_call(c, ot_cpu_conv.forward);
     const ot_conv_params *p = c->params;
     float *x = (float *)ot_inf(c, 0);
-    if (a->nhwc) via_nhwc(c, a, x, x, 1, NULL, NULL, p->n, p->c, p->h * p->w);
+    void *xh = NULL; /* a half x: already of half precision */
+    if (a->xhalf) xh = x_as_float(c, a);
+    else if (a->nhwc) via_nhwc(c, a, x, x, 1, NULL, NULL, p->n, p->c, p->h * p->w);
     else ot_cuda_round_half(x, x, numel_of(c, c->n->in[0]), a->bf16, NULL);
     void *ow = NULL, *ob = NULL;
     swap_in_rounded(c, a, &ow, &ob);
@@ -175,6 +202,7 @@ static ot_status emu_forward_now(ot_kctx *c) {
     if (a->yhalf) c->p->data[c->n->out[0]] = (unsigned char *)c->p->ws + a->ws_yf;
     ot_status st = cpu_call(c, ot_cpu_conv.forward);
     swap_out(c, ow, ob);
+    if (xh) c->p->data[c->n->in[0]] = xh;
     float *y = ot_outf(c, 0);
     if (a->yhalf) { /* y into its half storage: the conversion rounds, as conv_gpu.c's half cuDNN output */
         c->p->data[c->n->out[0]] = yh;
@@ -209,10 +237,12 @@ static ot_status emu_backward_now(ot_kctx *c) {
     ot_backend *be = c->p->be;
     if (dw) { ot_be_copy(be, a->gsave, dw, sizeof(float) * (size_t)a->nw); ot_be_memset(be, dw, 0, sizeof(float) * (size_t)a->nw); }
     if (db) { ot_be_copy(be, a->gsave + a->nw, db, sizeof(float) * (size_t)a->nb); ot_be_memset(be, db, 0, sizeof(float) * (size_t)a->nb); }
+    void *xh = a->xhalf ? x_as_float(c, a) : NULL; /* the weight gradient reads x */
     void *ow = NULL, *ob = NULL;
     swap_in_rounded(c, a, &ow, &ob);
     ot_status st = cpu_call(c, ot_cpu_conv.backward);
     swap_out(c, ow, ob);
+    if (xh) c->p->data[c->n->in[0]] = xh;
     float *dx = ot_gin(c, 0);
     if (dx && a->nhwc) via_nhwc(c, a, dx, dx, 0, NULL, NULL, p->n, p->c, p->h * p->w);
     else if (dx) ot_cuda_round_half(dx, dx, numel_of(c, c->n->in[0]), a->bf16, NULL);

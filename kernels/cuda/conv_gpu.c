@@ -42,7 +42,7 @@
  * cuDNN's tensor-core kernels need no layout change of their own. The float
  * tensors the rest of the plan sees stay NCHW either way. An output the
  * planner stores in half precision (core/runtime/passes.c
- * ot_pass_half_conv_out: it feeds only BatchNorm) is written by cuDNN
+ * ot_pass_half_act: it feeds only BatchNorm) is written by cuDNN
  * directly, with no conversion pass.
  *
  * Handle: one cudnnHandle_t per GPU and host thread, created on first use (by
@@ -81,7 +81,9 @@ struct ot_conv_cudnn {
      * dy, dx, dw (backward; x and w shared) */
     int amp;
     bool nhwc;                /* --channels-last: the half copies in NHWC (weights KRSC) */
-    bool yhalf;               /* y is stored in half precision (core/runtime/passes.c ot_pass_half_conv_out): cuDNN
+    bool xhalf;               /* x is stored in half precision (a SiLU output, ot_pass_half_act): cuDNN reads it (NHWC:
+                               * moved into the workspace first) */
+    bool yhalf;               /* y is stored in half precision (core/runtime/passes.c ot_pass_half_act): cuDNN
                                * writes it (NHWC: through the workspace and moved) */
     cudnnTensorDescriptor_t xh, yh;
     cudnnFilterDescriptor_t wh;
@@ -326,6 +328,10 @@ static ot_status gpu_prepare(ot_kctx *c) {
     s->train = ot_training(c);
     s->amp = ot_config_get()->amp; /* train --amp: half data, FP32 accumulation, tensor cores */
     s->yhalf = c->p->dtype[c->n->out[0]] != OT_F32;
+    s->xhalf = c->p->dtype[c->n->in[0]] != OT_F32;
+    if (s->xhalf && (!s->amp || (c->p->dtype[c->n->in[0]] == OT_BF16) != (s->amp == 2)))
+        return ot_fail(c->err, OT_ERR_INTERNAL, "Conv on %s: a %s input needs --amp of that type", be->name,
+                       ot_dtype_name(c->p->dtype[c->n->in[0]]));
     if (s->yhalf && (!s->amp || p->has_bias || (c->p->dtype[c->n->out[0]] == OT_BF16) != (s->amp == 2)))
         return ot_fail(c->err, OT_ERR_INTERNAL, "Conv on %s: a %s output needs --amp of that type and no bias", be->name,
                        ot_dtype_name(c->p->dtype[c->n->out[0]]));
@@ -435,17 +441,30 @@ static void from_half(const struct ot_conv_cudnn *s, const amp_call *a, float *d
  * converted, the half convolution (FP32 accumulation), y back to float with the bias added and rounded in one
  * pass: conv_emu.c's semantics. A y stored in half precision (yhalf: no bias) is cuDNN's output itself, NHWC
  * results moved into it. */
+/* x in half precision for cuDNN, in the descriptors' layout: a half x itself (NHWC: moved into the workspace),
+ * else the converted copy (with round, x also rounded in place, as autocast stores it). */
+static const void *half_x(ot_kctx *c, const amp_call *a, int round) {
+    const ot_conv_params *p = c->params;
+    const struct ot_conv_cudnn *s = p->cudnn;
+    float *x = (float *)ot_inf(c, 0);
+    void *copy = ws_at(c, s->off_x);
+    if (s->xhalf && !s->nhwc) return x;
+    if (s->xhalf) ot_cuda_half_move_to_nhwc(copy, (const uint16_t *)x, p->n, p->c, p->h * p->w, a->st);
+    else to_half(s, a, copy, x, round ? x : NULL, p->n, p->c, p->h * p->w);
+    return copy;
+}
+
 static ot_status amp_forward(ot_kctx *c, cudnnHandle_t h) {
     ot_conv_params *p = c->params;
     struct ot_conv_cudnn *s = p->cudnn;
     const amp_call a = amp_of(c);
-    float *x = (float *)ot_inf(c, 0), *y = ot_outf(c, 0);
+    float *y = ot_outf(c, 0);
     const int64_t khw = p->kh * p->kw, cg = p->c / p->group;
-    to_half(s, &a, ws_at(c, s->off_x), x, x, p->n, p->c, p->h * p->w);
+    const void *xh = half_x(c, &a, 1);
     to_half(s, &a, ws_at(c, s->off_w), ot_inf(c, 1), NULL, p->m, cg, khw);
     const float one = 1.0f, zero = 0.0f;
     void *out = s->yhalf && !s->nhwc ? (void *)y : ws_at(c, s->off_y); /* a half y in NCHW: cuDNN writes it */
-    DNN(cudnnConvolutionForward, (h, &one, s->xh, ws_at(c, s->off_x), s->wh, ws_at(c, s->off_w), s->conv[DIR_FWD], s->fwd,
+    DNN(cudnnConvolutionForward, (h, &one, s->xh, xh, s->wh, ws_at(c, s->off_w), s->conv[DIR_FWD], s->fwd,
                                   c->p->ws, s->ws_algo, &zero, s->yh, out));
     if (s->yhalf && s->nhwc) ot_cuda_half_move_from_nhwc((uint16_t *)y, out, p->n, p->m, p->oh * p->ow, a.st);
     else if (!s->yhalf) from_half(s, &a, y, out, p->has_bias ? ot_inf(c, 2) : NULL, p->n, p->m, p->oh * p->ow, 0, 0);
@@ -470,8 +489,8 @@ static ot_status amp_backward(ot_kctx *c, cudnnHandle_t h, float *dx, float *dw,
         from_half(s, &a, dx, ws_at(c, s->off_dx), NULL, p->n, p->c, p->h * p->w, !ot_gin_set(c, 0), 1);
     }
     if (dw) {
-        to_half(s, &a, ws_at(c, s->off_x), ot_inf(c, 0), NULL, p->n, p->c, p->h * p->w);
-        DNN(cudnnConvolutionBackwardFilter, (h, &one, s->xh, ws_at(c, s->off_x), s->yh, ws_at(c, s->off_dy),
+        const void *xh = half_x(c, &a, 0);
+        DNN(cudnnConvolutionBackwardFilter, (h, &one, s->xh, xh, s->yh, ws_at(c, s->off_dy),
                                              s->conv[DIR_BWD_FILTER], s->bwd_filter, c->p->ws, s->ws_algo, &zero, s->wh,
                                              ws_at(c, s->off_dw)));
         from_half(s, &a, dw, ws_at(c, s->off_dw), NULL, p->m, cg, khw, 1, 0);

@@ -57,6 +57,9 @@ void ot_cuda_half_from_nhwc(float *y, const uint16_t *h, const float *bias, int6
 /* y (n, c, hw) = h (n, hw, c), 16-bit values moved unchanged (a half convolution's NHWC output stored as a
  * half-precision NCHW activation). */
 void ot_cuda_half_move_from_nhwc(uint16_t *y, const uint16_t *h, int64_t n, int64_t c, int64_t hw, void *stream);
+/* h (n, hw, c) = x (n, c, hw), 16-bit values moved unchanged (a half-precision activation into a convolution's
+ * NHWC copy). */
+void ot_cuda_half_move_to_nhwc(uint16_t *h, const uint16_t *x, int64_t n, int64_t c, int64_t hw, void *stream);
 /* g = saved + g rounded to half / bfloat16 precision (a half gradient added to an FP32 one). */
 void ot_cuda_round_add(float *g, const float *saved, int64_t n, int bf16, void *stream);
 /* GradScaler on the device (kernels/slab.h's amp_scale, amp_unscale, amp_update). */
@@ -226,6 +229,8 @@ void ot_cuda_sigmoid_bwd(float *dx, const float *dy, const float *y, int64_t n, 
 /* SiLU fused as the CPU fuses Mul(x, Sigmoid(x)): y = x * sigmoid(x). */
 void ot_cuda_silu_fwd(float *y, const float *x, int64_t n, void *stream);
 /* dx = (dx or 0) + dy * s, then + dy * x * (1 - s) * s, s = sigmoid(x). */
+/* y = x * sigmoid(x) (ot_cuda_silu_fwd's value) rounded to half (bf16 0) or bfloat16 (1) as it is stored. */
+void ot_cuda_silu_fwd_half(uint16_t *y, const float *x, int64_t n, int bf16, void *stream);
 void ot_cuda_silu_bwd(float *dx, const float *dy, const float *x, int64_t n, int accumulate, void *stream);
 
 #define OT_CUDA_BIN_ADD 0

@@ -89,7 +89,10 @@ static ot_status bin_fwd(ot_kctx *c) {
     const bin_params *bp = c->params;
     if (bp->numel == 0) return OT_OK;
     if (bp->silu) {
-        ot_cuda_silu_fwd(ot_outf(c, 0), ot_inf(c, bp->silu - 1), bp->numel, S(c));
+        const ot_dtype yt = c->p->dtype[c->n->out[0]]; /* half under --amp (core/runtime/passes.h ot_pass_half_act) */
+        if (yt == OT_F16 || yt == OT_BF16)
+            ot_cuda_silu_fwd_half(c->p->data[c->n->out[0]], ot_inf(c, bp->silu - 1), bp->numel, yt == OT_BF16, S(c));
+        else ot_cuda_silu_fwd(ot_outf(c, 0), ot_inf(c, bp->silu - 1), bp->numel, S(c));
         return OT_OK;
     }
     ot_cuda_bcast p;
@@ -247,7 +250,7 @@ static const ot_op_impl resize_row = {.prepare = resize_prepare, .forward = resi
 static size_t bn_stats_bytes(const bn_params *p) { return sizeof(double) * (size_t)(2 * p->c + 1); }
 
 /* x's type for the training kernels: 0 float, 1 half, 2 bfloat16 (a convolution's output stored in half precision
- * under --amp, core/runtime/passes.c's ot_pass_half_conv_out). */
+ * under --amp, core/runtime/passes.c's ot_pass_half_act). */
 static int bn_xt(ot_kctx *c) { return ot_idtype(c, 0) == OT_F16 ? 1 : ot_idtype(c, 0) == OT_BF16 ? 2 : 0; }
 
 static ot_status bn_prepare(ot_kctx *c) {

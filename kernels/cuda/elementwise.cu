@@ -115,6 +115,18 @@ extern "C" void ot_cuda_sigmoid_bwd(float *dx, const float *dy, const float *y, 
 extern "C" void ot_cuda_silu_fwd(float *y, const float *x, int64_t n, void *stream) {
     ew_unary_launch(U_SILU, y, x, NULL, n, 0, stream);
 }
+/* y = x * sigmoid(x) rounded to half (bf16 0) or bfloat16 (1) as it is stored: a SiLU output that only
+ * convolutions read, under --amp (core/runtime/passes.h ot_pass_half_act). */
+__global__ void ew_silu_half(void *__restrict__ y, const float *__restrict__ x, int64_t n, int bf16) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const float v = ew_unary1(U_SILU, x[i], 0.0f, 0.0f, 0);
+        if (bf16) static_cast<__nv_bfloat16 *>(y)[i] = __float2bfloat16_rn(v);
+        else static_cast<__half *>(y)[i] = __float2half_rn(v);
+    }
+}
+extern "C" void ot_cuda_silu_fwd_half(uint16_t *y, const float *x, int64_t n, int bf16, void *stream) {
+    if (n > 0) OT_LAUNCH(ew_silu_half, ew_grid(n), EW_BLOCK, 0, stream, static_cast<void *>(y), x, n, bf16);
+}
 extern "C" void ot_cuda_silu_bwd(float *dx, const float *dy, const float *x, int64_t n, int accumulate, void *stream) {
     ew_unary_launch(U_SILU_BWD, dx, dy, x, n, accumulate, stream);
 }
