@@ -47,17 +47,17 @@ static void usage(FILE *f) {
                "initialised, --nc classes). Prints images/s (from the median step),\n"
                "milliseconds per phase and the process's peak memory; --json prints one JSON\n"
                "object (keys images_per_s, ms: {upload, forward, loss, backward, optimizer,\n"
-               "ema, step}, peak_rss_mb, ranks, device, gpu, tf32, amp, channels_last,\n"
-               "fused_step_ema, cuda_graph, conv_gflop_forward, conv_gflop_step, conv_tflops,\n"
-               "peak_tflops, share_of_peak). The convolutions' GFLOP (multiply-adds x 2, as\n"
-               "Ultralytics' GFLOPs; the step: forward, input and weight gradients) over the\n"
-               "median step give TFLOP/s and, on a GPU of a known architecture, the share of\n"
-               "its peak (FP32 CUDA cores; with --amp half-precision tensor cores). On a GPU\n"
-               "the timed steps have no host waits inside (ms.step and images/s) and, on a\n"
-               "CUDA device with one rank, replay the step as one CUDA graph as `train` does\n"
-               "(captured by a second warm-up step; ONNXT_CUDA_GRAPH=0 or --profile: plain\n"
-               "launches); the phases come from as many more plain steps with the device\n"
-               "synchronised at each phase boundary.\n"
+               "ema, step}, peak_rss_mb, arena_mb, half_values, ranks, device, gpu, tf32, amp,\n"
+               "channels_last, fused_step_ema, cuda_graph, conv_gflop_forward,\n"
+               "conv_gflop_step, conv_tflops, peak_tflops, share_of_peak). The convolutions'\n"
+               "GFLOP (multiply-adds x 2, as Ultralytics' GFLOPs; the step: forward, input and\n"
+               "weight gradients) over the median step give TFLOP/s and, on a GPU of a known\n"
+               "architecture, the share of its peak (FP32 CUDA cores; with --amp\n"
+               "half-precision tensor cores). On a GPU the timed steps have no host waits\n"
+               "inside (ms.step and images/s) and, on a CUDA device with one rank, replay the\n"
+               "step as one CUDA graph as `train` does (captured by a second warm-up step;\n"
+               "ONNXT_CUDA_GRAPH=0 or --profile: plain launches); the phases come from as many\n"
+               "more plain steps with the device synchronised at each phase boundary.\n"
                "--profile adds, per op type, the forward and backward milliseconds a step\n"
                "(summed over the timed steps' nodes, divided by the steps), the gradient\n"
                "zeroing, the convolutions' GFLOP a step and rate, and the 12 slowest nodes\n"
@@ -443,6 +443,8 @@ int bench_train(int argc, char **argv) {
         ot_dist_sum_f64(&v, 1);
         rss = v;
     }
+    int nhalf = 0; /* activations stored in half precision (--amp, core/runtime/passes.h ot_pass_half_act) */
+    for (int v = 0; v < st->ag->p->nv; v++) nhalf += st->ag->p->dtype[v] == OT_F16 || st->ag->p->dtype[v] == OT_BF16;
     if (rank != 0) goto done;
     static const char *names[NPH] = {"upload", "forward", "loss", "backward", "optimizer", "ema", "step"};
     if (json) {
@@ -470,6 +472,7 @@ int bench_train(int argc, char **argv) {
         json_object_set_new(j, "phases", json_string(split ? "from separate steps synchronised at each phase" : "the same steps"));
         json_object_set_new(j, "peak_rss_mb", json_real(rss));
         json_object_set_new(j, "arena_mb", json_real((double)st->ag->arena_bytes / (1 << 20)));
+        json_object_set_new(j, "half_values", json_integer(nhalf));
         if (gpu_mb >= 0) json_object_set_new(j, "gpu_used_mb", json_real(gpu_mb));
         char *js = json_dumps(j, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
         printf("%s\n", js);
@@ -484,8 +487,9 @@ int bench_train(int argc, char **argv) {
             printf("  %-10s %9.1f ms%s\n", names[k], med[k], k == 5 && fused ? " (in the optimizer's fused launch)"
                                                           : k == NPH - 1 && graphs ? " (one CUDA graph, as train replays it; the phases from separate plain synchronised steps)"
                                                           : k == NPH - 1 && split ? " (no waits inside; the phases from separate synchronised steps)" : "");
-        printf("  %.2f images/s, peak memory %.0f MiB (activations and gradients arena %.0f MiB)\n", ips, rss,
-               (double)st->ag->arena_bytes / (1 << 20));
+        printf("  %.2f images/s, peak memory %.0f MiB (activations and gradients arena %.0f MiB%s", ips, rss,
+               (double)st->ag->arena_bytes / (1 << 20), nhalf ? ", " : ")\n");
+        if (nhalf) printf("%d activations in half precision)\n", nhalf);
         printf("  convolutions: %.2f GFLOP a step (forward %.2f), %.3g TFLOP/s over the step", cfl / 1e9, cfwd / 1e9, tflops);
         if (peak > 0) printf(", %.1f%% of the card's %s peak (%.0f TFLOP/s)", 100 * tflops / peak, amp != OT_AMP_OFF ? "half-precision tensor" : "FP32", peak);
         printf("\n");
