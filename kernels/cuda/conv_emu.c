@@ -25,7 +25,11 @@
  * half copies instead: amp.cu's half_nhwc into a copy in the plan's workspace
  * (after this node's own CPU scratch) and half_from_nhwc back, so the GPU's
  * transposing kernels run in CI inside a training step and give the same bits
- * as the NCHW roundings. */
+ * as the NCHW roundings. Activations the planner stores in half precision
+ * (core/runtime/passes.h ot_pass_half_act): a half x is widened into a float
+ * copy in the workspace for the CPU convolution (forward and backward); a half
+ * y is computed into a float copy there and converted into place (NHWC: through
+ * conv_gpu.c's moves), the values conv_gpu.c's half cuDNN tensors hold. */
 #include "../conv.h"
 #include "../../core/config.h"
 #include "cuda_kernels.h"
@@ -74,7 +78,7 @@ static ot_status emu_prepare(ot_kctx *c) {
     if ((a->yhalf && (p->has_bias || (yt == OT_BF16) != (a->bf16 != 0))) || (a->xhalf && (xt == OT_BF16) != (a->bf16 != 0))) {
         const ot_dtype bad = a->yhalf ? yt : xt;
         free(a);
-        return ot_fail(c->err, OT_ERR_INTERNAL, "Conv on %s: a %s input or output needs --amp of that type (and an output, no bias)",
+        return ot_fail(c->err, OT_ERR_INTERNAL, "Conv on %s: a %s input or output needs --amp of that type (an output: no bias)",
                        c->p->be->name, ot_dtype_name(bad));
     }
     /* this node's CPU convolution uses at most the workspace raised so far: the float output and the copies go

@@ -40,10 +40,11 @@
  * (core/config.h channels_last) the copies are NHWC (weights KRSC), the
  * transpose riding on the same passes, and the half descriptors say so, so
  * cuDNN's tensor-core kernels need no layout change of their own. The float
- * tensors the rest of the plan sees stay NCHW either way. An output the
- * planner stores in half precision (core/runtime/passes.c
- * ot_pass_half_act: it feeds only BatchNorm) is written by cuDNN
- * directly, with no conversion pass.
+ * tensors the rest of the plan sees stay NCHW either way. Activations the
+ * planner stores in half precision (core/runtime/passes.h ot_pass_half_act:
+ * an output only BatchNorm reads, an input that is a SiLU's output only
+ * convolutions read) are cuDNN's own tensors, with no conversion pass (NHWC:
+ * moved into or out of the copies).
  *
  * Handle: one cudnnHandle_t per GPU and host thread, created on first use (by
  * prepare, normally) and kept for the life of the process, like the backends;
