@@ -178,7 +178,6 @@ ot_status ot_autograd_create_on(ot_backend *be, const ot_graph *g, const ot_shap
     for (int v = 0; v < nv; v++) a->requires_grad[v] = a->kind[v] == OT_VAR_PARAM;
     if (input_grads) for (int i = 0; i < g->n_inputs; i++) a->requires_grad[g->inputs[i]] = 1;
     int ns = p->n_steps;
-    const int conv_op = ot_op_lookup("Conv", ""), mul_op = ot_op_lookup("Mul", "");
     tfwd = malloc(sizeof(int) * (size_t)(g->n_nodes ? g->n_nodes : 1)); /* node -> forward step */
     a->bsteps = malloc(sizeof(int) * (size_t)(ns ? ns : 1));
     if (!tfwd || !a->bsteps) { st = ot_fail(err, OT_ERR_NOMEM, "out of memory"); goto fail; }
@@ -189,10 +188,10 @@ ot_status ot_autograd_create_on(ot_backend *be, const ot_graph *g, const ot_shap
         bool rg = false;
         for (int k = 0; k < n->n_in; k++) if (n->in[k] >= 0 && a->requires_grad[n->in[k]]) rg = true;
         if (!rg) continue;
-        for (int k = 0; k < n->n_out; k++) /* float outputs; those stored in half (--amp, passes.h) have float gradients */
+        for (int k = 0; k < n->n_out; k++) /* float outputs, and on the CUDA device those the planner stores in half
+                                            * (--amp, core/runtime/passes.h ot_pass_half_act): their gradients are float */
             if (n->out[k] >= 0 && (p->dtype[n->out[k]] == OT_F32 ||
-                                   ((n->op == conv_op || n->op == mul_op) &&
-                                    (p->dtype[n->out[k]] == OT_F16 || p->dtype[n->out[k]] == OT_BF16))))
+                                   (p->be->kind == OT_DEV_CUDA && (p->dtype[n->out[k]] == OT_F16 || p->dtype[n->out[k]] == OT_BF16))))
                 a->requires_grad[n->out[k]] = 1;
         const ot_op_impl *im = ot_op_impl_get(n->op, p->be->kind);
         if (!im || !im->backward) {

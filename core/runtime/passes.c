@@ -60,16 +60,17 @@ ot_status ot_pass_half_act(ot_plan *p, ot_error *err) {
     if (!(p->flags & OT_PLAN_TRAIN) || !p->be || p->be->kind != OT_DEV_CUDA || !cf->amp || !cf->half_act) return OT_OK;
     const ot_graph *g = p->g;
     const int conv = ot_op_lookup("Conv", ""), bn = ot_op_lookup("BatchNormalization", ""), mul = ot_op_lookup("Mul", "");
+    const int concat = ot_op_lookup("Concat", "");
     const ot_dtype half = cf->amp == 2 ? OT_BF16 : OT_F16;
     for (int ni = 0; ni < g->n_nodes; ni++) {
         const ot_node *n = &g->nodes[ni];
-        if ((n->op != conv && n->op != mul) || n->n_out < 1 || !is_step(p, ni)) continue;
+        if ((n->op != conv && n->op != mul && n->op != concat) || n->n_out < 1 || !is_step(p, ni)) continue;
         const int y = n->out[0];
         if (y < 0 || p->dtype[y] != OT_F32 || p->is_const[y] || (g->values[y].flags & OT_V_OUTPUT)) continue;
         if (n->op == conv) { /* a bias is added to the float output (the Detect head) */
             if (n->n_in > 2 && n->in[2] >= 0) continue;
             if (only_read_as_x_of(p, y, bn)) p->dtype[y] = half;
-        } else if (ot_mul_is_silu(p->params[ni]) && only_read_as_x_of(p, y, conv))
+        } else if ((n->op == concat || ot_mul_is_silu(p->params[ni])) && only_read_as_x_of(p, y, conv))
             p->dtype[y] = half;
     }
     return OT_OK;

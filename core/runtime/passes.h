@@ -22,8 +22,8 @@ ot_status ot_pass_fuse_silu(ot_plan *p, ot_error *err);
  * - the output of an unbiased Conv step whose only readers are training
  *   BatchNormalization steps (as x): cuDNN writes it directly and BatchNorm
  *   reads it (batchnorm.cu's xt);
- * - the output of a fused SiLU (Mul) step whose only readers are Conv steps
- *   (as x): the SiLU kernel rounds it as it stores it, cuDNN reads it
+ * - the output of a fused SiLU (Mul) or a Concat step whose only readers are
+ *   Conv steps (as x): the kernel rounds it as it stores it, cuDNN reads it
  *   directly (no input conversion pass).
  * Their gradients stay float. The AMP convolution rounds its input and
  * output to that precision anyway, so the step's bits do not change; memory

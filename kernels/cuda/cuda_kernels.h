@@ -262,6 +262,9 @@ void ot_cuda_concat_fwd(float *y, const float *const *x, const int64_t *c, int n
 /* dx[i] = its slice of dy (copied), or += when accumulate[i] (accumulate NULL:
  * all written); dx[i] NULL: skipped. One launch per input, in order, so an
  * input listed twice (same dx, accumulate 1) gets its slices added in order. */
+/* The forward into a half-precision y: each value rounded to half (bf16 0) or bfloat16 (1) as it is stored. */
+void ot_cuda_concat_fwd_half(uint16_t *y, const float *const *x, const int64_t *c, int n, int64_t outer, int64_t inner,
+                             int bf16, void *stream);
 void ot_cuda_concat_bwd(float *const *dx, const float *dy, const int64_t *c, int n, int64_t outer, int64_t inner,
                         const int *accumulate, void *stream);
 /* MaxPool 2D (pool.c) on planes = N*C planes of h x w, kernel kh x kw, stride

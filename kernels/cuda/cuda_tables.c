@@ -148,7 +148,10 @@ static ot_status concat_fwd(ot_kctx *c) {
     if (!x || !ch) { free(x); free(ch); return ot_fail(c->err, OT_ERR_NOMEM, "out of memory"); }
     for (int i = 0; i < n; i++) { x[i] = ot_inf(c, i); ch[i] = ot_ishape(c, i)->d[cp->axis]; }
     concat_geom g = concat_of(c);
-    ot_cuda_concat_fwd(ot_outf(c, 0), x, ch, n, g.outer, g.inner, S(c));
+    const ot_dtype yt = c->p->dtype[c->n->out[0]]; /* half under --amp (core/runtime/passes.h ot_pass_half_act) */
+    if (yt == OT_F16 || yt == OT_BF16)
+        ot_cuda_concat_fwd_half(c->p->data[c->n->out[0]], x, ch, n, g.outer, g.inner, yt == OT_BF16, S(c));
+    else ot_cuda_concat_fwd(ot_outf(c, 0), x, ch, n, g.outer, g.inner, S(c));
     free(x); free(ch);
     return OT_OK;
 }
