@@ -137,4 +137,24 @@ static inline void dget(float *dst, const float *d, int64_t n) {
     if (n) ot_be_download(ot_backend_cpu_guard(), dst, d, sizeof(float) * (size_t)n);
 }
 static inline void dfree(float *base) { ot_be_free(ot_backend_cpu_guard(), base); }
+
+/* A kernel's half-precision output (--amp, core/runtime/passes.h ot_pass_half_act): run(ctx, y, bf16) writes the
+ * n values into the device buffer y as half (bf16 0) or bfloat16 (1); they must be the bits amp.cu's conversion
+ * gives for `want`, the same kernel's float output on the device. Both types are checked. */
+static inline void cg_check_half_out(void (*run)(void *ctx, uint16_t *y, int bf16), void *ctx, const float *want, int64_t n,
+                                     const char *what) {
+    ot_backend *G = ot_backend_cpu_guard();
+    for (int bf = 0; bf <= 1; bf++) {
+        uint16_t *dh = ot_be_alloc(G, 2 * (size_t)n), *dr = ot_be_alloc(G, 2 * (size_t)n);
+        run(ctx, dh, bf);
+        if (bf) ot_cuda_f32_to_bf16(dr, want, n, NULL);
+        else ot_cuda_f32_to_f16(dr, want, n, NULL);
+        uint16_t *hh = malloc(2 * (size_t)n), *hr = malloc(2 * (size_t)n);
+        ot_be_download(G, hh, dh, 2 * (size_t)n);
+        ot_be_download(G, hr, dr, 2 * (size_t)n);
+        ck_assert_msg(memcmp(hh, hr, 2 * (size_t)n) == 0, "%s (bf16 %d): not the float result converted", what, bf);
+        free(hh); free(hr);
+        ot_be_free(G, dh); ot_be_free(G, dr);
+    }
+}
 #endif

@@ -9,6 +9,12 @@
  * half-precision output (--amp) is the float forward converted. */
 #include "cudaemu_graph.h"
 
+typedef struct half_run_ctx { float **x; const int64_t *c; int n; int64_t outer, inner; } half_run_ctx;
+static void concat_half_run(void *ctx, uint16_t *y, int bf16) {
+    const half_run_ctx *h = ctx;
+    ot_cuda_concat_fwd_half(y, (const float *const *)h->x, h->c, h->n, h->outer, h->inner, bf16, NULL);
+}
+
 /* n inputs with channels c[i] (dup: input n-1 is input 0 again). */
 static void check_concat(int n, const int64_t *c, int64_t N, int64_t H, int64_t W, bool dup, uint64_t seed) {
     int nu = dup ? n - 1 : n;   /* distinct graph inputs */
@@ -42,20 +48,8 @@ static void check_concat(int n, const int64_t *c, int64_t N, int64_t H, int64_t 
         ot_cuda_concat_fwd(dyy, (const float *const *)dx, c, n, N, inner, NULL);
         dget(y, dyy, ny);
         CK_SAME(y, yref, ny, "concat forward n %d N %lld HW %lldx%lld off %d", n, (long long)N, (long long)H, (long long)W, off);
-        for (int bf = 0; bf <= 1; bf++) { /* into a half-precision y (--amp): the float result converted by amp.cu */
-            ot_backend *G = ot_backend_cpu_guard();
-            uint16_t *dh = ot_be_alloc(G, 2 * (size_t)ny), *dr = ot_be_alloc(G, 2 * (size_t)ny);
-            ot_cuda_concat_fwd_half(dh, (const float *const *)dx, c, n, N, inner, bf, NULL);
-            if (bf) ot_cuda_f32_to_bf16(dr, dyy, ny, NULL);
-            else ot_cuda_f32_to_f16(dr, dyy, ny, NULL);
-            uint16_t *hh = malloc(2 * (size_t)ny), *hr = malloc(2 * (size_t)ny);
-            ot_be_download(G, hh, dh, 2 * (size_t)ny);
-            ot_be_download(G, hr, dr, 2 * (size_t)ny);
-            ck_assert_msg(memcmp(hh, hr, 2 * (size_t)ny) == 0, "concat half (bf16 %d) n %d N %lld: not the float result converted", bf,
-                          n, (long long)N);
-            free(hh); free(hr);
-            ot_be_free(G, dh); ot_be_free(G, dr);
-        }
+        half_run_ctx hc = {dx, c, n, N, inner}; /* into a half-precision y (--amp) */
+        cg_check_half_out(concat_half_run, &hc, dyy, ny, "concat half");
         int acc[8] = {0};
         if (dup) acc[n - 1] = 1;   /* the second writer of input 0 adds */
         ot_cuda_concat_bwd(dg, ddy, c, n, N, inner, acc, NULL);
