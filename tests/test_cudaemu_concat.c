@@ -6,13 +6,28 @@
  * (float4 path where sizes allow) and one float off (scalar path). BIT FOR BIT:
  * the kernels copy, and the accumulating backward is one float add per element
  * in the CPU's order (input order for a repeated input). The forward into a
- * half-precision output (--amp) is the float forward converted. */
+ * half-precision output (--amp) is the float forward converted, with every
+ * input float or input 0 already half. */
 #include "cudaemu_graph.h"
 
-typedef struct half_run_ctx { float **x; const int64_t *c; int n; int64_t outer, inner; } half_run_ctx;
+typedef struct half_run_ctx { float **x; const int64_t *c; int n; int64_t outer, inner; int mixed; } half_run_ctx;
+/* mixed: input 0 given in half precision (converted first), the others float */
 static void concat_half_run(void *ctx, uint16_t *y, int bf16) {
     const half_run_ctx *h = ctx;
-    ot_cuda_concat_fwd_half(y, (const float *const *)h->x, h->c, h->n, h->outer, h->inner, bf16, NULL);
+    const void *x[8];
+    int xt[8] = {0};
+    for (int i = 0; i < h->n; i++) x[i] = h->x[i];
+    uint16_t *x0 = NULL;
+    if (h->mixed) {
+        const int64_t n0 = h->outer * h->c[0] * h->inner;
+        x0 = ot_be_alloc(ot_backend_cpu_guard(), 2 * (size_t)(n0 ? n0 : 1));
+        if (bf16) ot_cuda_f32_to_bf16(x0, h->x[0], n0, NULL);
+        else ot_cuda_f32_to_f16(x0, h->x[0], n0, NULL);
+        for (int i = 0; i < h->n; i++)
+            if (h->x[i] == h->x[0]) { x[i] = x0; xt[i] = 1; } /* a repeated input 0 too */
+    }
+    ot_cuda_concat_fwd_half(y, x, xt, h->c, h->n, h->outer, h->inner, bf16, NULL);
+    if (x0) ot_be_free(ot_backend_cpu_guard(), x0);
 }
 
 /* n inputs with channels c[i] (dup: input n-1 is input 0 again). */
@@ -48,8 +63,10 @@ static void check_concat(int n, const int64_t *c, int64_t N, int64_t H, int64_t 
         ot_cuda_concat_fwd(dyy, (const float *const *)dx, c, n, N, inner, NULL);
         dget(y, dyy, ny);
         CK_SAME(y, yref, ny, "concat forward n %d N %lld HW %lldx%lld off %d", n, (long long)N, (long long)H, (long long)W, off);
-        half_run_ctx hc = {dx, c, n, N, inner}; /* into a half-precision y (--amp) */
-        cg_check_half_out(concat_half_run, &hc, dyy, ny, "concat half");
+        for (int mixed = 0; mixed <= 1; mixed++) { /* into a half-precision y (--amp); input 0 float, then half */
+            half_run_ctx hc = {dx, c, n, N, inner, mixed};
+            cg_check_half_out(concat_half_run, &hc, dyy, ny, mixed ? "concat half (input 0 half)" : "concat half");
+        }
         int acc[8] = {0};
         if (dup) acc[n - 1] = 1;   /* the second writer of input 0 adds */
         ot_cuda_concat_bwd(dg, ddy, c, n, N, inner, acc, NULL);

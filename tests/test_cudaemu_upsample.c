@@ -65,6 +65,21 @@ static ot_graph *resize_graph(bool yolo) {
 }
 
 /* One case: CPU reference by the autograd, then the kernels at float offset off. */
+typedef struct up_half_ctx { const float *x; int xt; int64_t nc, h, w; } up_half_ctx;
+/* xt 1: x converted to y's half type first */
+static void up_half_run(void *ctx, uint16_t *y, int bf16) {
+    const up_half_ctx *u = ctx;
+    const int64_t n = u->nc * u->h * u->w;
+    uint16_t *xh = NULL;
+    if (u->xt) {
+        xh = ot_be_alloc(ot_backend_cpu_guard(), 2 * (size_t)(n ? n : 1));
+        if (bf16) ot_cuda_f32_to_bf16(xh, u->x, n, NULL);
+        else ot_cuda_f32_to_f16(xh, u->x, n, NULL);
+    }
+    ot_cuda_upsample2x_fwd_half(y, xh ? (const void *)xh : (const void *)u->x, u->xt, u->nc, u->h, u->w, bf16, NULL);
+    if (xh) ot_be_free(ot_backend_cpu_guard(), xh);
+}
+
 static void check_case(int64_t nc, int64_t h, int64_t w, bool yolo, uint64_t seed) {
     int64_t n_in = nc * h * w, n_out = 4 * n_in;
     float *x = malloc(sizeof(float) * (size_t)n_in), *dy = malloc(sizeof(float) * (size_t)n_out);
@@ -98,6 +113,11 @@ static void check_case(int64_t nc, int64_t h, int64_t w, bool yolo, uint64_t see
         ot_be_memset(G, gdx, 0xff, sizeof(float) * (size_t)(n_in + 1));
         ot_cuda_upsample2x_fwd(gy + off, gx + off, nc, h, w, NULL);
         ot_cuda_upsample2x_bwd(gdx + off, gdy + off, nc, h, w, 0, NULL);
+        if (off == 0) /* into a half-precision y (--amp): the float forward converted, from x float or already half */
+            for (int xt = 0; xt <= 1; xt++) {
+                up_half_ctx hc = {gx, xt, nc, h, w};
+                cg_check_half_out(up_half_run, &hc, gy, n_out, xt ? "upsample half (x half)" : "upsample half");
+            }
         ot_be_download(G, y, gy + off, sizeof(float) * (size_t)n_out);
         ot_be_download(G, dx, gdx + off, sizeof(float) * (size_t)n_in);
         int i = first_diff(y, yref, n_out);

@@ -41,16 +41,29 @@ ot_status ot_pass_fuse_silu(ot_plan *p, ot_error *err) {
     return OT_OK;
 }
 
-/* True when v is read only as input 0 of `op` steps (at least once). */
-static bool only_read_as_x_of(const ot_plan *p, int v, int op) {
+/* The ops ot_pass_half_act knows. */
+typedef struct half_ops { int conv, bn, mul, concat, resize, upsample; } half_ops;
+
+static bool stored_half(const ot_plan *p, int v) { return v >= 0 && (p->dtype[v] == OT_F16 || p->dtype[v] == OT_BF16); }
+
+/* True when every reader of v (at least one) takes it in half precision without a change in any result: a Conv
+ * (as x: it rounds its input to half anyway), a Concat or a nearest Resize / Upsample (as x) whose output is
+ * already decided half (they copy), and, with bn (v is a convolution's output, which the convolution rounded),
+ * a BatchNormalization (as x). Readers are later steps, decided before v when the nodes are walked backwards. */
+static bool readers_take_half(const ot_plan *p, const half_ops *o, int v, bool bn) {
     const ot_graph *g = p->g;
     int uses = 0;
-    for (int j = 0; j < g->n_nodes; j++)
-        for (int k = 0; k < g->nodes[j].n_in; k++) {
-            if (g->nodes[j].in[k] != v) continue;
-            if (g->nodes[j].op != op || k != 0 || !is_step(p, j)) return false;
+    for (int j = 0; j < g->n_nodes; j++) {
+        const ot_node *r = &g->nodes[j];
+        for (int k = 0; k < r->n_in; k++) {
+            if (r->in[k] != v) continue;
+            if (!is_step(p, j)) return false;
+            const bool copies = r->op == o->concat || (k == 0 && (r->op == o->resize || r->op == o->upsample));
+            if (!((k == 0 && r->op == o->conv) || (bn && k == 0 && r->op == o->bn) || (copies && r->n_out > 0 && stored_half(p, r->out[0]))))
+                return false;
             uses++;
         }
+    }
     return uses > 0;
 }
 
@@ -59,19 +72,19 @@ ot_status ot_pass_half_act(ot_plan *p, ot_error *err) {
     const ot_config *cf = ot_config_get();
     if (!(p->flags & OT_PLAN_TRAIN) || !p->be || p->be->kind != OT_DEV_CUDA || !cf->amp || !cf->half_act) return OT_OK;
     const ot_graph *g = p->g;
-    const int conv = ot_op_lookup("Conv", ""), bn = ot_op_lookup("BatchNormalization", ""), mul = ot_op_lookup("Mul", "");
-    const int concat = ot_op_lookup("Concat", "");
+    const half_ops o = {ot_op_lookup("Conv", ""), ot_op_lookup("BatchNormalization", ""), ot_op_lookup("Mul", ""),
+                        ot_op_lookup("Concat", ""), ot_op_lookup("Resize", ""), ot_op_lookup("Upsample", "")};
     const ot_dtype half = cf->amp == 2 ? OT_BF16 : OT_F16;
-    for (int ni = 0; ni < g->n_nodes; ni++) {
+    for (int ni = g->n_nodes - 1; ni >= 0; ni--) { /* topological order backwards: readers first */
         const ot_node *n = &g->nodes[ni];
-        if ((n->op != conv && n->op != mul && n->op != concat) || n->n_out < 1 || !is_step(p, ni)) continue;
+        if (n->n_out < 1 || !is_step(p, ni)) continue;
         const int y = n->out[0];
         if (y < 0 || p->dtype[y] != OT_F32 || p->is_const[y] || (g->values[y].flags & OT_V_OUTPUT)) continue;
-        if (n->op == conv) { /* a bias is added to the float output (the Detect head) */
-            if (n->n_in > 2 && n->in[2] >= 0) continue;
-            if (only_read_as_x_of(p, y, bn)) p->dtype[y] = half;
-        } else if ((n->op == concat || ot_mul_is_silu(p->params[ni])) && only_read_as_x_of(p, y, conv))
-            p->dtype[y] = half;
+        bool writes_half; /* the producers whose kernels can store half */
+        if (n->op == o.conv) writes_half = !(n->n_in > 2 && n->in[2] >= 0); /* a bias is added in float (Detect) */
+        else if (n->op == o.mul) writes_half = ot_mul_is_silu(p->params[ni]);
+        else writes_half = n->op == o.concat || n->op == o.resize || n->op == o.upsample;
+        if (writes_half && readers_take_half(p, &o, y, n->op == o.conv)) p->dtype[y] = half;
     }
     return OT_OK;
 }

@@ -17,17 +17,18 @@ ot_status ot_plan_passes(ot_plan *p, ot_error *err);
 ot_status ot_pass_fuse_silu(ot_plan *p, ot_error *err);
 
 /* Half-precision activations under --amp (core/config.h amp, half_act): in a
- * training plan on the CUDA device these values are stored as float16 (amp
- * fp16) or bfloat16 (amp bf16), two bytes in the arena:
- * - the output of an unbiased Conv step whose only readers are training
- *   BatchNormalization steps (as x): cuDNN writes it directly and BatchNorm
- *   reads it (batchnorm.cu's xt);
- * - the output of a fused SiLU (Mul) or a Concat step whose only readers are
- *   Conv steps (as x): the kernel rounds it as it stores it, cuDNN reads it
- *   directly (no input conversion pass).
- * Their gradients stay float. The AMP convolution rounds its input and
- * output to that precision anyway, so the step's bits do not change; memory
- * and traffic do. ONNXT_HALF_ACTIVATIONS=0 keeps every activation float. */
+ * training plan on the CUDA device, a value is stored as float16 (amp fp16)
+ * or bfloat16 (amp bf16), two bytes in the arena, when its producer can write
+ * half (an unbiased Conv: cuDNN; a fused SiLU, a Concat, a nearest Resize /
+ * Upsample: rounding as they store) and every reader takes it without a
+ * change in any result: Conv steps (as x: the AMP convolution rounds its
+ * input to that precision anyway; cuDNN reads it directly), Concat and
+ * Resize / Upsample steps whose own output is half (they copy), and, for a
+ * convolution's output (already rounded by the convolution), training
+ * BatchNormalization steps (batchnorm.cu's xt). Decided readers first (the
+ * nodes backwards). Gradients stay float. So the step's bits do not change;
+ * memory and traffic do. ONNXT_HALF_ACTIVATIONS=0 keeps every activation
+ * float. */
 ot_status ot_pass_half_act(ot_plan *p, ot_error *err);
 
 #endif

@@ -62,19 +62,24 @@ extern "C" void ot_cuda_concat_fwd(float *y, const float *const *x, const int64_
 }
 
 /* The forward into a half-precision output (--amp: a Concat only convolutions read, core/runtime/passes.h
- * ot_pass_half_act): dst[r * ds + k] = src[r * ss + k] rounded to half (bf16 0) or bfloat16 (1). */
-__global__ void cc_rows_half(void *__restrict__ dst, int64_t ds, const float *__restrict__ src, int64_t ss, int64_t len,
-                             int64_t rows, int bf16) {
+ * ot_pass_half_act): dst[r * ds + k] = src[r * ss + k], a float rounded to half (bf16 0) or bfloat16 (1) as it is
+ * stored (xt 0) or a value of that type copied (xt 1). */
+__global__ void cc_rows_half(void *__restrict__ dst, int64_t ds, const void *__restrict__ src, int64_t ss, int64_t len,
+                             int64_t rows, int xt, int bf16) {
     int64_t items = rows * len;
     for (int64_t it = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; it < items; it += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = it / len, k = it - r * len;
-        const float v = src[r * ss + k];
+        if (xt) {
+            static_cast<uint16_t *>(dst)[r * ds + k] = static_cast<const uint16_t *>(src)[r * ss + k];
+            continue;
+        }
+        const float v = static_cast<const float *>(src)[r * ss + k];
         if (bf16) static_cast<__nv_bfloat16 *>(dst)[r * ds + k] = __float2bfloat16_rn(v);
         else static_cast<__half *>(dst)[r * ds + k] = __float2half_rn(v);
     }
 }
 
-extern "C" void ot_cuda_concat_fwd_half(uint16_t *y, const float *const *x, const int64_t *c, int n, int64_t outer,
+extern "C" void ot_cuda_concat_fwd_half(uint16_t *y, const void *const *x, const int *xt, const int64_t *c, int n, int64_t outer,
                                         int64_t inner, int bf16, void *stream) {
     int64_t total = 0;
     for (int i = 0; i < n; i++) total += c[i];
@@ -83,7 +88,7 @@ extern "C" void ot_cuda_concat_fwd_half(uint16_t *y, const float *const *x, cons
         int64_t blk = c[i] * inner, b = (outer * blk + CC_BLOCK - 1) / CC_BLOCK;
         if (blk > 0 && outer > 0)
             OT_LAUNCH(cc_rows_half, (unsigned)(b < 65536 ? b : 65536), CC_BLOCK, 0, stream, static_cast<void *>(y + off), orow,
-                      x[i], blk, blk, outer, bf16);
+                      x[i], blk, blk, outer, xt ? xt[i] : 0, bf16);
         off += blk;
     }
 }

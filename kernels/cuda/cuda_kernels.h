@@ -24,6 +24,9 @@ void ot_cuda_upsample2x_fwd(float *y, const float *x, int64_t nc, int64_t h, int
  * added as (dx + (dy[2i][2j] + dy[2i][2j+1])) + (dy[2i+1][2j] + dy[2i+1][2j+1]),
  * the CPU's order when dx already holds another consumer's gradient. No atomics. */
 void ot_cuda_upsample2x_bwd(float *dx, const float *dy, int64_t nc, int64_t h, int64_t w, int accumulate, void *stream);
+/* The forward into a half-precision y (half, bf16 0, or bfloat16, 1): x float (xt 0, rounded as stored) or of y's
+ * type (xt 1, copied). */
+void ot_cuda_upsample2x_fwd_half(uint16_t *y, const void *x, int xt, int64_t nc, int64_t h, int64_t w, int bf16, void *stream);
 
 /* ---- amp.cu: mixed precision (--amp) ----
  * Conversions: y[i] = x[i] as IEEE binary16 / bfloat16 (round to nearest even,
@@ -262,9 +265,10 @@ void ot_cuda_concat_fwd(float *y, const float *const *x, const int64_t *c, int n
 /* dx[i] = its slice of dy (copied), or += when accumulate[i] (accumulate NULL:
  * all written); dx[i] NULL: skipped. One launch per input, in order, so an
  * input listed twice (same dx, accumulate 1) gets its slices added in order. */
-/* The forward into a half-precision y: each value rounded to half (bf16 0) or bfloat16 (1) as it is stored. */
-void ot_cuda_concat_fwd_half(uint16_t *y, const float *const *x, const int64_t *c, int n, int64_t outer, int64_t inner,
-                             int bf16, void *stream);
+/* The forward into a half-precision y (half, bf16 0, or bfloat16, 1): input i float (xt[i] 0, each value rounded
+ * as it is stored) or of y's type (xt[i] 1, copied); xt NULL: all float. */
+void ot_cuda_concat_fwd_half(uint16_t *y, const void *const *x, const int *xt, const int64_t *c, int n, int64_t outer,
+                             int64_t inner, int bf16, void *stream);
 void ot_cuda_concat_bwd(float *const *dx, const float *dy, const int64_t *c, int n, int64_t outer, int64_t inner,
                         const int *accumulate, void *stream);
 /* MaxPool 2D (pool.c) on planes = N*C planes of h x w, kernel kh x kw, stride

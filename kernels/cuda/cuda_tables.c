@@ -136,8 +136,13 @@ static concat_geom concat_of(const ot_kctx *c) {
     for (int a = cp->axis + 1; a < y->rank; a++) g.inner *= y->d[a];
     return g;
 }
+/* A value stored in half precision under --amp (core/runtime/passes.h ot_pass_half_act): 0 float, 1 half, 2 bfloat16. */
+static int half_kind(const ot_kctx *c, int vid) { return c->p->dtype[vid] == OT_F16 ? 1 : c->p->dtype[vid] == OT_BF16 ? 2 : 0; }
+
 static ot_status concat_prepare(ot_kctx *c) {
-    for (int i = 0; i < c->n->n_in; i++) OT_TRY(need_f32(c, i));
+    const int yk = half_kind(c, c->n->out[0]);
+    for (int i = 0; i < c->n->n_in; i++) /* into a half y, inputs of its type too */
+        if (!(yk && half_kind(c, c->n->in[i]) == yk)) OT_TRY(need_f32(c, i));
     return OT_OK;
 }
 static ot_status concat_fwd(ot_kctx *c) {
@@ -145,14 +150,18 @@ static ot_status concat_fwd(ot_kctx *c) {
     int n = c->n->n_in;
     const float **x = malloc(sizeof *x * (size_t)n);
     int64_t *ch = malloc(sizeof *ch * (size_t)n);
-    if (!x || !ch) { free(x); free(ch); return ot_fail(c->err, OT_ERR_NOMEM, "out of memory"); }
-    for (int i = 0; i < n; i++) { x[i] = ot_inf(c, i); ch[i] = ot_ishape(c, i)->d[cp->axis]; }
+    int *xt = malloc(sizeof *xt * (size_t)n);
+    if (!x || !ch || !xt) { free(x); free(ch); free(xt); return ot_fail(c->err, OT_ERR_NOMEM, "out of memory"); }
+    for (int i = 0; i < n; i++) {
+        x[i] = ot_inf(c, i);
+        ch[i] = ot_ishape(c, i)->d[cp->axis];
+        xt[i] = half_kind(c, c->n->in[i]) != 0;
+    }
     concat_geom g = concat_of(c);
-    const ot_dtype yt = c->p->dtype[c->n->out[0]]; /* half under --amp (core/runtime/passes.h ot_pass_half_act) */
-    if (yt == OT_F16 || yt == OT_BF16)
-        ot_cuda_concat_fwd_half(c->p->data[c->n->out[0]], x, ch, n, g.outer, g.inner, yt == OT_BF16, S(c));
+    const int yk = half_kind(c, c->n->out[0]);
+    if (yk) ot_cuda_concat_fwd_half(c->p->data[c->n->out[0]], (const void *const *)x, xt, ch, n, g.outer, g.inner, yk == 2, S(c));
     else ot_cuda_concat_fwd(ot_outf(c, 0), x, ch, n, g.outer, g.inner, S(c));
-    free(x); free(ch);
+    free(x); free(ch); free(xt);
     return OT_OK;
 }
 static ot_status concat_bwd(ot_kctx *c) {
@@ -213,6 +222,9 @@ static const ot_op_impl maxpool_row = {.prepare = maxpool_prepare, .forward = ma
 /* ---- Resize / Upsample: nearest with an exact factor 2 on H and W ---- */
 static ot_status resize_prepare(ot_kctx *c) {
     const rs_params *p = c->params;
+    const int yk = half_kind(c, c->n->out[0]), xk = half_kind(c, c->n->in[0]);
+    if (xk && xk != yk) /* the planner gives x half storage only under a half y (core/runtime/passes.h) */
+        return ot_fail(c->err, OT_ERR_INTERNAL, "a %s input needs an output of its type", ot_dtype_name(c->p->dtype[c->n->in[0]]));
     int r = p->rank;
     bool ok = r == 4 && p->es == sizeof(float) && p->factor[0] == 1 && p->factor[1] == 1 && p->factor[2] == 2 &&
               p->factor[3] == 2;
@@ -227,7 +239,11 @@ static ot_status resize_prepare(ot_kctx *c) {
 }
 static ot_status resize_fwd(ot_kctx *c) {
     const rs_params *p = c->params;
-    ot_cuda_upsample2x_fwd(ot_outf(c, 0), ot_inf(c, 0), p->in[0] * p->in[1], p->in[2], p->in[3], S(c));
+    const int yk = half_kind(c, c->n->out[0]), xk = half_kind(c, c->n->in[0]);
+    if (yk) /* a half y (--amp): x float or of y's type */
+        ot_cuda_upsample2x_fwd_half(c->p->data[c->n->out[0]], ot_inf(c, 0), xk != 0, p->in[0] * p->in[1], p->in[2], p->in[3], yk == 2,
+                                    S(c));
+    else ot_cuda_upsample2x_fwd(ot_outf(c, 0), ot_inf(c, 0), p->in[0] * p->in[1], p->in[2], p->in[3], S(c));
     return OT_OK;
 }
 static ot_status resize_bwd(ot_kctx *c) {
@@ -254,7 +270,7 @@ static size_t bn_stats_bytes(const bn_params *p) { return sizeof(double) * (size
 
 /* x's type for the training kernels: 0 float, 1 half, 2 bfloat16 (a convolution's output stored in half precision
  * under --amp, core/runtime/passes.c's ot_pass_half_act). */
-static int bn_xt(ot_kctx *c) { return ot_idtype(c, 0) == OT_F16 ? 1 : ot_idtype(c, 0) == OT_BF16 ? 2 : 0; }
+static int bn_xt(ot_kctx *c) { return half_kind(c, c->n->in[0]); }
 
 static ot_status bn_prepare(ot_kctx *c) {
     const bn_params *p = c->params;

@@ -113,6 +113,31 @@ extern "C" void ot_cuda_upsample2x_fwd(float *y, const float *x, int64_t nc, int
     OT_LAUNCH(upsample2x_fwd, up_grid(items), UP_BLOCK, 0, stream, y, x, rows, w, vec);
 }
 
+template <typename T>
+OT_DEVFN void up_put4(T *y, int64_t o, int64_t w, T v) {
+    y[o] = v; y[o + 1] = v; y[o + 2 * w] = v; y[o + 2 * w + 1] = v;
+}
+
+/* The forward into a half-precision y (--amp, core/runtime/passes.h ot_pass_half_act): x float (xt 0, each value
+ * rounded to half (bf16 0) or bfloat16 (1) as it is stored) or already of that type (xt 1, its 16 bits copied). One
+ * thread per input element, its four outputs. */
+__global__ void upsample2x_fwd_half(void *__restrict__ y, const void *__restrict__ x, int64_t rows, int64_t w, int xt, int bf16) {
+    const int64_t items = rows * w;
+    for (int64_t it = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; it < items; it += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = it / w, j = it - r * w, o = 4 * r * w + 2 * j; /* top-left output; the row below at + 2w */
+        if (xt) up_put4(static_cast<uint16_t *>(y), o, w, static_cast<const uint16_t *>(x)[it]);
+        else if (bf16) up_put4(static_cast<__nv_bfloat16 *>(y), o, w, __float2bfloat16_rn(static_cast<const float *>(x)[it]));
+        else up_put4(static_cast<__half *>(y), o, w, __float2half_rn(static_cast<const float *>(x)[it]));
+    }
+}
+
+extern "C" void ot_cuda_upsample2x_fwd_half(uint16_t *y, const void *x, int xt, int64_t nc, int64_t h, int64_t w, int bf16,
+                                            void *stream) {
+    const int64_t rows = nc * h, items = rows * w;
+    if (items <= 0) return;
+    OT_LAUNCH(upsample2x_fwd_half, up_grid(items), UP_BLOCK, 0, stream, static_cast<void *>(y), x, rows, w, xt, bf16);
+}
+
 extern "C" void ot_cuda_upsample2x_bwd(float *dx, const float *dy, int64_t nc, int64_t h, int64_t w, int accumulate,
                                        void *stream) {
     int64_t rows = nc * h, items = rows * ((w + 1) / 2);
